@@ -1,0 +1,145 @@
+//! The on-disk cache of indexes (outer-archive gzip access points now; layer indexes later).
+//!
+//! Entries are keyed by content (a digest) or, for a local compressed archive whose digest we
+//! cannot know without reading it all, by its identity (path, size, mtime, inode). Each file is
+//! `magic | version | payload length | sha256(payload) | payload`, written to a temporary file
+//! and renamed into place, so a reader sees the old entry or the new one, never a torn one. A
+//! file that fails any check is ignored and rebuilt: the cache is never trusted.
+
+use sha2::{Digest as _, Sha256};
+use std::fs;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+/// Identifies imgfs cache files.
+const MAGIC: &[u8; 8] = b"IMGFSIDX";
+/// Bump when any payload encoding changes; older entries are then rebuilt.
+/// History: 1 = first format.
+pub const CACHE_VERSION: u32 = 1;
+const HEADER_LEN: usize = 8 + 4 + 8 + 32;
+
+/// Where indexes are kept; `None` disables caching (`--no-cache`).
+#[derive(Debug, Clone)]
+pub struct Cache {
+    dir: Option<PathBuf>,
+}
+
+impl Cache {
+    /// A cache in `dir`, or no cache.
+    pub fn new(dir: Option<PathBuf>) -> Cache {
+        Cache { dir }
+    }
+
+    /// `$XDG_CACHE_HOME/imgfs`, else `~/.cache/imgfs`.
+    pub fn default_dir() -> Option<PathBuf> {
+        let base = std::env::var_os("XDG_CACHE_HOME")
+            .filter(|v| !v.is_empty())
+            .map(PathBuf::from)
+            .or_else(|| std::env::var_os("HOME").map(|h| Path::new(&h).join(".cache")))?;
+        Some(base.join("imgfs"))
+    }
+
+    /// The cache directory, if caching is on.
+    pub fn dir(&self) -> Option<&Path> {
+        self.dir.as_deref()
+    }
+
+    fn path(&self, kind: &str, key: &str) -> Option<PathBuf> {
+        Some(self.dir.as_ref()?.join(format!("{kind}-{key}")))
+    }
+
+    /// The payload stored under (kind, key), if present and intact.
+    pub fn load(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
+        let path = self.path(kind, key)?;
+        let bytes = fs::read(&path).ok()?;
+        match decode(&bytes) {
+            Some(payload) => Some(payload.to_vec()),
+            None => {
+                log::warn!("cache file {} is corrupt or from another version; rebuilding", path.display());
+                None
+            }
+        }
+    }
+
+    /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
+    /// next time, so it is a warning, not an error.
+    pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
+        let Some(path) = self.path(kind, key) else { return };
+        if let Err(e) = write_atomic(&path, &encode(payload)) {
+            log::warn!("cannot write cache file {}: {e}; continuing without it", path.display());
+        }
+    }
+}
+
+fn encode(payload: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
+    out.extend_from_slice(MAGIC);
+    out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
+    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
+    out.extend_from_slice(&Sha256::digest(payload));
+    out.extend_from_slice(payload);
+    out
+}
+
+fn decode(bytes: &[u8]) -> Option<&[u8]> {
+    let (header, payload) = bytes.split_at_checked(HEADER_LEN)?;
+    let (magic, rest) = header.split_at(8);
+    let (version, rest) = rest.split_at(4);
+    let (len, sum) = rest.split_at(8);
+    let len_ok = u64::from_le_bytes(len.try_into().ok()?) == payload.len() as u64;
+    let ok = magic == MAGIC
+        && version == CACHE_VERSION.to_le_bytes()
+        && len_ok
+        && Sha256::digest(payload).as_slice() == sum;
+    ok.then_some(payload)
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    fs::create_dir_all(dir)?;
+    let tmp = dir.join(format!(
+        ".tmp-{}-{}",
+        std::process::id(),
+        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    ));
+    let result = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip_and_every_flipped_byte_is_rejected() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()));
+        cache.store("t", "k", b"payload bytes");
+        assert_eq!(cache.load("t", "k").as_deref(), Some(&b"payload bytes"[..]));
+        let file = dir.path().join("t-k");
+        let good = fs::read(&file).unwrap();
+        for i in 0..good.len() {
+            let mut bad = good.clone();
+            bad[i] ^= 0x20;
+            fs::write(&file, &bad).unwrap();
+            assert!(cache.load("t", "k").is_none(), "flip at {i} accepted");
+        }
+        fs::write(&file, &good[..good.len() - 1]).unwrap();
+        assert!(cache.load("t", "k").is_none());
+    }
+
+    #[test]
+    fn disabled_cache_stores_nothing() {
+        let cache = Cache::new(None);
+        cache.store("t", "k", b"x");
+        assert!(cache.load("t", "k").is_none());
+    }
+}

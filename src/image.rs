@@ -1,0 +1,376 @@
+//! The image set of a source: walks `index.json` through nested indexes to manifests, configs
+//! and layers, verifying every document it loads (size and digest), and records which blobs
+//! are reachable. This is what the tree (and `imgfs inspect`) is built from.
+
+use crate::blob::ReadAt;
+use crate::digest::Digest;
+use crate::oci::{self, platform, DocKind};
+use crate::source::{parse_json, read_small, Format, RawLayout, Result, SourceError};
+use serde::Serialize;
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Nested indexes deeper than this are refused (a hostile image could nest forever).
+pub const MAX_INDEX_DEPTH: usize = 8;
+
+/// What a reachable blob is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum BlobRole {
+    /// An image index / manifest list.
+    Index,
+    /// An image manifest.
+    Manifest,
+    /// An image config.
+    Config,
+    /// A layer.
+    Layer,
+    /// Anything else a descriptor points to (artifacts).
+    Other,
+}
+
+/// A reachable blob.
+#[derive(Clone)]
+pub struct BlobInfo {
+    /// Its bytes.
+    pub data: Arc<dyn ReadAt>,
+    /// What it is.
+    pub role: BlobRole,
+    /// True when its digest was checked while opening (documents); layers are checked on read.
+    pub verified: bool,
+}
+
+/// A layer of a manifest.
+#[derive(Debug, Clone, Serialize)]
+pub struct LayerInfo {
+    /// Compressed digest.
+    pub digest: Digest,
+    /// Media type as the manifest says.
+    pub media_type: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// The config's diff_id for this layer, if it has one.
+    pub diff_id: Option<String>,
+    /// False for a foreign/non-distributable layer the source does not hold.
+    pub present: bool,
+}
+
+/// An image manifest with its config and layers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ManifestInfo {
+    /// Digest of the manifest.
+    pub digest: Digest,
+    /// Media type of the manifest.
+    pub media_type: String,
+    /// Digest of the config.
+    pub config: Digest,
+    /// `os-arch[-variant]` from the config.
+    pub platform: Option<String>,
+    /// Layers, bottom first.
+    pub layers: Vec<LayerInfo>,
+}
+
+/// A node of the ref graph: an index with named children, or a manifest.
+#[derive(Debug, Clone, Serialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum ImageNode {
+    /// An image index; children are named by platform.
+    Index {
+        /// Digest of the index.
+        digest: Digest,
+        /// (directory name, child) pairs.
+        children: Vec<(String, Arc<ImageNode>)>,
+    },
+    /// An image manifest.
+    Manifest(ManifestInfo),
+}
+
+/// Everything a mount shows, verified.
+pub struct ImageSet {
+    /// The detected source format.
+    pub format: Format,
+    /// The source's path.
+    pub path: PathBuf,
+    /// Time shown on metadata files.
+    pub mtime: SystemTime,
+    /// `oci-layout` bytes.
+    pub oci_layout: Arc<Vec<u8>>,
+    /// `index.json` bytes.
+    pub index_json: Arc<Vec<u8>>,
+    /// Top-level files from the source (docker's manifest.json, repositories).
+    pub extras: Vec<(String, Arc<dyn ReadAt>)>,
+    /// Reachable blobs.
+    pub blobs: BTreeMap<Digest, BlobInfo>,
+    /// Refs shown under `images/`, in index order.
+    pub refs: Vec<(String, Arc<ImageNode>)>,
+}
+
+struct Walker<'a> {
+    raw: &'a RawLayout,
+    blobs: BTreeMap<Digest, BlobInfo>,
+    done: HashMap<Digest, Arc<ImageNode>>,
+    visiting: Vec<Digest>,
+}
+
+impl ImageSet {
+    /// Walks and verifies a raw layout.
+    pub fn load(raw: RawLayout) -> Result<ImageSet> {
+        let index: serde_json::Value = parse_json(&raw.index_json, &raw.path, "index.json")?;
+        let entries = descriptors(&index, &raw.path, "index.json")?;
+        let mut w = Walker { raw: &raw, blobs: BTreeMap::new(), done: HashMap::new(), visiting: Vec::new() };
+        let mut refs: Vec<(String, Arc<ImageNode>)> = Vec::new();
+        for d in &entries {
+            let Some(node) = w.visit(d, 0)? else { continue };
+            let name = d.ref_name.clone().unwrap_or_else(|| d.digest.to_string());
+            if refs.iter().any(|(n, _)| *n == name) {
+                log::warn!("{}: ref {name:?} appears twice in index.json; the first wins", raw.path.display());
+                continue;
+            }
+            refs.push((name, node));
+        }
+        let blobs = w.blobs;
+        let refs = select(refs, &raw)?;
+        Ok(ImageSet {
+            format: raw.format,
+            path: raw.path.clone(),
+            mtime: raw.mtime,
+            oci_layout: Arc::new(raw.oci_layout.clone()),
+            index_json: Arc::new(raw.index_json.clone()),
+            extras: raw.extras.clone(),
+            blobs,
+            refs,
+        })
+    }
+}
+
+/// Applies the reference's selector (`REF`, `NAME:TAG` or `@N`) to the refs.
+fn select(refs: Vec<(String, Arc<ImageNode>)>, raw: &RawLayout) -> Result<Vec<(String, Arc<ImageNode>)>> {
+    let Some(sel) = raw.selector.as_deref() else { return Ok(refs) };
+    let available = || refs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
+    let found = match sel.strip_prefix('@').map(str::parse::<usize>) {
+        Some(Ok(i)) => refs.get(i).cloned(),
+        _ => refs.iter().find(|(n, _)| n == sel).cloned(),
+    };
+    match found {
+        Some(r) => Ok(vec![r]),
+        None => Err(SourceError::NoSuchImage {
+            path: raw.path.clone(),
+            selector: sel.to_owned(),
+            available: available(),
+        }),
+    }
+}
+
+/// The parts of a descriptor the walk needs, validated.
+struct Desc {
+    media_type: String,
+    digest: Digest,
+    size: u64,
+    ref_name: Option<String>,
+    platform: Option<serde_json::Value>,
+}
+
+fn descriptors(doc: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Vec<Desc>> {
+    let invalid = |reason: String| SourceError::Invalid {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        reason,
+    };
+    let list = doc
+        .get("manifests")
+        .and_then(|m| m.as_array())
+        .ok_or_else(|| invalid("no \"manifests\" array".into()))?;
+    list.iter().map(|d| desc(d, path, file)).collect()
+}
+
+fn desc(d: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Desc> {
+    let invalid = |reason: String| SourceError::Invalid {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        reason,
+    };
+    let digest = d.get("digest").and_then(|v| v.as_str()).ok_or_else(|| invalid("a descriptor has no digest".into()))?;
+    let digest: Digest = digest.parse().map_err(|source| SourceError::BadDigest {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        source,
+    })?;
+    let size = d
+        .get("size")
+        .and_then(|v| v.as_u64())
+        .ok_or_else(|| invalid(format!("descriptor {digest} has no valid size")))?;
+    let media_type = d.get("mediaType").and_then(|v| v.as_str()).unwrap_or("").to_owned();
+    let ref_name = d
+        .pointer(&format!("/annotations/{}", oci::REF_NAME.replace('/', "~1")))
+        .and_then(|v| v.as_str())
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned);
+    Ok(Desc { media_type, digest, size, ref_name, platform: d.get("platform").cloned() })
+}
+
+impl Walker<'_> {
+    /// Visits an index or manifest; `None` for descriptors that are neither (artifacts).
+    fn visit(&mut self, d: &Desc, depth: usize) -> Result<Option<Arc<ImageNode>>> {
+        if let Some(node) = self.done.get(&d.digest) {
+            return Ok(Some(node.clone()));
+        }
+        if depth > MAX_INDEX_DEPTH || self.visiting.contains(&d.digest) {
+            return Err(self.invalid(&d.digest, "indexes nest too deep or refer to themselves"));
+        }
+        let hinted = oci::kind_of_media_type(&d.media_type);
+        if hinted == Some(DocKind::Other) {
+            self.add_blob_unverified(d, BlobRole::Other)?;
+            return Ok(None);
+        }
+        let bytes = self.load_doc(d, "manifest")?;
+        let doc: serde_json::Value = parse_json(&bytes, &self.raw.path, &blob_name(&d.digest))?;
+        let node = match hinted.unwrap_or_else(|| oci::kind_of_document(&doc)) {
+            DocKind::Index => {
+                self.visiting.push(d.digest.clone());
+                let node = self.visit_index(d, &doc, depth);
+                self.visiting.pop();
+                self.set_role(&d.digest, BlobRole::Index);
+                node?
+            }
+            DocKind::Manifest => self.visit_manifest(d, &doc)?,
+            DocKind::Schema1 => {
+                return Err(SourceError::Unsupported {
+                    path: self.raw.path.clone(),
+                    reason: format!("{} is a Docker schema1 manifest, which imgfs does not read", d.digest),
+                })
+            }
+            DocKind::Other => return Ok(None),
+        };
+        let node = Arc::new(node);
+        self.done.insert(d.digest.clone(), node.clone());
+        Ok(Some(node))
+    }
+
+    fn visit_index(&mut self, d: &Desc, doc: &serde_json::Value, depth: usize) -> Result<ImageNode> {
+        let file = blob_name(&d.digest);
+        let mut children: Vec<(String, Arc<ImageNode>)> = Vec::new();
+        for child in descriptors(doc, &self.raw.path, &file)? {
+            let Some(node) = self.visit(&child, depth + 1)? else { continue };
+            let by_platform = child.platform.as_ref().and_then(platform::dir_name);
+            let name = match by_platform {
+                Some(n) if !children.iter().any(|(c, _)| *c == n) => n,
+                _ => child.digest.to_string(),
+            };
+            if !children.iter().any(|(c, _)| *c == name) {
+                children.push((name, node));
+            }
+        }
+        Ok(ImageNode::Index { digest: d.digest.clone(), children })
+    }
+
+    fn visit_manifest(&mut self, d: &Desc, doc: &serde_json::Value) -> Result<ImageNode> {
+        let file = blob_name(&d.digest);
+        let config = doc.get("config").ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?;
+        let config = desc(config, &self.raw.path, &file)?;
+        let config_bytes = self.load_doc(&config, "config")?;
+        self.set_role(&config.digest, BlobRole::Config);
+        let summary: oci::ConfigSummary =
+            parse_json(&config_bytes, &self.raw.path, &blob_name(&config.digest))?;
+        let platform = platform::dir_name(&serde_json::json!({
+            "os": summary.os, "architecture": summary.architecture, "variant": summary.variant,
+        }));
+        let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
+        let layer_list = doc.get("layers").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+        let mut layers = Vec::new();
+        for (i, l) in layer_list.iter().enumerate() {
+            let l = desc(l, &self.raw.path, &file)?;
+            let present = self.add_layer(&l)?;
+            layers.push(LayerInfo {
+                digest: l.digest,
+                media_type: l.media_type,
+                size: l.size,
+                diff_id: diff_ids.get(i).cloned(),
+                present,
+            });
+        }
+        let media_type = if d.media_type.is_empty() { oci::MT_OCI_MANIFEST.to_owned() } else { d.media_type.clone() };
+        self.set_role(&d.digest, BlobRole::Manifest);
+        Ok(ImageNode::Manifest(ManifestInfo {
+            digest: d.digest.clone(),
+            media_type,
+            config: config.digest,
+            platform,
+            layers,
+        }))
+    }
+
+    /// Records a layer; a missing foreign/non-distributable layer is allowed (and not shown).
+    fn add_layer(&mut self, l: &Desc) -> Result<bool> {
+        match self.raw.blob(&l.digest)? {
+            Some(data) => {
+                self.check_size(l, data.len(), "layer")?;
+                self.blobs.entry(l.digest.clone()).or_insert(BlobInfo { data, role: BlobRole::Layer, verified: false });
+                Ok(true)
+            }
+            None if oci::is_foreign_layer(&l.media_type) => {
+                log::info!("{}: foreign layer {} is not in the source; not shown", self.raw.path.display(), l.digest);
+                Ok(false)
+            }
+            None => Err(self.missing(&l.digest, "layer")),
+        }
+    }
+
+    fn add_blob_unverified(&mut self, d: &Desc, role: BlobRole) -> Result<()> {
+        if let Some(data) = self.raw.blob(&d.digest)? {
+            self.check_size(d, data.len(), "blob")?;
+            self.blobs.entry(d.digest.clone()).or_insert(BlobInfo { data, role, verified: false });
+        }
+        Ok(())
+    }
+
+    /// Loads a small document, checking size and digest before anything parses it.
+    fn load_doc(&mut self, d: &Desc, what: &str) -> Result<Vec<u8>> {
+        let data = self.raw.blob(&d.digest)?.ok_or_else(|| self.missing(&d.digest, what))?;
+        self.check_size(d, data.len(), what)?;
+        let bytes = read_small(data.as_ref(), &self.raw.path, &blob_name(&d.digest))?;
+        let actual = d.digest.same_alg_of(&bytes);
+        if actual != d.digest {
+            return Err(SourceError::DigestMismatch {
+                path: self.raw.path.clone(),
+                digest: d.digest.clone(),
+                what: what.to_owned(),
+                actual,
+            });
+        }
+        self.blobs.insert(d.digest.clone(), BlobInfo { data, role: BlobRole::Other, verified: true });
+        Ok(bytes)
+    }
+
+    fn set_role(&mut self, digest: &Digest, role: BlobRole) {
+        if let Some(b) = self.blobs.get_mut(digest) {
+            b.role = role;
+        }
+    }
+
+    fn check_size(&self, d: &Desc, actual: u64, what: &str) -> Result<()> {
+        if actual == d.size {
+            return Ok(());
+        }
+        Err(SourceError::SizeMismatch {
+            path: self.raw.path.clone(),
+            digest: d.digest.clone(),
+            what: what.to_owned(),
+            expected: d.size,
+            actual,
+        })
+    }
+
+    fn missing(&self, digest: &Digest, what: &str) -> SourceError {
+        SourceError::MissingBlob { path: self.raw.path.clone(), digest: digest.clone(), what: what.to_owned() }
+    }
+
+    fn invalid(&self, digest: &Digest, reason: &str) -> SourceError {
+        SourceError::Invalid { path: self.raw.path.clone(), file: blob_name(digest), reason: reason.to_owned() }
+    }
+}
+
+fn blob_name(d: &Digest) -> String {
+    format!("blobs/{}/{}", d.algorithm().name(), d.hex())
+}

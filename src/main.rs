@@ -1,0 +1,300 @@
+//! The `imgfs` command line: argument parsing, wiring and exit codes. All work is in the library.
+
+use anyhow::{anyhow, Context};
+use clap::{Parser, Subcommand};
+use imgfs::cache::Cache;
+use imgfs::mount::{self, Options};
+use imgfs::tree::{NodeKind, Tree};
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{ExitCode, Stdio};
+use std::sync::Arc;
+
+/// Set in the environment of the background daemon: its stdout is the readiness pipe.
+const NOTIFY_ENV: &str = "IMGFS_NOTIFY_STDOUT";
+
+#[derive(Parser)]
+#[command(name = "imgfs", version, about = "Mount a container image read-only with FUSE")]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(clap::Args, Clone)]
+struct CacheArgs {
+    /// Where indexes are cached (default $XDG_CACHE_HOME/imgfs).
+    #[arg(long, value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+    /// Do not read or write the index cache.
+    #[arg(long)]
+    no_cache: bool,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Mount SOURCE (OCI layout, oci-archive, docker save tar, dir:, maybe gzip'd) on MOUNTPOINT.
+    Mount {
+        /// Image reference: a path, or oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG|@N], dir:DIR.
+        source: String,
+        /// An empty directory.
+        mountpoint: PathBuf,
+        /// Stay in the foreground (for debugging and systemd).
+        #[arg(short, long)]
+        foreground: bool,
+        /// Mount options: allow_other, allow_root, default_permissions, nonempty, dev, suid, fsname=, cache_dir=, no_cache, log=FILE.
+        #[arg(short = 'o', value_name = "OPTS")]
+        options: Vec<String>,
+        /// Log file of the background daemon.
+        #[arg(long, value_name = "FILE")]
+        log_file: Option<PathBuf>,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Unmount an imgfs mount.
+    Umount {
+        /// The mount point.
+        mountpoint: PathBuf,
+    },
+    /// Print a JSON summary of SOURCE: format, refs, platforms, manifests, layers.
+    Inspect {
+        /// Image reference.
+        source: String,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// List a directory of the tree a mount of SOURCE shows, without mounting.
+    Ls {
+        /// Image reference.
+        source: String,
+        /// Path inside the mount (default: the top).
+        #[arg(default_value = "")]
+        path: String,
+        /// List recursively, one path per line.
+        #[arg(short = 'R', long)]
+        recursive: bool,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+    /// Write a file of the tree a mount of SOURCE shows to stdout, without mounting.
+    Cat {
+        /// Image reference.
+        source: String,
+        /// Path inside the mount.
+        path: String,
+        #[command(flatten)]
+        cache: CacheArgs,
+    },
+}
+
+fn main() -> ExitCode {
+    let args = mount_helper_args(std::env::args().collect());
+    let cli = Cli::parse_from(args);
+    init_logging(cli.verbose);
+    match run(cli.command) {
+        Ok(code) => code,
+        Err(e) => {
+            let msg = format!("{e:#}").replace('\n', " ");
+            if std::env::var_os(NOTIFY_ENV).is_some() {
+                notify_parent(&format!("error: {msg}"));
+            } else {
+                eprintln!("imgfs: {msg}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+/// mount.fuse3 runs `imgfs SOURCE MOUNTPOINT -o OPTS`: read that as `imgfs mount ...`.
+fn mount_helper_args(mut args: Vec<String>) -> Vec<String> {
+    const COMMANDS: &[&str] = &["mount", "umount", "inspect", "ls", "cat", "help"];
+    if let Some(first) = args.get(1) {
+        if !first.starts_with('-') && !COMMANDS.contains(&first.as_str()) {
+            args.insert(1, "mount".into());
+        }
+    }
+    args
+}
+
+fn init_logging(verbose: u8) {
+    let level = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
+        .format_timestamp_millis()
+        .init();
+}
+
+fn cache_of(args: &CacheArgs, opts: Option<&Options>) -> Cache {
+    let no_cache = args.no_cache || opts.is_some_and(|o| o.no_cache);
+    let dir = args.cache_dir.clone().or_else(|| opts.and_then(|o| o.cache_dir.clone()));
+    if no_cache {
+        Cache::new(None)
+    } else {
+        Cache::new(dir.or_else(Cache::default_dir))
+    }
+}
+
+fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Mount { source, mountpoint, foreground, options, log_file, cache } => {
+            let mut opts = Options::default();
+            for o in &options {
+                opts.parse_into(o)?;
+            }
+            if log_file.is_some() {
+                opts.log_file = log_file;
+            }
+            if foreground || std::env::var_os(NOTIFY_ENV).is_some() {
+                mount_foreground(&source, &mountpoint, &opts, &cache_of(&cache, Some(&opts)))
+            } else {
+                mount_background(&mountpoint, &opts)
+            }
+        }
+        Command::Umount { mountpoint } => {
+            mount::unmount(&mountpoint)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Inspect { source, cache } => {
+            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
+            let mut out = std::io::stdout().lock();
+            serde_json::to_writer_pretty(&mut out, &inspect_json(&tree))?;
+            writeln!(out)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ls { source, path, recursive, cache } => {
+            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
+            let id = tree.resolve(&path).ok_or_else(|| anyhow!("{path}: no such file or directory in {source}"))?;
+            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            list(&tree, id, "", recursive, &mut out)?;
+            out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Cat { source, path, cache } => {
+            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
+            cat(&tree, &source, &path)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn mount_foreground(source: &str, mountpoint: &Path, opts: &Options, cache: &Cache) -> anyhow::Result<ExitCode> {
+    let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
+    let tree = imgfs::open_tree(source, cache)?;
+    mount::serve(tree, source, &mountpoint, opts, || {
+        log::info!("mounted {source} on {}", mountpoint.display());
+        if std::env::var_os(NOTIFY_ENV).is_some() {
+            notify_parent("ok");
+        }
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Writes the one readiness line to the parent and stops using stdout.
+fn notify_parent(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// Starts the daemon (this program again, in the foreground with a readiness pipe on its
+/// stdout) and returns once it reports the mount ready or fails.
+fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
+    let exe = std::env::current_exe().context("cannot find the imgfs executable")?;
+    let stderr = match &opts.log_file {
+        Some(f) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .with_context(|| format!("cannot open log file {}", f.display()))?,
+        ),
+        None => Stdio::null(),
+    };
+    // Same arguments; the environment variable makes the child serve in the foreground.
+    let args: Vec<String> = mount_helper_args(std::env::args().collect()).into_iter().skip(1).collect();
+    let mut child = std::process::Command::new(exe)
+        .args(args)
+        .env(NOTIFY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0)
+        .spawn()
+        .context("cannot start the mount daemon")?;
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out).read_line(&mut line)?;
+    }
+    match line.trim_end() {
+        "ok" => Ok(ExitCode::SUCCESS),
+        l if l.starts_with("error: ") => Err(anyhow!("{}", &l["error: ".len()..])),
+        _ => {
+            let status = child.wait()?;
+            Err(anyhow!("mount daemon for {} exited before the mount was ready ({status})", mountpoint.display()))
+        }
+    }
+}
+
+fn inspect_json(tree: &Tree) -> serde_json::Value {
+    let set = tree.image_set();
+    let blobs: Vec<_> = set
+        .blobs
+        .iter()
+        .map(|(d, b)| serde_json::json!({ "digest": d, "size": b.data.len(), "role": b.role }))
+        .collect();
+    let refs: Vec<_> = set.refs.iter().map(|(name, node)| serde_json::json!({ "name": name, "image": node })).collect();
+    serde_json::json!({
+        "source": set.path,
+        "format": set.format,
+        "refs": refs,
+        "blobs": blobs,
+    })
+}
+
+fn list(tree: &Tree, id: imgfs::tree::NodeId, prefix: &str, recursive: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    let Some(node) = tree.get(id) else { return Ok(()) };
+    let NodeKind::Dir { children } = &node.kind else {
+        writeln!(out, "{}", String::from_utf8_lossy(&node.name))?;
+        return Ok(());
+    };
+    for c in children {
+        let Some(child) = tree.get(*c) else { continue };
+        let name = String::from_utf8_lossy(&child.name);
+        let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        let is_dir = matches!(child.kind, NodeKind::Dir { .. });
+        writeln!(out, "{}{}", if recursive { path.as_str() } else { name.as_ref() }, if is_dir { "/" } else { "" })?;
+        if recursive && is_dir {
+            list(tree, *c, &path, true, out)?;
+        }
+    }
+    Ok(())
+}
+
+fn cat(tree: &Arc<Tree>, source: &str, path: &str) -> anyhow::Result<()> {
+    let id = tree.resolve(path).ok_or_else(|| anyhow!("{path}: no such file in {source}"))?;
+    let Some(NodeKind::File { content, size }) = tree.get(id).map(|n| &n.kind) else {
+        return Err(anyhow!("{path}: is a directory in {source}"));
+    };
+    let reader = tree.reader(content)?;
+    let mut out = std::io::stdout().lock();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut off = 0;
+    while off < *size {
+        let n = reader.read_at(&mut buf, off).with_context(|| format!("{path}: read at {off}"))?;
+        if n == 0 {
+            return Err(anyhow!("{path}: ends at {off} of {size} bytes"));
+        }
+        match out.write_all(&buf[..n]) {
+            Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
+            r => r?,
+        }
+        off += n as u64;
+    }
+    Ok(())
+}

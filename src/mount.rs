@@ -1,0 +1,214 @@
+//! Mounting: option parsing, mount point checks, and running the FUSE session until it is
+//! unmounted or the daemon is told to stop (SIGTERM/SIGINT/SIGHUP unmount cleanly).
+
+use crate::fuse::ImgFs;
+use crate::tree::Tree;
+use fuser::{Config, MountOption, Session, SessionACL};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+/// Worker threads serving FUSE requests: reads may wait on decompression, so more than cores.
+pub const FUSE_THREADS: usize = 4;
+
+/// Why a mount cannot be made. One line each, naming the mount point.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MountError {
+    /// The mount point is missing or not a directory.
+    #[error("mount point {}: {reason}", path.display())]
+    BadMountPoint { path: PathBuf, reason: String },
+    /// An option we do not know or cannot honour.
+    #[error("mount option {option:?}: {reason}")]
+    BadOption { option: String, reason: String },
+    /// The kernel or fusermount refused.
+    #[error("cannot mount on {}: {source}", path.display())]
+    Mount { path: PathBuf, source: std::io::Error },
+}
+
+/// Mount options as imgfs understands them (`-o a,b=c`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Options {
+    /// Let other users access the mount.
+    pub allow_other: bool,
+    /// Let root access the mount.
+    pub allow_root: bool,
+    /// Have the kernel check permissions from the modes shown.
+    pub default_permissions: bool,
+    /// Honour device files (off by default: nodev).
+    pub dev: bool,
+    /// Honour setuid bits (off by default: nosuid).
+    pub suid: bool,
+    /// Allow mounting over a non-empty directory.
+    pub nonempty: bool,
+    /// fsname shown in /proc/mounts.
+    pub fsname: Option<String>,
+    /// Cache directory (`cache_dir=`).
+    pub cache_dir: Option<PathBuf>,
+    /// Disable the cache (`no_cache`).
+    pub no_cache: bool,
+    /// Log file for the daemon (`log=`).
+    pub log_file: Option<PathBuf>,
+}
+
+/// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
+const IGNORED: &[&str] = &[
+    "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "exec", "noexec",
+    "atime", "noatime", "relatime", "nodev", "nosuid", "async", "sync", "dirsync", "rw",
+];
+
+impl Options {
+    /// Parses a comma-separated `-o` list, adding to `self`.
+    pub fn parse_into(&mut self, list: &str) -> Result<(), MountError> {
+        for opt in list.split(',').map(str::trim).filter(|o| !o.is_empty()) {
+            let (key, value) = match opt.split_once('=') {
+                Some((k, v)) => (k, Some(v)),
+                None => (opt, None),
+            };
+            let bad = |reason: &str| MountError::BadOption { option: opt.to_owned(), reason: reason.to_owned() };
+            match (key, value) {
+                ("allow_other", None) => self.allow_other = true,
+                ("allow_root", None) => self.allow_root = true,
+                ("default_permissions", None) => self.default_permissions = true,
+                ("dev", None) => self.dev = true,
+                ("suid", None) => self.suid = true,
+                ("nonempty", None) => self.nonempty = true,
+                ("no_cache", None) => self.no_cache = true,
+                ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
+                ("cache_dir", Some(v)) => self.cache_dir = Some(v.into()),
+                ("log", Some(v)) => self.log_file = Some(v.into()),
+                ("rw", None) => log::warn!("imgfs mounts are always read-only; ignoring rw"),
+                (k, None) if IGNORED.contains(&k) || k.starts_with("x-") => {}
+                (k, _) if k.starts_with("x-") || k == "subtype" => {}
+                _ => return Err(bad("unknown option")),
+            }
+        }
+        Ok(())
+    }
+
+    fn fuser_config(&self, source: &str) -> Config {
+        let mut opts = vec![
+            MountOption::RO,
+            MountOption::FSName(self.fsname.clone().unwrap_or_else(|| source.to_owned())),
+            MountOption::Subtype("imgfs".into()),
+            if self.dev { MountOption::Dev } else { MountOption::NoDev },
+            if self.suid { MountOption::Suid } else { MountOption::NoSuid },
+        ];
+        if self.default_permissions {
+            opts.push(MountOption::DefaultPermissions);
+        }
+        let mut config = Config::default();
+        config.mount_options = opts;
+        config.acl = if self.allow_other {
+            SessionACL::All
+        } else if self.allow_root {
+            SessionACL::RootAndOwner
+        } else {
+            SessionACL::Owner
+        };
+        config.n_threads = Some(FUSE_THREADS);
+        config.clone_fd = true;
+        config
+    }
+}
+
+/// Checks that `path` is an empty directory that is not a mount point already.
+pub fn check_mount_point(path: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
+    let bad = |reason: &str| MountError::BadMountPoint { path: path.to_path_buf(), reason: reason.to_owned() };
+    let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::NotFound => bad("does not exist"),
+        std::io::ErrorKind::NotConnected => bad("is a dead FUSE mount (transport endpoint is not connected); run imgfs umount on it"),
+        _ => bad(&e.to_string()),
+    })?;
+    if !meta.is_dir() {
+        return Err(bad("is not a directory"));
+    }
+    let canonical = path.canonicalize().map_err(|e| bad(&e.to_string()))?;
+    if is_mounted(&canonical) {
+        return Err(bad("is already a mount point"));
+    }
+    let mut entries = std::fs::read_dir(&canonical).map_err(|e| bad(&e.to_string()))?;
+    if !nonempty && entries.next().is_some() {
+        return Err(bad("is not empty (use -o nonempty to mount over it)"));
+    }
+    Ok(canonical)
+}
+
+/// True if `path` (canonical) is a mount point, from /proc/self/mountinfo.
+pub fn is_mounted(path: &Path) -> bool {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let want = path.to_string_lossy();
+    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| unescape_mountinfo(mp) == want)
+}
+
+/// mountinfo escapes space, tab, newline and backslash as octal.
+fn unescape_mountinfo(s: &str) -> String {
+    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+}
+
+/// Mounts `tree` on `mountpoint` and serves it until unmounted or signalled. `ready` is called
+/// once the kernel has the mount (the background `imgfs mount` returns then).
+pub fn serve(
+    tree: Arc<Tree>,
+    source: &str,
+    mountpoint: &Path,
+    options: &Options,
+    ready: impl FnOnce(),
+) -> Result<(), MountError> {
+    let config = options.fuser_config(source);
+    let mount_err = |source| MountError::Mount { path: mountpoint.to_path_buf(), source };
+    let mut session = Session::new(ImgFs::new(tree), mountpoint, &config).map_err(mount_err)?;
+    let mut unmounter = session.unmount_callable();
+    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
+        .map_err(mount_err)?;
+    let mp = mountpoint.to_path_buf();
+    std::thread::Builder::new()
+        .name("imgfs-signals".into())
+        .spawn(move || {
+            if let Some(sig) = signals.forever().next() {
+                log::info!("signal {sig}: unmounting {}", mp.display());
+                if let Err(e) = unmounter.unmount() {
+                    log::warn!("unmount of {} failed: {e}", mp.display());
+                }
+            }
+        })
+        .map_err(mount_err)?;
+    ready();
+    session.run().map_err(mount_err)
+}
+
+/// Unmounts an imgfs mount point (as root directly, else through fusermount3).
+pub fn unmount(path: &Path) -> Result<(), MountError> {
+    let bad = |reason: String| MountError::BadMountPoint { path: path.to_path_buf(), reason };
+    let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
+    if !is_mounted(&canonical) {
+        return Err(bad("is not mounted".into()));
+    }
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg(&canonical)
+        .status();
+    match status {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => Err(bad(format!("fusermount3 -u failed ({s})"))),
+        Err(_) => {
+            // No fusermount3: as root, umount(8) does the same.
+            let s = std::process::Command::new("umount").arg(&canonical).status().map_err(|e| bad(e.to_string()))?;
+            if s.success() { Ok(()) } else { Err(bad(format!("umount failed ({s})"))) }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_table() {
+        let mut o = Options::default();
+        o.parse_into("ro,allow_other,nofail,cache_dir=/tmp/c,x-systemd.automount").unwrap();
+        assert!(o.allow_other);
+        assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
+        assert!(Options::default().parse_into("bogus").is_err());
+        assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+    }
+}

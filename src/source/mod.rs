@@ -1,0 +1,308 @@
+//! Sources: where an image's bytes come from, and the one OCI view every format is turned into.
+//!
+//! `open` parses a reference (skopeo's transport syntax or a bare path), finds the files (a
+//! directory, or a tar that may itself be gzip/zstd-compressed), detects the format by content
+//! and hands a [`RawLayout`] to `crate::image`, which walks and verifies it.
+
+mod dir_transport;
+mod docker_archive;
+pub mod files;
+mod oci_layout;
+mod outer;
+
+use crate::blob::ReadAt;
+use crate::cache::Cache;
+use crate::digest::{Digest, DigestError};
+use files::Files;
+use std::collections::BTreeMap;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Largest JSON document (index, manifest, config, manifest.json) read into memory.
+pub const MAX_JSON_BYTES: u64 = 64 << 20;
+
+/// Why a source cannot be opened. Display is one line that names the file and the problem.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SourceError {
+    /// The path does not exist.
+    #[error("{}: no such file or directory", path.display())]
+    NotFound { path: PathBuf },
+    /// An I/O error while reading the source.
+    #[error("{}: {what}: {source}", path.display())]
+    Io { path: PathBuf, what: String, source: io::Error },
+    /// The tar structure is broken.
+    #[error("{}: not a readable tar archive: {source}", path.display())]
+    Tar { path: PathBuf, source: crate::tarindex::TarError },
+    /// None of the known formats matches.
+    #[error("{}: not a container image: {reason}", path.display())]
+    NotAnImage { path: PathBuf, reason: String },
+    /// A JSON document does not parse.
+    #[error("{}: {file}: invalid JSON: {source}", path.display())]
+    Json { path: PathBuf, file: String, source: serde_json::Error },
+    /// A document is valid JSON but not what the format requires.
+    #[error("{}: {file}: {reason}", path.display())]
+    Invalid { path: PathBuf, file: String, reason: String },
+    /// A digest field is malformed or uses an algorithm we cannot verify.
+    #[error("{}: {file}: {source}", path.display())]
+    BadDigest { path: PathBuf, file: String, source: DigestError },
+    /// A blob's bytes do not hash to its name.
+    #[error("{}: blob {digest} ({what}) does not match its digest: its bytes hash to {actual}", path.display())]
+    DigestMismatch { path: PathBuf, digest: Digest, what: String, actual: Digest },
+    /// A blob's size differs from its descriptor.
+    #[error("{}: blob {digest} ({what}) is {actual} bytes, its descriptor says {expected}", path.display())]
+    SizeMismatch { path: PathBuf, digest: Digest, what: String, expected: u64, actual: u64 },
+    /// A descriptor names a blob the source does not hold.
+    #[error("{}: {what} {digest} is missing from the image", path.display())]
+    MissingBlob { path: PathBuf, digest: Digest, what: String },
+    /// The image uses something imgfs does not read.
+    #[error("{}: {reason}", path.display())]
+    Unsupported { path: PathBuf, reason: String },
+    /// The reference selects an image the source does not have.
+    #[error("{}: no image {selector:?} in this source (it has: {available})", path.display())]
+    NoSuchImage { path: PathBuf, selector: String, available: String },
+    /// The reference itself is malformed.
+    #[error("invalid image reference {reference:?}: {reason}")]
+    BadReference { reference: String, reason: String },
+}
+
+/// Result alias for this module.
+pub type Result<T> = std::result::Result<T, SourceError>;
+
+impl SourceError {
+    pub(crate) fn io(path: &Path, what: &str, source: io::Error) -> SourceError {
+        SourceError::Io { path: path.to_path_buf(), what: what.to_owned(), source }
+    }
+}
+
+/// The input formats imgfs reads (reported by `inspect`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Format {
+    /// OCI image layout (directory or tar), image-spec 1.0/1.1.
+    OciLayout,
+    /// OCI layout from before image-spec 1.0, refs in `refs/`.
+    OciLayoutPre1,
+    /// `docker save` of Docker >= 25 / `ctr export`: an OCI layout plus manifest.json.
+    DockerOciArchive,
+    /// `docker save` of Docker <= 24 (manifest.json + `<id>/layer.tar`).
+    DockerArchive,
+    /// The legacy v1 format: `repositories` + per-layer `json`, `layer.tar`.
+    DockerV1,
+    /// containers-image `dir:` (manifest.json, version, blobs named by hex).
+    Dir,
+}
+
+/// The transport a reference names, as skopeo spells it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Transport {
+    /// A bare path: detect everything.
+    Auto,
+    /// `oci:`
+    Oci,
+    /// `oci-archive:`
+    OciArchive,
+    /// `docker-archive:`
+    DockerArchive,
+    /// `dir:`
+    Dir,
+}
+
+/// A parsed source reference: transport, path and an optional image selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceRef {
+    /// How to read the path.
+    pub transport: Transport,
+    /// The file or directory.
+    pub path: PathBuf,
+    /// `REF`, `NAME:TAG` or `@N`: shows only that image under `images/`.
+    pub selector: Option<String>,
+}
+
+impl SourceRef {
+    /// Parses `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:NAME:TAG|@N]`,
+    /// `dir:DIR` or a bare path. Registry references are refused with a clear message.
+    pub fn parse(text: &str) -> Result<SourceRef> {
+        let bad = |reason: &str| SourceError::BadReference {
+            reference: text.to_owned(),
+            reason: reason.to_owned(),
+        };
+        if text.is_empty() {
+            return Err(bad("empty"));
+        }
+        let transports = [
+            ("oci:", Transport::Oci),
+            ("oci-archive:", Transport::OciArchive),
+            ("docker-archive:", Transport::DockerArchive),
+            ("dir:", Transport::Dir),
+        ];
+        for (prefix, transport) in transports {
+            if let Some(rest) = text.strip_prefix(prefix) {
+                // Like containers-image, the path ends at the first ':'.
+                let (path, selector) = match rest.split_once(':') {
+                    Some((p, s)) if transport != Transport::Dir => (p, Some(s.to_owned())),
+                    _ => (rest, None),
+                };
+                if path.is_empty() {
+                    return Err(bad("no path after the transport"));
+                }
+                let selector = selector.filter(|s| !s.is_empty());
+                return Ok(SourceRef { transport, path: path.into(), selector });
+            }
+        }
+        if text.starts_with("docker://") || text.starts_with("containers-storage:") {
+            return Err(bad("registry and containers-storage references are not supported yet"));
+        }
+        Ok(SourceRef { transport: Transport::Auto, path: text.into(), selector: None })
+    }
+}
+
+/// The OCI view of a source, before `crate::image` walks and verifies it.
+pub struct RawLayout {
+    /// The detected format.
+    pub format: Format,
+    /// The source's path, for messages.
+    pub path: PathBuf,
+    /// Modification time of the source, shown as the time of the metadata files.
+    pub mtime: SystemTime,
+    /// `oci-layout` bytes.
+    pub oci_layout: Vec<u8>,
+    /// `index.json` bytes: the source's own, or synthesized.
+    pub index_json: Vec<u8>,
+    /// Top-level files shown as they are in the source (docker's manifest.json, repositories).
+    pub extras: Vec<(String, Arc<dyn ReadAt>)>,
+    /// Blobs that are not at `blobs/<alg>/<hex>` in `files`: synthesized documents, docker layers.
+    pub known_blobs: BTreeMap<Digest, Arc<dyn ReadAt>>,
+    /// The source's files; other blobs are looked up at `blobs/<alg>/<hex>`.
+    pub files: Files,
+    /// Extra refs beside index.json's ref-name annotations (pre-1.0 `refs/`), as (name, index
+    /// position) pairs into a synthesized index.
+    pub selector: Option<String>,
+}
+
+impl RawLayout {
+    /// Finds a blob by digest.
+    pub fn blob(&self, digest: &Digest) -> Result<Option<Arc<dyn ReadAt>>> {
+        if let Some(b) = self.known_blobs.get(digest) {
+            return Ok(Some(b.clone()));
+        }
+        self.files.open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
+    }
+}
+
+/// The content of `oci-layout` for synthesized layouts.
+pub const OCI_LAYOUT_BYTES: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+
+/// Opens a source: finds its files, detects the format and produces its OCI view.
+pub fn open(r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
+    let meta = std::fs::metadata(&r.path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => SourceError::NotFound { path: r.path.clone() },
+        _ => SourceError::io(&r.path, "cannot open", e),
+    })?;
+    let mtime = meta.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+    let files = if meta.is_dir() {
+        Files::dir(&r.path)?
+    } else {
+        let data = outer::open_file(&r.path, &meta, cache)?;
+        Files::archive(data, &r.path)?
+    };
+    let mut raw = detect(files, r)?;
+    raw.mtime = mtime;
+    raw.selector = r.selector.clone();
+    Ok(raw)
+}
+
+fn detect(files: Files, r: &SourceRef) -> Result<RawLayout> {
+    let has = |p: &str| files.is_file(p);
+    let path = r.path.clone();
+    let not_image = |reason: &str| SourceError::NotAnImage { path: path.clone(), reason: reason.into() };
+    match r.transport {
+        Transport::Dir => return dir_transport::read(files),
+        Transport::DockerArchive if !has("manifest.json") && !has("repositories") => {
+            return Err(not_image("no manifest.json or repositories (not a docker-archive)"))
+        }
+        Transport::DockerArchive if !has("index.json") => return docker_archive::read(files),
+        Transport::Oci | Transport::OciArchive if !has("index.json") && !has("oci-layout") => {
+            return Err(not_image("no index.json (not an OCI image layout)"))
+        }
+        _ => {}
+    }
+    if has("index.json") {
+        oci_layout::read(files)
+    } else if has("oci-layout") && !files.list("refs").is_empty() {
+        oci_layout::read_pre1(files)
+    } else if has("manifest.json") && has("version") {
+        dir_transport::read(files)
+    } else if has("manifest.json") || has("repositories") {
+        docker_archive::read(files)
+    } else {
+        Err(not_image(
+            "found neither index.json (OCI layout), manifest.json (docker save, dir:) nor repositories (docker v1)",
+        ))
+    }
+}
+
+/// Reads a whole small document from the source, refusing anything over [`MAX_JSON_BYTES`].
+pub(crate) fn read_doc(files: &Files, name: &str) -> Result<Vec<u8>> {
+    let Some(blob) = files.open(name)? else {
+        return Err(SourceError::Invalid {
+            path: files.display().to_path_buf(),
+            file: name.to_owned(),
+            reason: "missing".into(),
+        });
+    };
+    read_small(blob.as_ref(), files.display(), name)
+}
+
+/// Reads a small blob fully, bounded by [`MAX_JSON_BYTES`].
+pub(crate) fn read_small(blob: &dyn ReadAt, path: &Path, name: &str) -> Result<Vec<u8>> {
+    if blob.len() > MAX_JSON_BYTES {
+        return Err(SourceError::Invalid {
+            path: path.to_path_buf(),
+            file: name.to_owned(),
+            reason: format!("{} bytes is too large for a JSON document", blob.len()),
+        });
+    }
+    crate::blob::read_all(blob).map_err(|e| SourceError::io(path, &format!("reading {name}"), e))
+}
+
+/// Parses JSON with an error naming the file.
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
+    bytes: &[u8],
+    path: &Path,
+    file: &str,
+) -> Result<T> {
+    serde_json::from_slice(bytes).map_err(|source| SourceError::Json {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        source,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parse_references() {
+        let cases: &[(&str, Transport, &str, Option<&str>)] = &[
+            ("img.tar", Transport::Auto, "img.tar", None),
+            ("oci:/x/y", Transport::Oci, "/x/y", None),
+            ("oci:/x/y:latest", Transport::Oci, "/x/y", Some("latest")),
+            ("oci-archive:a.tar:v1", Transport::OciArchive, "a.tar", Some("v1")),
+            ("docker-archive:a.tar:busybox:1", Transport::DockerArchive, "a.tar", Some("busybox:1")),
+            ("docker-archive:a.tar:@1", Transport::DockerArchive, "a.tar", Some("@1")),
+            ("dir:/d", Transport::Dir, "/d", None),
+        ];
+        for (text, transport, path, sel) in cases {
+            let r = SourceRef::parse(text).unwrap();
+            assert_eq!(&r.transport, transport, "{text}");
+            assert_eq!(r.path, PathBuf::from(path), "{text}");
+            assert_eq!(r.selector.as_deref(), *sel, "{text}");
+        }
+        assert!(SourceRef::parse("docker://busybox").is_err());
+        assert!(SourceRef::parse("oci:").is_err());
+    }
+}

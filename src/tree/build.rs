@@ -1,0 +1,104 @@
+//! Building the tree from an image set (layout in docs/layout.md). The walk order is fixed
+//! (sorted names, depth first), so node ids — and inode numbers — are the same on every mount.
+
+use super::escape::escape_component;
+use super::{Content, Node, NodeId, NodeKind, Tree};
+use crate::image::{ImageNode, ImageSet};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+/// A directory being assembled: name -> entry, sorted by name bytes.
+#[derive(Default)]
+struct DirSpec(BTreeMap<Vec<u8>, Spec>);
+
+enum Spec {
+    Dir(DirSpec),
+    File(Content, u64),
+}
+
+impl DirSpec {
+    fn file(&mut self, name: &str, content: Content, size: u64) {
+        self.0.insert(name.as_bytes().to_vec(), Spec::File(content, size));
+    }
+    fn dir(&mut self, name: &str) -> &mut DirSpec {
+        let entry = self.0.entry(name.as_bytes().to_vec()).or_insert_with(|| Spec::Dir(DirSpec::default()));
+        match entry {
+            Spec::Dir(d) => d,
+            Spec::File(..) => {
+                *entry = Spec::Dir(DirSpec::default());
+                match entry {
+                    Spec::Dir(d) => d,
+                    Spec::File(..) => unreachable!("just replaced by a directory"),
+                }
+            }
+        }
+    }
+}
+
+/// Builds the tree of a mount.
+pub fn build(set: Arc<ImageSet>) -> Tree {
+    let mut root = DirSpec::default();
+    let bytes = |b: &Arc<Vec<u8>>| (Content::Bytes(b.clone()), b.len() as u64);
+    let (c, n) = bytes(&set.oci_layout);
+    root.file("oci-layout", c, n);
+    let (c, n) = bytes(&set.index_json);
+    root.file("index.json", c, n);
+    for (name, data) in &set.extras {
+        root.file(name, Content::Source(data.clone()), data.len());
+    }
+    let blobs = root.dir("blobs");
+    for (digest, info) in &set.blobs {
+        blobs.dir(digest.algorithm().name()).file(digest.hex(), Content::Blob(digest.clone()), info.data.len());
+    }
+    let images = root.dir("images");
+    for (name, node) in &set.refs {
+        add_image(images.dir(&escape_component(name)), node, &set);
+    }
+    let mut tree = Tree { nodes: Vec::new(), set };
+    flatten(&mut tree.nodes, root);
+    tree
+}
+
+fn add_image(dir: &mut DirSpec, node: &ImageNode, set: &ImageSet) {
+    let blob = |d: &crate::digest::Digest| {
+        let size = set.blobs.get(d).map_or(0, |b| b.data.len());
+        (Content::Blob(d.clone()), size)
+    };
+    match node {
+        ImageNode::Manifest(m) => {
+            let (c, n) = blob(&m.digest);
+            dir.file("manifest.json", c, n);
+            let (c, n) = blob(&m.config);
+            dir.file("config.json", c, n);
+        }
+        ImageNode::Index { digest, children } => {
+            let (c, n) = blob(digest);
+            dir.file("index.json", c, n);
+            for (name, child) in children {
+                add_image(dir.dir(&escape_component(name)), child, set);
+            }
+        }
+    }
+}
+
+/// Lays the spec out breadth-first per directory: a directory's children get consecutive ids.
+fn flatten(nodes: &mut Vec<Node>, root: DirSpec) {
+    nodes.push(Node { name: Box::new([]), parent: NodeId::ROOT, kind: NodeKind::Dir { children: Vec::new() } });
+    let mut queue = std::collections::VecDeque::from([(NodeId::ROOT, root)]);
+    while let Some((id, spec)) = queue.pop_front() {
+        let mut children = Vec::with_capacity(spec.0.len());
+        for (name, child) in spec.0 {
+            let child_id = NodeId(nodes.len() as u32);
+            children.push(child_id);
+            let kind = match child {
+                Spec::File(content, size) => NodeKind::File { content, size },
+                Spec::Dir(d) => {
+                    queue.push_back((child_id, d));
+                    NodeKind::Dir { children: Vec::new() }
+                }
+            };
+            nodes.push(Node { name: name.into_boxed_slice(), parent: id, kind });
+        }
+        nodes[id.0 as usize].kind = NodeKind::Dir { children };
+    }
+}
