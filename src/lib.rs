@@ -16,14 +16,18 @@
 pub mod blob;
 pub mod cache;
 pub mod digest;
+pub mod fs;
 pub mod fuse;
 pub mod image;
+pub mod layer;
+pub mod merge;
 pub mod mount;
 pub mod oci;
 pub mod source;
 pub mod tarindex;
 pub mod tree;
 pub mod verify;
+pub mod view;
 
 use std::sync::Arc;
 

@@ -4,12 +4,12 @@ use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use imgfs::cache::Cache;
 use imgfs::mount::{self, Options};
-use imgfs::tree::{NodeKind, Tree};
+use imgfs::fs::{Fs, Kind};
+use imgfs::tree::Tree;
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
-use std::sync::Arc;
 
 /// Set in the environment of the background daemon: its stdout is the readiness pipe.
 const NOTIFY_ENV: &str = "IMGFS_NOTIFY_STDOUT";
@@ -96,6 +96,7 @@ fn main() -> ExitCode {
     init_logging(cli.verbose);
     match run(cli.command) {
         Ok(code) => code,
+        Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
         Err(e) => {
             let msg = format!("{e:#}").replace('\n', " ");
             if std::env::var_os(NOTIFY_ENV).is_some() {
@@ -106,6 +107,11 @@ fn main() -> ExitCode {
             ExitCode::from(1)
         }
     }
+}
+
+/// A closed stdout (`imgfs ls ... | head`) is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
 }
 
 /// mount.fuse3 runs `imgfs SOURCE MOUNTPOINT -o OPTS`: read that as `imgfs mount ...`.
@@ -120,9 +126,10 @@ fn mount_helper_args(mut args: Vec<String>) -> Vec<String> {
 }
 
 fn init_logging(verbose: u8) {
+    // fuser logs every unimplemented request at warn: keep it quieter than our own messages.
     let level = match verbose {
-        0 => "warn",
-        1 => "info",
+        0 => "warn,fuser=error",
+        1 => "info,fuser=warn",
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
@@ -168,16 +175,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Ls { source, path, recursive, cache } => {
-            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
-            let id = tree.resolve(&path).ok_or_else(|| anyhow!("{path}: no such file or directory in {source}"))?;
+            let cache = cache_of(&cache, None);
+            let fs = Fs::new(imgfs::open_tree(&source, &cache)?, cache);
+            let ino = fs.resolve(&path).with_context(|| format!("{path} in {source}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            list(&tree, id, "", recursive, &mut out)?;
+            list(&fs, ino, "", recursive, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Cat { source, path, cache } => {
-            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
-            cat(&tree, &source, &path)?;
+            let cache = cache_of(&cache, None);
+            let fs = Fs::new(imgfs::open_tree(&source, &cache)?, cache);
+            cat(&fs, &source, &path)?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -185,8 +194,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 fn mount_foreground(source: &str, mountpoint: &Path, opts: &Options, cache: &Cache) -> anyhow::Result<ExitCode> {
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
-    let tree = imgfs::open_tree(source, cache)?;
-    mount::serve(tree, source, &mountpoint, opts, || {
+    let fs = Fs::new(imgfs::open_tree(source, cache)?, cache.clone());
+    mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
         if std::env::var_os(NOTIFY_ENV).is_some() {
             notify_parent("ok");
@@ -257,44 +266,51 @@ fn inspect_json(tree: &Tree) -> serde_json::Value {
     })
 }
 
-fn list(tree: &Tree, id: imgfs::tree::NodeId, prefix: &str, recursive: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    let Some(node) = tree.get(id) else { return Ok(()) };
-    let NodeKind::Dir { children } = &node.kind else {
-        writeln!(out, "{}", String::from_utf8_lossy(&node.name))?;
+fn list(fs: &Fs, ino: u64, prefix: &str, recursive: bool, out: &mut impl Write) -> anyhow::Result<()> {
+    if fs.getattr(ino)?.kind != Kind::Dir {
+        writeln!(out, "{prefix}")?;
         return Ok(());
-    };
-    for c in children {
-        let Some(child) = tree.get(*c) else { continue };
-        let name = String::from_utf8_lossy(&child.name);
+    }
+    let mut entries = Vec::new();
+    fs.readdir(ino, 2, |child, kind, name| {
+        entries.push((child, kind, name.to_vec()));
+        false
+    })?;
+    for (child, kind, name) in entries {
+        let name = String::from_utf8_lossy(&name);
         let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
-        let is_dir = matches!(child.kind, NodeKind::Dir { .. });
-        writeln!(out, "{}{}", if recursive { path.as_str() } else { name.as_ref() }, if is_dir { "/" } else { "" })?;
-        if recursive && is_dir {
-            list(tree, *c, &path, true, out)?;
+        let suffix = match kind {
+            Kind::Dir => "/",
+            Kind::Symlink => "@",
+            _ => "",
+        };
+        writeln!(out, "{}{suffix}", if recursive { path.as_str() } else { name.as_ref() })?;
+        if recursive && kind == Kind::Dir {
+            list(fs, child, &path, true, out)?;
         }
     }
     Ok(())
 }
 
-fn cat(tree: &Arc<Tree>, source: &str, path: &str) -> anyhow::Result<()> {
-    let id = tree.resolve(path).ok_or_else(|| anyhow!("{path}: no such file in {source}"))?;
-    let Some(NodeKind::File { content, size }) = tree.get(id).map(|n| &n.kind) else {
+fn cat(fs: &Fs, source: &str, path: &str) -> anyhow::Result<()> {
+    let ino = fs.resolve(path).with_context(|| format!("{path} in {source}"))?;
+    let attr = fs.getattr(ino)?;
+    if attr.kind == Kind::Dir {
         return Err(anyhow!("{path}: is a directory in {source}"));
-    };
-    let reader = tree.reader(content)?;
+    }
+    fs.open(ino)?;
     let mut out = std::io::stdout().lock();
-    let mut buf = vec![0u8; 1 << 20];
     let mut off = 0;
-    while off < *size {
-        let n = reader.read_at(&mut buf, off).with_context(|| format!("{path}: read at {off}"))?;
-        if n == 0 {
-            return Err(anyhow!("{path}: ends at {off} of {size} bytes"));
+    while off < attr.size {
+        let data = fs.read(ino, off, 1 << 20).with_context(|| format!("{path}: read at {off}"))?;
+        if data.is_empty() {
+            return Err(anyhow!("{path}: ends at {off} of {} bytes", attr.size));
         }
-        match out.write_all(&buf[..n]) {
+        match out.write_all(&data) {
             Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => return Ok(()),
             r => r?,
         }
-        off += n as u64;
+        off += data.len() as u64;
     }
     Ok(())
 }

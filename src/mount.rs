@@ -2,10 +2,9 @@
 //! unmounted or the daemon is told to stop (SIGTERM/SIGINT/SIGHUP unmount cleanly).
 
 use crate::fuse::ImgFs;
-use crate::tree::Tree;
+use crate::fs::Fs;
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 /// Worker threads serving FUSE requests: reads may wait on decompression, so more than cores.
 pub const FUSE_THREADS: usize = 4;
@@ -145,10 +144,10 @@ fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
 }
 
-/// Mounts `tree` on `mountpoint` and serves it until unmounted or signalled. `ready` is called
+/// Mounts `fs` on `mountpoint` and serves it until unmounted or signalled. `ready` is called
 /// once the kernel has the mount (the background `imgfs mount` returns then).
 pub fn serve(
-    tree: Arc<Tree>,
+    fs: Fs,
     source: &str,
     mountpoint: &Path,
     options: &Options,
@@ -156,7 +155,7 @@ pub fn serve(
 ) -> Result<(), MountError> {
     let config = options.fuser_config(source);
     let mount_err = |source| MountError::Mount { path: mountpoint.to_path_buf(), source };
-    let mut session = Session::new(ImgFs::new(tree), mountpoint, &config).map_err(mount_err)?;
+    let mut session = Session::new(ImgFs::new(fs), mountpoint, &config).map_err(mount_err)?;
     let mut unmounter = session.unmount_callable();
     let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
         .map_err(mount_err)?;

@@ -1,38 +1,36 @@
-//! Tree nodes -> FUSE attributes. Metadata files are root-owned and read-only (0444 files,
-//! 0555 directories); times are the source's mtime so remounts show the same values.
+//! [`Attr`] -> fuser's `FileAttr`.
 
-use crate::tree::{NodeId, NodeKind, Tree};
+use crate::fs::{Attr, Kind};
 use fuser::{FileAttr, FileType, INodeNo};
 
-/// The FUSE file type of a node.
-pub fn kind_of(kind: &NodeKind) -> FileType {
+/// The FUSE file type of a kind.
+pub fn file_type(kind: Kind) -> FileType {
     match kind {
-        NodeKind::Dir { .. } => FileType::Directory,
-        NodeKind::File { .. } => FileType::RegularFile,
+        Kind::Dir => FileType::Directory,
+        Kind::File => FileType::RegularFile,
+        Kind::Symlink => FileType::Symlink,
+        Kind::CharDev => FileType::CharDevice,
+        Kind::BlockDev => FileType::BlockDevice,
+        Kind::Fifo => FileType::NamedPipe,
     }
 }
 
-/// Attributes of a node.
-pub fn file_attr(tree: &Tree, id: NodeId, ino: INodeNo) -> FileAttr {
-    let mtime = tree.image_set().mtime;
-    let (kind, perm, size, nlink) = match tree.get(id).map(|n| &n.kind) {
-        Some(NodeKind::File { size, .. }) => (FileType::RegularFile, 0o444, *size, 1),
-        _ => (FileType::Directory, 0o555, 0, 2 + tree.subdir_count(id)),
-    };
+/// fuser attributes of an inode.
+pub fn file_attr(a: &Attr) -> FileAttr {
     FileAttr {
-        ino,
-        size,
-        blocks: size.div_ceil(512),
-        atime: mtime,
-        mtime,
-        ctime: mtime,
-        crtime: mtime,
-        kind,
-        perm,
-        nlink,
-        uid: 0,
-        gid: 0,
-        rdev: 0,
+        ino: INodeNo(a.ino),
+        size: a.size,
+        blocks: a.size.div_ceil(512),
+        atime: a.mtime,
+        mtime: a.mtime,
+        ctime: a.mtime,
+        crtime: a.mtime,
+        kind: file_type(a.kind),
+        perm: a.perm,
+        nlink: a.nlink,
+        uid: a.uid,
+        gid: a.gid,
+        rdev: a.rdev,
         blksize: 4096,
         flags: 0,
     }

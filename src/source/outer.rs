@@ -90,7 +90,7 @@ fn open_gzip(
             index
         }
     };
-    Ok(Arc::new(gzip::GzipReader::new(blob, Arc::new(index))))
+    Ok(Arc::new(gzip::GzipReader::new(blob, Arc::new(index))?))
 }
 
 fn open_zstd(
@@ -111,5 +111,5 @@ fn open_zstd(
             index
         }
     };
-    Ok(Arc::new(zstd::ZstdReader::new(blob, Arc::new(index))))
+    Ok(Arc::new(zstd::ZstdReader::new(blob, Arc::new(index))?))
 }

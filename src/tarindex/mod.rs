@@ -9,8 +9,13 @@ pub struct Entry {
     pub path: Vec<u8>, pub kind: EntryKind, pub mode: u32, pub uid: u64, pub gid: u64,
     pub mtime: i64, pub mtime_nsec: u32, pub size: u64, pub data_offset: u64, pub stored_size: u64,
     pub link: Option<Vec<u8>>, pub dev_major: u32, pub dev_minor: u32,
-    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>, pub header_offset: u64,
+    pub xattrs: Vec<(Vec<u8>, Vec<u8>)>, pub sparse: Option<Vec<SparseChunk>>, pub header_offset: u64,
 }
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SparseChunk { pub offset: u64, pub len: u64 }
+pub struct StreamIndexer { buf: Vec<u8> }
+impl Default for StreamIndexer { fn default() -> Self { Self::new() } }
+impl StreamIndexer { pub fn new() -> Self { Self { buf: Vec::new() } } pub fn feed(&mut self, d: &[u8]) -> Result<()> { self.buf.extend_from_slice(d); Ok(()) } pub fn finish(self) -> Result<Vec<Entry>> { index_seekable(&self.buf) } }
 #[derive(Debug, thiserror::Error)]
 pub enum TarError { #[error("truncated at offset {offset}")] Truncated { offset: u64 }, #[error("i/o")] Io(#[from] io::Error) }
 pub type Result<T> = std::result::Result<T, TarError>;
@@ -36,7 +41,7 @@ pub fn index_seekable(archive: &dyn ReadAt) -> Result<Vec<Entry>> {
         if off + size > archive.len() { return Err(TarError::Truncated { offset: off }); }
         out.push(Entry { path: e.path_bytes().into_owned(), kind, mode: h.mode().unwrap_or(0), uid: h.uid().unwrap_or(0), gid: h.gid().unwrap_or(0),
             mtime: h.mtime().unwrap_or(0) as i64, mtime_nsec: 0, size, data_offset: off, stored_size: size,
-            link: e.link_name_bytes().map(|l| l.into_owned()), dev_major: 0, dev_minor: 0, xattrs: vec![], header_offset: e.raw_header_position() });
+            link: e.link_name_bytes().map(|l| l.into_owned()), dev_major: 0, dev_minor: 0, xattrs: vec![], sparse: None, header_offset: e.raw_header_position() });
     }
     Ok(out)
 }

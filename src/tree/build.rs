@@ -4,6 +4,7 @@
 use super::escape::escape_component;
 use super::{Content, Node, NodeId, NodeKind, Tree};
 use crate::image::{ImageNode, ImageSet};
+use crate::view::{PlacementId, ViewSpec};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
@@ -14,23 +15,25 @@ struct DirSpec(BTreeMap<Vec<u8>, Spec>);
 enum Spec {
     Dir(DirSpec),
     File(Content, u64),
+    View(ViewSpec),
 }
 
 impl DirSpec {
     fn file(&mut self, name: &str, content: Content, size: u64) {
         self.0.insert(name.as_bytes().to_vec(), Spec::File(content, size));
     }
+    fn view(&mut self, name: &str, spec: ViewSpec) {
+        self.0.insert(name.as_bytes().to_vec(), Spec::View(spec));
+    }
     fn dir(&mut self, name: &str) -> &mut DirSpec {
-        let entry = self.0.entry(name.as_bytes().to_vec()).or_insert_with(|| Spec::Dir(DirSpec::default()));
-        match entry {
+        let key = name.as_bytes().to_vec();
+        if !matches!(self.0.get(&key), Some(Spec::Dir(_))) {
+            self.0.insert(key.clone(), Spec::Dir(DirSpec::default()));
+        }
+        match self.0.entry(key).or_insert_with(|| Spec::Dir(DirSpec::default())) {
             Spec::Dir(d) => d,
-            Spec::File(..) => {
-                *entry = Spec::Dir(DirSpec::default());
-                match entry {
-                    Spec::Dir(d) => d,
-                    Spec::File(..) => unreachable!("just replaced by a directory"),
-                }
-            }
+            // Names are fixed by the layout above: a file and a directory never share one.
+            _ => unreachable!("a directory was just inserted under this name"),
         }
     }
 }
@@ -54,8 +57,8 @@ pub fn build(set: Arc<ImageSet>) -> Tree {
     for (name, node) in &set.refs {
         add_image(images.dir(&escape_component(name)), node, &set);
     }
-    let mut tree = Tree { nodes: Vec::new(), set };
-    flatten(&mut tree.nodes, root);
+    let mut tree = Tree { nodes: Vec::new(), set, views: Vec::new(), view_nodes: Vec::new() };
+    flatten(&mut tree, root);
     tree
 }
 
@@ -70,6 +73,12 @@ fn add_image(dir: &mut DirSpec, node: &ImageNode, set: &ImageSet) {
             dir.file("manifest.json", c, n);
             let (c, n) = blob(&m.config);
             dir.file("config.json", c, n);
+            let manifest = Arc::new(m.clone());
+            dir.view("rootfs", ViewSpec::Rootfs(manifest));
+            let layers = dir.dir("layers");
+            for (i, l) in m.layers.iter().enumerate().filter(|(_, l)| l.present) {
+                layers.view(&i.to_string(), ViewSpec::Layer(l.clone()));
+            }
         }
         ImageNode::Index { digest, children } => {
             let (c, n) = blob(digest);
@@ -82,7 +91,8 @@ fn add_image(dir: &mut DirSpec, node: &ImageNode, set: &ImageSet) {
 }
 
 /// Lays the spec out breadth-first per directory: a directory's children get consecutive ids.
-fn flatten(nodes: &mut Vec<Node>, root: DirSpec) {
+fn flatten(tree: &mut Tree, root: DirSpec) {
+    let nodes = &mut tree.nodes;
     nodes.push(Node { name: Box::new([]), parent: NodeId::ROOT, kind: NodeKind::Dir { children: Vec::new() } });
     let mut queue = std::collections::VecDeque::from([(NodeId::ROOT, root)]);
     while let Some((id, spec)) = queue.pop_front() {
@@ -95,6 +105,11 @@ fn flatten(nodes: &mut Vec<Node>, root: DirSpec) {
                 Spec::Dir(d) => {
                     queue.push_back((child_id, d));
                     NodeKind::Dir { children: Vec::new() }
+                }
+                Spec::View(v) => {
+                    tree.views.push(v);
+                    tree.view_nodes.push(child_id);
+                    NodeKind::View(PlacementId(tree.views.len() as u32 - 1))
                 }
             };
             nodes.push(Node { name: name.into_boxed_slice(), parent: id, kind });

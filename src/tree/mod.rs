@@ -44,6 +44,8 @@ pub enum NodeKind {
         /// Child ids, sorted by their names' bytes.
         children: Vec<NodeId>,
     },
+    /// Where a lazily built view (rootfs, a layer tree) appears; see `crate::view`.
+    View(crate::view::PlacementId),
     /// A regular file.
     File {
         /// Its bytes.
@@ -68,6 +70,9 @@ pub struct Node {
 pub struct Tree {
     nodes: Vec<Node>,
     set: Arc<ImageSet>,
+    views: Vec<crate::view::ViewSpec>,
+    /// The node where each placement is shown, indexed by `PlacementId`.
+    view_nodes: Vec<NodeId>,
 }
 
 impl Tree {
@@ -84,6 +89,16 @@ impl Tree {
     /// True if the tree has only... never: the root always exists.
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
+    }
+
+    /// What each view placement shows, indexed by `PlacementId`.
+    pub fn view_specs(&self) -> &[crate::view::ViewSpec] {
+        &self.views
+    }
+
+    /// The node where placement `p` is shown.
+    pub fn placement_node(&self, p: crate::view::PlacementId) -> Option<NodeId> {
+        self.view_nodes.get(p.0 as usize).copied()
     }
 
     /// The image set behind the tree.
@@ -114,7 +129,7 @@ impl Tree {
         match self.get(id).map(|n| &n.kind) {
             Some(NodeKind::Dir { children }) => children
                 .iter()
-                .filter(|c| matches!(self.nodes[c.0 as usize].kind, NodeKind::Dir { .. }))
+                .filter(|c| matches!(self.nodes[c.0 as usize].kind, NodeKind::Dir { .. } | NodeKind::View(_)))
                 .count() as u32,
             _ => 0,
         }

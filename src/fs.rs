@@ -1,0 +1,424 @@
+//! The filesystem a mount serves, independent of FUSE: one inode space over the static tree
+//! (metadata, blobs, ref directories) and the lazily built views (rootfs, layer trees).
+//!
+//! Inode numbers (what the kernel and NFS clients see):
+//! - static node `n` is `n + 1` (the root is 1, as FUSE wants);
+//! - inode `i >= 1` of the view at placement `p` is `(p + 1) << 32 | i`; a view's root (i = 0)
+//!   is the static node where it is placed.
+//!
+//! Both parts are fixed by the source alone (sorted walk of the tree, deterministic merge), so
+//! remounting the same source gives the same numbers and NFS file handles stay valid. Every
+//! inode stays resolvable for the life of the mount: nothing is ever forgotten.
+//! The FUSE adapter (`crate::fuse`) and the CLI (`imgfs ls`/`cat`) both read through this.
+
+use crate::cache::Cache;
+use crate::layer::LayerStore;
+use crate::merge::InodeKind;
+use crate::tree::{Content, NodeId, NodeKind, Tree};
+use crate::verify::Verifier;
+use crate::view::{PlacementId, View, Views};
+use std::borrow::Cow;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+/// Permission bits of the metadata files and directories imgfs synthesizes.
+const META_FILE_MODE: u16 = 0o444;
+const META_DIR_MODE: u16 = 0o555;
+
+/// An error of a filesystem operation, mapped to an errno by the FUSE adapter.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FsError {
+    /// No such inode or name.
+    #[error("no such file or directory")]
+    NotFound,
+    /// A directory operation on a non-directory.
+    #[error("not a directory")]
+    NotDir,
+    /// A file operation on a directory.
+    #[error("is a directory")]
+    IsDir,
+    /// Not a symlink.
+    #[error("not a symlink")]
+    NotLink,
+    /// The data cannot be served (bad layer, corrupt blob, I/O error); already logged.
+    #[error("{0}")]
+    Io(String),
+}
+
+/// Result alias.
+pub type Result<T> = std::result::Result<T, FsError>;
+
+/// File types, as `stat` shows them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Directory.
+    Dir,
+    /// Regular file.
+    File,
+    /// Symbolic link.
+    Symlink,
+    /// Character device.
+    CharDev,
+    /// Block device.
+    BlockDev,
+    /// Named pipe.
+    Fifo,
+}
+
+/// Attributes of an inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Attr {
+    /// Inode number.
+    pub ino: u64,
+    /// Type.
+    pub kind: Kind,
+    /// Permission bits (07777).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes.
+    pub size: u64,
+    /// Modification (and change, access) time.
+    pub mtime: SystemTime,
+    /// Link count.
+    pub nlink: u32,
+    /// Device number (kernel encoding).
+    pub rdev: u32,
+}
+
+/// Where an inode number points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Ino {
+    Static(NodeId),
+    View(PlacementId, u32),
+}
+
+impl Ino {
+    fn decode(raw: u64) -> Option<Ino> {
+        let (high, low) = (raw >> 32, (raw & 0xffff_ffff) as u32);
+        match high {
+            0 => low.checked_sub(1).map(|n| Ino::Static(NodeId(n))),
+            p => (low != 0).then(|| Ino::View(PlacementId((p - 1) as u32), low)),
+        }
+    }
+
+    fn encode(self) -> u64 {
+        match self {
+            Ino::Static(n) => u64::from(n.0) + 1,
+            Ino::View(p, i) => ((u64::from(p.0) + 1) << 32) | u64::from(i),
+        }
+    }
+}
+
+/// A directory entry: inode number, type, name.
+pub type DirEntry<'a> = (u64, Kind, Cow<'a, [u8]>);
+
+/// The served filesystem.
+pub struct Fs {
+    tree: Arc<Tree>,
+    views: Views,
+    verifier: Arc<Verifier>,
+}
+
+/// A place in a view: the placement, its built view and the inode in it.
+struct InView {
+    p: PlacementId,
+    view: Arc<View>,
+    i: u32,
+}
+
+impl Fs {
+    /// The filesystem of `tree`, indexing layers through `cache`.
+    pub fn new(tree: Arc<Tree>, cache: Cache) -> Fs {
+        let verifier = Verifier::new(tree.image_set().clone());
+        let v = verifier.clone();
+        let store = LayerStore::new(tree.image_set().clone(), cache, Box::new(move |d| v.mark_good(d)));
+        let views = Views::new(tree.view_specs().to_vec(), store);
+        Fs { tree, views, verifier }
+    }
+
+    /// The tree behind the filesystem.
+    pub fn tree(&self) -> &Arc<Tree> {
+        &self.tree
+    }
+
+    /// Inode number of the root.
+    pub const ROOT: u64 = 1;
+
+    fn node(&self, id: NodeId) -> Result<&crate::tree::Node> {
+        self.tree.get(id).ok_or(FsError::NotFound)
+    }
+
+    /// Resolves an inode to a static node or a place in a built view.
+    fn place(&self, raw: u64) -> Result<std::result::Result<NodeId, InView>> {
+        match Ino::decode(raw).ok_or(FsError::NotFound)? {
+            Ino::Static(id) => match self.node(id)?.kind {
+                NodeKind::View(p) => Ok(Err(InView { p, view: self.view(p)?, i: 0 })),
+                _ => Ok(Ok(id)),
+            },
+            Ino::View(p, i) => {
+                let view = self.view(p)?;
+                if i as usize >= view.len() {
+                    return Err(FsError::NotFound);
+                }
+                Ok(Err(InView { p, view, i }))
+            }
+        }
+    }
+
+    fn view(&self, p: PlacementId) -> Result<Arc<View>> {
+        self.views.get(p).map_err(FsError::Io)
+    }
+
+    fn placement_node(&self, p: PlacementId) -> Option<NodeId> {
+        self.tree.placement_node(p)
+    }
+
+    /// The inode number of inode `i` of the view at `p` (its root is the placement node).
+    fn view_ino(&self, p: PlacementId, i: u32) -> u64 {
+        if i == 0 {
+            self.placement_node(p).map_or(Self::ROOT, |n| Ino::Static(n).encode())
+        } else {
+            Ino::View(p, i).encode()
+        }
+    }
+
+    /// Attributes of an inode.
+    pub fn getattr(&self, ino: u64) -> Result<Attr> {
+        match Ino::decode(ino).ok_or(FsError::NotFound)? {
+            Ino::Static(id) => self.static_attr(id),
+            Ino::View(p, i) => {
+                let view = self.view(p)?;
+                self.view_attr(&view, p, i)
+            }
+        }
+    }
+
+    fn static_attr(&self, id: NodeId) -> Result<Attr> {
+        let node = self.node(id)?;
+        let mtime = self.tree.image_set().mtime;
+        let (kind, perm, size, nlink) = match &node.kind {
+            NodeKind::File { size, .. } => (Kind::File, META_FILE_MODE, *size, 1),
+            NodeKind::Dir { .. } => (Kind::Dir, META_DIR_MODE, 0, 2 + self.tree.subdir_count(id)),
+            // A view's directory is shown without building the view (so `ls -l` of a ref
+            // directory indexes nothing); nlink 1 is the usual "subdirectories not counted".
+            NodeKind::View(_) => (Kind::Dir, META_DIR_MODE, 0, 1),
+        };
+        Ok(Attr { ino: Ino::Static(id).encode(), kind, perm, uid: 0, gid: 0, size, mtime, nlink, rdev: 0 })
+    }
+
+    fn view_attr(&self, view: &View, p: PlacementId, i: u32) -> Result<Attr> {
+        if i == 0 {
+            let node = self.placement_node(p).ok_or(FsError::NotFound)?;
+            return self.static_attr(node);
+        }
+        let a = view.attr(i, self.tree.image_set().mtime).ok_or(FsError::NotFound)?;
+        Ok(Attr {
+            ino: Ino::View(p, i).encode(),
+            kind: kind_of(a.kind),
+            perm: a.perm,
+            uid: a.uid,
+            gid: a.gid,
+            size: a.size,
+            mtime: a.mtime,
+            nlink: a.nlink,
+            rdev: a.rdev,
+        })
+    }
+
+    /// Looks `name` up in directory `parent` (`.` and `..` included, as NFS export needs).
+    pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        match self.place(parent)? {
+            Ok(id) => {
+                let node = self.node(id)?;
+                if !matches!(node.kind, NodeKind::Dir { .. }) {
+                    return Err(FsError::NotDir);
+                }
+                let found = match name {
+                    b"." => Some(id),
+                    b".." => Some(node.parent),
+                    n => self.tree.lookup(id, n),
+                };
+                self.getattr(Ino::Static(found.ok_or(FsError::NotFound)?).encode())
+            }
+            Err(InView { p, view, i }) => {
+                if view.kind(i) != Some(InodeKind::Dir) {
+                    return Err(FsError::NotDir);
+                }
+                let target = match name {
+                    b"." => i,
+                    b".." if i == 0 => {
+                        let node = self.placement_node(p).ok_or(FsError::NotFound)?;
+                        let parent = self.node(node)?.parent;
+                        return self.static_attr(parent);
+                    }
+                    b".." => view.parent(i).ok_or(FsError::NotFound)?,
+                    n => view.lookup(i, n).ok_or(FsError::NotFound)?,
+                };
+                self.view_attr(&view, p, target)
+            }
+        }
+    }
+
+    /// Entries of a directory, `.` and `..` first, from position `offset`; `add` returns true
+    /// when the caller's buffer is full.
+    pub fn readdir(&self, ino: u64, offset: u64, mut add: impl FnMut(u64, Kind, &[u8]) -> bool) -> Result<()> {
+        let offset = usize::try_from(offset).unwrap_or(usize::MAX);
+        match self.place(ino)? {
+            Ok(id) => {
+                let node = self.node(id)?;
+                let NodeKind::Dir { children } = &node.kind else { return Err(FsError::NotDir) };
+                let dots = [(ino, Kind::Dir, &b"."[..]), (Ino::Static(node.parent).encode(), Kind::Dir, &b".."[..])];
+                let rest = children.iter().filter_map(|c| {
+                    let n = self.tree.get(*c)?;
+                    let kind = if matches!(n.kind, NodeKind::File { .. }) { Kind::File } else { Kind::Dir };
+                    Some((Ino::Static(*c).encode(), kind, n.name.as_ref()))
+                });
+                for (ino, kind, name) in dots.into_iter().chain(rest).skip(offset) {
+                    if add(ino, kind, name) {
+                        break;
+                    }
+                }
+            }
+            Err(InView { p, view, i }) => {
+                if view.kind(i) != Some(InodeKind::Dir) {
+                    return Err(FsError::NotDir);
+                }
+                let parent = if i == 0 {
+                    let node = self.placement_node(p).ok_or(FsError::NotFound)?;
+                    Ino::Static(self.node(node)?.parent).encode()
+                } else {
+                    self.view_ino(p, view.parent(i).unwrap_or(0))
+                };
+                let dots = [(self.view_ino(p, i), Kind::Dir, &b"."[..]), (parent, Kind::Dir, &b".."[..])];
+                let rest = view.children(i).iter().map(|(name, c)| {
+                    let kind = view.kind(*c).map_or(Kind::File, kind_of);
+                    (Ino::View(p, *c).encode(), kind, name.as_ref())
+                });
+                for (ino, kind, name) in dots.into_iter().chain(rest).skip(offset) {
+                    if add(ino, kind, name) {
+                        break;
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Prepares an inode for reading: starts verification of an unverified blob.
+    pub fn open(&self, ino: u64) -> Result<()> {
+        match self.place(ino)? {
+            Ok(id) => match &self.node(id)?.kind {
+                NodeKind::File { content: Content::Blob(d), .. } => {
+                    self.verifier.start(d);
+                    Ok(())
+                }
+                NodeKind::File { .. } => Ok(()),
+                _ => Err(FsError::IsDir),
+            },
+            Err(InView { view, i, .. }) => match view.kind(i) {
+                Some(InodeKind::Dir) => Err(FsError::IsDir),
+                Some(_) => Ok(()),
+                None => Err(FsError::NotFound),
+            },
+        }
+    }
+
+    /// Reads up to `size` bytes at `offset`.
+    pub fn read(&self, ino: u64, offset: u64, size: usize) -> Result<Vec<u8>> {
+        let (reader, name): (Arc<dyn crate::blob::ReadAt>, Cow<str>) = match self.place(ino)? {
+            Ok(id) => {
+                let node = self.node(id)?;
+                let NodeKind::File { content, size: len } = &node.kind else { return Err(FsError::IsDir) };
+                if let Content::Blob(d) = content {
+                    // A read that reaches the end waits for the blob's verification.
+                    let at_end = offset.saturating_add(size as u64) >= *len;
+                    self.verifier.check(d, at_end).map_err(|e| FsError::Io(e.to_string()))?;
+                }
+                (self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?, String::from_utf8_lossy(&node.name))
+            }
+            Err(InView { view, i, .. }) => {
+                let file = view.file(i).ok_or(if view.kind(i) == Some(InodeKind::Dir) { FsError::IsDir } else { FsError::NotFound })?;
+                (Arc::new(file), Cow::Owned(format!("inode {ino}")))
+            }
+        };
+        read_range(reader.as_ref(), offset, size).map_err(|e| {
+            log::error!("read of {name} at {offset}: {e}");
+            FsError::Io(e.to_string())
+        })
+    }
+
+    /// Target of a symlink.
+    pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
+        match self.place(ino)? {
+            Ok(_) => Err(FsError::NotLink),
+            Err(InView { view, i, .. }) => view.readlink(i).map(<[u8]>::to_vec).ok_or(FsError::NotLink),
+        }
+    }
+
+    /// Extended attributes of an inode (name, value).
+    pub fn xattrs(&self, ino: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        match self.place(ino)? {
+            Ok(_) => Ok(Vec::new()),
+            Err(InView { view, i, .. }) => Ok(view.xattrs(i).to_vec()),
+        }
+    }
+
+    /// Resolves a slash-separated path from the root (for `imgfs ls` / `cat`).
+    pub fn resolve(&self, path: &str) -> Result<u64> {
+        let mut ino = Self::ROOT;
+        for part in path.split('/').filter(|p| !p.is_empty()) {
+            ino = self.lookup(ino, part.as_bytes())?.ino;
+        }
+        Ok(ino)
+    }
+
+    /// (total bytes of blobs, number of static nodes) for statfs.
+    pub fn usage(&self) -> (u64, u64) {
+        (self.tree.total_bytes(), self.tree.len() as u64)
+    }
+}
+
+fn kind_of(k: InodeKind) -> Kind {
+    match k {
+        InodeKind::Dir => Kind::Dir,
+        InodeKind::File => Kind::File,
+        InodeKind::Symlink => Kind::Symlink,
+        InodeKind::CharDev => Kind::CharDev,
+        InodeKind::BlockDev => Kind::BlockDev,
+        InodeKind::Fifo => Kind::Fifo,
+    }
+}
+
+/// Reads `[offset, offset+size)` (short at the end of the data).
+fn read_range(r: &dyn crate::blob::ReadAt, offset: u64, size: usize) -> std::io::Result<Vec<u8>> {
+    let want = size.min(r.len().saturating_sub(offset).min(usize::MAX as u64) as usize);
+    let mut buf = vec![0u8; want];
+    let mut filled = 0;
+    while filled < want {
+        match r.read_at(&mut buf[filled..], offset + filled as u64)? {
+            0 => break,
+            n => filled += n,
+        }
+    }
+    buf.truncate(filled);
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inode_numbers_round_trip() {
+        let cases = [Ino::Static(NodeId(0)), Ino::Static(NodeId(41)), Ino::View(PlacementId(0), 1), Ino::View(PlacementId(7), u32::MAX)];
+        for c in cases {
+            assert_eq!(Ino::decode(c.encode()), Some(c));
+        }
+        assert_eq!(Ino::decode(0), None);
+        assert_eq!(Ino::decode(1 << 32), None);
+    }
+}

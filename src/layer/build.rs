@@ -1,0 +1,124 @@
+//! The one sequential pass over a layer blob: hash the compressed bytes, decompress (recording
+//! access points), hash the uncompressed bytes, and index the tar headers, all at once.
+
+use super::{Compression, LayerError, LayerIndex, SeekIndex};
+use crate::blob::{gzip, zstd, Cursor, ReadAt};
+use crate::digest::{Digest, Hasher};
+use crate::tarindex::StreamIndexer;
+use std::io::{self, BufReader, Read};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Read size of the pass over the compressed blob.
+const READ_CHUNK: usize = 1 << 20;
+/// Progress is logged at most this often for big layers.
+const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Detects compression from the first bytes.
+pub fn sniff(blob: &dyn ReadAt) -> io::Result<Compression> {
+    let mut head = [0u8; 4];
+    let n = blob.read_at(&mut head, 0)?;
+    Ok(match &head[..n] {
+        [0x1f, 0x8b, ..] => Compression::Gzip,
+        [0x28, 0xb5, 0x2f, 0xfd] => Compression::Zstd,
+        _ => Compression::None,
+    })
+}
+
+/// A reader that hashes everything read through it.
+struct HashingReader<R> {
+    inner: R,
+    hasher: Hasher,
+    read: u64,
+}
+
+impl<R: Read> Read for HashingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.read += n as u64;
+        Ok(n)
+    }
+}
+
+/// Indexes a layer, verifying its digest and (when known) its diff_id.
+pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, spacing: u64) -> Result<LayerIndex, LayerError> {
+    let io_err = |e: io::Error| LayerError::Io { digest: digest.clone(), reason: e.to_string() };
+    let compression = sniff(blob).map_err(io_err)?;
+    let mut reader = HashingReader {
+        inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
+        hasher: digest.hasher(),
+        read: 0,
+    };
+    let mut tar = StreamIndexer::new();
+    let mut tar_error = None;
+    // For an uncompressed layer the diff_id is the digest: don't hash the bytes twice.
+    let mut uncompressed =
+        (compression != Compression::None).then(|| Hasher::new(crate::digest::Algorithm::Sha256));
+    let started = Instant::now();
+    let mut last_log = started;
+    let mut out_bytes = 0u64;
+    let mut sink = |data: &[u8]| -> io::Result<()> {
+        if let Some(h) = uncompressed.as_mut() {
+            h.update(data);
+        }
+        out_bytes += data.len() as u64;
+        if last_log.elapsed() >= PROGRESS_EVERY {
+            last_log = Instant::now();
+            let secs = started.elapsed().as_secs_f64();
+            log::info!("indexing layer {digest}: {} MiB, {:.0} MiB/s", out_bytes >> 20, out_bytes as f64 / 1048576.0 / secs);
+        }
+        tar.feed(data).map_err(|e| {
+            let msg = e.to_string();
+            tar_error = Some(msg.clone());
+            io::Error::new(io::ErrorKind::InvalidData, msg)
+        })
+    };
+    let decompress_err = |reason: String| LayerError::Decompress { digest: digest.clone(), reason };
+    let seek = match compression {
+        Compression::None => {
+            copy_to_sink(&mut reader, &mut sink).map_err(io_err)?;
+            SeekIndex::None
+        }
+        Compression::Gzip => gzip::build_index(&mut reader, spacing, &mut sink)
+            .map(|i| SeekIndex::Gzip(Arc::new(i)))
+            .map_err(|e| decompress_err(e.to_string()))?,
+        Compression::Zstd => zstd::build_index(&mut reader, &mut sink)
+            .map(|i| SeekIndex::Zstd(Arc::new(i)))
+            .map_err(|e| decompress_err(e.to_string()))?,
+    };
+    if let Some(reason) = tar_error {
+        return Err(LayerError::Tar { digest: digest.clone(), reason });
+    }
+    // Anything after the compressed stream still counts towards the digest.
+    io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
+    let actual = reader.hasher.finish();
+    if &actual != digest {
+        return Err(LayerError::DigestMismatch { digest: digest.clone(), actual });
+    }
+    let diff = uncompressed.map_or_else(|| actual.clone(), Hasher::finish);
+    if let Some(expected) = diff_id {
+        if expected != diff.to_string() {
+            return Err(LayerError::DiffIdMismatch { digest: digest.clone(), expected: expected.to_owned(), actual: diff });
+        }
+    }
+    let entries = tar.finish().map_err(|e| LayerError::Tar { digest: digest.clone(), reason: e.to_string() })?;
+    log::info!(
+        "indexed layer {digest}: {} entries, {} MiB in {:.2}s",
+        entries.len(),
+        out_bytes >> 20,
+        started.elapsed().as_secs_f64()
+    );
+    Ok(LayerIndex { entries, seek, diff_id: diff })
+}
+
+fn copy_to_sink(r: &mut impl Read, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {
+    let mut buf = vec![0u8; READ_CHUNK];
+    loop {
+        let n = r.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        sink(&buf[..n])?;
+    }
+}

@@ -1,0 +1,100 @@
+//! Attributes of view inodes, from their tar entries: mode, owner, times, device numbers.
+
+use crate::merge::{Inode, InodeKind};
+use crate::tarindex::Entry;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Permission bits shown for directories that no tar entry describes (implicit parents).
+const IMPLICIT_DIR_MODE: u16 = 0o755;
+
+/// What `stat` shows for a view inode.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViewAttr {
+    /// Inode kind.
+    pub kind: InodeKind,
+    /// Permission bits including setuid/setgid/sticky (07777).
+    pub perm: u16,
+    /// Owner.
+    pub uid: u32,
+    /// Group.
+    pub gid: u32,
+    /// Size in bytes (symlinks: length of the target).
+    pub size: u64,
+    /// Modification time.
+    pub mtime: SystemTime,
+    /// Link count.
+    pub nlink: u32,
+    /// Device number in the kernel's encoding (devices only).
+    pub rdev: u32,
+}
+
+impl ViewAttr {
+    /// Attributes of `inode`, described by `entry` (None for implicit directories).
+    pub fn new(inode: &Inode, entry: Option<&Entry>, default_mtime: SystemTime) -> ViewAttr {
+        let Some(e) = entry else {
+            return ViewAttr {
+                kind: inode.kind,
+                perm: IMPLICIT_DIR_MODE,
+                uid: 0,
+                gid: 0,
+                size: 0,
+                mtime: default_mtime,
+                nlink: inode.nlink,
+                rdev: 0,
+            };
+        };
+        let size = match inode.kind {
+            InodeKind::File => e.size,
+            InodeKind::Symlink => e.link.as_ref().map_or(0, |l| l.len() as u64),
+            _ => 0,
+        };
+        let rdev = match inode.kind {
+            InodeKind::CharDev | InodeKind::BlockDev => encode_dev(e.dev_major, e.dev_minor),
+            _ => 0,
+        };
+        ViewAttr {
+            kind: inode.kind,
+            perm: (e.mode & 0o7777) as u16,
+            uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
+            gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
+            size,
+            mtime: time_of(e.mtime, e.mtime_nsec),
+            nlink: inode.nlink,
+            rdev,
+        }
+    }
+}
+
+/// The kernel's 32-bit `new_encode_dev`: minor low 8 bits, major 12 bits, minor high 12 bits.
+fn encode_dev(major: u32, minor: u32) -> u32 {
+    ((major & 0xfff) << 8) | (minor & 0xff) | ((minor & 0xfff00) << 12)
+}
+
+fn time_of(secs: i64, nsec: u32) -> SystemTime {
+    let nanos = Duration::from_nanos(u64::from(nsec.min(999_999_999)));
+    if secs >= 0 {
+        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64) + nanos).unwrap_or(UNIX_EPOCH)
+    } else {
+        UNIX_EPOCH
+            .checked_sub(Duration::from_secs(secs.unsigned_abs()))
+            .and_then(|t| t.checked_add(nanos))
+            .unwrap_or(UNIX_EPOCH)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn device_numbers_match_the_kernel_encoding() {
+        assert_eq!(encode_dev(1, 3), 0x103);
+        assert_eq!(encode_dev(8, 0x12345), (8 << 8) | 0x45 | (0x12300 << 12));
+    }
+
+    #[test]
+    fn negative_times() {
+        assert_eq!(time_of(-1, 0), UNIX_EPOCH - Duration::from_secs(1));
+        assert_eq!(time_of(1, 5), UNIX_EPOCH + Duration::from_nanos(1_000_000_005));
+    }
+}

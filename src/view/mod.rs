@@ -1,0 +1,190 @@
+//! Filesystem views of images: the merged `rootfs/` of a manifest and the `layers/<n>/` tree of
+//! each layer, built lazily on first access and then immutable.
+//!
+//! A *placement* is one place in the static tree where a view appears (the same manifest under
+//! two refs has two placements, so no directory ever has two parents). The data behind a view
+//! (merged tree plus the indexed layers) is shared by all placements of the same manifest or
+//! layer, and every layer is indexed once per mount through the [`LayerStore`].
+
+mod attr;
+
+use crate::digest::Digest;
+use crate::image::{LayerInfo, ManifestInfo};
+use crate::layer::file::FileData;
+use crate::layer::{Layer, LayerStore};
+use crate::merge::{self, EntryRef, InodeKind, MergedTree};
+use crate::tarindex::{Entry, EntryKind};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+pub use attr::ViewAttr;
+
+/// How many merge warnings are logged one by one before only a count is given.
+const MAX_LOGGED_WARNINGS: usize = 20;
+
+/// Index into the placements of a tree.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct PlacementId(pub u32);
+
+/// What a placement shows.
+#[derive(Debug, Clone)]
+pub enum ViewSpec {
+    /// The merged layers of a manifest.
+    Rootfs(Arc<ManifestInfo>),
+    /// One layer as stored.
+    Layer(LayerInfo),
+}
+
+impl ViewSpec {
+    fn key(&self) -> (bool, Digest) {
+        match self {
+            ViewSpec::Rootfs(m) => (true, m.digest.clone()),
+            ViewSpec::Layer(l) => (false, l.digest.clone()),
+        }
+    }
+}
+
+/// A built view: a merged tree over indexed layers.
+pub struct View {
+    tree: MergedTree,
+    layers: Vec<Arc<Layer>>,
+}
+
+/// Error text of a view that could not be built (already logged once).
+pub type ViewError = String;
+
+type Slot = Arc<OnceLock<Result<Arc<View>, ViewError>>>;
+
+/// All views of a mount.
+pub struct Views {
+    specs: Vec<ViewSpec>,
+    store: LayerStore,
+    built: Mutex<HashMap<(bool, Digest), Slot>>,
+}
+
+impl Views {
+    /// Views for the placements `specs` (indexed by [`PlacementId`]).
+    pub fn new(specs: Vec<ViewSpec>, store: LayerStore) -> Views {
+        Views { specs, store, built: Mutex::new(HashMap::new()) }
+    }
+
+    /// Number of placements.
+    pub fn len(&self) -> usize {
+        self.specs.len()
+    }
+
+    /// True when there are no placements.
+    pub fn is_empty(&self) -> bool {
+        self.specs.is_empty()
+    }
+
+    /// The view at a placement, building it on first use.
+    pub fn get(&self, p: PlacementId) -> Result<Arc<View>, ViewError> {
+        let spec = self.specs.get(p.0 as usize).ok_or_else(|| "no such view".to_owned())?;
+        let slot = {
+            let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
+            built.entry(spec.key()).or_default().clone()
+        };
+        slot.get_or_init(|| self.build(spec).map(Arc::new)).clone()
+    }
+
+    fn build(&self, spec: &ViewSpec) -> Result<View, ViewError> {
+        let wanted: Vec<(Digest, Option<String>)> = match spec {
+            ViewSpec::Rootfs(m) => {
+                if let Some(l) = m.layers.iter().find(|l| !l.present) {
+                    let msg = format!("image {}: layer {} is not in the source; its rootfs cannot be shown", m.digest, l.digest);
+                    log::error!("{msg}");
+                    return Err(msg);
+                }
+                m.layers.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect()
+            }
+            ViewSpec::Layer(l) => vec![(l.digest.clone(), l.diff_id.clone())],
+        };
+        let layers = self.store.get_all(&wanted).map_err(|e| e.to_string())?;
+        let entries: Vec<&[Entry]> = layers.iter().map(|l| l.index.entries.as_slice()).collect();
+        let (tree, warnings) = match spec {
+            ViewSpec::Rootfs(_) => merge::merge(&entries),
+            ViewSpec::Layer(_) => merge::layer_tree(entries.first().copied().unwrap_or(&[])),
+        };
+        for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
+            log::warn!("{w}");
+        }
+        if warnings.len() > MAX_LOGGED_WARNINGS {
+            log::warn!("... and {} more entries dropped while merging", warnings.len() - MAX_LOGGED_WARNINGS);
+        }
+        Ok(View { tree, layers })
+    }
+}
+
+impl View {
+    /// Number of inodes (index 0 is the view's root directory).
+    pub fn len(&self) -> usize {
+        self.tree.inodes.len()
+    }
+
+    /// True if the view has no inodes (never: the root exists).
+    pub fn is_empty(&self) -> bool {
+        self.tree.inodes.is_empty()
+    }
+
+    fn entry(&self, r: EntryRef) -> Option<&Entry> {
+        self.layers.get(r.layer as usize)?.index.entries.get(r.entry as usize)
+    }
+
+    fn inode(&self, i: u32) -> Option<&merge::Inode> {
+        self.tree.inodes.get(i as usize)
+    }
+
+    /// Looks a name up in directory `dir`.
+    pub fn lookup(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        let children = &self.inode(dir)?.children;
+        children.binary_search_by(|(n, _)| n.as_ref().cmp(name)).ok().map(|i| children[i].1)
+    }
+
+    /// Children of a directory, sorted by name.
+    pub fn children(&self, dir: u32) -> &[(Box<[u8]>, u32)] {
+        self.inode(dir).map_or(&[], |i| &i.children)
+    }
+
+    /// Parent directory of an inode.
+    pub fn parent(&self, i: u32) -> Option<u32> {
+        self.inode(i).map(|n| n.parent)
+    }
+
+    /// The kind of an inode.
+    pub fn kind(&self, i: u32) -> Option<InodeKind> {
+        self.inode(i).map(|n| n.kind)
+    }
+
+    /// Attributes of an inode (`default_mtime` for directories no tar entry describes).
+    pub fn attr(&self, i: u32, default_mtime: std::time::SystemTime) -> Option<ViewAttr> {
+        let inode = self.inode(i)?;
+        let entry = inode.entry.and_then(|r| self.entry(r));
+        Some(ViewAttr::new(inode, entry, default_mtime))
+    }
+
+    /// Target of a symlink.
+    pub fn readlink(&self, i: u32) -> Option<&[u8]> {
+        let inode = self.inode(i)?;
+        if inode.kind != InodeKind::Symlink {
+            return None;
+        }
+        self.entry(inode.entry?)?.link.as_deref()
+    }
+
+    /// The bytes of a regular file.
+    pub fn file(&self, i: u32) -> Option<FileData> {
+        let inode = self.inode(i)?;
+        let r = inode.entry?;
+        let entry = self.entry(r)?;
+        if inode.kind != InodeKind::File || entry.kind == EntryKind::Hardlink {
+            return None;
+        }
+        Some(FileData::new(self.layers.get(r.layer as usize)?.stream.clone(), entry))
+    }
+
+    /// Extended attributes of an inode.
+    pub fn xattrs(&self, i: u32) -> &[(Vec<u8>, Vec<u8>)] {
+        self.inode(i).and_then(|n| n.entry).and_then(|r| self.entry(r)).map_or(&[], |e| &e.xattrs)
+    }
+}

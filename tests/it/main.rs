@@ -1,0 +1,16 @@
+//! The imgfs integration tests: one test binary (`cargo test --test it`).
+//!
+//! - `util`: fixtures (built once per run by tests/fixtures/make-images.sh), the `Mount` guard,
+//!   commands with timeouts, hashing and tree dumps.
+//! - `sources`: every source format mounts and shows docs/layout.md's tree; skopeo and umoci
+//!   accept the mount; the same image reads the same from every format; the CLI without FUSE;
+//!   real archives from shared/fixtures.
+//! - `errors`: broken inputs and bad mount points fail quickly with one clear line.
+//! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
+//!
+//! See docs/testing.md.
+
+mod errors;
+mod fs_semantics;
+mod sources;
+mod util;
