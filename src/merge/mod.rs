@@ -1,14 +1,243 @@
-//! TEMPORARY stub until the merge engine lands (same API).
+//! Merging the layers of an OCI image into one directory tree (pure functions, no I/O).
+//!
+//! [`merge`] takes every layer's tar index (bottom layer first) and returns the tree a
+//! container would see; [`layer_tree`] returns one layer as it is stored, whiteout files
+//! included. Both return a [`MergedTree`] whose inodes point back at the tar entries
+//! ([`EntryRef`]) that give their metadata and data, plus a list of [`Warning`]s for every
+//! entry that was dropped. Hostile input never panics, loops or recurses: every entry is
+//! either applied or dropped (with a warning, except aufs metadata).
+//!
+//! # Paths
+//!
+//! Raw tar paths are normalized into name components: empty and `.` components disappear, so
+//! `./a`, `/a`, `a/` and `a` are all `a`, and `a//b`, `a/./b`, `./a/b/` are all `a/b`.
+//!
+//! * A path with a `..` component is dropped with a warning. It is never resolved.
+//! * A path containing a NUL byte, or with a component longer than 255 bytes (Linux
+//!   `NAME_MAX`), is dropped with a warning: the kernel could never look such a name up.
+//!   Whole paths have no length limit (lookups go one name at a time). A whiteout's own name
+//!   may be longer (`.wh.` + a 255-byte name is 259 bytes): it is never shown.
+//! * The root itself (`./`, `/`, `.`): a directory entry sets the root directory's metadata
+//!   (the last one wins, across layers too); any other kind is dropped with a warning.
+//!   Without such an entry the root is an implicit directory.
+//!
+//! # Layer order and whiteouts (`merge` only)
+//!
+//! `layers[0]` is the bottom layer. For each layer N, FIRST all of N's whiteouts are applied
+//! to the tree built from layers `0..N`, THEN N's other entries are added in archive order.
+//! Whiteouts therefore only ever hide what lower layers made (image-spec `layer.md`), and a
+//! layer may both whiteout `a` and add a new `a`, in either archive order.
+//!
+//! * `DIR/.wh.NAME` removes `DIR/NAME` and its whole subtree, if present. Absent targets are
+//!   a no-op.
+//! * `DIR/.wh..wh..opq` makes `DIR` opaque: every child lower layers put there is removed;
+//!   `DIR` itself stays (with its metadata), and this layer's own entries in `DIR` are added
+//!   afterwards.
+//! * Other `.wh..wh.*` names (aufs metadata such as `.wh..wh.plnk`) and everything beneath
+//!   them are dropped silently.
+//! * `.wh.`, `.wh..` and `.wh...` (an empty, `.` or `..` target) are dropped with a warning.
+//! * A path whose *parent* components contain a `.wh.` name (`a/.wh.b/c`) is dropped with a
+//!   warning: it is neither a whiteout nor a name a merged tree may show.
+//! * A whiteout is recognized by its name alone, whatever the entry kind.
+//! * Whiteouts locate their target without following symlinks: `link/.wh.x`, where `link` is
+//!   a symlink to a directory, hides nothing.
+//! * Whiteout entries never appear in `merge`'s output.
+//!
+//! ```text
+//! layer 0: d etc, f etc/passwd, f etc/shadow, d var/cache, f var/cache/x
+//! layer 1: f etc/.wh.shadow, f var/cache/.wh..wh..opq, f var/cache/y, f .wh.tmp
+//! result : etc/passwd (layer 0), var/cache/y (layer 1); etc/shadow and var/cache/x are gone
+//! ```
+//!
+//! # Adding an entry
+//!
+//! * Missing parent directories are created as implicit directories (`entry: None`; the
+//!   filesystem shows them with default metadata until a later directory entry names them).
+//! * A parent component that exists but is a **symlink** makes the entry be **dropped** with
+//!   the warning "parent is a symlink". Symlinks are never followed while merging. (umoci, the
+//!   reference unpacker, would resolve the symlink inside the rootfs and write through it; we
+//!   deliberately don't: the result would depend on link targets that may point anywhere.)
+//! * A parent component that exists but is any other non-directory (file, device, fifo) is
+//!   replaced by an implicit directory.
+//! * Directory onto an existing directory: the directory keeps its children and takes the new
+//!   entry's metadata. Non-directory onto a directory: the directory and its subtree are
+//!   replaced. Directory onto a non-directory: replaced by the new, empty directory.
+//!   Non-directory onto non-directory: replaced by a new inode (other hardlink names of the
+//!   old inode keep the old inode).
+//! * Duplicate paths in one layer: the last entry wins (a consequence of applying entries in
+//!   order).
+//! * Symlinks keep their target bytes verbatim (relative or absolute, never resolved, may
+//!   point anywhere). A symlink entry without a target, or with an empty one, is dropped with
+//!   a warning. Character and block devices and fifos are ordinary inodes.
+//!
+//! ```text
+//! layer 0: f a, d b, f b/c            layer 1: d a, f a/x, f b, l s -> /etc, f s/y
+//! result : a/ (layer 1 dir) with a/x, b (layer 1 file), s -> /etc; s/y dropped (parent is a symlink)
+//! ```
+//!
+//! # Hardlinks
+//!
+//! A hardlink entry's target is normalized like a path. It must exist in the tree at that
+//! moment (added earlier in this layer, or by a lower layer and not whited out) and must not be
+//! a directory; the new name then refers to the *same* inode, whose metadata and data come from
+//! the entry that created the inode. Otherwise (absent target, target added later in the
+//! archive, a directory, a `..` target, no target) the hardlink is dropped with a warning.
+//! The target is resolved before anything else happens, so a dropped hardlink changes nothing.
+//! Replacing or whiting out one name of a hardlinked inode leaves the other names on the old
+//! inode. `nlink` of a non-directory is the number of its names in the final tree.
+//!
+//! ```text
+//! layer 0: f a, h b => a         layer 1: f a
+//! result : a (new inode from layer 1, nlink 1), b (the layer-0 inode, nlink 1)
+//! ```
+//!
+//! # `layer_tree`
+//!
+//! One layer as stored: whiteout files (`.wh.*`, including `.wh..wh..opq` and aufs metadata)
+//! are kept as ordinary entries and nothing is hidden. Everything else (normalization, implicit
+//! parents, symlink parents, replacement, hardlinks, last-wins) is as in `merge`; a hardlink
+//! to a file in a lower layer is dropped because the layer alone does not contain it.
+//!
+//! # The result
+//!
+//! `inodes[0]` is the root. Directories have `nlink = 2 + number of child directories` and
+//! their children sorted by name bytes; names are never empty, `.`, `..`, and never contain
+//! `/` or NUL. `parent` of a directory is its parent (root: 0); of a non-directory, the
+//! directory of its first name in walk order. Inode numbers are assigned by a breadth-first
+//! walk from the root, children in name order, a hardlinked inode numbered where it is first
+//! reached: the same layers always give the same numbers, independent of hash order, so they
+//! are stable across mounts. [`MergedTree::fsck`] checks all of this.
+//!
+//! # Limits
+//!
+//! No recursion on tree depth (explicit stacks and queues only); each entry costs O(depth ·
+//! log(directory size)). At most 10 000 warnings are returned (then one "further warnings
+//! suppressed"), each path cut to 4096 bytes, so hostile layers cannot blow up memory through
+//! warnings.
+
+mod build;
+mod fsck;
+pub mod path;
+pub mod whiteout;
+
+#[cfg(test)]
+mod tests;
+
+use std::fmt;
+
 use crate::tarindex::Entry;
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct EntryRef { pub layer: u32, pub entry: u32 }
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum InodeKind { Dir, File, Symlink, CharDev, BlockDev, Fifo }
-#[derive(Debug, Clone)]
-pub struct Inode { pub kind: InodeKind, pub entry: Option<EntryRef>, pub nlink: u32, pub parent: u32, pub children: Vec<(Box<[u8]>, u32)> }
-#[derive(Debug, Clone, Default)]
-pub struct MergedTree { pub inodes: Vec<Inode> }
-pub struct Warning { pub layer: u32, pub path: Vec<u8>, pub reason: &'static str }
-impl std::fmt::Display for Warning { fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result { write!(f, "layer {}: {}: {}", self.layer, String::from_utf8_lossy(&self.path), self.reason) } }
-pub fn merge(_layers: &[&[Entry]]) -> (MergedTree, Vec<Warning>) { (MergedTree { inodes: vec![Inode { kind: InodeKind::Dir, entry: None, nlink: 2, parent: 0, children: vec![] }] }, vec![]) }
-pub fn layer_tree(e: &[Entry]) -> (MergedTree, Vec<Warning>) { merge(&[e]) }
+
+use build::Builder;
+
+/// One tar entry: `layer` indexes the layers slice given to [`merge`] (0 for [`layer_tree`]),
+/// `entry` indexes that layer's entries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct EntryRef {
+    pub layer: u32,
+    pub entry: u32,
+}
+
+/// The file type of a merged inode (hardlinks are not a type: they share an inode).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum InodeKind {
+    Dir,
+    File,
+    Symlink,
+    CharDev,
+    BlockDev,
+    Fifo,
+}
+
+/// One inode of the merged tree.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inode {
+    pub kind: InodeKind,
+    /// The tar entry whose metadata (mode, uid, gid, mtime, xattrs, link target, rdev, data)
+    /// this inode shows; `None` only for implicit directories (and a root no entry described).
+    pub entry: Option<EntryRef>,
+    /// Directories: 2 + number of subdirectories; others: number of names in the final tree.
+    pub nlink: u32,
+    /// Directories: the parent directory (root: 0); others: the directory of the first name in
+    /// walk order.
+    pub parent: u32,
+    /// Directories only: (name, inode index), sorted by name bytes.
+    pub children: Vec<(Box<[u8]>, u32)>,
+}
+
+/// The merged tree: `inodes[0]` is the root directory.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct MergedTree {
+    pub inodes: Vec<Inode>,
+}
+
+/// An entry that was dropped (or a notice that warnings were cut off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Warning {
+    /// Index into the layers slice (0 for [`layer_tree`]).
+    pub layer: u32,
+    /// The entry's raw path (cut to 4096 bytes).
+    pub path: Vec<u8>,
+    pub reason: &'static str,
+}
+
+impl fmt::Display for Warning {
+    /// One line: `layer 2: "a/b\n": reason`, the path lossily decoded, control characters,
+    /// quotes and backslashes escaped so a hostile name cannot forge log lines.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "layer {}: \"", self.layer)?;
+        for c in String::from_utf8_lossy(&self.path).chars() {
+            if c.is_control() || c == '"' || c == '\\' {
+                write!(f, "{}", c.escape_default())?;
+            } else {
+                write!(f, "{c}")?;
+            }
+        }
+        write!(f, "\": {}", self.reason)
+    }
+}
+
+/// Merges image layers with OCI semantics; `layers[0]` is the bottom layer. See the module
+/// documentation for the rules.
+pub fn merge(layers: &[&[Entry]]) -> (MergedTree, Vec<Warning>) {
+    let total = layers.iter().map(|l| l.len()).sum::<usize>();
+    let mut b = Builder::with_capacity(total);
+    for (index, entries) in layers.iter().enumerate() {
+        // More than 4 billion layers cannot occur; stop rather than wrap the index.
+        let Ok(layer) = u32::try_from(index) else {
+            break;
+        };
+        b.apply_whiteouts(layer, entries);
+        b.add_entries(layer, entries, true);
+    }
+    b.finish()
+}
+
+/// One layer as stored: whiteout files are ordinary entries, nothing is hidden. Everything else
+/// is as in [`merge`]. Warnings carry layer 0.
+pub fn layer_tree(entries: &[Entry]) -> (MergedTree, Vec<Warning>) {
+    let mut b = Builder::with_capacity(entries.len());
+    b.add_entries(0, entries, false);
+    b.finish()
+}
+
+impl MergedTree {
+    /// The inode at `path` (normalized like tar paths; `""` and `/` are the root), without
+    /// following symlinks. `None` if absent or if the path has a `..` component.
+    pub fn lookup(&self, path: &[u8]) -> Option<u32> {
+        let comps = path::normalize(path).ok()?;
+        comps.iter().try_fold(0, |dir, name| self.child(dir, name))
+    }
+
+    /// The inode named `name` in directory `dir` (binary search; `None` for non-directories).
+    pub fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        let kids = &self.inodes.get(dir as usize)?.children;
+        let at = kids.binary_search_by(|(n, _)| (**n).cmp(name)).ok()?;
+        kids.get(at).map(|&(_, ino)| ino)
+    }
+
+    /// Checks every structural invariant (see the module documentation); the error names the
+    /// first violation found.
+    pub fn fsck(&self) -> Result<(), String> {
+        fsck::check(self)
+    }
+}

@@ -106,8 +106,12 @@ impl Views {
             ViewSpec::Rootfs(_) => merge::merge(&entries),
             ViewSpec::Layer(_) => merge::layer_tree(entries.first().copied().unwrap_or(&[])),
         };
+        let context = match spec {
+            ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
+            ViewSpec::Layer(l) => format!("tree of layer {}", l.digest),
+        };
         for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
-            log::warn!("{w}");
+            log::warn!("{context}: {w}");
         }
         if warnings.len() > MAX_LOGGED_WARNINGS {
             log::warn!("... and {} more entries dropped while merging", warnings.len() - MAX_LOGGED_WARNINGS);

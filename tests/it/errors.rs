@@ -190,7 +190,7 @@ fn bad_reference_selectors() {
 }
 
 /// Real broken inputs from other projects: a manifest.json that is `null`, layouts whose
-/// index.json names manifests the layout lacks.
+/// index.json names manifests the layout lacks, configs whose size is not their descriptor's.
 #[test]
 fn real_broken_fixtures() {
     let root = shared_fixtures();
@@ -199,6 +199,9 @@ fn real_broken_fixtures() {
         ("containers-image/oci-layout/manifest", &["missing", "absent", "not found"]),
         ("containers-image/oci-layout/two_images_manifest", &["missing", "absent", "not found"]),
         ("containers-image/oci-layout/delete_image_shared_blobs_dir", &["missing", "absent", "not found"]),
+        // configs whose size differs from their descriptor's
+        ("containers-image/oci-layout/delete_image_multiple_images", &["size", "bytes"]),
+        ("containers-image/oci-layout/delete_image_only_one_image", &["size", "bytes"]),
     ];
     for (rel, kw) in cases {
         let p = root.join(rel);
@@ -208,4 +211,39 @@ fn real_broken_fixtures() {
         let s = p.to_string_lossy().into_owned();
         expect_mount_error(&s, &mnt, &[&s], kw);
     }
+}
+
+/// The one line is meant for a person: printable text (no raw bytes from the input), and no
+/// part said twice in a row (as when an error's cause is printed by both its Display and the
+/// error chain: "invalid JSON: EOF ...: EOF ...").
+#[test]
+fn error_messages_are_clean() {
+    let mut f = Failures::default();
+    for name in [
+        "truncated.tar",
+        "truncated-header.tar",
+        "not-an-image.tar",
+        "garbage.bin",
+        "bad-json",
+        "missing-blob",
+        "digest-mismatch",
+        "bad-manifest-json.tar",
+    ] {
+        let src = fx(&format!("bad/{name}"));
+        let t = tempdir();
+        let mnt = fresh_mnt(&t);
+        let o = run_imgfs(["mount".as_ref(), src.as_os_str(), mnt.as_os_str()], ERROR_TIMEOUT);
+        force_unmount(&mnt);
+        assert_no_panic(&o);
+        let msg = o.stderr_str().trim_end().to_owned();
+        f.check(!msg.contains('\u{FFFD}') && !msg.chars().any(|c| c.is_control()), || {
+            format!("{name}: message carries raw bytes or control characters: {msg:?}")
+        });
+        let parts: Vec<&str> = msg.split(": ").map(str::trim).collect();
+        let adjacent = parts.windows(2).any(|w| w[0] == w[1] && !w[0].is_empty());
+        let n = parts.len();
+        let suffix = (1..=n / 2).any(|k| parts[n - k..] == parts[n - 2 * k..n - k]);
+        f.check(!adjacent && !suffix, || format!("{name}: message repeats itself: {msg}"));
+    }
+    f.assert_none("error messages");
 }

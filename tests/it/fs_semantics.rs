@@ -77,24 +77,25 @@ fn mount_options_ro_nodev_nosuid() {
     }
 }
 
-fn inode_map(dir: &Path) -> BTreeMap<String, (u64, i64, u32)> {
-    walk(dir)
+fn inode_map(dir: &Path, paths: Vec<std::path::PathBuf>) -> BTreeMap<String, (u64, i64, u32)> {
+    paths
         .into_iter()
         .map(|rel| {
-            let md = fs::symlink_metadata(dir.join(&rel)).unwrap();
+            let p = dir.join(&rel);
+            let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
             (format!("/{}", rel.display()), (md.ino(), md.mtime(), md.mode()))
         })
         .collect()
 }
 
-#[test]
-fn inode_numbers_stable_across_mounts() {
-    for fixture in ["oci", "docker-archive.tar", "multi"] {
+fn check_inodes_stable(fixture: &str, whole_tree: bool) {
+    {
         let src = fx(fixture);
         let a = Mount::new(&src);
         let b = Mount::new(&src);
-        let ia = inode_map(&a.dir);
-        let ib = inode_map(&b.dir);
+        let paths = |m: &Mount| if whole_tree { walk(&m.dir) } else { walk_metadata(&m.dir) };
+        let ia = inode_map(&a.dir, paths(&a));
+        let ib = inode_map(&b.dir, paths(&b));
         assert!(ia.len() > 10, "{fixture}: only {} paths", ia.len());
         let mut diff = Vec::new();
         for (p, x) in &ia {
@@ -119,6 +120,22 @@ fn inode_numbers_stable_across_mounts() {
         }
         let dup: Vec<_> = by_ino.values().filter(|v| v.len() > 1).collect();
         assert!(dup.is_empty(), "{fixture}: directories share inode numbers: {dup:?}");
+    }
+}
+
+/// The metadata tree (everything but the rootfs/ and layers/ contents).
+#[test]
+fn inode_numbers_stable_across_mounts() {
+    for fixture in ["oci", "docker-archive.tar", "multi", "v1-legacy.tar"] {
+        check_inodes_stable(fixture, false);
+    }
+}
+
+/// The whole tree, filesystem views included.
+#[test]
+fn inode_numbers_stable_across_mounts_whole_tree() {
+    for fixture in ["oci", "docker-archive.tar"] {
+        check_inodes_stable(fixture, true);
     }
 }
 
@@ -157,6 +174,29 @@ fn metadata_attributes() {
     }
 }
 
+/// rootfs/ of a mount reads like the rootfs umoci unpacks from the same image.
+#[test]
+fn rootfs_view_matches_umoci() {
+    let want = crate::sources::reference_rootfs();
+    let strip_root = |d: &[String]| d.iter().filter(|l| !l.starts_with("/ ")).cloned().collect::<Vec<_>>();
+    for (fixture, r) in [("oci", "v2"), ("docker-archive.tar", "docker.io%2Fimgfs%2Ftest:v2")] {
+        let m = Mount::new(fx(fixture));
+        let root = m.path(&format!("images/{r}/rootfs"));
+        let got = tree_dump(&root);
+        assert!(
+            strip_root(&got) == strip_root(want),
+            "{fixture}: images/{r}/rootfs differs from umoci's unpack of oci:v2:\n{}",
+            dump_diff(&strip_root(want), &strip_root(&got))
+        );
+        assert_eq!(fs::read(root.join("data/random.bin")).unwrap(), random_bytes());
+        // the bottom layer alone
+        let l0 = m.path(&format!("images/{r}/layers/0"));
+        assert_eq!(sha256_file(&l0.join("bin/busybox")), expect("BUSYBOX_SHA256"));
+        assert!(l0.join("tmp/to-delete.txt").is_file(), "layers/0 has tmp/to-delete.txt");
+        assert!(!l0.join("etc/layer1.txt").exists(), "layers/0 has no etc/layer1.txt");
+    }
+}
+
 #[test]
 fn ref_dirs_have_filesystem_views() {
     let m = Mount::new(fx("oci"));
@@ -189,54 +229,94 @@ fn statfs_works() {
     run(Command::new("stat").arg("-f").arg(&m.dir), CMD_TIMEOUT).assert_ok();
 }
 
-#[test]
-fn mount_helper_form_via_mount_fuse3() {
-    require(&["mount", "mount.fuse3"]);
-    let t = tempdir();
-    let mnt = t.path().join("mnt");
-    fs::create_dir(&mnt).unwrap();
+/// Runs a mount command expected to mount the oci/ fixture at `mnt`, checks the mount, then
+/// unmounts it with `imgfs umount`.
+fn helper_mount(cmd: &mut Command, mnt: &Path) {
     let src = fx("oci");
-    let bin_dir = imgfs().parent().unwrap();
-    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
-    let o = run(
-        Command::new("mount").arg("-t").arg("fuse.imgfs").arg(&src).arg(&mnt).arg("-o").arg("ro").env("PATH", &path),
-        MOUNT_TIMEOUT,
-    );
-    let mounted = is_mounted(&mnt);
+    let o = run(cmd, MOUNT_TIMEOUT);
+    let mounted = is_mounted(mnt);
     let cleanup = |mnt: &Path| {
         let _ = run_imgfs(["umount".as_ref(), mnt.as_os_str()], MOUNT_TIMEOUT);
         force_unmount(mnt);
     };
     if !o.ok() || !mounted {
-        cleanup(&mnt);
-        panic!(
-            "mount -t fuse.imgfs {} {} -o ro: {} (mounted: {mounted})\n{}{}",
-            src.display(),
-            mnt.display(),
-            o.describe(),
-            o.stdout_str(),
-            o.stderr_str()
-        );
+        cleanup(mnt);
+        panic!("{} (mounted: {mounted})\n{}{}", o.describe(), o.stdout_str(), o.stderr_str());
     }
     assert_no_panic(&o);
-    let top = ls(&mnt);
-    let info = mount_at(&mnt).unwrap();
+    let top = ls(mnt);
+    let info = mount_at(mnt).unwrap();
     let idx = fs::read(mnt.join("index.json"));
-    let u = run_imgfs(["umount".as_ref(), mnt.as_os_str()], MOUNT_TIMEOUT);
-    let still = is_mounted(&mnt);
+    let u = imgfs_umount(mnt);
+    let still = is_mounted(mnt);
     if still {
-        cleanup(&mnt);
+        cleanup(mnt);
     }
-    assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]));
-    assert_eq!(idx.unwrap(), fs::read(src.join("index.json")).unwrap());
+    assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]), "{}", o.what);
+    assert_eq!(idx.unwrap(), fs::read(src.join("index.json")).unwrap(), "{}", o.what);
     assert!(info.mount_options.iter().any(|o| o == "ro"), "options {:?}", info.mount_options);
     assert!(info.fs_type.starts_with("fuse"), "fs type {}", info.fs_type);
-    assert!(u.ok(), "imgfs umount after mount -t fuse.imgfs: {}", u.stderr_str());
+    assert!(u.ok(), "imgfs umount after {}: {}", o.what, u.stderr_str());
     assert!(!still, "still mounted after imgfs umount");
 }
 
+/// What `mount -t fuse.imgfs SOURCE DIR -o ro` runs: mount.fuse3, which runs
+/// `imgfs SOURCE DIR -o ro,...` through /bin/sh with imgfs found on PATH. mount(8) itself drops
+/// PATH from the helper's environment, so the helper is called directly here with the test
+/// binary's directory first on PATH (see `mount_t_fuse_through_mount8` for mount(8) itself).
 #[test]
-fn unmount_by_imgfs_umount_only() {
+fn mount_helper_form_via_mount_fuse3() {
+    require(&["mount.fuse3"]);
+    let t = tempdir();
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let bin_dir = imgfs().parent().unwrap();
+    let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
+    helper_mount(
+        Command::new("mount.fuse3").arg(fx("oci")).arg(&mnt).arg("-t").arg("fuse.imgfs").arg("-o").arg("ro").env("PATH", &path),
+        &mnt,
+    );
+}
+
+/// mount(8) -> mount.fuse3 -> `imgfs SOURCE DIR -o OPTS`, naming the binary by its path
+/// (`-t fuse` with `TYPE#SOURCE`) since mount(8) does not pass PATH on.
+#[test]
+fn mount_t_fuse_through_mount8() {
+    require(&["mount", "mount.fuse3"]);
+    let t = tempdir();
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let spec = format!("{}#{}", imgfs().display(), fx("oci").display());
+    helper_mount(Command::new("mount").arg("-t").arg("fuse").arg(&spec).arg(&mnt).arg("-o").arg("ro"), &mnt);
+}
+
+/// `imgfs umount` unmounts (the `Mount` guard falls back to fusermount3, this does not).
+#[test]
+fn imgfs_umount_unmounts() {
+    let t = tempdir();
+    let mnt = t.path().join("mnt");
+    fs::create_dir(&mnt).unwrap();
+    let m = run_imgfs(["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()], MOUNT_TIMEOUT);
+    assert_no_panic(&m);
+    let mounted = is_mounted(&mnt);
+    let u = imgfs_umount(&mnt);
+    let still = is_mounted(&mnt);
+    force_unmount(&mnt);
+    assert!(m.ok() && mounted, "imgfs mount: {} {}", m.describe(), m.stderr_str());
+    assert_no_panic(&u);
+    assert!(u.ok(), "imgfs umount: {} {}", u.describe(), u.stderr_str());
+    assert!(!still, "still mounted after imgfs umount");
+    // the directory is usable again: empty, and mountable a second time
+    assert!(ls(&mnt).is_empty());
+    let again = run_imgfs(["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()], MOUNT_TIMEOUT);
+    let remounted = is_mounted(&mnt);
+    let _ = run_imgfs(["umount".as_ref(), mnt.as_os_str()], MOUNT_TIMEOUT);
+    force_unmount(&mnt);
+    assert!(again.ok() && remounted, "second imgfs mount: {}", again.stderr_str());
+}
+
+#[test]
+fn umount_of_a_plain_directory_fails() {
     // imgfs umount of something that is not mounted fails with one line, no panic
     let t = tempdir();
     let o = run_imgfs(["umount".as_ref(), t.path().as_os_str()], ERROR_TIMEOUT);

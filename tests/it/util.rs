@@ -432,11 +432,31 @@ impl Mount {
     }
 }
 
+/// `imgfs umount DIR`, tried again for up to 2 s while it fails with EBUSY: a umount can meet
+/// EBUSY for a moment when another test thread forks while this one has a file of the mount
+/// open (the child holds a copy of the descriptor until it execs).
+pub fn imgfs_umount(dir: &Path) -> Outcome {
+    let mut o = run(&mut imgfs_cmd(["umount".as_ref(), dir.as_os_str()]), MOUNT_TIMEOUT);
+    for _ in 0..20 {
+        if o.ok() || !is_mounted(dir) || !o.stderr_str().to_lowercase().contains("busy") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+        o = run(&mut imgfs_cmd(["umount".as_ref(), dir.as_os_str()]), MOUNT_TIMEOUT);
+    }
+    o
+}
+
 impl Drop for Mount {
     fn drop(&mut self) {
-        let o = run(&mut imgfs_cmd(["umount".as_ref(), self.dir.as_os_str()]), MOUNT_TIMEOUT);
-        let umount_ok = o.ok();
-        if !umount_ok {
+        let o = imgfs_umount(&self.dir);
+        if !o.ok() {
+            eprintln!(
+                "warning: imgfs umount {} failed ({}): {}; falling back to fusermount3 -u -z",
+                self.dir.display(),
+                o.describe(),
+                o.stderr_str().trim()
+            );
             force_unmount(&self.dir);
         }
         let left = is_mounted(&self.dir);
@@ -446,13 +466,6 @@ impl Drop for Mount {
             }
             return;
         }
-        assert!(
-            umount_ok,
-            "imgfs umount {} failed: {}\n{}",
-            self.dir.display(),
-            o.describe(),
-            o.stderr_str()
-        );
         assert_no_panic(&o);
         assert!(!left, "{} is still mounted after imgfs umount and fusermount3 -u -z", self.dir.display());
     }
@@ -554,24 +567,40 @@ fn type_char(ft: &fs::FileType) -> char {
 
 /// Every path under `dir` (relative, the root itself is ""), without following symlinks.
 pub fn walk(dir: &Path) -> Vec<PathBuf> {
-    fn rec(root: &Path, rel: &Path, out: &mut Vec<PathBuf>) {
+    walk_with(dir, &|_| true)
+}
+
+/// Like `walk`, descending only into the directories `descend` accepts (by relative path).
+pub fn walk_with(dir: &Path, descend: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
+    fn rec(root: &Path, rel: &Path, out: &mut Vec<PathBuf>, descend: &dyn Fn(&Path) -> bool) {
         out.push(rel.to_path_buf());
         let p = root.join(rel);
         let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
-        if md.is_dir() {
+        if md.is_dir() && descend(rel) {
             let mut names: Vec<_> = fs::read_dir(&p)
                 .unwrap_or_else(|e| panic!("readdir {}: {e}", p.display()))
-                .map(|e| e.unwrap().file_name())
+                .map(|e| e.unwrap_or_else(|e| panic!("readdir {}: {e}", p.display())).file_name())
                 .collect();
             names.sort();
             for n in names {
-                rec(root, &rel.join(n), out);
+                rec(root, &rel.join(n), out, descend);
             }
         }
     }
     let mut out = Vec::new();
-    rec(dir, Path::new(""), &mut out);
+    rec(dir, Path::new(""), &mut out, descend);
     out
+}
+
+/// The metadata part of a mount: everything but the contents of the filesystem views
+/// (`rootfs/` and `layers/` beside a manifest.json).
+pub fn walk_metadata(mnt: &Path) -> Vec<PathBuf> {
+    walk_with(mnt, &|rel| {
+        let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
+        let is_view = (name == "rootfs" || name == "layers")
+            && rel.parent().map(|p| mnt.join(p).join("manifest.json").is_file()).unwrap_or(false);
+        !is_view
+    })
 }
 
 /// One sorted line per path: `path type mode size sha256|target` (directory sizes are left out:
@@ -581,7 +610,7 @@ pub fn tree_dump(dir: &Path) -> Vec<String> {
         .into_iter()
         .map(|rel| {
             let p = dir.join(&rel);
-            let md = fs::symlink_metadata(&p).unwrap();
+            let md = fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("lstat {}: {e}", p.display()));
             let ft = md.file_type();
             let t = type_char(&ft);
             let mode = md.mode() & 0o7777;
@@ -801,6 +830,16 @@ pub fn reachable(m: &Mount) -> BTreeSet<String> {
         visit(m, d, &mut out, 0);
     }
     out
+}
+
+/// Is this index.json entry an image (a manifest or an index), by media type (or none)?
+pub fn is_image_entry(desc: &serde_json::Value) -> bool {
+    let mt = desc["mediaType"].as_str().unwrap_or("");
+    mt.is_empty()
+        || mt == MT_INDEX
+        || mt == MT_MANIFEST
+        || mt == MT_DOCKER_LIST
+        || mt == "application/vnd.docker.distribution.manifest.v2+json"
 }
 
 /// A ref directory name for an index.json entry: its ref name annotation, else its digest.

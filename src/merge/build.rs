@@ -1,0 +1,425 @@
+//! The mutable tree the layers are applied to, and its conversion into a [`MergedTree`].
+//!
+//! Nodes live in an arena and refer to each other by index. A directory's children are a
+//! `BTreeMap` keyed by name, so every add/remove/lookup is O(log n) however large the
+//! directory, and iterating it at the end already yields name order. Hardlinked names share
+//! one node; directories always have exactly one name, so removing a directory's name makes
+//! its whole subtree unreachable. Unreachable nodes are left in the arena (their child maps are
+//! freed) and simply never reached by the final walk.
+
+use std::collections::BTreeMap;
+use std::mem;
+
+use super::path::{self, PathError};
+use super::whiteout::{self, Whiteout};
+use super::{EntryRef, Inode, InodeKind, MergedTree, Warning};
+use crate::tarindex::{Entry, EntryKind};
+
+const ROOT: u32 = 0;
+/// Marks "not numbered yet" during the final walk; never a valid node index.
+const UNSEEN: u32 = u32::MAX;
+const MAX_WARNINGS: usize = 10_000;
+const MAX_WARNING_PATH: usize = 4096;
+
+const ROOT_NOT_DIR: &str = "non-directory entry for the root";
+const PARENT_SYMLINK: &str = "parent is a symlink";
+const WHITEOUT_AS_DIR: &str = "whiteout name used as a parent directory";
+const BAD_WHITEOUT: &str = "whiteout of an empty name, '.' or '..'";
+const HARDLINK_NO_TARGET: &str = "hardlink without a target";
+const HARDLINK_ABSENT: &str = "hardlink target does not exist";
+const HARDLINK_DIR: &str = "hardlink target is a directory";
+const SYMLINK_NO_TARGET: &str = "symlink without a target";
+const TOO_MANY_ENTRIES: &str = "too many entries in one layer";
+const TOO_MANY_INODES: &str = "too many inodes";
+const SUPPRESSED: &str = "too many warnings; further warnings suppressed";
+
+struct Node {
+    kind: InodeKind,
+    entry: Option<EntryRef>,
+    /// Directories only; stays empty (and unallocated) for everything else.
+    children: BTreeMap<Box<[u8]>, u32>,
+}
+
+/// What an entry does, decided from its path alone.
+enum Class<'a> {
+    /// An ordinary entry to add.
+    Add,
+    /// A whiteout to apply to the lower layers.
+    Whiteout(Op<'a>),
+    /// Dropped silently (aufs metadata).
+    Skip,
+    /// A malformed whiteout, reported by the whiteout pass.
+    BadWhiteout(&'static str),
+    /// A malformed entry, reported by the add pass.
+    Bad(&'static str),
+}
+
+enum Op<'a> {
+    Remove(&'a [u8]),
+    Opaque,
+}
+
+/// Where the node for a new name comes from.
+enum Placement {
+    Dir(EntryRef),
+    New(InodeKind, EntryRef),
+    /// A hardlink: the already existing (non-directory) node.
+    Existing(u32),
+}
+
+pub(super) struct Builder {
+    nodes: Vec<Node>,
+    warnings: Vec<Warning>,
+}
+
+impl Builder {
+    /// `entries` is only a capacity hint (one node per entry, plus the root).
+    pub(super) fn with_capacity(entries: usize) -> Builder {
+        let mut nodes = Vec::with_capacity(entries.saturating_add(1));
+        nodes.push(Node::new(InodeKind::Dir, None));
+        Builder {
+            nodes,
+            warnings: Vec::new(),
+        }
+    }
+
+    /// Applies one layer's whiteouts (and reports its malformed whiteouts).
+    pub(super) fn apply_whiteouts(&mut self, layer: u32, entries: &[Entry]) {
+        let mut comps = Vec::new();
+        for e in entries {
+            match classify(&e.path, &mut comps, true) {
+                Class::Whiteout(op) => self.apply_whiteout(&comps, op),
+                Class::BadWhiteout(reason) => self.warn(layer, &e.path, reason),
+                Class::Add | Class::Skip | Class::Bad(_) => {}
+            }
+        }
+    }
+
+    /// Adds one layer's ordinary entries in archive order. With `whiteouts`, whiteout entries
+    /// are skipped (the whiteout pass handled them); without, they are ordinary entries.
+    pub(super) fn add_entries(&mut self, layer: u32, entries: &[Entry], whiteouts: bool) {
+        let mut comps = Vec::new();
+        for (index, e) in entries.iter().enumerate() {
+            let Ok(entry) = u32::try_from(index) else {
+                self.warn(layer, &e.path, TOO_MANY_ENTRIES);
+                return;
+            };
+            match classify(&e.path, &mut comps, whiteouts) {
+                Class::Add => {
+                    if let Err(reason) = self.add(EntryRef { layer, entry }, e, &comps) {
+                        self.warn(layer, &e.path, reason);
+                    }
+                }
+                Class::Bad(reason) => self.warn(layer, &e.path, reason),
+                Class::Skip => log::debug!(
+                    "layer {layer}: skipping aufs metadata {}",
+                    String::from_utf8_lossy(&e.path)
+                ),
+                Class::Whiteout(_) | Class::BadWhiteout(_) => {}
+            }
+        }
+    }
+
+    fn node(&self, i: u32) -> &Node {
+        &self.nodes[i as usize]
+    }
+
+    fn node_mut(&mut self, i: u32) -> &mut Node {
+        &mut self.nodes[i as usize]
+    }
+
+    fn kind(&self, i: u32) -> InodeKind {
+        self.node(i).kind
+    }
+
+    fn warn(&mut self, layer: u32, path: &[u8], reason: &'static str) {
+        // Bounded so a hostile layer cannot make the warning list itself the memory problem.
+        if self.warnings.len() > MAX_WARNINGS {
+            return;
+        }
+        let reason = if self.warnings.len() == MAX_WARNINGS {
+            SUPPRESSED
+        } else {
+            reason
+        };
+        let path = path[..path.len().min(MAX_WARNING_PATH)].to_vec();
+        self.warnings.push(Warning {
+            layer,
+            path,
+            reason,
+        });
+    }
+
+    fn new_node(&mut self, kind: InodeKind, entry: Option<EntryRef>) -> Result<u32, &'static str> {
+        match u32::try_from(self.nodes.len()) {
+            Ok(i) if i != UNSEEN => {
+                self.nodes.push(Node::new(kind, entry));
+                Ok(i)
+            }
+            _ => Err(TOO_MANY_INODES),
+        }
+    }
+
+    fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
+        self.node(dir).children.get(name).copied()
+    }
+
+    /// The node at `comps`, without following symlinks (a non-directory has no children, so
+    /// walking "through" one finds nothing).
+    fn find(&self, comps: &[&[u8]]) -> Option<u32> {
+        comps
+            .iter()
+            .try_fold(ROOT, |dir, name| self.child(dir, name))
+    }
+
+    fn apply_whiteout(&mut self, comps: &[&[u8]], op: Op<'_>) {
+        let Some((_, parents)) = comps.split_last() else {
+            return;
+        };
+        // Absent parent or a non-directory parent: nothing lower to hide.
+        let Some(dir) = self.find(parents) else {
+            return;
+        };
+        if self.kind(dir) != InodeKind::Dir {
+            return;
+        }
+        match op {
+            Op::Remove(name) => {
+                if let Some(old) = self.node_mut(dir).children.remove(name) {
+                    self.release(old);
+                }
+            }
+            Op::Opaque => {
+                // Only lower layers' children exist yet: this layer's entries come after.
+                let kids = mem::take(&mut self.node_mut(dir).children);
+                for old in kids.into_values() {
+                    self.release(old);
+                }
+            }
+        }
+    }
+
+    fn add(&mut self, at: EntryRef, e: &Entry, comps: &[&[u8]]) -> Result<(), &'static str> {
+        let Some((name, parents)) = comps.split_last() else {
+            return self.set_root(at, e);
+        };
+        // Resolved before touching the tree, so a dropped entry leaves no implicit parents.
+        let placement = self.placement(at, e)?;
+        let dir = self.ensure_dirs(parents)?;
+        self.place(dir, name, placement)
+    }
+
+    fn set_root(&mut self, at: EntryRef, e: &Entry) -> Result<(), &'static str> {
+        if e.kind != EntryKind::Dir {
+            return Err(ROOT_NOT_DIR);
+        }
+        self.node_mut(ROOT).entry = Some(at);
+        Ok(())
+    }
+
+    fn placement(&self, at: EntryRef, e: &Entry) -> Result<Placement, &'static str> {
+        let kind = match e.kind {
+            EntryKind::Dir => return Ok(Placement::Dir(at)),
+            EntryKind::Hardlink => return self.resolve_hardlink(e).map(Placement::Existing),
+            EntryKind::Symlink if e.link.as_deref().is_none_or(<[u8]>::is_empty) => {
+                return Err(SYMLINK_NO_TARGET)
+            }
+            EntryKind::Symlink => InodeKind::Symlink,
+            EntryKind::File => InodeKind::File,
+            EntryKind::CharDev => InodeKind::CharDev,
+            EntryKind::BlockDev => InodeKind::BlockDev,
+            EntryKind::Fifo => InodeKind::Fifo,
+        };
+        Ok(Placement::New(kind, at))
+    }
+
+    fn resolve_hardlink(&self, e: &Entry) -> Result<u32, &'static str> {
+        let target = e.link.as_deref().ok_or(HARDLINK_NO_TARGET)?;
+        let comps = path::normalize(target).map_err(PathError::hardlink_reason)?;
+        let node = self.find(&comps).ok_or(HARDLINK_ABSENT)?;
+        if self.kind(node) == InodeKind::Dir {
+            return Err(HARDLINK_DIR);
+        }
+        Ok(node)
+    }
+
+    /// Walks to the directory `parents` names, creating implicit directories where a name is
+    /// missing or is a non-directory other than a symlink.
+    fn ensure_dirs(&mut self, parents: &[&[u8]]) -> Result<u32, &'static str> {
+        let mut dir = ROOT;
+        for name in parents {
+            dir = match self.child(dir, name) {
+                Some(c) if self.kind(c) == InodeKind::Dir => c,
+                // Following it could lead anywhere (outside the tree, into a loop); refuse.
+                Some(c) if self.kind(c) == InodeKind::Symlink => return Err(PARENT_SYMLINK),
+                _ => {
+                    let d = self.new_node(InodeKind::Dir, None)?;
+                    self.link(dir, name, d);
+                    d
+                }
+            };
+        }
+        Ok(dir)
+    }
+
+    fn place(&mut self, dir: u32, name: &[u8], placement: Placement) -> Result<(), &'static str> {
+        let node = match placement {
+            Placement::Dir(at) => match self.child(dir, name) {
+                // Directory onto directory: merge, i.e. keep the children, take the metadata.
+                Some(c) if self.kind(c) == InodeKind::Dir => {
+                    self.node_mut(c).entry = Some(at);
+                    return Ok(());
+                }
+                _ => self.new_node(InodeKind::Dir, Some(at))?,
+            },
+            Placement::New(kind, at) => self.new_node(kind, Some(at))?,
+            Placement::Existing(node) => node,
+        };
+        self.link(dir, name, node);
+        Ok(())
+    }
+
+    /// Points `dir/name` at `node`, releasing whatever the name pointed at before.
+    fn link(&mut self, dir: u32, name: &[u8], node: u32) {
+        let kids = &mut self.node_mut(dir).children;
+        // get_mut first: replacing an existing name must not allocate a new key.
+        let old = match kids.get_mut(name) {
+            Some(slot) => mem::replace(slot, node),
+            None => {
+                kids.insert(name.into(), node);
+                return;
+            }
+        };
+        if old != node {
+            self.release(old);
+        }
+    }
+
+    /// Frees the child maps of a directory subtree that just lost its (only) name. Non-directory
+    /// nodes are untouched: other hardlink names may still use them.
+    fn release(&mut self, top: u32) {
+        let mut stack = vec![top];
+        while let Some(i) = stack.pop() {
+            let node = self.node_mut(i);
+            if node.kind == InodeKind::Dir {
+                stack.extend(mem::take(&mut node.children).into_values());
+            }
+        }
+    }
+
+    /// Numbers the reachable nodes breadth-first from the root, children in name order, and
+    /// builds the final inodes. Uses only the tree structure, never hash order, so the same
+    /// input always gives the same numbering.
+    pub(super) fn finish(mut self) -> (MergedTree, Vec<Warning>) {
+        let mut number = vec![UNSEEN; self.nodes.len()];
+        number[ROOT as usize] = 0;
+        let mut inodes = vec![Inode::new(InodeKind::Dir, self.node(ROOT).entry, 0)];
+        // Old indices of directories in the order they were numbered; `head` is the BFS cursor.
+        let mut dirs = vec![ROOT];
+        let mut head = 0;
+        while let Some(&old_dir) = dirs.get(head) {
+            head += 1;
+            let new_dir = number[old_dir as usize];
+            let kids = mem::take(&mut self.node_mut(old_dir).children);
+            let mut out = Vec::with_capacity(kids.len());
+            let mut subdirs = 0u32;
+            for (name, old) in kids {
+                let seen = number[old as usize];
+                let ino = if seen == UNSEEN {
+                    let ino = inodes.len() as u32; // < nodes.len() <= u32::MAX
+                    number[old as usize] = ino;
+                    let node = self.node(old);
+                    inodes.push(Inode::new(node.kind, node.entry, new_dir));
+                    if node.kind == InodeKind::Dir {
+                        dirs.push(old);
+                    }
+                    ino
+                } else if self.kind(old) == InodeKind::Dir {
+                    // Cannot happen (directories have one name); never emit a second name.
+                    debug_assert!(false, "directory reached twice");
+                    continue;
+                } else {
+                    seen
+                };
+                let child = &mut inodes[ino as usize];
+                if child.kind == InodeKind::Dir {
+                    subdirs = subdirs.saturating_add(1);
+                } else {
+                    child.nlink = child.nlink.saturating_add(1);
+                }
+                out.push((name, ino));
+            }
+            let dir = &mut inodes[new_dir as usize];
+            dir.nlink = subdirs.saturating_add(2);
+            dir.children = out;
+        }
+        inodes.shrink_to_fit();
+        (MergedTree { inodes }, self.warnings)
+    }
+}
+
+impl Node {
+    fn new(kind: InodeKind, entry: Option<EntryRef>) -> Node {
+        Node {
+            kind,
+            entry,
+            children: BTreeMap::new(),
+        }
+    }
+}
+
+impl Inode {
+    /// A fresh inode; `nlink` is filled in by the walk (dirs get 2 at least, others count names).
+    fn new(kind: InodeKind, entry: Option<EntryRef>, parent: u32) -> Inode {
+        Inode {
+            kind,
+            entry,
+            nlink: if kind == InodeKind::Dir { 2 } else { 0 },
+            parent,
+            children: Vec::new(),
+        }
+    }
+}
+
+/// Normalizes `path` into `comps` and decides what the entry does. With `whiteouts` off
+/// (`layer_tree`) every well-formed path is an ordinary entry.
+fn classify<'a>(path: &'a [u8], comps: &mut Vec<&'a [u8]>, whiteouts: bool) -> Class<'a> {
+    if let Err(e) = path::normalize_into(path, comps) {
+        return Class::Bad(e.reason());
+    }
+    let class = if whiteouts {
+        classify_whiteout(comps)
+    } else {
+        Class::Add
+    };
+    // Only names that will be shown must fit NAME_MAX: a whiteout for a 255-byte name is
+    // itself longer.
+    match class {
+        Class::Add => match path::check_names(comps) {
+            Ok(()) => Class::Add,
+            Err(e) => Class::Bad(e.reason()),
+        },
+        class => class,
+    }
+}
+
+/// The OCI meaning of an already normalized path.
+fn classify_whiteout<'a>(comps: &[&'a [u8]]) -> Class<'a> {
+    let Some((last, parents)) = comps.split_last() else {
+        return Class::Add; // the root
+    };
+    if let Some(p) = parents.iter().find(|c| whiteout::is_whiteout(c)) {
+        return if whiteout::is_meta(p) {
+            Class::Skip // e.g. .wh..wh.plnk/123.456
+        } else {
+            Class::Bad(WHITEOUT_AS_DIR)
+        };
+    }
+    match whiteout::classify(last) {
+        Whiteout::None => Class::Add,
+        Whiteout::Remove(name) => Class::Whiteout(Op::Remove(name)),
+        Whiteout::Opaque => Class::Whiteout(Op::Opaque),
+        Whiteout::Meta => Class::Skip,
+        Whiteout::Invalid => Class::BadWhiteout(BAD_WHITEOUT),
+    }
+}

@@ -1,0 +1,103 @@
+//! Structural checks of a [`MergedTree`]: what the filesystem layer relies on.
+
+use super::path;
+use super::{Inode, InodeKind, MergedTree};
+
+/// Checks, by one breadth-first walk (no recursion):
+/// the root is inode 0 and a directory; every inode is reachable and numbered in walk order
+/// (children in name order, first reach wins); children are strictly sorted with valid names
+/// and in-range targets; every directory has exactly one name (the root none) and the right
+/// parent; `nlink` is right for directories and non-directories; only directories have children
+/// and only directories may lack an entry.
+pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
+    let inodes = &tree.inodes;
+    let root = inodes.first().ok_or("no root inode")?;
+    if root.kind != InodeKind::Dir || root.parent != 0 {
+        return Err(format!("bad root: {:?}, parent {}", root.kind, root.parent));
+    }
+    let mut names = vec![0u32; inodes.len()];
+    let mut next = 1usize; // the number the next newly reached inode must have
+    let mut head = 0usize; // BFS cursor: directories are numbered in the order they are walked
+    let mut queue = vec![0u32];
+    while let Some(&dir) = queue.get(head) {
+        head += 1;
+        let subdirs = check_dir(inodes, dir)?;
+        for &(_, ino) in &inodes[dir as usize].children {
+            let i = ino as usize;
+            names[i] = names[i].saturating_add(1);
+            if i >= next {
+                if i != next {
+                    return Err(format!("inode {ino} reached when {next} was expected"));
+                }
+                next += 1;
+                if inodes[i].parent != dir {
+                    return Err(format!("inode {ino}: parent {} != {dir}", inodes[i].parent));
+                }
+                if inodes[i].kind == InodeKind::Dir {
+                    queue.push(ino);
+                }
+            } else if inodes[i].kind == InodeKind::Dir {
+                return Err(format!("directory {ino} has more than one name"));
+            }
+        }
+        let want = subdirs.saturating_add(2);
+        if inodes[dir as usize].nlink != want {
+            return Err(format!(
+                "dir {dir}: nlink {} != {want}",
+                inodes[dir as usize].nlink
+            ));
+        }
+    }
+    if next != inodes.len() {
+        return Err(format!("{} inodes, {next} reachable", inodes.len()));
+    }
+    check_non_dirs(inodes, &names)
+}
+
+/// Checks one directory's children list; returns its number of subdirectories.
+fn check_dir(inodes: &[Inode], dir: u32) -> Result<u32, String> {
+    let node = &inodes[dir as usize];
+    if node.kind != InodeKind::Dir {
+        return Err(format!("inode {dir} has children but is {:?}", node.kind));
+    }
+    let mut subdirs = 0u32;
+    let mut prev: Option<&[u8]> = None;
+    for (name, ino) in &node.children {
+        let shown = String::from_utf8_lossy(name);
+        if !path::is_valid_name(name) {
+            return Err(format!("dir {dir}: invalid name {shown:?}"));
+        }
+        if prev.is_some_and(|p| p >= &name[..]) {
+            return Err(format!("dir {dir}: {shown:?} out of order or duplicated"));
+        }
+        prev = Some(name);
+        let child = inodes
+            .get(*ino as usize)
+            .ok_or_else(|| format!("dir {dir}: {shown:?} -> {ino} out of range"))?;
+        if *ino == 0 {
+            return Err(format!("dir {dir}: {shown:?} names the root"));
+        }
+        if child.kind == InodeKind::Dir {
+            subdirs = subdirs.saturating_add(1);
+        }
+    }
+    Ok(subdirs)
+}
+
+fn check_non_dirs(inodes: &[Inode], names: &[u32]) -> Result<(), String> {
+    for (i, (node, &n)) in inodes.iter().zip(names).enumerate() {
+        if node.kind == InodeKind::Dir {
+            continue;
+        }
+        if node.nlink != n {
+            return Err(format!("inode {i}: nlink {} but {n} names", node.nlink));
+        }
+        if !node.children.is_empty() {
+            return Err(format!("inode {i}: {:?} with children", node.kind));
+        }
+        if node.entry.is_none() {
+            return Err(format!("inode {i}: {:?} without an entry", node.kind));
+        }
+    }
+    Ok(())
+}
