@@ -31,22 +31,22 @@ pub enum SourceError {
     #[error("{}: no such file or directory", path.display())]
     NotFound { path: PathBuf },
     /// An I/O error while reading the source.
-    #[error("{}: {what}: {source}", path.display())]
+    #[error("{}: {what}", path.display())]
     Io { path: PathBuf, what: String, source: io::Error },
     /// The tar structure is broken.
-    #[error("{}: not a readable tar archive: {source}", path.display())]
+    #[error("{}: not a readable tar archive", path.display())]
     Tar { path: PathBuf, source: crate::tarindex::TarError },
     /// None of the known formats matches.
     #[error("{}: not a container image: {reason}", path.display())]
     NotAnImage { path: PathBuf, reason: String },
     /// A JSON document does not parse.
-    #[error("{}: {file}: invalid JSON: {source}", path.display())]
+    #[error("{}: {file}: invalid JSON", path.display())]
     Json { path: PathBuf, file: String, source: serde_json::Error },
     /// A document is valid JSON but not what the format requires.
     #[error("{}: {file}: {reason}", path.display())]
     Invalid { path: PathBuf, file: String, reason: String },
     /// A digest field is malformed or uses an algorithm we cannot verify.
-    #[error("{}: {file}: {source}", path.display())]
+    #[error("{}: {file}: bad digest", path.display())]
     BadDigest { path: PathBuf, file: String, source: DigestError },
     /// A blob's bytes do not hash to its name.
     #[error("{}: blob {digest} ({what}) does not match its digest: its bytes hash to {actual}", path.display())]

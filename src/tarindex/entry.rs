@@ -142,8 +142,9 @@ pub enum TarError {
     /// [`crate::tarindex::StreamIndexer::feed`] was called again after it had failed.
     #[error("tar stream indexer was used after an earlier error")]
     Poisoned,
-    /// Reading the archive failed.
-    #[error("reading tar archive: {0}")]
+    /// Reading the archive failed. Transparent, so an error-chain printer does not show the
+    /// I/O error twice.
+    #[error(transparent)]
     Io(#[from] std::io::Error),
 }
 
