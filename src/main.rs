@@ -45,7 +45,7 @@ enum Command {
         /// Stay in the foreground (for debugging and systemd).
         #[arg(short, long)]
         foreground: bool,
-        /// Mount options: allow_other, allow_root, default_permissions, nonempty, dev, suid, fsname=, cache_dir=, no_cache, log=FILE.
+        /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
         /// Log file of the background daemon.

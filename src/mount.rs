@@ -33,9 +33,9 @@ pub struct Options {
     pub allow_root: bool,
     /// Have the kernel check permissions from the modes shown.
     pub default_permissions: bool,
-    /// Honour device files (off by default: nodev).
+    /// Honour device files (`-o devices`; off by default: nodev).
     pub dev: bool,
-    /// Honour setuid bits (off by default: nosuid).
+    /// Honour setuid bits (`-o setuid`; off by default: nosuid).
     pub suid: bool,
     /// Allow mounting over a non-empty directory.
     pub nonempty: bool,
@@ -52,7 +52,7 @@ pub struct Options {
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
 const IGNORED: &[&str] = &[
     "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "exec", "noexec",
-    "atime", "noatime", "relatime", "nodev", "nosuid", "async", "sync", "dirsync", "rw",
+    "atime", "noatime", "relatime", "nodev", "nosuid", "dev", "suid", "async", "sync", "dirsync",
 ];
 
 impl Options {
@@ -68,8 +68,10 @@ impl Options {
                 ("allow_other", None) => self.allow_other = true,
                 ("allow_root", None) => self.allow_root = true,
                 ("default_permissions", None) => self.default_permissions = true,
-                ("dev", None) => self.dev = true,
-                ("suid", None) => self.suid = true,
+                // mount(8) and mount.fuse3 pass `dev,suid` as their defaults, so those words cannot
+                // mean consent: device files and setuid bits need imgfs's own option names.
+                ("devices", None) => self.dev = true,
+                ("setuid", None) => self.suid = true,
                 ("nonempty", None) => self.nonempty = true,
                 ("no_cache", None) => self.no_cache = true,
                 ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
@@ -204,8 +206,11 @@ mod tests {
     #[test]
     fn options_table() {
         let mut o = Options::default();
-        o.parse_into("ro,allow_other,nofail,cache_dir=/tmp/c,x-systemd.automount").unwrap();
+        o.parse_into("ro,allow_other,nofail,cache_dir=/tmp/c,x-systemd.automount,dev,suid").unwrap();
         assert!(o.allow_other);
+        assert!(!o.dev && !o.suid, "mount(8)'s dev,suid defaults must not turn off nodev,nosuid");
+        o.parse_into("devices,setuid").unwrap();
+        assert!(o.dev && o.suid);
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");

@@ -13,6 +13,13 @@ pub fn read(files: Files) -> Result<RawLayout> {
     let index_json = read_doc(&files, "index.json")?;
     let oci_layout = layout_bytes(&files)?;
     let docker = files.is_file("manifest.json");
+    if docker && lists_no_manifest(&index_json) {
+        // Some writers (go-containerregistry's docker tarballs) leave `"manifests": null` and
+        // describe the images only in docker's manifest.json: read that instead.
+        let mut raw = super::docker_archive::read(files)?;
+        raw.format = Format::DockerOciArchive;
+        return Ok(raw);
+    }
     let mut extras = Vec::new();
     if docker {
         for name in ["manifest.json", "repositories"] {
@@ -61,6 +68,13 @@ fn read_with_index(files: Files, index_json: Vec<u8>) -> Result<RawLayout> {
         files,
         selector: None,
     })
+}
+
+/// True when index.json parses but lists no manifest (missing, null or empty `manifests`).
+fn lists_no_manifest(index_json: &[u8]) -> bool {
+    serde_json::from_slice::<serde_json::Value>(index_json)
+        .map(|v| v.get("manifests").and_then(|m| m.as_array()).is_none_or(|m| m.is_empty()))
+        .unwrap_or(false)
 }
 
 fn layout_bytes(files: &Files) -> Result<Vec<u8>> {

@@ -6,11 +6,13 @@
 //!   accept the mount; the same image reads the same from every format; the CLI without FUSE;
 //!   real archives from shared/fixtures.
 //! - `errors`: broken inputs and bad mount points fail quickly with one clear line.
+//! - `rootfs`: merged rootfs and layer trees against `umoci unpack` of an edge-case image.
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
 //!
 //! See docs/testing.md.
 
 mod errors;
 mod fs_semantics;
+mod rootfs;
 mod sources;
 mod util;
