@@ -55,7 +55,10 @@ impl Cache {
         match decode(&bytes) {
             Some(payload) => Some(payload.to_vec()),
             None => {
-                log::warn!("cache file {} is corrupt or from another version; rebuilding", path.display());
+                log::warn!(
+                    "cache file {} is corrupt or from another version; rebuilding",
+                    path.display()
+                );
                 None
             }
         }
@@ -87,10 +90,8 @@ fn decode(bytes: &[u8]) -> Option<&[u8]> {
     let (version, rest) = rest.split_at(4);
     let (len, sum) = rest.split_at(8);
     let len_ok = u64::from_le_bytes(len.try_into().ok()?) == payload.len() as u64;
-    let ok = magic == MAGIC
-        && version == CACHE_VERSION.to_le_bytes()
-        && len_ok
-        && Sha256::digest(payload).as_slice() == sum;
+    let ok =
+        magic == MAGIC && version == CACHE_VERSION.to_le_bytes() && len_ok && Sha256::digest(payload).as_slice() == sum;
     ok.then_some(payload)
 }
 
@@ -100,7 +101,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(
         ".tmp-{}-{}",
         std::process::id(),
-        path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
     ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;

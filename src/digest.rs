@@ -58,7 +58,10 @@ impl Digest {
     }
     /// The sha256 digest of `bytes`.
     pub fn sha256_of(bytes: &[u8]) -> Digest {
-        Digest { alg: Algorithm::Sha256, hex: hex(&Sha256::digest(bytes)).into() }
+        Digest {
+            alg: Algorithm::Sha256,
+            hex: hex(&Sha256::digest(bytes)).into(),
+        }
     }
     /// The digest of `bytes` under this digest's algorithm.
     pub fn same_alg_of(&self, bytes: &[u8]) -> Digest {
@@ -101,8 +104,14 @@ impl Hasher {
     /// The digest of everything added.
     pub fn finish(self) -> Digest {
         match self {
-            Hasher::Sha256(h) => Digest { alg: Algorithm::Sha256, hex: hex(&h.finalize()).into() },
-            Hasher::Sha512(h) => Digest { alg: Algorithm::Sha512, hex: hex(&h.finalize()).into() },
+            Hasher::Sha256(h) => Digest {
+                alg: Algorithm::Sha256,
+                hex: hex(&h.finalize()).into(),
+            },
+            Hasher::Sha512(h) => Digest {
+                alg: Algorithm::Sha512,
+                hex: hex(&h.finalize()).into(),
+            },
         }
     }
     fn finish_with(mut self, bytes: &[u8]) -> Digest {
@@ -124,7 +133,10 @@ fn hex(bytes: &[u8]) -> String {
 impl FromStr for Digest {
     type Err = DigestError;
     fn from_str(s: &str) -> Result<Self, DigestError> {
-        let err = |reason| DigestError { text: s.chars().take(140).collect(), reason };
+        let err = |reason| DigestError {
+            text: s.chars().take(140).collect(),
+            reason,
+        };
         let (alg, hex) = s.split_once(':').ok_or_else(|| err("no ':'"))?;
         let alg = match alg {
             "sha256" => Algorithm::Sha256,

@@ -156,7 +156,11 @@ impl Fs {
     fn place(&self, raw: u64) -> Result<std::result::Result<NodeId, InView>> {
         match Ino::decode(raw).ok_or(FsError::NotFound)? {
             Ino::Static(id) => match self.node(id)?.kind {
-                NodeKind::View(p) => Ok(Err(InView { p, view: self.view(p)?, i: 0 })),
+                NodeKind::View(p) => Ok(Err(InView {
+                    p,
+                    view: self.view(p)?,
+                    i: 0,
+                })),
                 _ => Ok(Ok(id)),
             },
             Ino::View(p, i) => {
@@ -207,7 +211,17 @@ impl Fs {
             // directory indexes nothing); nlink 1 is the usual "subdirectories not counted".
             NodeKind::View(_) => (Kind::Dir, META_DIR_MODE, 0, 1),
         };
-        Ok(Attr { ino: Ino::Static(id).encode(), kind, perm, uid: 0, gid: 0, size, mtime, nlink, rdev: 0 })
+        Ok(Attr {
+            ino: Ino::Static(id).encode(),
+            kind,
+            perm,
+            uid: 0,
+            gid: 0,
+            size,
+            mtime,
+            nlink,
+            rdev: 0,
+        })
     }
 
     fn view_attr(&self, view: &View, p: PlacementId, i: u32) -> Result<Attr> {
@@ -270,11 +284,20 @@ impl Fs {
         match self.place(ino)? {
             Ok(id) => {
                 let node = self.node(id)?;
-                let NodeKind::Dir { children } = &node.kind else { return Err(FsError::NotDir) };
-                let dots = [(ino, Kind::Dir, &b"."[..]), (Ino::Static(node.parent).encode(), Kind::Dir, &b".."[..])];
+                let NodeKind::Dir { children } = &node.kind else {
+                    return Err(FsError::NotDir);
+                };
+                let dots = [
+                    (ino, Kind::Dir, &b"."[..]),
+                    (Ino::Static(node.parent).encode(), Kind::Dir, &b".."[..]),
+                ];
                 let rest = children.iter().filter_map(|c| {
                     let n = self.tree.get(*c)?;
-                    let kind = if matches!(n.kind, NodeKind::File { .. }) { Kind::File } else { Kind::Dir };
+                    let kind = if matches!(n.kind, NodeKind::File { .. }) {
+                        Kind::File
+                    } else {
+                        Kind::Dir
+                    };
                     Some((Ino::Static(*c).encode(), kind, n.name.as_ref()))
                 });
                 for (ino, kind, name) in dots.into_iter().chain(rest).skip(offset) {
@@ -293,7 +316,10 @@ impl Fs {
                 } else {
                     self.view_ino(p, view.parent(i).unwrap_or(0))
                 };
-                let dots = [(self.view_ino(p, i), Kind::Dir, &b"."[..]), (parent, Kind::Dir, &b".."[..])];
+                let dots = [
+                    (self.view_ino(p, i), Kind::Dir, &b"."[..]),
+                    (parent, Kind::Dir, &b".."[..]),
+                ];
                 let rest = view.children(i).iter().map(|(name, c)| {
                     let kind = view.kind(*c).map_or(Kind::File, kind_of);
                     (Ino::View(p, *c).encode(), kind, name.as_ref())
@@ -312,7 +338,10 @@ impl Fs {
     pub fn open(&self, ino: u64) -> Result<()> {
         match self.place(ino)? {
             Ok(id) => match &self.node(id)?.kind {
-                NodeKind::File { content: Content::Blob(d), .. } => {
+                NodeKind::File {
+                    content: Content::Blob(d),
+                    ..
+                } => {
                     self.verifier.start(d);
                     Ok(())
                 }
@@ -332,16 +361,25 @@ impl Fs {
         let (reader, name): (Arc<dyn crate::blob::ReadAt>, Cow<str>) = match self.place(ino)? {
             Ok(id) => {
                 let node = self.node(id)?;
-                let NodeKind::File { content, size: len } = &node.kind else { return Err(FsError::IsDir) };
+                let NodeKind::File { content, size: len } = &node.kind else {
+                    return Err(FsError::IsDir);
+                };
                 if let Content::Blob(d) = content {
                     // A read that reaches the end waits for the blob's verification.
                     let at_end = offset.saturating_add(size as u64) >= *len;
                     self.verifier.check(d, at_end).map_err(|e| FsError::Io(e.to_string()))?;
                 }
-                (self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?, String::from_utf8_lossy(&node.name))
+                (
+                    self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?,
+                    String::from_utf8_lossy(&node.name),
+                )
             }
             Err(InView { view, i, .. }) => {
-                let file = view.file(i).ok_or(if view.kind(i) == Some(InodeKind::Dir) { FsError::IsDir } else { FsError::NotFound })?;
+                let file = view.file(i).ok_or(if view.kind(i) == Some(InodeKind::Dir) {
+                    FsError::IsDir
+                } else {
+                    FsError::NotFound
+                })?;
                 (Arc::new(file), Cow::Owned(format!("inode {ino}")))
             }
         };
@@ -414,7 +452,12 @@ mod tests {
 
     #[test]
     fn inode_numbers_round_trip() {
-        let cases = [Ino::Static(NodeId(0)), Ino::Static(NodeId(41)), Ino::View(PlacementId(0), 1), Ino::View(PlacementId(7), u32::MAX)];
+        let cases = [
+            Ino::Static(NodeId(0)),
+            Ino::Static(NodeId(41)),
+            Ino::View(PlacementId(0), 1),
+            Ino::View(PlacementId(7), u32::MAX),
+        ];
         for c in cases {
             assert_eq!(Ino::decode(c.encode()), Some(c));
         }

@@ -119,13 +119,21 @@ impl ImageSet {
     pub fn load(raw: RawLayout) -> Result<ImageSet> {
         let index: serde_json::Value = parse_json(&raw.index_json, &raw.path, "index.json")?;
         let entries = descriptors(&index, &raw.path, "index.json")?;
-        let mut w = Walker { raw: &raw, blobs: BTreeMap::new(), done: HashMap::new(), visiting: Vec::new() };
+        let mut w = Walker {
+            raw: &raw,
+            blobs: BTreeMap::new(),
+            done: HashMap::new(),
+            visiting: Vec::new(),
+        };
         let mut refs: Vec<(String, Arc<ImageNode>)> = Vec::new();
         for d in &entries {
             let Some(node) = w.visit(d, 0)? else { continue };
             let name = d.ref_name.clone().unwrap_or_else(|| d.digest.to_string());
             if refs.iter().any(|(n, _)| *n == name) {
-                log::warn!("{}: ref {name:?} appears twice in index.json; the first wins", raw.path.display());
+                log::warn!(
+                    "{}: ref {name:?} appears twice in index.json; the first wins",
+                    raw.path.display()
+                );
                 continue;
             }
             refs.push((name, node));
@@ -147,7 +155,9 @@ impl ImageSet {
 
 /// Applies the reference's selector (`REF`, `NAME:TAG` or `@N`) to the refs.
 fn select(refs: Vec<(String, Arc<ImageNode>)>, raw: &RawLayout) -> Result<Vec<(String, Arc<ImageNode>)>> {
-    let Some(sel) = raw.selector.as_deref() else { return Ok(refs) };
+    let Some(sel) = raw.selector.as_deref() else {
+        return Ok(refs);
+    };
     let available = || refs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
     let found = match sel.strip_prefix('@').map(str::parse::<usize>) {
         Some(Ok(i)) => refs.get(i).cloned(),
@@ -191,7 +201,10 @@ fn desc(d: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Des
         file: file.to_owned(),
         reason,
     };
-    let digest = d.get("digest").and_then(|v| v.as_str()).ok_or_else(|| invalid("a descriptor has no digest".into()))?;
+    let digest = d
+        .get("digest")
+        .and_then(|v| v.as_str())
+        .ok_or_else(|| invalid("a descriptor has no digest".into()))?;
     let digest: Digest = digest.parse().map_err(|source| SourceError::BadDigest {
         path: path.to_path_buf(),
         file: file.to_owned(),
@@ -207,7 +220,13 @@ fn desc(d: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Des
         .and_then(|v| v.as_str())
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    Ok(Desc { media_type, digest, size, ref_name, platform: d.get("platform").cloned() })
+    Ok(Desc {
+        media_type,
+        digest,
+        size,
+        ref_name,
+        platform: d.get("platform").cloned(),
+    })
 }
 
 impl Walker<'_> {
@@ -252,7 +271,9 @@ impl Walker<'_> {
         let file = blob_name(&d.digest);
         let mut children: Vec<(String, Arc<ImageNode>)> = Vec::new();
         for child in descriptors(doc, &self.raw.path, &file)? {
-            let Some(node) = self.visit(&child, depth + 1)? else { continue };
+            let Some(node) = self.visit(&child, depth + 1)? else {
+                continue;
+            };
             let by_platform = child.platform.as_ref().and_then(platform::dir_name);
             let name = match by_platform {
                 Some(n) if !children.iter().any(|(c, _)| *c == n) => n,
@@ -262,22 +283,30 @@ impl Walker<'_> {
                 children.push((name, node));
             }
         }
-        Ok(ImageNode::Index { digest: d.digest.clone(), children })
+        Ok(ImageNode::Index {
+            digest: d.digest.clone(),
+            children,
+        })
     }
 
     fn visit_manifest(&mut self, d: &Desc, doc: &serde_json::Value) -> Result<ImageNode> {
         let file = blob_name(&d.digest);
-        let config = doc.get("config").ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?;
+        let config = doc
+            .get("config")
+            .ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?;
         let config = desc(config, &self.raw.path, &file)?;
         let config_bytes = self.load_doc(&config, "config")?;
         self.set_role(&config.digest, BlobRole::Config);
-        let summary: oci::ConfigSummary =
-            parse_json(&config_bytes, &self.raw.path, &blob_name(&config.digest))?;
+        let summary: oci::ConfigSummary = parse_json(&config_bytes, &self.raw.path, &blob_name(&config.digest))?;
         let platform = platform::dir_name(&serde_json::json!({
             "os": summary.os, "architecture": summary.architecture, "variant": summary.variant,
         }));
         let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-        let layer_list = doc.get("layers").and_then(|l| l.as_array()).cloned().unwrap_or_default();
+        let layer_list = doc
+            .get("layers")
+            .and_then(|l| l.as_array())
+            .cloned()
+            .unwrap_or_default();
         let mut layers = Vec::new();
         for (i, l) in layer_list.iter().enumerate() {
             let l = desc(l, &self.raw.path, &file)?;
@@ -290,7 +319,11 @@ impl Walker<'_> {
                 present,
             });
         }
-        let media_type = if d.media_type.is_empty() { oci::MT_OCI_MANIFEST.to_owned() } else { d.media_type.clone() };
+        let media_type = if d.media_type.is_empty() {
+            oci::MT_OCI_MANIFEST.to_owned()
+        } else {
+            d.media_type.clone()
+        };
         self.set_role(&d.digest, BlobRole::Manifest);
         Ok(ImageNode::Manifest(ManifestInfo {
             digest: d.digest.clone(),
@@ -306,11 +339,19 @@ impl Walker<'_> {
         match self.raw.blob(&l.digest)? {
             Some(data) => {
                 self.check_size(l, data.len(), "layer")?;
-                self.blobs.entry(l.digest.clone()).or_insert(BlobInfo { data, role: BlobRole::Layer, verified: false });
+                self.blobs.entry(l.digest.clone()).or_insert(BlobInfo {
+                    data,
+                    role: BlobRole::Layer,
+                    verified: false,
+                });
                 Ok(true)
             }
             None if oci::is_foreign_layer(&l.media_type) => {
-                log::info!("{}: foreign layer {} is not in the source; not shown", self.raw.path.display(), l.digest);
+                log::info!(
+                    "{}: foreign layer {} is not in the source; not shown",
+                    self.raw.path.display(),
+                    l.digest
+                );
                 Ok(false)
             }
             None => Err(self.missing(&l.digest, "layer")),
@@ -320,7 +361,11 @@ impl Walker<'_> {
     fn add_blob_unverified(&mut self, d: &Desc, role: BlobRole) -> Result<()> {
         if let Some(data) = self.raw.blob(&d.digest)? {
             self.check_size(d, data.len(), "blob")?;
-            self.blobs.entry(d.digest.clone()).or_insert(BlobInfo { data, role, verified: false });
+            self.blobs.entry(d.digest.clone()).or_insert(BlobInfo {
+                data,
+                role,
+                verified: false,
+            });
         }
         Ok(())
     }
@@ -339,7 +384,14 @@ impl Walker<'_> {
                 actual,
             });
         }
-        self.blobs.insert(d.digest.clone(), BlobInfo { data, role: BlobRole::Other, verified: true });
+        self.blobs.insert(
+            d.digest.clone(),
+            BlobInfo {
+                data,
+                role: BlobRole::Other,
+                verified: true,
+            },
+        );
         Ok(bytes)
     }
 
@@ -363,11 +415,19 @@ impl Walker<'_> {
     }
 
     fn missing(&self, digest: &Digest, what: &str) -> SourceError {
-        SourceError::MissingBlob { path: self.raw.path.clone(), digest: digest.clone(), what: what.to_owned() }
+        SourceError::MissingBlob {
+            path: self.raw.path.clone(),
+            digest: digest.clone(),
+            what: what.to_owned(),
+        }
     }
 
     fn invalid(&self, digest: &Digest, reason: &str) -> SourceError {
-        SourceError::Invalid { path: self.raw.path.clone(), file: blob_name(digest), reason: reason.to_owned() }
+        SourceError::Invalid {
+            path: self.raw.path.clone(),
+            file: blob_name(digest),
+            reason: reason.to_owned(),
+        }
     }
 }
 

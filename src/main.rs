@@ -3,8 +3,8 @@
 use anyhow::{anyhow, Context};
 use clap::{Parser, Subcommand};
 use imgfs::cache::Cache;
-use imgfs::mount::{self, Options};
 use imgfs::fs::{Fs, Kind};
+use imgfs::mount::{self, Options};
 use imgfs::tree::Tree;
 use std::io::{BufRead, Write};
 use std::os::unix::process::CommandExt;
@@ -111,7 +111,10 @@ fn main() -> ExitCode {
 
 /// A closed stdout (`imgfs ls ... | head`) is not an error.
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
-    e.chain().any(|c| c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe))
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>()
+            .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
 }
 
 /// mount.fuse3 runs `imgfs SOURCE MOUNTPOINT -o OPTS`: read that as `imgfs mount ...`.
@@ -139,7 +142,10 @@ fn init_logging(verbose: u8) {
 
 fn cache_of(args: &CacheArgs, opts: Option<&Options>) -> Cache {
     let no_cache = args.no_cache || opts.is_some_and(|o| o.no_cache);
-    let dir = args.cache_dir.clone().or_else(|| opts.and_then(|o| o.cache_dir.clone()));
+    let dir = args
+        .cache_dir
+        .clone()
+        .or_else(|| opts.and_then(|o| o.cache_dir.clone()));
     if no_cache {
         Cache::new(None)
     } else {
@@ -149,7 +155,14 @@ fn cache_of(args: &CacheArgs, opts: Option<&Options>) -> Cache {
 
 fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
-        Command::Mount { source, mountpoint, foreground, options, log_file, cache } => {
+        Command::Mount {
+            source,
+            mountpoint,
+            foreground,
+            options,
+            log_file,
+            cache,
+        } => {
             let mut opts = Options::default();
             for o in &options {
                 opts.parse_into(o)?;
@@ -174,7 +187,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Ls { source, path, recursive, cache } => {
+        Command::Ls {
+            source,
+            path,
+            recursive,
+            cache,
+        } => {
             let cache = cache_of(&cache, None);
             let fs = Fs::new(imgfs::open_tree(&source, &cache)?, cache);
             let ino = fs.resolve(&path).with_context(|| format!("{path} in {source}"))?;
@@ -226,7 +244,10 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
         None => Stdio::null(),
     };
     // Same arguments; the environment variable makes the child serve in the foreground.
-    let args: Vec<String> = mount_helper_args(std::env::args().collect()).into_iter().skip(1).collect();
+    let args: Vec<String> = mount_helper_args(std::env::args().collect())
+        .into_iter()
+        .skip(1)
+        .collect();
     let mut child = std::process::Command::new(exe)
         .args(args)
         .env(NOTIFY_ENV, "1")
@@ -245,7 +266,10 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
         l if l.starts_with("error: ") => Err(anyhow!("{}", &l["error: ".len()..])),
         _ => {
             let status = child.wait()?;
-            Err(anyhow!("mount daemon for {} exited before the mount was ready ({status})", mountpoint.display()))
+            Err(anyhow!(
+                "mount daemon for {} exited before the mount was ready ({status})",
+                mountpoint.display()
+            ))
         }
     }
 }
@@ -257,7 +281,11 @@ fn inspect_json(tree: &Tree) -> serde_json::Value {
         .iter()
         .map(|(d, b)| serde_json::json!({ "digest": d, "size": b.data.len(), "role": b.role }))
         .collect();
-    let refs: Vec<_> = set.refs.iter().map(|(name, node)| serde_json::json!({ "name": name, "image": node })).collect();
+    let refs: Vec<_> = set
+        .refs
+        .iter()
+        .map(|(name, node)| serde_json::json!({ "name": name, "image": node }))
+        .collect();
     serde_json::json!({
         "source": set.path,
         "format": set.format,
@@ -278,7 +306,11 @@ fn list(fs: &Fs, ino: u64, prefix: &str, recursive: bool, out: &mut impl Write) 
     })?;
     for (child, kind, name) in entries {
         let name = String::from_utf8_lossy(&name);
-        let path = if prefix.is_empty() { name.to_string() } else { format!("{prefix}/{name}") };
+        let path = if prefix.is_empty() {
+            name.to_string()
+        } else {
+            format!("{prefix}/{name}")
+        };
         let suffix = match kind {
             Kind::Dir => "/",
             Kind::Symlink => "@",
@@ -302,7 +334,9 @@ fn cat(fs: &Fs, source: &str, path: &str) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     let mut off = 0;
     while off < attr.size {
-        let data = fs.read(ino, off, 1 << 20).with_context(|| format!("{path}: read at {off}"))?;
+        let data = fs
+            .read(ino, off, 1 << 20)
+            .with_context(|| format!("{path}: read at {off}"))?;
         if data.is_empty() {
             return Err(anyhow!("{path}: ends at {off} of {} bytes", attr.size));
         }

@@ -1,8 +1,8 @@
 //! Mounting: option parsing, mount point checks, and running the FUSE session until it is
 //! unmounted or the daemon is told to stop (SIGTERM/SIGINT/SIGHUP unmount cleanly).
 
-use crate::fuse::ImgFs;
 use crate::fs::Fs;
+use crate::fuse::ImgFs;
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::path::{Path, PathBuf};
 
@@ -51,8 +51,8 @@ pub struct Options {
 
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
 const IGNORED: &[&str] = &[
-    "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "exec", "noexec",
-    "atime", "noatime", "relatime", "nodev", "nosuid", "dev", "suid", "async", "sync", "dirsync",
+    "ro", "defaults", "auto", "noauto", "nofail", "_netdev", "user", "users", "nouser", "exec", "noexec", "atime",
+    "noatime", "relatime", "nodev", "nosuid", "dev", "suid", "async", "sync", "dirsync",
 ];
 
 impl Options {
@@ -63,7 +63,10 @@ impl Options {
                 Some((k, v)) => (k, Some(v)),
                 None => (opt, None),
             };
-            let bad = |reason: &str| MountError::BadOption { option: opt.to_owned(), reason: reason.to_owned() };
+            let bad = |reason: &str| MountError::BadOption {
+                option: opt.to_owned(),
+                reason: reason.to_owned(),
+            };
             match (key, value) {
                 ("allow_other", None) => self.allow_other = true,
                 ("allow_root", None) => self.allow_root = true,
@@ -92,7 +95,11 @@ impl Options {
             MountOption::FSName(self.fsname.clone().unwrap_or_else(|| source.to_owned())),
             MountOption::Subtype("imgfs".into()),
             if self.dev { MountOption::Dev } else { MountOption::NoDev },
-            if self.suid { MountOption::Suid } else { MountOption::NoSuid },
+            if self.suid {
+                MountOption::Suid
+            } else {
+                MountOption::NoSuid
+            },
         ];
         if self.default_permissions {
             opts.push(MountOption::DefaultPermissions);
@@ -114,10 +121,15 @@ impl Options {
 
 /// Checks that `path` is an empty directory that is not a mount point already.
 pub fn check_mount_point(path: &Path, nonempty: bool) -> Result<PathBuf, MountError> {
-    let bad = |reason: &str| MountError::BadMountPoint { path: path.to_path_buf(), reason: reason.to_owned() };
+    let bad = |reason: &str| MountError::BadMountPoint {
+        path: path.to_path_buf(),
+        reason: reason.to_owned(),
+    };
     let meta = std::fs::metadata(path).map_err(|e| match e.kind() {
         std::io::ErrorKind::NotFound => bad("does not exist"),
-        std::io::ErrorKind::NotConnected => bad("is a dead FUSE mount (transport endpoint is not connected); run imgfs umount on it"),
+        std::io::ErrorKind::NotConnected => {
+            bad("is a dead FUSE mount (transport endpoint is not connected); run imgfs umount on it")
+        }
         _ => bad(&e.to_string()),
     })?;
     if !meta.is_dir() {
@@ -136,14 +148,21 @@ pub fn check_mount_point(path: &Path, nonempty: bool) -> Result<PathBuf, MountEr
 
 /// True if `path` (canonical) is a mount point, from /proc/self/mountinfo.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else { return false };
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
     let want = path.to_string_lossy();
-    info.lines().filter_map(|l| l.split(' ').nth(4)).any(|mp| unescape_mountinfo(mp) == want)
+    info.lines()
+        .filter_map(|l| l.split(' ').nth(4))
+        .any(|mp| unescape_mountinfo(mp) == want)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape_mountinfo(s: &str) -> String {
-    s.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace("\\134", "\\")
+    s.replace("\\040", " ")
+        .replace("\\011", "\t")
+        .replace("\\012", "\n")
+        .replace("\\134", "\\")
 }
 
 /// Mounts `fs` on `mountpoint` and serves it until unmounted or signalled. `ready` is called
@@ -156,11 +175,14 @@ pub fn serve(
     ready: impl FnOnce(),
 ) -> Result<(), MountError> {
     let config = options.fuser_config(source);
-    let mount_err = |source| MountError::Mount { path: mountpoint.to_path_buf(), source };
+    let mount_err = |source| MountError::Mount {
+        path: mountpoint.to_path_buf(),
+        source,
+    };
     let mut session = Session::new(ImgFs::new(fs), mountpoint, &config).map_err(mount_err)?;
     let mut unmounter = session.unmount_callable();
-    let mut signals = signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP])
-        .map_err(mount_err)?;
+    let mut signals =
+        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]).map_err(mount_err)?;
     let mp = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("imgfs-signals".into())
@@ -179,7 +201,10 @@ pub fn serve(
 
 /// Unmounts an imgfs mount point (as root directly, else through fusermount3).
 pub fn unmount(path: &Path) -> Result<(), MountError> {
-    let bad = |reason: String| MountError::BadMountPoint { path: path.to_path_buf(), reason };
+    let bad = |reason: String| MountError::BadMountPoint {
+        path: path.to_path_buf(),
+        reason,
+    };
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     if !is_mounted(&canonical) {
         return Err(bad("is not mounted".into()));
@@ -193,8 +218,15 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
         Ok(s) => Err(bad(format!("fusermount3 -u failed ({s})"))),
         Err(_) => {
             // No fusermount3: as root, umount(8) does the same.
-            let s = std::process::Command::new("umount").arg(&canonical).status().map_err(|e| bad(e.to_string()))?;
-            if s.success() { Ok(()) } else { Err(bad(format!("umount failed ({s})"))) }
+            let s = std::process::Command::new("umount")
+                .arg(&canonical)
+                .status()
+                .map_err(|e| bad(e.to_string()))?;
+            if s.success() {
+                Ok(())
+            } else {
+                Err(bad(format!("umount failed ({s})")))
+            }
         }
     }
 }
@@ -206,9 +238,13 @@ mod tests {
     #[test]
     fn options_table() {
         let mut o = Options::default();
-        o.parse_into("ro,allow_other,nofail,cache_dir=/tmp/c,x-systemd.automount,dev,suid").unwrap();
+        o.parse_into("ro,allow_other,nofail,cache_dir=/tmp/c,x-systemd.automount,dev,suid")
+            .unwrap();
         assert!(o.allow_other);
-        assert!(!o.dev && !o.suid, "mount(8)'s dev,suid defaults must not turn off nodev,nosuid");
+        assert!(
+            !o.dev && !o.suid,
+            "mount(8)'s dev,suid defaults must not turn off nodev,nosuid"
+        );
         o.parse_into("devices,setuid").unwrap();
         assert!(o.dev && o.suid);
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));

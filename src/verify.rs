@@ -34,7 +34,11 @@ impl Verifier {
             .filter(|(_, b)| b.verified)
             .map(|(d, _)| (d.clone(), State::Good))
             .collect();
-        Arc::new(Verifier { set, states: Mutex::new(states), done: Condvar::new() })
+        Arc::new(Verifier {
+            set,
+            states: Mutex::new(states),
+            done: Condvar::new(),
+        })
     }
 
     /// Starts hashing `digest` in the background unless it is verified or running already.
@@ -75,7 +79,11 @@ impl Verifier {
     }
 
     fn hash(&self, digest: &Digest) -> io::Result<Digest> {
-        let blob = self.set.blobs.get(digest).ok_or_else(|| io::Error::other("unknown blob"))?;
+        let blob = self
+            .set
+            .blobs
+            .get(digest)
+            .ok_or_else(|| io::Error::other("unknown blob"))?;
         let mut reader = crate::blob::Cursor::new(blob.data.as_ref(), 0);
         let mut hasher = digest.hasher();
         let mut buf = vec![0u8; 1 << 20];
@@ -99,14 +107,23 @@ impl Verifier {
     /// Ok if the blob may be served: known good, or (unless `wait`) not known bad yet. With
     /// `wait`, blocks until a running verification ends.
     pub fn check(&self, digest: &Digest, wait: bool) -> io::Result<()> {
-        let mut states = self.states.lock().map_err(|_| io::Error::other("verifier lock poisoned"))?;
+        let mut states = self
+            .states
+            .lock()
+            .map_err(|_| io::Error::other("verifier lock poisoned"))?;
         loop {
             match states.get(digest) {
                 Some(State::Bad) => {
-                    return Err(io::Error::new(io::ErrorKind::InvalidData, format!("blob {digest} failed verification")))
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("blob {digest} failed verification"),
+                    ))
                 }
                 Some(State::Running) if wait => {
-                    states = self.done.wait(states).map_err(|_| io::Error::other("verifier lock poisoned"))?;
+                    states = self
+                        .done
+                        .wait(states)
+                        .map_err(|_| io::Error::other("verifier lock poisoned"))?;
                 }
                 _ => return Ok(()),
             }

@@ -9,6 +9,8 @@ use std::io;
 use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
+pub mod chunk_cache;
+mod codec_io;
 pub mod gzip;
 pub mod zstd;
 
@@ -39,8 +41,7 @@ pub fn read_exact_at(r: &dyn ReadAt, mut buf: &mut [u8], mut offset: u64) -> io:
 
 /// Reads a whole blob into memory; for small documents (JSON) only, callers bound `len` first.
 pub fn read_all(r: &dyn ReadAt) -> io::Result<Vec<u8>> {
-    let len = usize::try_from(r.len())
-        .map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "blob too large"))?;
+    let len = usize::try_from(r.len()).map_err(|_| io::Error::new(io::ErrorKind::InvalidData, "blob too large"))?;
     let mut buf = vec![0; len];
     read_exact_at(r, &mut buf, 0)?;
     Ok(buf)

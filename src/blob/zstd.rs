@@ -1,13 +1,881 @@
-//! TEMPORARY stub until the seekable zstd module lands.
-use super::ReadAt;
+//! Random access into zstd streams through a frame table.
+//!
+//! A zstd stream is a sequence of frames; each data frame decodes independently of the others,
+//! so frame starts are free restart points. [`build_index`] decodes the stream once, frame by
+//! frame, feeding every decompressed byte to a sink, and records for each data frame its
+//! compressed range and its uncompressed range ([`Frame`]). Skippable frames (including the seek
+//! table of the zstd "seekable format", which is one) are skipped and not recorded; frames that
+//! decode to nothing are not recorded either. Content checksums are verified by libzstd when a
+//! frame carries one.
+//!
+//! # Reading, and the single-frame problem
+//!
+//! [`ZstdReader`] serves [`ReadAt`] with the same engine as gzip ([`super::chunk_cache`]): fixed
+//! chunks in an LRU, and a pool of live decoders. A read decodes only from the start of the frame
+//! holding it. For multi-frame streams (zstd:chunked, `zstd --seekable`-style, pzstd) that bounds
+//! the cost of a random read by one frame.
+//!
+//! A single large frame, which is what `zstd` and skopeo write by default, has no restart point
+//! except its start: zstd blocks reference up to a whole window (often 8 MiB or more) of
+//! earlier output, and the decoder's state cannot be saved and restored through libzstd's public
+//! API. The strategy is therefore:
+//!
+//! - **Live decoders at increasing positions.** Every decoder that finishes a chunk is kept
+//!   (up to `max_decoders`, default [`DEFAULT_MAX_DECODERS`]) positioned where it stopped. A miss
+//!   is served by the decoder with the highest position at or below the wanted chunk; only when
+//!   none exists is a new decoder started at the frame start. So a sequential reader streams in
+//!   O(n) (its decoder is always exactly at the next chunk), several interleaved sequential
+//!   readers each keep their own decoder, and a random read costs at most one pass from the
+//!   nearest live decoder below it.
+//! - **Chunk LRU.** Re-reads of recently decoded ranges never decode again.
+//! - Reading a large single-frame layer in random order is inherently quadratic-ish; callers that
+//!   need that (e.g. a tar indexer) should read it sequentially once, which [`build_index`] does.
+//!
+//! Each live decoder holds libzstd's window (up to 2^27 bytes with the default window limit,
+//! typically 2-8 MiB), which is why the default pool here is smaller than gzip's.
+
 use std::io::{self, Read};
 use std::sync::Arc;
-pub struct ZstdIndex;
+
+use ::zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
+
+use super::chunk_cache::{CacheConfig, ChunkCache, ChunkedReader, Decoder, ReaderStats, Source};
+use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource};
+use super::ReadAt;
+
+/// Magic number opening every zstd data frame (little-endian on disk).
+pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
+/// Skippable frames have this magic with any value in the low 4 bits.
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
+const SKIPPABLE_MASK: u32 = 0xFFFF_FFF0;
+/// Default number of idle live decoders per reader (each holds a zstd window).
+pub const DEFAULT_MAX_DECODERS: usize = 4;
+/// Compressed input buffered while indexing, in bytes.
+const BUILD_INPUT_BYTES: usize = 256 << 10;
+/// Output produced per decompress call while indexing, in bytes.
+const BUILD_OUTPUT_BYTES: usize = 256 << 10;
+/// Compressed input buffered by each live reader decoder, in bytes.
+const READ_INPUT_BYTES: usize = 64 << 10;
+/// Calls in a row that may make no progress before the stream is declared corrupt.
+const MAX_STALLS: u32 = 4;
+/// Smallest possible zstd frame: magic, frame header descriptor, one header byte, block header.
+const MIN_FRAME_BYTES: u64 = 4 + 1 + 1 + 3;
+/// First bytes of an encoded [`ZstdIndex`].
+const INDEX_MAGIC: &[u8; 8] = b"IMGFSZSI";
+/// Version of the encoding written by [`ZstdIndex::to_bytes`].
+const INDEX_VERSION: u32 = 1;
+/// Encoded size of one [`Frame`].
+const FRAME_BYTES: usize = 4 * 8;
+
+/// Errors of indexing and of decoding an index.
 #[derive(Debug, thiserror::Error)]
-#[error("zstd not implemented yet")]
-pub struct ZstdError;
-impl ZstdIndex { pub fn to_bytes(&self) -> Vec<u8> { vec![] } pub fn from_bytes(_: &[u8]) -> Result<Self, ZstdError> { Err(ZstdError) } }
-pub fn build_index<R: Read>(_r: R, _sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<ZstdIndex, ZstdError> { Err(ZstdError) }
-pub struct ZstdReader;
-impl ZstdReader { pub fn new(_c: Arc<dyn ReadAt>, _i: Arc<ZstdIndex>) -> io::Result<Self> { Ok(ZstdReader) } }
-impl ReadAt for ZstdReader { fn read_at(&self, _b: &mut [u8], _o: u64) -> io::Result<usize> { Err(io::Error::other("stub")) } fn len(&self) -> u64 { 0 } }
+pub enum Error {
+    /// Reading the compressed stream failed.
+    #[error("reading zstd data: {0}")]
+    Io(#[from] io::Error),
+    /// The compressed stream is not valid zstd; `offset` is where it was noticed.
+    #[error("corrupt zstd stream at compressed offset {offset}: {msg}")]
+    Corrupt { offset: u64, msg: String },
+    /// The sink given to [`build_index`] failed.
+    #[error("consumer of decompressed data failed: {0}")]
+    Sink(#[source] io::Error),
+    /// An encoded index is malformed.
+    #[error("invalid zstd index: {0}")]
+    BadIndex(String),
+}
+
+impl From<Error> for io::Error {
+    fn from(e: Error) -> Self {
+        match e {
+            Error::Io(e) | Error::Sink(e) => e,
+            e => io::Error::new(io::ErrorKind::InvalidData, e),
+        }
+    }
+}
+
+/// Result of this module's fallible functions.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// The module's error under a name that is unambiguous outside it.
+pub type ZstdError = Error;
+
+fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
+    Error::Corrupt {
+        offset,
+        msg: msg.into(),
+    }
+}
+
+/// One data frame: compressed bytes `[comp_off, comp_off+comp_len)` decode to uncompressed bytes
+/// `[out_off, out_off+out_len)`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Frame {
+    pub comp_off: u64,
+    pub comp_len: u64,
+    pub out_off: u64,
+    pub out_len: u64,
+}
+
+/// Frame table of one zstd stream, plus its sizes and digest.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ZstdIndex {
+    compressed_len: u64,
+    uncompressed_len: u64,
+    compressed_sha256: [u8; 32],
+    frames: Vec<Frame>,
+}
+
+impl ZstdIndex {
+    /// Length of the compressed stream.
+    pub fn compressed_len(&self) -> u64 {
+        self.compressed_len
+    }
+    /// Length of the decompressed data.
+    pub fn uncompressed_len(&self) -> u64 {
+        self.uncompressed_len
+    }
+    /// sha256 of the whole compressed stream, computed while indexing.
+    pub fn compressed_sha256(&self) -> [u8; 32] {
+        self.compressed_sha256
+    }
+    /// Data frames in stream order (frames that decode to nothing are left out).
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    /// Index of the frame holding uncompressed `offset` (the last one if past the end); `None`
+    /// only when there are no frames.
+    pub fn frame_for(&self, offset: u64) -> Option<usize> {
+        let i = self.frames.partition_point(|f| f.out_off <= offset);
+        (!self.frames.is_empty()).then(|| i.saturating_sub(1))
+    }
+
+    /// The versioned little-endian encoding; see [`Self::from_bytes`].
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut w = IndexWriter::new(INDEX_MAGIC, INDEX_VERSION);
+        w.u64(self.compressed_len);
+        w.u64(self.uncompressed_len);
+        w.bytes(&self.compressed_sha256);
+        w.u64(self.frames.len() as u64);
+        for f in &self.frames {
+            w.u64(f.comp_off);
+            w.u64(f.comp_len);
+            w.u64(f.out_off);
+            w.u64(f.out_len);
+        }
+        w.finish()
+    }
+
+    /// Decodes [`Self::to_bytes`] output, rejecting any damage (sha256 trailer) and any
+    /// inconsistency (frames overlapping, out of range, not contiguous in output).
+    pub fn from_bytes(data: &[u8]) -> Result<ZstdIndex> {
+        decode_index(data).map_err(Error::BadIndex)
+    }
+}
+
+fn decode_index(data: &[u8]) -> std::result::Result<ZstdIndex, String> {
+    let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION)?;
+    let compressed_len = r.u64()?;
+    let uncompressed_len = r.u64()?;
+    let compressed_sha256 = r.array32()?;
+    let count = r.u64()?;
+    if count != (r.remaining() / FRAME_BYTES) as u64 {
+        return Err(format!("frame count {count} does not match the encoding"));
+    }
+    let mut frames = Vec::with_capacity(count as usize);
+    let (mut comp_end, mut out_end) = (0u64, 0u64);
+    for i in 0..count {
+        let f = Frame {
+            comp_off: r.u64()?,
+            comp_len: r.u64()?,
+            out_off: r.u64()?,
+            out_len: r.u64()?,
+        };
+        let end = f.comp_off.checked_add(f.comp_len);
+        let ok = f.comp_off >= comp_end
+            && f.comp_len >= MIN_FRAME_BYTES
+            && end.is_some_and(|e| e <= compressed_len)
+            && f.out_off == out_end
+            && f.out_len > 0;
+        if !ok {
+            return Err(format!("frame {i} is inconsistent: {f:?}"));
+        }
+        comp_end = f.comp_off + f.comp_len;
+        out_end = f
+            .out_off
+            .checked_add(f.out_len)
+            .ok_or_else(|| format!("frame {i} overflows"))?;
+        frames.push(f);
+    }
+    r.finish()?;
+    if out_end != uncompressed_len {
+        return Err(format!(
+            "frames hold {out_end} bytes but the index says {uncompressed_len}"
+        ));
+    }
+    Ok(ZstdIndex {
+        compressed_len,
+        uncompressed_len,
+        compressed_sha256,
+        frames,
+    })
+}
+
+fn new_dctx() -> io::Result<DCtx<'static>> {
+    DCtx::try_create().ok_or_else(|| io::Error::other("cannot allocate a zstd decoder"))
+}
+
+fn zstd_msg(code: usize) -> String {
+    zstd_safe::get_error_name(code).to_string()
+}
+
+/// Decodes a whole zstd stream once, passing every decompressed byte in order to `sink`, and
+/// returns its frame table.
+///
+/// Single pass, constant memory (plus libzstd's window). Skippable frames are skipped; bytes that
+/// start neither a data nor a skippable frame are an error. The sha256 of the compressed bytes is
+/// computed on the way ([`ZstdIndex::compressed_sha256`]). A sink error aborts with
+/// [`Error::Sink`].
+pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<ZstdIndex> {
+    let mut input = Input::new(HashingReader::new(compressed), BUILD_INPUT_BYTES, 0);
+    let mut dctx = new_dctx()?;
+    let mut out = vec![0u8; BUILD_OUTPUT_BYTES];
+    let mut frames = Vec::new();
+    let mut total: u64 = 0;
+    let mut seen_frame = false;
+    loop {
+        let start = input.pos();
+        let head = input.peek(8)?;
+        if head.is_empty() {
+            break;
+        }
+        if head.len() < 4 {
+            return Err(corrupt(start, "truncated frame magic"));
+        }
+        let magic = u32::from_le_bytes([head[0], head[1], head[2], head[3]]);
+        if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC {
+            skip_skippable(&mut input)?;
+        } else if magic == ZSTD_MAGIC {
+            let n = decode_frame(&mut dctx, &mut input, &mut out, sink)?;
+            if n > 0 {
+                let comp_len = input.pos() - start;
+                frames.push(Frame {
+                    comp_off: start,
+                    comp_len,
+                    out_off: total,
+                    out_len: n,
+                });
+                total += n;
+            }
+        } else {
+            let what = match seen_frame {
+                true => "trailing garbage after the last zstd frame",
+                false => "not zstd (bad magic)",
+            };
+            return Err(corrupt(start, what));
+        }
+        seen_frame = true;
+    }
+    if !seen_frame {
+        return Err(corrupt(0, "empty input, not zstd"));
+    }
+    Ok(ZstdIndex {
+        compressed_len: input.pos(),
+        uncompressed_len: total,
+        compressed_sha256: input.source().digest(),
+        frames,
+    })
+}
+
+/// Skips a skippable frame (magic, 32-bit little-endian length, payload).
+fn skip_skippable<R: Read>(input: &mut Input<R>) -> Result<()> {
+    let start = input.pos();
+    let head = input.peek(8)?;
+    if head.len() < 8 {
+        return Err(corrupt(start, "truncated skippable frame header"));
+    }
+    let size = u64::from(u32::from_le_bytes([head[4], head[5], head[6], head[7]]));
+    input.consume(8);
+    if input.skip(size)? != size {
+        return Err(corrupt(input.pos(), "truncated skippable frame"));
+    }
+    Ok(())
+}
+
+/// Decodes one data frame starting at the input position; returns its uncompressed size.
+fn decode_frame<R: Read>(
+    dctx: &mut DCtx<'static>,
+    input: &mut Input<R>,
+    out: &mut [u8],
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<u64> {
+    reset(dctx, input.pos())?;
+    let mut produced: u64 = 0;
+    let mut stalls = 0;
+    loop {
+        let more = input.fill()?;
+        let at = input.pos();
+        let step = decompress(dctx, input.data(), out).map_err(|m| corrupt(at, m))?;
+        input.consume(step.consumed);
+        if step.produced > 0 {
+            sink(&out[..step.produced]).map_err(Error::Sink)?;
+            produced += step.produced as u64;
+        }
+        if step.frame_done {
+            return Ok(produced);
+        }
+        if step.consumed == 0 && step.produced == 0 {
+            if !more {
+                return Err(corrupt(input.pos(), "truncated zstd frame"));
+            }
+            stalls += 1;
+            if stalls > MAX_STALLS {
+                return Err(corrupt(at, "zstd decoder makes no progress"));
+            }
+        } else {
+            stalls = 0;
+        }
+    }
+}
+
+fn reset(dctx: &mut DCtx<'static>, at: u64) -> Result<()> {
+    dctx.reset(ResetDirective::SessionOnly)
+        .map(|_| ())
+        .map_err(|c| corrupt(at, format!("cannot reset zstd decoder: {}", zstd_msg(c))))
+}
+
+/// What one `ZSTD_decompressStream` call did.
+struct Step {
+    consumed: usize,
+    produced: usize,
+    /// The frame is complete and fully flushed.
+    frame_done: bool,
+}
+
+fn decompress(dctx: &mut DCtx<'static>, src: &[u8], out: &mut [u8]) -> std::result::Result<Step, String> {
+    let mut inb = InBuffer::around(src);
+    let mut outb = OutBuffer::around(out);
+    let hint = dctx.decompress_stream(&mut outb, &mut inb).map_err(zstd_msg)?;
+    Ok(Step {
+        consumed: inb.pos(),
+        produced: outb.pos(),
+        frame_done: hint == 0,
+    })
+}
+
+/// Random access to the decompressed bytes of a zstd blob through its [`ZstdIndex`].
+pub struct ZstdReader {
+    inner: ChunkedReader<ZstdSource>,
+}
+
+impl ZstdReader {
+    /// A reader with the default chunk and cache sizes and [`DEFAULT_MAX_DECODERS`] decoders.
+    pub fn new(compressed: Arc<dyn ReadAt>, index: Arc<ZstdIndex>) -> io::Result<Self> {
+        let config = CacheConfig {
+            max_decoders: DEFAULT_MAX_DECODERS,
+            ..CacheConfig::default()
+        };
+        Self::with_config(compressed, index, config)
+    }
+
+    /// A reader with explicit cache and pool sizes. Fails if `compressed` is not the length the
+    /// index was built from.
+    pub fn with_config(compressed: Arc<dyn ReadAt>, index: Arc<ZstdIndex>, config: CacheConfig) -> io::Result<Self> {
+        Self::build(compressed, index, config, None)
+    }
+
+    /// A reader whose chunks live in `cache`, shared with other readers (one budget for a whole
+    /// mount); `config.cache_bytes` is ignored.
+    pub fn with_shared_cache(
+        compressed: Arc<dyn ReadAt>,
+        index: Arc<ZstdIndex>,
+        config: CacheConfig,
+        cache: Arc<ChunkCache>,
+    ) -> io::Result<Self> {
+        Self::build(compressed, index, config, Some(cache))
+    }
+
+    fn build(
+        compressed: Arc<dyn ReadAt>,
+        index: Arc<ZstdIndex>,
+        config: CacheConfig,
+        cache: Option<Arc<ChunkCache>>,
+    ) -> io::Result<Self> {
+        if compressed.len() != index.compressed_len {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!(
+                    "zstd blob is {} bytes but its index was built from {} bytes",
+                    compressed.len(),
+                    index.compressed_len
+                ),
+            ));
+        }
+        let source = ZstdSource {
+            blob: compressed,
+            index,
+        };
+        Ok(Self {
+            inner: ChunkedReader::new(source, config, cache),
+        })
+    }
+
+    /// The index this reader uses.
+    pub fn index(&self) -> &Arc<ZstdIndex> {
+        &self.inner.source().index
+    }
+
+    /// The cache configuration in force.
+    pub fn config(&self) -> CacheConfig {
+        self.inner.config()
+    }
+
+    /// Work done so far.
+    pub fn stats(&self) -> ReaderStats {
+        self.inner.stats()
+    }
+}
+
+impl ReadAt for ZstdReader {
+    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.inner.read_at(buf, offset)
+    }
+    fn len(&self) -> u64 {
+        self.inner.source().index.uncompressed_len
+    }
+}
+
+struct ZstdSource {
+    blob: Arc<dyn ReadAt>,
+    index: Arc<ZstdIndex>,
+}
+
+impl Source for ZstdSource {
+    type Decoder = ZstdDecoder;
+
+    fn len(&self) -> u64 {
+        self.index.uncompressed_len
+    }
+
+    fn restart_point(&self, offset: u64) -> u64 {
+        match self.index.frame_for(offset) {
+            Some(i) => self.index.frames[i].out_off,
+            None => 0,
+        }
+    }
+
+    fn open(&self, offset: u64) -> io::Result<ZstdDecoder> {
+        let i = self
+            .index
+            .frame_for(offset)
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "zstd stream is empty"))?;
+        let f = self.index.frames[i];
+        let src = ReadAtSource::new(Arc::clone(&self.blob), f.comp_off, f.comp_off + f.comp_len);
+        Ok(ZstdDecoder {
+            index: Arc::clone(&self.index),
+            dctx: new_dctx()?,
+            input: Input::new(src, READ_INPUT_BYTES, f.comp_off),
+            frame: i,
+            frame_out: 0,
+            frame_done: false,
+            pos: f.out_off,
+            stalls: 0,
+        })
+    }
+}
+
+/// A live decoder of a [`ZstdReader`]: inside frame `frame`, at uncompressed `pos`.
+struct ZstdDecoder {
+    index: Arc<ZstdIndex>,
+    dctx: DCtx<'static>,
+    /// Reads only the current frame's compressed range.
+    input: Input<ReadAtSource>,
+    frame: usize,
+    /// Bytes the current frame produced so far.
+    frame_out: u64,
+    frame_done: bool,
+    pos: u64,
+    stalls: u32,
+}
+
+impl ZstdDecoder {
+    /// Moves to the next data frame (skipping whatever lies between, e.g. skippable frames).
+    fn next_frame(&mut self) -> Result<()> {
+        self.frame += 1;
+        if let Some(f) = self.index.frames.get(self.frame) {
+            self.input.reposition(f.comp_off, f.comp_off + f.comp_len);
+            reset(&mut self.dctx, f.comp_off)?;
+            self.frame_out = 0;
+            self.frame_done = false;
+        }
+        Ok(())
+    }
+
+    fn step(&mut self, out: &mut [u8]) -> Result<usize> {
+        let f = self.index.frames[self.frame];
+        let more = self.input.fill()?;
+        let at = self.input.pos();
+        let step = decompress(&mut self.dctx, self.input.data(), out).map_err(|m| corrupt(at, m))?;
+        self.input.consume(step.consumed);
+        self.frame_out += step.produced as u64;
+        self.pos += step.produced as u64;
+        if self.frame_out > f.out_len {
+            return Err(corrupt(at, "frame decodes to more bytes than indexed"));
+        }
+        if step.frame_done {
+            if self.frame_out != f.out_len || self.input.pos() != f.comp_off + f.comp_len {
+                return Err(corrupt(at, "frame does not match the index"));
+            }
+            self.frame_done = true;
+        } else if step.consumed == 0 && step.produced == 0 {
+            self.stalls += 1;
+            if !more || self.stalls > MAX_STALLS {
+                return Err(corrupt(self.input.pos(), "truncated zstd frame"));
+            }
+        } else {
+            self.stalls = 0;
+        }
+        Ok(step.produced)
+    }
+}
+
+impl Decoder for ZstdDecoder {
+    fn position(&self) -> u64 {
+        self.pos
+    }
+
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        if out.is_empty() {
+            return Ok(0);
+        }
+        while self.frame < self.index.frames.len() {
+            if self.frame_done {
+                self.next_frame()?;
+                continue;
+            }
+            let n = self.step(out)?;
+            if n > 0 {
+                return Ok(n);
+            }
+        }
+        Ok(0)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// An edit of an encoded index.
+    type Edit<'a> = Box<dyn Fn(&mut Vec<u8>) + 'a>;
+
+    use super::*;
+    use crate::blob::codec_io::test_util::{check_random_reads, check_read, test_data, Rng, ShortReads};
+    use sha2::Digest;
+
+    fn frame(data: &[u8], level: i32, checksum: bool) -> Vec<u8> {
+        let mut enc = ::zstd::stream::Encoder::new(Vec::new(), level).unwrap();
+        enc.include_checksum(checksum).unwrap();
+        std::io::Write::write_all(&mut enc, data).unwrap();
+        enc.finish().unwrap()
+    }
+
+    fn skippable(nibble: u32, payload: &[u8]) -> Vec<u8> {
+        let mut v = (SKIPPABLE_MAGIC | nibble).to_le_bytes().to_vec();
+        v.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        v.extend_from_slice(payload);
+        v
+    }
+
+    fn index(comp: &[u8]) -> Result<(ZstdIndex, Vec<u8>)> {
+        let mut plain = Vec::new();
+        let idx = build_index(comp, &mut |b: &[u8]| {
+            plain.extend_from_slice(b);
+            Ok(())
+        })?;
+        Ok((idx, plain))
+    }
+
+    fn roundtrip(comp: &[u8], plain: &[u8], reads: usize) -> ZstdIndex {
+        let (idx, got) = index(comp).unwrap();
+        assert!(got == plain, "build_index output differs");
+        assert_eq!(idx.uncompressed_len(), plain.len() as u64);
+        assert_eq!(idx.compressed_len(), comp.len() as u64);
+        let sha: [u8; 32] = sha2::Sha256::digest(comp).into();
+        assert_eq!(idx.compressed_sha256(), sha);
+        assert_eq!(ZstdIndex::from_bytes(&idx.to_bytes()).unwrap(), idx);
+        let config = CacheConfig {
+            chunk_size: 64 << 10,
+            cache_bytes: 512 << 10,
+            max_decoders: 3,
+        };
+        let blob = ShortReads::new(comp.to_vec());
+        let r = ZstdReader::with_config(blob, Arc::new(idx.clone()), config).unwrap();
+        check_random_reads(&r, plain, reads, plain.len() as u64 + 3);
+        idx
+    }
+
+    #[test]
+    fn single_frame_sizes() {
+        for (i, &size) in [0usize, 1, 32767, 32768, 32769, 300_000, 3 << 20].iter().enumerate() {
+            let plain = test_data(size, 40 + i as u64);
+            for (level, checksum) in [(1, false), (3, true), (19, true)] {
+                if level == 19 && size > 1 << 20 {
+                    continue;
+                }
+                let idx = roundtrip(&frame(&plain, level, checksum), &plain, 120);
+                assert_eq!(idx.frames().len(), usize::from(size > 0));
+            }
+        }
+    }
+
+    #[test]
+    fn multi_frame_with_skippable_and_empty_frames() {
+        let sizes = [0usize, 5000, 70_000, 0, 1, 200_000, 65536, 131_072, 10];
+        let parts: Vec<Vec<u8>> = sizes
+            .iter()
+            .enumerate()
+            .map(|(i, &n)| test_data(n, 60 + i as u64))
+            .collect();
+        let mut comp = skippable(0, b"leading skippable frame");
+        for (i, p) in parts.iter().enumerate() {
+            comp.extend(frame(p, 1 + i as i32 % 5, i % 2 == 0));
+            if i % 3 == 1 {
+                comp.extend(skippable(i as u32, &vec![7u8; i * 100]));
+            }
+        }
+        // A seekable-format seek table is just a skippable frame (magic ...5E).
+        comp.extend(skippable(0xE, &[0u8; 40]));
+        let plain = parts.concat();
+        let idx = roundtrip(&comp, &plain, 400);
+        assert_eq!(idx.frames().len(), sizes.iter().filter(|&&n| n > 0).count());
+    }
+
+    #[test]
+    fn cli_output() {
+        use std::process::{Command, Stdio};
+        let plain = test_data(2 << 20, 70);
+        let run = |args: &[&str]| -> Option<Vec<u8>> {
+            let mut child = Command::new("zstd")
+                .args(args)
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .ok()?;
+            let mut stdin = child.stdin.take()?;
+            let input = plain.clone();
+            let w = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+            let out = child.wait_with_output().ok()?;
+            w.join().ok()?.ok()?;
+            out.status.success().then_some(out.stdout)
+        };
+        for args in [
+            &["-c", "-q"][..],
+            &["-c", "-q", "-T2", "--long"][..],
+            &["-c", "-q", "-19", "--no-check"][..],
+        ] {
+            match run(args) {
+                Some(comp) => {
+                    roundtrip(&comp, &plain, 60);
+                }
+                None => eprintln!("zstd CLI not available, skipped"),
+            }
+        }
+    }
+
+    #[test]
+    fn truncation_and_garbage() {
+        let a = test_data(30_000, 80);
+        let b = test_data(20_000, 81);
+        let fa = frame(&a, 3, true);
+        let comp = [fa.clone(), skippable(1, b"xy"), frame(&b, 3, false)].concat();
+        let boundaries = [fa.len(), fa.len() + 10];
+        let near = |c: usize| c < 64 || boundaries.iter().any(|b| c.abs_diff(*b) < 64) || comp.len() - c < 64;
+        for cut in (0..comp.len()).filter(|&c| near(c) || c % 23 == 0) {
+            match index(&comp[..cut]) {
+                Err(Error::Corrupt { offset, .. }) => assert!(offset <= cut as u64, "cut {cut}"),
+                Ok(_) if boundaries.contains(&cut) => {}
+                other => panic!("cut {cut}: expected an error, got {:?}", other.map(|_| ())),
+            }
+        }
+        for tail in [&b"\0"[..], b"\0\0\0\0\0", b"garbage!", &ZSTD_MAGIC.to_le_bytes()[..]] {
+            let bad = [comp.clone(), tail.to_vec()].concat();
+            match index(&bad) {
+                Err(Error::Corrupt { offset, .. }) => assert!(offset >= comp.len() as u64),
+                other => panic!("tail {tail:?}: expected an error, got {:?}", other.map(|_| ())),
+            }
+        }
+        for junk in [&b""[..], b"\x1f\x8b\x08\x00", b"abcdefgh"] {
+            assert!(matches!(index(junk), Err(Error::Corrupt { .. })));
+        }
+    }
+
+    #[test]
+    fn corruption_never_panics() {
+        let plain = test_data(100_000, 82);
+        let comp = frame(&plain, 3, true);
+        let mut rng = Rng(3);
+        let mut errors = 0;
+        for _ in 0..300 {
+            let at = rng.below(comp.len() as u64) as usize;
+            let mut bad = comp.clone();
+            bad[at] ^= 1 << rng.below(8);
+            match index(&bad) {
+                Err(Error::Corrupt { offset, .. }) => {
+                    assert!(offset <= comp.len() as u64);
+                    errors += 1;
+                }
+                Err(e) => panic!("unexpected error kind {e}"),
+                Ok((_, out)) => assert!(out == plain, "flip at {at} gave different data silently"),
+            }
+        }
+        assert!(errors > 250, "{errors}");
+    }
+
+    #[test]
+    fn read_errors_on_damaged_blob() {
+        let plain = test_data(1 << 20, 83);
+        let comp = [frame(&plain[..500_000], 3, true), frame(&plain[500_000..], 3, true)].concat();
+        let (idx, _) = index(&comp).unwrap();
+        let idx = Arc::new(idx);
+        let short: Arc<dyn ReadAt> = Arc::new(comp[..comp.len() - 1].to_vec());
+        assert!(ZstdReader::new(short, Arc::clone(&idx)).is_err());
+        let mut bad = comp.clone();
+        let mid = comp.len() / 4;
+        bad[mid..mid + 1000].fill(0x55);
+        let r = ZstdReader::new(Arc::new(bad), idx).unwrap();
+        let mut buf = vec![0u8; 1000];
+        let e = r.read_at(&mut buf, 400_000).unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::InvalidData);
+        assert!(e.to_string().contains("compressed offset"), "{e}");
+        // The other frame is intact.
+        check_read(&r, &plain, 600_000, 1000);
+    }
+
+    #[test]
+    fn sequential_reads_of_one_frame_are_linear() {
+        let plain = test_data(12 << 20, 84);
+        let comp = frame(&plain, 3, true);
+        let (idx, _) = index(&comp).unwrap();
+        let idx = Arc::new(idx);
+        for cache_bytes in [DEFAULT_CACHE_BYTES_FOR_TEST, 0] {
+            let config = CacheConfig {
+                chunk_size: 128 << 10,
+                cache_bytes,
+                max_decoders: 2,
+            };
+            let r = ZstdReader::with_config(Arc::new(comp.clone()), Arc::clone(&idx), config).unwrap();
+            let mut buf = vec![0u8; 128 << 10];
+            let mut off = 0;
+            while off < plain.len() {
+                let n = r.read_at(&mut buf, off as u64).unwrap();
+                assert!(buf[..n] == plain[off..off + n]);
+                off += n;
+            }
+            let s = r.stats();
+            assert_eq!(s.decompressed_bytes, plain.len() as u64, "{s:?}");
+            assert_eq!(s.decoders_opened, 1, "{s:?}");
+        }
+    }
+
+    const DEFAULT_CACHE_BYTES_FOR_TEST: usize = super::super::chunk_cache::DEFAULT_CACHE_BYTES;
+
+    #[test]
+    fn interleaved_sequential_readers_keep_their_decoders() {
+        // Two files of one single-frame layer read alternately, as two FUSE readers would.
+        let plain = test_data(8 << 20, 85);
+        let comp = frame(&plain, 3, false);
+        let (idx, _) = index(&comp).unwrap();
+        let config = CacheConfig {
+            chunk_size: 128 << 10,
+            cache_bytes: 0,
+            max_decoders: 4,
+        };
+        let r = ZstdReader::with_config(Arc::new(comp), Arc::new(idx), config).unwrap();
+        let (mut a, mut b) = (0usize, 4 << 20);
+        while b < plain.len() {
+            check_read(&r, &plain, a as u64, 128 << 10);
+            check_read(&r, &plain, b as u64, 128 << 10);
+            a += 128 << 10;
+            b += 128 << 10;
+        }
+        let s = r.stats();
+        // One pass for reader a, one pass to 4 MiB and on for reader b.
+        assert!(s.decompressed_bytes <= plain.len() as u64 + (4 << 20), "{s:?}");
+    }
+
+    #[test]
+    fn concurrent_readers() {
+        let plain = Arc::new(test_data(4 << 20, 86));
+        let comp: Vec<u8> = plain.chunks(300_000).flat_map(|c| frame(c, 3, true)).collect();
+        let (idx, _) = index(&comp).unwrap();
+        let r = Arc::new(ZstdReader::new(ShortReads::new(comp), Arc::new(idx)).unwrap());
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (r, plain) = (Arc::clone(&r), Arc::clone(&plain));
+                std::thread::spawn(move || check_random_reads(r.as_ref(), &plain, 150, t + 9))
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    #[test]
+    fn encoding_rejects_damage_and_inconsistency() {
+        let plain = test_data(300_000, 87);
+        let comp: Vec<u8> = plain.chunks(50_000).flat_map(|c| frame(c, 3, true)).collect();
+        let (idx, _) = index(&comp).unwrap();
+        let enc = idx.to_bytes();
+        for i in 0..enc.len() {
+            let mut bad = enc.clone();
+            bad[i] ^= 1 << (i % 8);
+            assert!(ZstdIndex::from_bytes(&bad).is_err(), "flip at {i}");
+            assert!(ZstdIndex::from_bytes(&enc[..i]).is_err(), "cut at {i}");
+        }
+        let resign = |mut e: Vec<u8>| {
+            let n = e.len() - 32;
+            let sum: [u8; 32] = sha2::Sha256::digest(&e[..n]).into();
+            e[n..].copy_from_slice(&sum);
+            e
+        };
+        let header = 8 + 4 + 8 + 8 + 32;
+        let f1 = header + 8 + FRAME_BYTES;
+        let edits: Vec<(&str, Edit<'_>)> = vec![
+            (
+                "count too big",
+                Box::new(|e| e[header..header + 8].copy_from_slice(&u64::MAX.to_le_bytes())),
+            ),
+            ("count too small", Box::new(|e| e[header] -= 1)),
+            ("overlapping frames", Box::new(move |e| e[f1..f1 + 8].fill(0))),
+            ("comp_len 0", Box::new(move |e| e[f1 + 8..f1 + 16].fill(0))),
+            ("gap in output", Box::new(move |e| e[f1 + 16] ^= 1)),
+            ("empty frame", Box::new(move |e| e[f1 + 24..f1 + 32].fill(0))),
+            (
+                "huge comp_len",
+                Box::new(move |e| e[f1 + 8..f1 + 16].copy_from_slice(&u64::MAX.to_le_bytes())),
+            ),
+            ("short compressed_len", Box::new(|e| e[12..20].fill(0))),
+            ("wrong uncompressed_len", Box::new(|e| e[20] ^= 1)),
+        ];
+        for (what, edit) in edits {
+            let mut bad = enc.clone();
+            edit(&mut bad);
+            assert!(ZstdIndex::from_bytes(&resign(bad)).is_err(), "{what}");
+        }
+    }
+
+    #[test]
+    fn sink_errors_abort() {
+        let plain = test_data(1 << 20, 88);
+        let r = build_index(&frame(&plain, 1, false)[..], &mut |_b: &[u8]| {
+            Err(io::Error::other("stop"))
+        });
+        assert!(matches!(r, Err(Error::Sink(_))));
+    }
+
+    #[test]
+    fn reader_is_send_and_sync() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<ZstdReader>();
+        let _as_blob = |r: ZstdReader| -> Arc<dyn ReadAt> { Arc::new(r) };
+    }
+}

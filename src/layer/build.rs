@@ -42,8 +42,16 @@ impl<R: Read> Read for HashingReader<R> {
 }
 
 /// Indexes a layer, verifying its digest and (when known) its diff_id.
-pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, spacing: u64) -> Result<LayerIndex, LayerError> {
-    let io_err = |e: io::Error| LayerError::Io { digest: digest.clone(), reason: e.to_string() };
+pub fn build_index(
+    blob: &dyn ReadAt,
+    digest: &Digest,
+    diff_id: Option<&str>,
+    spacing: u64,
+) -> Result<LayerIndex, LayerError> {
+    let io_err = |e: io::Error| LayerError::Io {
+        digest: digest.clone(),
+        reason: e.to_string(),
+    };
     let compression = sniff(blob).map_err(io_err)?;
     let mut reader = HashingReader {
         inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
@@ -53,8 +61,7 @@ pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, sp
     let mut tar = StreamIndexer::new();
     let mut tar_error = None;
     // For an uncompressed layer the diff_id is the digest: don't hash the bytes twice.
-    let mut uncompressed =
-        (compression != Compression::None).then(|| Hasher::new(crate::digest::Algorithm::Sha256));
+    let mut uncompressed = (compression != Compression::None).then(|| Hasher::new(crate::digest::Algorithm::Sha256));
     let started = Instant::now();
     let mut last_log = started;
     let mut out_bytes = 0u64;
@@ -66,7 +73,11 @@ pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, sp
         if last_log.elapsed() >= PROGRESS_EVERY {
             last_log = Instant::now();
             let secs = started.elapsed().as_secs_f64();
-            log::info!("indexing layer {digest}: {} MiB, {:.0} MiB/s", out_bytes >> 20, out_bytes as f64 / 1048576.0 / secs);
+            log::info!(
+                "indexing layer {digest}: {} MiB, {:.0} MiB/s",
+                out_bytes >> 20,
+                out_bytes as f64 / 1048576.0 / secs
+            );
         }
         tar.feed(data).map_err(|e| {
             let msg = e.to_string();
@@ -74,7 +85,10 @@ pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, sp
             io::Error::new(io::ErrorKind::InvalidData, msg)
         })
     };
-    let decompress_err = |reason: String| LayerError::Decompress { digest: digest.clone(), reason };
+    let decompress_err = |reason: String| LayerError::Decompress {
+        digest: digest.clone(),
+        reason,
+    };
     let seek = match compression {
         Compression::None => {
             copy_to_sink(&mut reader, &mut sink).map_err(io_err)?;
@@ -88,28 +102,45 @@ pub fn build_index(blob: &dyn ReadAt, digest: &Digest, diff_id: Option<&str>, sp
             .map_err(|e| decompress_err(e.to_string()))?,
     };
     if let Some(reason) = tar_error {
-        return Err(LayerError::Tar { digest: digest.clone(), reason });
+        return Err(LayerError::Tar {
+            digest: digest.clone(),
+            reason,
+        });
     }
     // Anything after the compressed stream still counts towards the digest.
     io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
     let actual = reader.hasher.finish();
     if &actual != digest {
-        return Err(LayerError::DigestMismatch { digest: digest.clone(), actual });
+        return Err(LayerError::DigestMismatch {
+            digest: digest.clone(),
+            actual,
+        });
     }
     let diff = uncompressed.map_or_else(|| actual.clone(), Hasher::finish);
     if let Some(expected) = diff_id {
         if expected != diff.to_string() {
-            return Err(LayerError::DiffIdMismatch { digest: digest.clone(), expected: expected.to_owned(), actual: diff });
+            return Err(LayerError::DiffIdMismatch {
+                digest: digest.clone(),
+                expected: expected.to_owned(),
+                actual: diff,
+            });
         }
     }
-    let entries = tar.finish().map_err(|e| LayerError::Tar { digest: digest.clone(), reason: e.to_string() })?;
+    let entries = tar.finish().map_err(|e| LayerError::Tar {
+        digest: digest.clone(),
+        reason: e.to_string(),
+    })?;
     log::info!(
         "indexed layer {digest}: {} entries, {} MiB in {:.2}s",
         entries.len(),
         out_bytes >> 20,
         started.elapsed().as_secs_f64()
     );
-    Ok(LayerIndex { entries, seek, diff_id: diff })
+    Ok(LayerIndex {
+        entries,
+        seek,
+        diff_id: diff,
+    })
 }
 
 fn copy_to_sink(r: &mut impl Read, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {

@@ -32,15 +32,26 @@ impl FileData {
             out.sort_by_key(|c| c.0);
             out
         });
-        FileData { stream, data_offset: entry.data_offset, stored_size: entry.stored_size, size: entry.size, chunks }
+        FileData {
+            stream,
+            data_offset: entry.data_offset,
+            stored_size: entry.stored_size,
+            size: entry.size,
+            chunks,
+        }
     }
 
     fn read_stored(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         if offset >= self.stored_size {
             return Ok(0);
         }
-        let n = buf.len().min((self.stored_size - offset).min(usize::MAX as u64) as usize);
-        let start = self.data_offset.checked_add(offset).ok_or_else(|| io::Error::other("offset overflow"))?;
+        let n = buf
+            .len()
+            .min((self.stored_size - offset).min(usize::MAX as u64) as usize);
+        let start = self
+            .data_offset
+            .checked_add(offset)
+            .ok_or_else(|| io::Error::other("offset overflow"))?;
         crate::blob::read_exact_at(self.stream.as_ref(), &mut buf[..n], start)?;
         Ok(n)
     }
@@ -52,7 +63,9 @@ impl ReadAt for FileData {
             return Ok(0);
         }
         let want = buf.len().min((self.size - offset).min(usize::MAX as u64) as usize);
-        let Some(chunks) = &self.chunks else { return self.read_stored(&mut buf[..want], offset) };
+        let Some(chunks) = &self.chunks else {
+            return self.read_stored(&mut buf[..want], offset);
+        };
         let buf = &mut buf[..want];
         buf.fill(0);
         let end = offset + want as u64;
@@ -66,7 +79,10 @@ impl ReadAt for FileData {
             let dst = &mut buf[(from - offset) as usize..(to - offset) as usize];
             let got = self.read_stored(dst, stored + (from - lo))?;
             if got < dst.len() {
-                return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "sparse chunk beyond stored data"));
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    "sparse chunk beyond stored data",
+                ));
             }
         }
         Ok(want)

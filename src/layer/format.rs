@@ -56,11 +56,18 @@ pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
     if r.num()? != blob_len {
         return Err(FormatError("blob length differs"));
     }
-    let diff_id = std::str::from_utf8(r.bytes()?).ok().and_then(|s| s.parse().ok()).ok_or(FormatError("bad diff_id"))?;
+    let diff_id = std::str::from_utf8(r.bytes()?)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or(FormatError("bad diff_id"))?;
     let seek = match r.byte()? {
         0 => SeekIndex::None,
-        1 => SeekIndex::Gzip(Arc::new(gzip::GzipIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad gzip index"))?)),
-        2 => SeekIndex::Zstd(Arc::new(zstd::ZstdIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad zstd index"))?)),
+        1 => SeekIndex::Gzip(Arc::new(
+            gzip::GzipIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad gzip index"))?,
+        )),
+        2 => SeekIndex::Zstd(Arc::new(
+            zstd::ZstdIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad zstd index"))?,
+        )),
         _ => return Err(FormatError("bad seek kind")),
     };
     let count = r.count(8)?;
@@ -223,7 +230,10 @@ impl<'a> Reader<'a> {
                 let n = self.count(2)?;
                 let mut chunks = Vec::with_capacity(n);
                 for _ in 0..n {
-                    chunks.push(SparseChunk { offset: self.num()?, len: self.num()? });
+                    chunks.push(SparseChunk {
+                        offset: self.num()?,
+                        len: self.num()?,
+                    });
                 }
                 Some(chunks)
             }
@@ -275,7 +285,11 @@ mod tests {
             sparse: Some(vec![SparseChunk { offset: 6, len: 4 }]),
             header_offset: 1024,
         };
-        LayerIndex { entries: vec![e.clone(), e], seek: SeekIndex::None, diff_id: Digest::sha256_of(b"x") }
+        LayerIndex {
+            entries: vec![e.clone(), e],
+            seek: SeekIndex::None,
+            diff_id: Digest::sha256_of(b"x"),
+        }
     }
 
     #[test]

@@ -10,6 +10,7 @@ mod build;
 pub mod file;
 pub mod format;
 
+use crate::blob::chunk_cache::{CacheConfig, ChunkCache};
 use crate::blob::{gzip, zstd, ReadAt};
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -24,6 +25,10 @@ pub use build::build_index;
 /// average; the index holds one compressed 32 KiB window per point).
 pub const GZIP_SPACING: u64 = 1 << 20;
 
+/// Decompressed chunks kept for re-reads, shared by every layer of a mount (one budget, however
+/// many layers the image has).
+pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
+
 /// Why a layer cannot be served. Logged once; reads of files in it then fail with EIO.
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
@@ -33,7 +38,11 @@ pub enum LayerError {
     DigestMismatch { digest: Digest, actual: Digest },
     /// The uncompressed bytes do not hash to the config's diff_id.
     #[error("layer {digest}: uncompressed bytes hash to {actual}, the config's diff_id is {expected}")]
-    DiffIdMismatch { digest: Digest, expected: String, actual: Digest },
+    DiffIdMismatch {
+        digest: Digest,
+        expected: String,
+        actual: Digest,
+    },
     /// The compressed stream is broken.
     #[error("layer {digest}: cannot decompress: {reason}")]
     Decompress { digest: Digest, reason: String },
@@ -88,11 +97,28 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn open(blob: Arc<dyn ReadAt>, index: Arc<LayerIndex>) -> std::io::Result<Layer> {
+    fn open(blob: Arc<dyn ReadAt>, index: Arc<LayerIndex>, chunks: &Arc<ChunkCache>) -> std::io::Result<Layer> {
+        let config = CacheConfig::default();
         let stream: Arc<dyn ReadAt> = match &index.seek {
             SeekIndex::None => blob,
-            SeekIndex::Gzip(g) => Arc::new(gzip::GzipReader::new(blob, g.clone())?),
-            SeekIndex::Zstd(z) => Arc::new(zstd::ZstdReader::new(blob, z.clone())?),
+            SeekIndex::Gzip(g) => Arc::new(gzip::GzipReader::with_shared_cache(
+                blob,
+                g.clone(),
+                config,
+                chunks.clone(),
+            )?),
+            SeekIndex::Zstd(z) => {
+                let config = CacheConfig {
+                    max_decoders: zstd::DEFAULT_MAX_DECODERS,
+                    ..config
+                };
+                Arc::new(zstd::ZstdReader::with_shared_cache(
+                    blob,
+                    z.clone(),
+                    config,
+                    chunks.clone(),
+                )?)
+            }
         };
         Ok(Layer { index, stream })
     }
@@ -105,13 +131,20 @@ pub struct LayerStore {
     set: Arc<ImageSet>,
     cache: Cache,
     slots: Mutex<HashMap<Digest, Slot>>,
+    chunks: Arc<ChunkCache>,
     on_verified: Box<dyn Fn(&Digest) + Send + Sync>,
 }
 
 impl LayerStore {
     /// A store reading blobs of `set`; `on_verified` hears of every layer whose digest checked out.
     pub fn new(set: Arc<ImageSet>, cache: Cache, on_verified: Box<dyn Fn(&Digest) + Send + Sync>) -> LayerStore {
-        LayerStore { set, cache, slots: Mutex::new(HashMap::new()), on_verified }
+        LayerStore {
+            set,
+            cache,
+            slots: Mutex::new(HashMap::new()),
+            chunks: ChunkCache::new(CHUNK_CACHE_BYTES),
+            on_verified,
+        }
     }
 
     /// The layer with this digest, indexing it (or loading its cached index) on first use.
@@ -133,7 +166,9 @@ impl LayerStore {
 
     /// Indexes all of `layers` ((digest, diff_id) pairs), several at once.
     pub fn get_all(&self, layers: &[(Digest, Option<String>)]) -> Result<Vec<Arc<Layer>>, LayerError> {
-        let workers = std::thread::available_parallelism().map_or(2, |n| n.get()).min(layers.len().max(1));
+        let workers = std::thread::available_parallelism()
+            .map_or(2, |n| n.get())
+            .min(layers.len().max(1));
         let next = std::sync::atomic::AtomicUsize::new(0);
         std::thread::scope(|s| {
             for _ in 1..workers {
@@ -153,15 +188,23 @@ impl LayerStore {
     }
 
     fn load(&self, digest: &Digest, diff_id: Option<&str>) -> Result<Arc<Layer>, LayerError> {
-        let blob = self.set.blobs.get(digest).map(|b| b.data.clone()).ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
+        let blob = self
+            .set
+            .blobs
+            .get(digest)
+            .map(|b| b.data.clone())
+            .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
         let key = format!("{}-{}", digest.algorithm().name(), digest.hex());
-        let cached = self.cache.load("layer", &key).and_then(|bytes| match format::decode(&bytes, blob.len()) {
-            Ok(index) => Some(index),
-            Err(e) => {
-                log::warn!("cached index of layer {digest} is unusable ({e}); rebuilding");
-                None
-            }
-        });
+        let cached = self
+            .cache
+            .load("layer", &key)
+            .and_then(|bytes| match format::decode(&bytes, blob.len()) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    log::warn!("cached index of layer {digest} is unusable ({e}); rebuilding");
+                    None
+                }
+            });
         let index = match cached {
             Some(index) => {
                 log::debug!("layer {digest}: index loaded from the cache");
@@ -174,8 +217,10 @@ impl LayerStore {
             }
         };
         (self.on_verified)(digest);
-        let layer = Layer::open(blob, Arc::new(index))
-            .map_err(|e| LayerError::Io { digest: digest.clone(), reason: e.to_string() })?;
+        let layer = Layer::open(blob, Arc::new(index), &self.chunks).map_err(|e| LayerError::Io {
+            digest: digest.clone(),
+            reason: e.to_string(),
+        })?;
         Ok(Arc::new(layer))
     }
 }

@@ -143,11 +143,7 @@ impl Builder {
             reason
         };
         let path = path[..path.len().min(MAX_WARNING_PATH)].to_vec();
-        self.warnings.push(Warning {
-            layer,
-            path,
-            reason,
-        });
+        self.warnings.push(Warning { layer, path, reason });
     }
 
     fn new_node(&mut self, kind: InodeKind, entry: Option<EntryRef>) -> Result<u32, &'static str> {
@@ -167,9 +163,7 @@ impl Builder {
     /// The node at `comps`, without following symlinks (a non-directory has no children, so
     /// walking "through" one finds nothing).
     fn find(&self, comps: &[&[u8]]) -> Option<u32> {
-        comps
-            .iter()
-            .try_fold(ROOT, |dir, name| self.child(dir, name))
+        comps.iter().try_fold(ROOT, |dir, name| self.child(dir, name))
     }
 
     fn apply_whiteout(&mut self, comps: &[&[u8]], op: Op<'_>) {
@@ -221,9 +215,7 @@ impl Builder {
         let kind = match e.kind {
             EntryKind::Dir => return Ok(Placement::Dir(at)),
             EntryKind::Hardlink => return self.resolve_hardlink(e).map(Placement::Existing),
-            EntryKind::Symlink if e.link.as_deref().is_none_or(<[u8]>::is_empty) => {
-                return Err(SYMLINK_NO_TARGET)
-            }
+            EntryKind::Symlink if e.link.as_deref().is_none_or(<[u8]>::is_empty) => return Err(SYMLINK_NO_TARGET),
             EntryKind::Symlink => InodeKind::Symlink,
             EntryKind::File => InodeKind::File,
             EntryKind::CharDev => InodeKind::CharDev,

@@ -42,10 +42,7 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
         }
         let want = subdirs.saturating_add(2);
         if inodes[dir as usize].nlink != want {
-            return Err(format!(
-                "dir {dir}: nlink {} != {want}",
-                inodes[dir as usize].nlink
-            ));
+            return Err(format!("dir {dir}: nlink {} != {want}", inodes[dir as usize].nlink));
         }
     }
     if next != inodes.len() {

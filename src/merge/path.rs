@@ -81,7 +81,5 @@ pub fn normalize(path: &[u8]) -> Result<Vec<&[u8]>, PathError> {
 
 /// Whether `name` may appear as a directory entry name in a merged tree.
 pub fn is_valid_name(name: &[u8]) -> bool {
-    !matches!(name, b"" | b"." | b"..")
-        && name.len() <= NAME_MAX
-        && !name.iter().any(|&b| b == b'/' || b == 0)
+    !matches!(name, b"" | b"." | b"..") && name.len() <= NAME_MAX && !name.iter().any(|&b| b == b'/' || b == 0)
 }

@@ -105,17 +105,13 @@ fn dump(tree: &MergedTree) -> Vec<String> {
 
 /// Checks that hold for every result: fsck, valid names, and (for merge) no whiteout names.
 fn check_invariants(tree: &MergedTree, merged: bool) {
-    tree.fsck()
-        .unwrap_or_else(|e| panic!("fsck: {e}\n{:#?}", dump(tree)));
+    tree.fsck().unwrap_or_else(|e| panic!("fsck: {e}\n{:#?}", dump(tree)));
     for node in &tree.inodes {
         for (name, _) in &node.children {
             assert!(!name.is_empty() && &**name != b"." && &**name != b"..");
             assert!(!name.contains(&b'/'));
             if merged {
-                assert!(
-                    !name.starts_with(b".wh."),
-                    "whiteout name {name:?} in output"
-                );
+                assert!(!name.starts_with(b".wh."), "whiteout name {name:?} in output");
             }
         }
     }
@@ -171,22 +167,12 @@ const CASES: &[Case] = &[
             &["d a", "f a/x", "d a/y", "f a/y/z", "f b"],
             &["f a/new", "w a/.wh..wh..opq", "f a/new2"],
         ],
-        want: &[
-            "d / @-",
-            "d a @0.0",
-            "f a/new @1.0",
-            "f a/new2 @1.2",
-            "f b @0.4",
-        ],
+        want: &["d / @-", "d a @0.0", "f a/new @1.0", "f a/new2 @1.2", "f b @0.4"],
         warnings: &[],
     },
     Case {
         name: "opaque dir keeps its metadata unless the layer has a dir entry",
-        layers: &[
-            &["d a", "f a/x"],
-            &["w a/.wh..wh..opq"],
-            &["d a", "w a/.wh..wh..opq"],
-        ],
+        layers: &[&["d a", "f a/x"], &["w a/.wh..wh..opq"], &["d a", "w a/.wh..wh..opq"]],
         want: &["d / @-", "d a @2.0"],
         warnings: &[],
     },
@@ -246,10 +232,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "non-dir parent replaced by an implicit dir",
-        layers: &[
-            &["f a", "c dev", "p fifo"],
-            &["f a/b", "f dev/x", "f fifo/y"],
-        ],
+        layers: &[&["f a", "c dev", "p fifo"], &["f a/b", "f dev/x", "f fifo/y"]],
         want: &[
             "d / @-",
             "d a @-",
@@ -263,15 +246,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "normalization variants",
-        layers: &[&[
-            "f ./a",
-            "f /b",
-            "d c/",
-            "f c//d",
-            "f c/./e",
-            "f ./c/./f/",
-            "f //g//",
-        ]],
+        layers: &[&["f ./a", "f /b", "d c/", "f c//d", "f c/./e", "f ./c/./f/", "f //g//"]],
         want: &[
             "d / @-",
             "d c @0.2",
@@ -333,14 +308,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "hardlink to a symlink, device and fifo",
-        layers: &[&[
-            "l s -> t",
-            "c c",
-            "p p",
-            "h s2 => s",
-            "h c2 => c",
-            "h p2 => p",
-        ]],
+        layers: &[&["l s -> t", "c c", "p p", "h s2 => s", "h c2 => c", "h p2 => p"]],
         want: &[
             "c c @0.1 n2",
             "c c2 @0.1 n2",
@@ -355,13 +323,7 @@ const CASES: &[Case] = &[
     Case {
         name: "hardlink chain",
         layers: &[&["f a", "h b => a", "h c => b", "h d => c"]],
-        want: &[
-            "d / @-",
-            "f a @0.0 n4",
-            "f b @0.0 n4",
-            "f c @0.0 n4",
-            "f d @0.0 n4",
-        ],
+        want: &["d / @-", "f a @0.0 n4", "f b @0.0 n4", "f c @0.0 n4", "f d @0.0 n4"],
         warnings: &[],
     },
     Case {
@@ -385,15 +347,7 @@ const CASES: &[Case] = &[
     Case {
         name: "hardlink to absent, later, dir, '..', whited-out targets dropped",
         layers: &[
-            &[
-                "h b => a",
-                "f a",
-                "d d",
-                "h e => d",
-                "h f => x/../a",
-                "h g => /",
-                "f w",
-            ],
+            &["h b => a", "f a", "d d", "h e => d", "h f => x/../a", "h g => /", "f w"],
             &["w .wh.w", "h w2 => w", "h i => .wh.w"],
         ],
         want: &["d / @-", "d d @0.2", "f a @0.1"],
@@ -435,19 +389,13 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "whiteout through a symlink is a no-op",
-        layers: &[
-            &["d d", "f d/x", "l s -> d"],
-            &["w s/.wh.x", "w s/.wh..wh..opq"],
-        ],
+        layers: &[&["d d", "f d/x", "l s -> d"], &["w s/.wh.x", "w s/.wh..wh..opq"]],
         want: &["d / @-", "d d @0.0", "f d/x @0.1", "l s @0.2"],
         warnings: &[],
     },
     Case {
         name: "whiteout of '.', '..' and empty name dropped",
-        layers: &[
-            &["d a", "f a/x"],
-            &["w .wh..", "w .wh...", "w a/.wh.", "w a/.wh.."],
-        ],
+        layers: &[&["d a", "f a/x"], &["w .wh..", "w .wh...", "w a/.wh.", "w a/.wh.."]],
         want: &["d / @-", "d a @0.0", "f a/x @0.1"],
         warnings: &[BAD_WH, BAD_WH, BAD_WH, BAD_WH],
     },
@@ -482,13 +430,7 @@ const CASES: &[Case] = &[
     },
     Case {
         name: "symlinks kept verbatim, devices and fifos",
-        layers: &[&[
-            "l a -> ../../etc/passwd",
-            "l b -> /abs",
-            "c tty",
-            "b sda",
-            "p fifo",
-        ]],
+        layers: &[&["l a -> ../../etc/passwd", "l b -> /abs", "c tty", "b sda", "p fifo"]],
         want: &[
             "b sda @0.3",
             "c tty @0.2",
@@ -538,10 +480,7 @@ fn symlink_target_kept_verbatim() {
     let (tree, _) = merge(&[&entries]);
     let ino = tree.lookup(b"a").unwrap();
     let at = tree.inodes[ino as usize].entry.unwrap();
-    assert_eq!(
-        entries[at.entry as usize].link.as_deref(),
-        Some(&b"../x//./y/"[..])
-    );
+    assert_eq!(entries[at.entry as usize].link.as_deref(), Some(&b"../x//./y/"[..]));
 }
 
 #[test]
@@ -639,24 +578,13 @@ fn layer_tree_keeps_whiteouts() {
             "f b/.wh..wh..opq @0.2",
         ]
     );
-    assert_eq!(
-        reasons(&warnings),
-        ["hardlink target does not exist", DOTDOT]
-    );
+    assert_eq!(reasons(&warnings), ["hardlink target does not exist", DOTDOT]);
     model_check(&[entries], false);
 }
 
 #[test]
 fn layer_tree_equals_single_layer_merge_without_whiteouts() {
-    let specs = [
-        "d a",
-        "f a/x",
-        "h a/y => a/x",
-        "l a/s -> x",
-        "f a",
-        "d a",
-        "f a/z",
-    ];
+    let specs = ["d a", "f a/x", "h a/y => a/x", "l a/s -> x", "f a", "d a", "f a/z"];
     let entries = layer(&specs);
     assert_eq!(layer_tree(&entries).0, merge(&[&entries]).0);
 }
@@ -669,10 +597,7 @@ fn warning_display_is_one_escaped_line() {
         reason: "path has a '..' component",
     };
     let s = w.to_string();
-    assert_eq!(
-        s,
-        "layer 3: \"a/\u{fffd}\\nb\\\"c\": path has a '..' component"
-    );
+    assert_eq!(s, "layer 3: \"a/\u{fffd}\\nb\\\"c\": path has a '..' component");
     assert!(!s.contains('\n'));
 }
 
@@ -695,9 +620,7 @@ fn fsck_catches_corruption() {
     let corruptions: &[(&str, Corrupt)] = &[
         ("nlink", |t| t.inodes[1].nlink += 1),
         ("order", |t| t.inodes[0].children.swap(0, 1)),
-        ("name", |t| {
-            t.inodes[0].children[0].0 = b"x/y".to_vec().into()
-        }),
+        ("name", |t| t.inodes[0].children[0].0 = b"x/y".to_vec().into()),
         ("range", |t| t.inodes[0].children[0].1 = 99),
         ("root kind", |t| t.inodes[0].kind = InodeKind::File),
         ("unreachable", |t| {
@@ -769,11 +692,7 @@ impl Model {
         }
         let parents = parents.to_vec();
         if last == b".wh..wh..opq" {
-            let is_dir = parents.is_empty()
-                || self
-                    .map
-                    .get(&parents)
-                    .is_some_and(|n| n.kind == InodeKind::Dir);
+            let is_dir = parents.is_empty() || self.map.get(&parents).is_some_and(|n| n.kind == InodeKind::Dir);
             if is_dir {
                 self.map
                     .retain(|k, _| !(k.len() > parents.len() && k.starts_with(&parents)));
@@ -789,8 +708,7 @@ impl Model {
 
     fn add(&mut self, at: EntryRef, e: &Entry, whiteouts: bool) {
         let Some(p) = mnorm(&e.path) else { return };
-        if whiteouts && p.iter().any(|c| c.starts_with(b".wh.")) || p.iter().any(|c| c.len() > 255)
-        {
+        if whiteouts && p.iter().any(|c| c.starts_with(b".wh.")) || p.iter().any(|c| c.len() > 255) {
             return;
         }
         if p.is_empty() {
@@ -876,9 +794,7 @@ fn model_check(layers: &[Vec<Entry>], whiteouts: bool) {
     let mut ids: HashMap<u64, u32> = HashMap::new();
     let mut inos: HashMap<u32, u64> = HashMap::new();
     for (p, n) in &m.map {
-        let ino = tree
-            .lookup(&p.join(&b'/'))
-            .unwrap_or_else(|| panic!("missing {p:?}"));
+        let ino = tree.lookup(&p.join(&b'/')).unwrap_or_else(|| panic!("missing {p:?}"));
         let node = &tree.inodes[ino as usize];
         assert_eq!((node.kind, node.entry), (n.kind, n.entry), "at {p:?}");
         assert_eq!(*ids.entry(n.id).or_insert(ino), ino, "sharing at {p:?}");
@@ -992,10 +908,7 @@ fn random_layers_match_the_model() {
 fn hostile_deep_paths() {
     for depth in [1000usize, 3000] {
         let deep = vec!["d"; depth].join("/");
-        let l0 = vec![
-            parse(&format!("f {deep}/f")),
-            parse(&format!("h {deep}/g => {deep}/f")),
-        ];
+        let l0 = vec![parse(&format!("f {deep}/f")), parse(&format!("h {deep}/g => {deep}/f"))];
         // Replacing the top of the chain releases the whole subtree iteratively.
         let l1 = vec![parse("f d")];
         let (tree, warnings) = merge(&[&l0]);
@@ -1059,10 +972,7 @@ fn hostile_hardlink_chain() {
     assert_eq!(tree.inodes[ino as usize].nlink, N as u32 + 1);
     assert_eq!(tree.inodes.len(), 3);
     // Whiting out every other name leaves the rest on the same inode.
-    let upper: Vec<Entry> = (0..=N)
-        .step_by(2)
-        .map(|i| parse(&format!("w d/.wh.h{i}")))
-        .collect();
+    let upper: Vec<Entry> = (0..=N).step_by(2).map(|i| parse(&format!("w d/.wh.h{i}"))).collect();
     let (tree, _) = merge(&[&entries, &upper]);
     check_invariants(&tree, true);
     let ino = tree.lookup(b"d/h1").unwrap();

@@ -62,7 +62,11 @@ pub fn kind_of_media_type(mt: &str) -> Option<DocKind> {
 
 /// Classifies a JSON document by shape, for descriptors without a useful media type.
 pub fn kind_of_document(doc: &serde_json::Value) -> DocKind {
-    if let Some(mt) = doc.get("mediaType").and_then(|v| v.as_str()).and_then(kind_of_media_type) {
+    if let Some(mt) = doc
+        .get("mediaType")
+        .and_then(|v| v.as_str())
+        .and_then(kind_of_media_type)
+    {
         return mt;
     }
     if doc.get("schemaVersion").and_then(|v| v.as_u64()) == Some(1) {
@@ -135,13 +139,19 @@ impl Descriptor {
             file: file.to_owned(),
             reason: reason.to_owned(),
         };
-        let digest = v.get("digest").and_then(|d| d.as_str()).ok_or_else(|| invalid("no digest"))?;
+        let digest = v
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .ok_or_else(|| invalid("no digest"))?;
         let digest = digest.parse().map_err(|source| SourceError::BadDigest {
             path: path.to_path_buf(),
             file: file.to_owned(),
             source,
         })?;
-        let size = v.get("size").and_then(|s| s.as_u64()).ok_or_else(|| invalid("no size"))?;
+        let size = v
+            .get("size")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(|| invalid("no size"))?;
         let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(MT_OCI_MANIFEST);
         Ok(Descriptor::new(mt, digest, size).with_ref_name(ref_name))
     }
@@ -167,13 +177,22 @@ struct Manifest<'a> {
 /// index.json bytes for `manifests`: compact JSON, fields in spec order, so the same input
 /// always gives the same bytes.
 pub fn synthesize_index(manifests: &[Descriptor]) -> Vec<u8> {
-    let index = Index { schema_version: 2, media_type: MT_OCI_INDEX, manifests };
+    let index = Index {
+        schema_version: 2,
+        media_type: MT_OCI_INDEX,
+        manifests,
+    };
     serde_json::to_vec(&index).unwrap_or_default()
 }
 
 /// An OCI image manifest's bytes for a config and layers (deterministic like the index).
 pub fn synthesize_manifest(config: &Descriptor, layers: &[Descriptor]) -> Vec<u8> {
-    let m = Manifest { schema_version: 2, media_type: MT_OCI_MANIFEST, config, layers };
+    let m = Manifest {
+        schema_version: 2,
+        media_type: MT_OCI_MANIFEST,
+        config,
+        layers,
+    };
     serde_json::to_vec(&m).unwrap_or_default()
 }
 
@@ -229,7 +248,10 @@ mod tests {
             (r#"{"schemaVersion":1,"fsLayers":[]}"#, DocKind::Schema1),
             (r#"{"schemaVersion":2,"manifests":[]}"#, DocKind::Index),
             (r#"{"schemaVersion":2,"config":{},"layers":[]}"#, DocKind::Manifest),
-            (r#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json"}"#, DocKind::Index),
+            (
+                r#"{"mediaType":"application/vnd.docker.distribution.manifest.list.v2+json"}"#,
+                DocKind::Index,
+            ),
             (r#"{"foo":1}"#, DocKind::Other),
         ];
         for (doc, kind) in cases {

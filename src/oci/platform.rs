@@ -20,7 +20,10 @@ mod tests {
     fn names() {
         let cases = [
             (r#"{"os":"linux","architecture":"amd64"}"#, Some("linux-amd64")),
-            (r#"{"os":"linux","architecture":"arm","variant":"v7"}"#, Some("linux-arm-v7")),
+            (
+                r#"{"os":"linux","architecture":"arm","variant":"v7"}"#,
+                Some("linux-arm-v7"),
+            ),
             (r#"{"os":"linux"}"#, None),
         ];
         for (p, want) in cases {

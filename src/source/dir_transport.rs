@@ -45,8 +45,7 @@ pub fn read(files: Files) -> Result<RawLayout> {
         }
     }
     let digest = Digest::sha256_of(&manifest);
-    let entry = Descriptor::new(&media_type, digest.clone(), manifest.len() as u64)
-        .with_ref_name(Some("latest"));
+    let entry = Descriptor::new(&media_type, digest.clone(), manifest.len() as u64).with_ref_name(Some("latest"));
     known.insert(digest, Arc::new(manifest));
     Ok(RawLayout {
         format: Format::Dir,
@@ -62,7 +61,10 @@ pub fn read(files: Files) -> Result<RawLayout> {
 }
 
 fn doc_media_type(doc: &serde_json::Value, fallback: &str) -> String {
-    doc.get("mediaType").and_then(|m| m.as_str()).unwrap_or(fallback).to_owned()
+    doc.get("mediaType")
+        .and_then(|m| m.as_str())
+        .unwrap_or(fallback)
+        .to_owned()
 }
 
 /// A manifest without mediaType is OCI when its config is.

@@ -25,11 +25,17 @@ const MAX_V1_CHAIN: usize = 1000;
 /// One entry of docker save's manifest.json.
 #[derive(Debug, Deserialize)]
 #[serde(rename_all = "PascalCase")]
-struct SaveEntry {
-    config: String,
+pub(super) struct SaveEntry {
+    pub(super) config: String,
     #[serde(default)]
-    repo_tags: Option<Vec<String>>,
+    pub(super) repo_tags: Option<Vec<String>>,
     layers: Vec<String>,
+}
+
+/// The entries of docker save's manifest.json.
+pub(super) fn save_entries(files: &Files) -> Result<Vec<SaveEntry>> {
+    let bytes = read_doc(files, "manifest.json")?;
+    parse_json(&bytes, files.display(), "manifest.json")
 }
 
 /// Builds the OCI view of a docker-archive.
@@ -62,8 +68,7 @@ pub fn read(files: Files) -> Result<RawLayout> {
 type Known = BTreeMap<Digest, Arc<dyn ReadAt>>;
 
 fn read_save_manifest(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
-    let bytes = read_doc(files, "manifest.json")?;
-    let saved: Vec<SaveEntry> = parse_json(&bytes, files.display(), "manifest.json")?;
+    let saved = save_entries(files)?;
     let mut index = Vec::new();
     for entry in &saved {
         let config_bytes = read_doc(files, &entry.config)?;
@@ -105,7 +110,9 @@ fn add_layer(files: &Files, known: &mut Known, path: &str, diff_id: Option<&str>
         reason: format!("layer {path} is missing from the archive"),
     })?;
     let mut head = [0u8; 4];
-    let n = blob.read_at(&mut head, 0).map_err(|e| SourceError::io(files.display(), path, e))?;
+    let n = blob
+        .read_at(&mut head, 0)
+        .map_err(|e| SourceError::io(files.display(), path, e))?;
     let compression = sniff(&head[..n]);
     let media_type = match compression {
         Compression::None => oci::MT_OCI_LAYER_TAR,
@@ -129,7 +136,7 @@ fn add_layer(files: &Files, known: &mut Known, path: &str, diff_id: Option<&str>
 }
 
 /// `blobs/sha256/<hex>` -> the digest it names.
-fn digest_from_blob_path(path: &str) -> Option<Digest> {
+pub(super) fn digest_from_blob_path(path: &str) -> Option<Digest> {
     let rest = super::files::normalize(path)?;
     let mut parts = rest.split('/');
     match (parts.next(), parts.next(), parts.next(), parts.next()) {
@@ -144,7 +151,9 @@ fn hash_blob(blob: &dyn ReadAt, files: &Files, path: &str) -> Result<Digest> {
     let mut reader = crate::blob::Cursor::new(blob, 0);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| SourceError::io(files.display(), path, e))?;
+        let n = reader
+            .read(&mut buf)
+            .map_err(|e| SourceError::io(files.display(), path, e))?;
         if n == 0 {
             return Ok(hasher.finish());
         }
@@ -171,8 +180,7 @@ struct V1Json {
 /// parent. A config is synthesized from the top layer's json with diff_ids of the layers.
 fn read_v1(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
     let bytes = read_doc(files, "repositories")?;
-    let repos: BTreeMap<String, BTreeMap<String, String>> =
-        parse_json(&bytes, files.display(), "repositories")?;
+    let repos: BTreeMap<String, BTreeMap<String, String>> = parse_json(&bytes, files.display(), "repositories")?;
     let mut index = Vec::new();
     let mut built: BTreeMap<String, Descriptor> = BTreeMap::new();
     for (repo, tags) in &repos {

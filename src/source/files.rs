@@ -21,7 +21,11 @@ pub enum Files {
     /// A directory on the local filesystem.
     Dir { root: PathBuf, canonical_root: PathBuf },
     /// The members of a tar archive, read in place through the archive's own `ReadAt`.
-    Archive { data: Arc<dyn ReadAt>, members: BTreeMap<String, Member>, display: PathBuf },
+    Archive {
+        data: Arc<dyn ReadAt>,
+        members: BTreeMap<String, Member>,
+        display: PathBuf,
+    },
 }
 
 /// One archive member, as far as format detection needs it.
@@ -36,15 +40,21 @@ pub struct Member {
 impl Files {
     /// A directory source.
     pub fn dir(root: &Path) -> Result<Files> {
-        let canonical_root =
-            root.canonicalize().map_err(|e| SourceError::io(root, "cannot open", e))?;
-        Ok(Files::Dir { root: root.to_path_buf(), canonical_root })
+        let canonical_root = root
+            .canonicalize()
+            .map_err(|e| SourceError::io(root, "cannot open", e))?;
+        Ok(Files::Dir {
+            root: root.to_path_buf(),
+            canonical_root,
+        })
     }
 
     /// Indexes the headers of a tar archive (member data is never read here).
     pub fn archive(data: Arc<dyn ReadAt>, display: &Path) -> Result<Files> {
-        let entries = tarindex::index_seekable(data.as_ref())
-            .map_err(|e| SourceError::Tar { path: display.to_path_buf(), source: e })?;
+        let entries = tarindex::index_seekable(data.as_ref()).map_err(|e| SourceError::Tar {
+            path: display.to_path_buf(),
+            source: e,
+        })?;
         let mut members = BTreeMap::new();
         for e in entries {
             let Some(name) = normalize(&String::from_utf8_lossy(&e.path)) else {
@@ -55,10 +65,19 @@ impl Files {
             // Duplicate names: the last member wins, as when the archive is extracted.
             members.insert(
                 name,
-                Member { kind: e.kind, offset: e.data_offset, size: e.stored_size, link },
+                Member {
+                    kind: e.kind,
+                    offset: e.data_offset,
+                    size: e.stored_size,
+                    link,
+                },
             );
         }
-        Ok(Files::Archive { data, members, display: display.to_path_buf() })
+        Ok(Files::Archive {
+            data,
+            members,
+            display: display.to_path_buf(),
+        })
     }
 
     /// The path to name in messages.
@@ -80,10 +99,11 @@ impl Files {
         match self {
             Files::Dir { root, canonical_root } => open_in_dir(root, canonical_root, &path),
             Files::Archive { data, members, display } => {
-                let Some(m) = resolve(members, &path) else { return Ok(None) };
-                let range = Range::new(data.clone(), m.offset, m.size).map_err(|e| {
-                    SourceError::io(display, &format!("member {path} is truncated"), e)
-                })?;
+                let Some(m) = resolve(members, &path) else {
+                    return Ok(None);
+                };
+                let range = Range::new(data.clone(), m.offset, m.size)
+                    .map_err(|e| SourceError::io(display, &format!("member {path} is truncated"), e))?;
                 Ok(Some(Arc::new(range)))
             }
         }
@@ -91,11 +111,17 @@ impl Files {
 
     /// Names of the entries directly inside directory `dir` ("" is the top), sorted.
     pub fn list(&self, dir: &str) -> Vec<String> {
-        let dir = if dir.is_empty() { Some(String::new()) } else { normalize(dir) };
+        let dir = if dir.is_empty() {
+            Some(String::new())
+        } else {
+            normalize(dir)
+        };
         let Some(dir) = dir else { return Vec::new() };
         match self {
             Files::Dir { canonical_root, .. } => {
-                let Ok(rd) = std::fs::read_dir(canonical_root.join(&dir)) else { return Vec::new() };
+                let Ok(rd) = std::fs::read_dir(canonical_root.join(&dir)) else {
+                    return Vec::new();
+                };
                 let mut names: Vec<String> = rd
                     .filter_map(|e| e.ok())
                     .filter_map(|e| e.file_name().to_str().map(str::to_owned))
@@ -104,7 +130,11 @@ impl Files {
                 names
             }
             Files::Archive { members, .. } => {
-                let prefix = if dir.is_empty() { String::new() } else { format!("{dir}/") };
+                let prefix = if dir.is_empty() {
+                    String::new()
+                } else {
+                    format!("{dir}/")
+                };
                 let mut names: Vec<String> = members
                     .range(prefix.clone()..)
                     .take_while(|(k, _)| k.starts_with(&prefix))
@@ -168,8 +198,11 @@ fn resolve<'a>(members: &'a BTreeMap<String, Member>, path: &str) -> Option<&'a 
 
 /// Resolves `target` relative to directory `base` lexically; `None` if it climbs above the top.
 fn join_inside(base: &str, target: &str) -> Option<String> {
-    let mut parts: Vec<&str> =
-        if target.starts_with('/') { Vec::new() } else { base.split('/').collect() };
+    let mut parts: Vec<&str> = if target.starts_with('/') {
+        Vec::new()
+    } else {
+        base.split('/').collect()
+    };
     for c in target.split('/') {
         match c {
             "" | "." => {}
@@ -180,7 +213,13 @@ fn join_inside(base: &str, target: &str) -> Option<String> {
             c => parts.push(c),
         }
     }
-    Some(parts.into_iter().filter(|p| !p.is_empty()).collect::<Vec<_>>().join("/"))
+    Some(
+        parts
+            .into_iter()
+            .filter(|p| !p.is_empty())
+            .collect::<Vec<_>>()
+            .join("/"),
+    )
 }
 
 #[cfg(test)]

@@ -32,37 +32,75 @@ pub enum SourceError {
     NotFound { path: PathBuf },
     /// An I/O error while reading the source.
     #[error("{}: {what}", path.display())]
-    Io { path: PathBuf, what: String, source: io::Error },
+    Io {
+        path: PathBuf,
+        what: String,
+        source: io::Error,
+    },
     /// The tar structure is broken.
     #[error("{}: not a readable tar archive", path.display())]
-    Tar { path: PathBuf, source: crate::tarindex::TarError },
+    Tar {
+        path: PathBuf,
+        source: crate::tarindex::TarError,
+    },
     /// None of the known formats matches.
     #[error("{}: not a container image: {reason}", path.display())]
     NotAnImage { path: PathBuf, reason: String },
     /// A JSON document does not parse.
     #[error("{}: {file}: invalid JSON", path.display())]
-    Json { path: PathBuf, file: String, source: serde_json::Error },
+    Json {
+        path: PathBuf,
+        file: String,
+        source: serde_json::Error,
+    },
     /// A document is valid JSON but not what the format requires.
     #[error("{}: {file}: {reason}", path.display())]
-    Invalid { path: PathBuf, file: String, reason: String },
+    Invalid {
+        path: PathBuf,
+        file: String,
+        reason: String,
+    },
     /// A digest field is malformed or uses an algorithm we cannot verify.
     #[error("{}: {file}: bad digest", path.display())]
-    BadDigest { path: PathBuf, file: String, source: DigestError },
+    BadDigest {
+        path: PathBuf,
+        file: String,
+        source: DigestError,
+    },
     /// A blob's bytes do not hash to its name.
     #[error("{}: blob {digest} ({what}) does not match its digest: its bytes hash to {actual}", path.display())]
-    DigestMismatch { path: PathBuf, digest: Digest, what: String, actual: Digest },
+    DigestMismatch {
+        path: PathBuf,
+        digest: Digest,
+        what: String,
+        actual: Digest,
+    },
     /// A blob's size differs from its descriptor.
     #[error("{}: blob {digest} ({what}) is {actual} bytes, its descriptor says {expected}", path.display())]
-    SizeMismatch { path: PathBuf, digest: Digest, what: String, expected: u64, actual: u64 },
+    SizeMismatch {
+        path: PathBuf,
+        digest: Digest,
+        what: String,
+        expected: u64,
+        actual: u64,
+    },
     /// A descriptor names a blob the source does not hold.
     #[error("{}: {what} {digest} is missing from the image", path.display())]
-    MissingBlob { path: PathBuf, digest: Digest, what: String },
+    MissingBlob {
+        path: PathBuf,
+        digest: Digest,
+        what: String,
+    },
     /// The image uses something imgfs does not read.
     #[error("{}: {reason}", path.display())]
     Unsupported { path: PathBuf, reason: String },
     /// The reference selects an image the source does not have.
     #[error("{}: no image {selector:?} in this source (it has: {available})", path.display())]
-    NoSuchImage { path: PathBuf, selector: String, available: String },
+    NoSuchImage {
+        path: PathBuf,
+        selector: String,
+        available: String,
+    },
     /// The reference itself is malformed.
     #[error("invalid image reference {reference:?}: {reason}")]
     BadReference { reference: String, reason: String },
@@ -73,7 +111,11 @@ pub type Result<T> = std::result::Result<T, SourceError>;
 
 impl SourceError {
     pub(crate) fn io(path: &Path, what: &str, source: io::Error) -> SourceError {
-        SourceError::Io { path: path.to_path_buf(), what: what.to_owned(), source }
+        SourceError::Io {
+            path: path.to_path_buf(),
+            what: what.to_owned(),
+            source,
+        }
     }
 }
 
@@ -149,13 +191,21 @@ impl SourceRef {
                     return Err(bad("no path after the transport"));
                 }
                 let selector = selector.filter(|s| !s.is_empty());
-                return Ok(SourceRef { transport, path: path.into(), selector });
+                return Ok(SourceRef {
+                    transport,
+                    path: path.into(),
+                    selector,
+                });
             }
         }
         if text.starts_with("docker://") || text.starts_with("containers-storage:") {
             return Err(bad("registry and containers-storage references are not supported yet"));
         }
-        Ok(SourceRef { transport: Transport::Auto, path: text.into(), selector: None })
+        Ok(SourceRef {
+            transport: Transport::Auto,
+            path: text.into(),
+            selector: None,
+        })
     }
 }
 
@@ -188,7 +238,8 @@ impl RawLayout {
         if let Some(b) = self.known_blobs.get(digest) {
             return Ok(Some(b.clone()));
         }
-        self.files.open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
+        self.files
+            .open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
     }
 }
 
@@ -217,7 +268,10 @@ pub fn open(r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
 fn detect(files: Files, r: &SourceRef) -> Result<RawLayout> {
     let has = |p: &str| files.is_file(p);
     let path = r.path.clone();
-    let not_image = |reason: &str| SourceError::NotAnImage { path: path.clone(), reason: reason.into() };
+    let not_image = |reason: &str| SourceError::NotAnImage {
+        path: path.clone(),
+        reason: reason.into(),
+    };
     match r.transport {
         Transport::Dir => return dir_transport::read(files),
         Transport::DockerArchive if !has("manifest.json") && !has("repositories") => {
@@ -269,11 +323,7 @@ pub(crate) fn read_small(blob: &dyn ReadAt, path: &Path, name: &str) -> Result<V
 }
 
 /// Parses JSON with an error naming the file.
-pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(
-    bytes: &[u8],
-    path: &Path,
-    file: &str,
-) -> Result<T> {
+pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Path, file: &str) -> Result<T> {
     serde_json::from_slice(bytes).map_err(|source| SourceError::Json {
         path: path.to_path_buf(),
         file: file.to_owned(),
@@ -292,7 +342,12 @@ mod tests {
             ("oci:/x/y", Transport::Oci, "/x/y", None),
             ("oci:/x/y:latest", Transport::Oci, "/x/y", Some("latest")),
             ("oci-archive:a.tar:v1", Transport::OciArchive, "a.tar", Some("v1")),
-            ("docker-archive:a.tar:busybox:1", Transport::DockerArchive, "a.tar", Some("busybox:1")),
+            (
+                "docker-archive:a.tar:busybox:1",
+                Transport::DockerArchive,
+                "a.tar",
+                Some("busybox:1"),
+            ),
             ("docker-archive:a.tar:@1", Transport::DockerArchive, "a.tar", Some("@1")),
             ("dir:/d", Transport::Dir, "/d", None),
         ];

@@ -15,21 +15,25 @@ pub fn read(files: Files) -> Result<RawLayout> {
     let docker = files.is_file("manifest.json");
     if docker && lists_no_manifest(&index_json) {
         // Some writers (go-containerregistry's docker tarballs) leave `"manifests": null` and
-        // describe the images only in docker's manifest.json: read that instead.
-        let mut raw = super::docker_archive::read(files)?;
+        // describe the images only in docker's manifest.json. Index the layout's own manifests
+        // when they can be found, else read it as a docker archive.
+        let Some(entries) = manifests_for_save_entries(&files)? else {
+            let mut raw = super::docker_archive::read(files)?;
+            raw.format = Format::DockerOciArchive;
+            return Ok(raw);
+        };
+        let mut raw = read_with_index(files, synthesize_index(&entries))?;
         raw.format = Format::DockerOciArchive;
+        raw.extras = docker_extras(&raw.files)?;
         return Ok(raw);
     }
-    let mut extras = Vec::new();
-    if docker {
-        for name in ["manifest.json", "repositories"] {
-            if let Some(blob) = files.open(name)? {
-                extras.push((name.to_owned(), blob));
-            }
-        }
-    }
+    let extras = if docker { docker_extras(&files)? } else { Vec::new() };
     Ok(RawLayout {
-        format: if docker { Format::DockerOciArchive } else { Format::OciLayout },
+        format: if docker {
+            Format::DockerOciArchive
+        } else {
+            Format::OciLayout
+        },
         path: files.display().to_path_buf(),
         mtime: SystemTime::UNIX_EPOCH,
         oci_layout,
@@ -70,10 +74,79 @@ fn read_with_index(files: Files, index_json: Vec<u8>) -> Result<RawLayout> {
     })
 }
 
+/// docker's own top-level files, shown as they are.
+fn docker_extras(files: &Files) -> Result<Vec<(String, std::sync::Arc<dyn crate::blob::ReadAt>)>> {
+    let mut extras = Vec::new();
+    for name in ["manifest.json", "repositories"] {
+        if let Some(blob) = files.open(name)? {
+            extras.push((name.to_owned(), blob));
+        }
+    }
+    Ok(extras)
+}
+
+/// Largest blob examined when looking for the layout's own manifest of a manifest.json entry.
+const MAX_MANIFEST_BYTES: u64 = 1 << 20;
+
+/// For each manifest.json entry, the layout's own manifest whose config is the entry's
+/// `Config` blob, as index entries named by RepoTags; `None` unless every entry has one.
+fn manifests_for_save_entries(files: &Files) -> Result<Option<Vec<IndexEntry>>> {
+    let saved = super::docker_archive::save_entries(files)?;
+    let mut by_config = std::collections::HashMap::new();
+    for name in files.list("blobs/sha256") {
+        let Ok(digest) = crate::digest::Digest::from_parts("sha256", &name) else {
+            continue;
+        };
+        let Some(blob) = files.open(&format!("blobs/sha256/{name}"))? else {
+            continue;
+        };
+        if blob.len() > MAX_MANIFEST_BYTES {
+            continue;
+        }
+        let Ok(bytes) = crate::blob::read_all(blob.as_ref()) else {
+            continue;
+        };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+            continue;
+        };
+        if crate::oci::kind_of_document(&doc) != crate::oci::DocKind::Manifest {
+            continue;
+        }
+        if let Some(config) = doc.pointer("/config/digest").and_then(|d| d.as_str()) {
+            let mt = doc
+                .get("mediaType")
+                .and_then(|m| m.as_str())
+                .unwrap_or(crate::oci::MT_OCI_MANIFEST);
+            by_config.insert(config.to_owned(), IndexEntry::new(mt, digest, bytes.len() as u64));
+        }
+    }
+    let mut entries = Vec::new();
+    for e in &saved {
+        let Some(config) = super::docker_archive::digest_from_blob_path(&e.config) else {
+            return Ok(None);
+        };
+        let Some(desc) = by_config.get(&config.to_string()) else {
+            return Ok(None);
+        };
+        let tags = e.repo_tags.clone().unwrap_or_default();
+        if tags.is_empty() {
+            entries.push(desc.clone());
+        }
+        for tag in tags {
+            entries.push(desc.clone().with_ref_name(Some(&tag)));
+        }
+    }
+    Ok(Some(entries))
+}
+
 /// True when index.json parses but lists no manifest (missing, null or empty `manifests`).
 fn lists_no_manifest(index_json: &[u8]) -> bool {
     serde_json::from_slice::<serde_json::Value>(index_json)
-        .map(|v| v.get("manifests").and_then(|m| m.as_array()).is_none_or(|m| m.is_empty()))
+        .map(|v| {
+            v.get("manifests")
+                .and_then(|m| m.as_array())
+                .is_none_or(|m| m.is_empty())
+        })
         .unwrap_or(false)
 }
 
@@ -84,4 +157,3 @@ fn layout_bytes(files: &Files) -> Result<Vec<u8>> {
         Ok(OCI_LAYOUT_BYTES.to_vec())
     }
 }
-

@@ -43,10 +43,11 @@ pub fn sniff(head: &[u8]) -> Compression {
 /// Opens a file source, decompressing it transparently when it is gzip or zstd.
 pub fn open_file(path: &Path, meta: &Metadata, cache: &Cache) -> Result<Arc<dyn ReadAt>> {
     let file = File::open(path).map_err(|e| SourceError::io(path, "cannot open", e))?;
-    let blob: Arc<dyn ReadAt> =
-        Arc::new(FileBlob::new(file).map_err(|e| SourceError::io(path, "cannot stat", e))?);
+    let blob: Arc<dyn ReadAt> = Arc::new(FileBlob::new(file).map_err(|e| SourceError::io(path, "cannot stat", e))?);
     let mut head = [0u8; 4];
-    let n = blob.read_at(&mut head, 0).map_err(|e| SourceError::io(path, "cannot read", e))?;
+    let n = blob
+        .read_at(&mut head, 0)
+        .map_err(|e| SourceError::io(path, "cannot read", e))?;
     let key = identity_key(path, meta);
     let compressed = match sniff(&head[..n]) {
         Compression::None => return Ok(blob),
@@ -72,13 +73,10 @@ fn identity_key(path: &Path, meta: &Metadata) -> String {
     sum.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn open_gzip(
-    blob: Arc<dyn ReadAt>,
-    path: &Path,
-    key: &str,
-    cache: &Cache,
-) -> std::io::Result<Arc<dyn ReadAt>> {
-    let index = match cache.load("outer-gzip", key).and_then(|b| gzip::GzipIndex::from_bytes(&b).ok())
+fn open_gzip(blob: Arc<dyn ReadAt>, path: &Path, key: &str, cache: &Cache) -> std::io::Result<Arc<dyn ReadAt>> {
+    let index = match cache
+        .load("outer-gzip", key)
+        .and_then(|b| gzip::GzipIndex::from_bytes(&b).ok())
     {
         Some(index) => index,
         None => {
@@ -93,13 +91,10 @@ fn open_gzip(
     Ok(Arc::new(gzip::GzipReader::new(blob, Arc::new(index))?))
 }
 
-fn open_zstd(
-    blob: Arc<dyn ReadAt>,
-    path: &Path,
-    key: &str,
-    cache: &Cache,
-) -> std::io::Result<Arc<dyn ReadAt>> {
-    let index = match cache.load("outer-zstd", key).and_then(|b| zstd::ZstdIndex::from_bytes(&b).ok())
+fn open_zstd(blob: Arc<dyn ReadAt>, path: &Path, key: &str, cache: &Cache) -> std::io::Result<Arc<dyn ReadAt>> {
+    let index = match cache
+        .load("outer-zstd", key)
+        .and_then(|b| zstd::ZstdIndex::from_bytes(&b).ok())
     {
         Some(index) => index,
         None => {

@@ -122,9 +122,7 @@ pub enum TarError {
         reason: String,
     },
     /// A PAX/GNU extension (or sparse map) is larger than the indexer accepts.
-    #[error(
-        "tar extension header at offset {offset} is {size} bytes, over the {limit}-byte limit"
-    )]
+    #[error("tar extension header at offset {offset} is {size} bytes, over the {limit}-byte limit")]
     ExtensionTooLarge {
         /// Offset of the extension header.
         offset: u64,

@@ -235,12 +235,8 @@ impl Decoder {
         };
         let typeflag = h.typeflag();
         let Some(kind) = kind_of(typeflag) else {
-            log::debug!(
-                "skipping tar member with typeflag {typeflag:#04x} at {}",
-                h.offset
-            );
-            let bytes =
-                padded(stored_total).ok_or(TarError::SizeOverflow { offset: unit_start })?;
+            log::debug!("skipping tar member with typeflag {typeflag:#04x} at {}", h.offset);
+            let bytes = padded(stored_total).ok_or(TarError::SizeOverflow { offset: unit_start })?;
             return Ok(Step::Skip {
                 bytes,
                 entry: None,
@@ -267,12 +263,7 @@ impl Decoder {
     }
 
     /// Old GNU sparse ('S'): four runs in the header, more in extension blocks.
-    fn old_sparse_header(
-        &mut self,
-        mut p: Box<Pending>,
-        h: &Header,
-        data_offset: u64,
-    ) -> Result<Step> {
+    fn old_sparse_header(&mut self, mut p: Box<Pending>, h: &Header, data_offset: u64) -> Result<Step> {
         p.entry.size = h.unsigned(483..495, "realsize")?;
         let more = old_sparse_runs(h.block, 386, 4, 482, h.offset, &mut p.chunks)?;
         if more {
@@ -283,12 +274,7 @@ impl Decoder {
         finish(*p, data_offset)
     }
 
-    fn old_sparse_block(
-        &mut self,
-        mut p: Box<Pending>,
-        block: &[u8; BLOCK],
-        offset: u64,
-    ) -> Result<Step> {
+    fn old_sparse_block(&mut self, mut p: Box<Pending>, block: &[u8; BLOCK], offset: u64) -> Result<Step> {
         p.ext_bytes += BLOCK as u64;
         if p.ext_bytes > MAX_EXTENSION {
             return Err(TarError::ExtensionTooLarge {
@@ -307,20 +293,13 @@ impl Decoder {
     }
 
     /// PAX sparse formats: 0.0 and 0.1 carry the map in the PAX header, 1.0 in the data.
-    fn pax_sparse(
-        &mut self,
-        mut p: Box<Pending>,
-        keys: pax::SparseKeys,
-        data_offset: u64,
-    ) -> Result<Step> {
+    fn pax_sparse(&mut self, mut p: Box<Pending>, keys: pax::SparseKeys, data_offset: u64) -> Result<Step> {
         let offset = p.entry.header_offset;
         let bad = |reason: &str| TarError::BadSparse {
             offset,
             reason: reason.to_string(),
         };
-        p.entry.size = keys
-            .realsize
-            .ok_or_else(|| bad("no GNU.sparse.size/realsize"))?;
+        p.entry.size = keys.realsize.ok_or_else(|| bad("no GNU.sparse.size/realsize"))?;
         match (keys.major, keys.minor) {
             (Some(1), Some(0)) => {
                 // The map takes at least one block of the member's own data; without that
@@ -405,10 +384,9 @@ fn build_entry(
         _ => None,
     };
     let (dev_major, dev_minor) = match kind {
-        EntryKind::CharDev | EntryKind::BlockDev if h.format != Format::V7 => (
-            h.u32_field(329..337, "devmajor")?,
-            h.u32_field(337..345, "devminor")?,
-        ),
+        EntryKind::CharDev | EntryKind::BlockDev if h.format != Format::V7 => {
+            (h.u32_field(329..337, "devmajor")?, h.u32_field(337..345, "devminor")?)
+        }
         _ => (0, 0),
     };
     let (mtime, mtime_nsec) = match pax::pick(&local.pax.mtime, &g.mtime) {
@@ -421,19 +399,11 @@ fn build_entry(
         path,
         kind,
         mode: (h.unsigned(100..108, "mode")? & 0o7777) as u32,
-        uid: pick_or(pax::pick(&local.pax.uid, &g.uid), || {
-            h.unsigned(108..116, "uid")
-        })?,
-        gid: pick_or(pax::pick(&local.pax.gid, &g.gid), || {
-            h.unsigned(116..124, "gid")
-        })?,
+        uid: pick_or(pax::pick(&local.pax.uid, &g.uid), || h.unsigned(108..116, "uid"))?,
+        gid: pick_or(pax::pick(&local.pax.gid, &g.gid), || h.unsigned(116..124, "gid"))?,
         mtime,
         mtime_nsec,
-        size: if kind == EntryKind::Dir {
-            0
-        } else {
-            stored_total
-        },
+        size: if kind == EntryKind::Dir { 0 } else { stored_total },
         data_offset: 0,
         stored_size: stored_total,
         link,
@@ -564,11 +534,7 @@ impl<'a> Header<'a> {
             m if &m[..6] == b"ustar\0" => Format::Ustar,
             _ => Format::V7,
         };
-        Ok(Self {
-            block,
-            offset,
-            format,
-        })
+        Ok(Self { block, offset, format })
     }
 
     fn field(&self, r: std::ops::Range<usize>) -> &'a [u8] {
@@ -599,11 +565,7 @@ impl<'a> Header<'a> {
     }
 
     fn unsigned(&self, r: std::ops::Range<usize>, field: &'static str) -> Result<u64> {
-        unsigned(
-            number(self.field(r), self.offset, field)?,
-            self.offset,
-            field,
-        )
+        unsigned(number(self.field(r), self.offset, field)?, self.offset, field)
     }
 
     fn u32_field(&self, r: std::ops::Range<usize>, field: &'static str) -> Result<u32> {
@@ -649,10 +611,7 @@ pub(crate) fn octal(field: &[u8]) -> Option<u64> {
     let start = field.iter().position(|&b| b != b' ' && b != 0);
     let Some(start) = start else { return Some(0) };
     let rest = &field[start..];
-    let digits = rest
-        .iter()
-        .take_while(|b| (b'0'..=b'7').contains(b))
-        .count();
+    let digits = rest.iter().take_while(|b| (b'0'..=b'7').contains(b)).count();
     if digits == 0 {
         return None;
     }
@@ -660,9 +619,9 @@ pub(crate) fn octal(field: &[u8]) -> Option<u64> {
     if !tail.iter().all(|&b| b == b' ') {
         return None;
     }
-    rest[..digits].iter().try_fold(0u64, |acc, &b| {
-        acc.checked_mul(8)?.checked_add(u64::from(b - b'0'))
-    })
+    rest[..digits]
+        .iter()
+        .try_fold(0u64, |acc, &b| acc.checked_mul(8)?.checked_add(u64::from(b - b'0')))
 }
 
 /// GNU base-256: big-endian two's complement over the field, with the first byte's top bit as
@@ -688,9 +647,8 @@ fn verify_checksum(block: &[u8; BLOCK], offset: u64) -> Result<()> {
     let stored = octal(field).ok_or(TarError::BadChecksum { offset })?;
     // Sum everything, then swap the field's bytes for eight spaces: a plain loop the compiler
     // vectorizes, which matters at tens of thousands of headers per layer.
-    let sum = |f: fn(u8) -> i64| {
-        block.iter().map(|&b| f(b)).sum::<i64>() - field.iter().map(|&b| f(b)).sum::<i64>() + 8 * 32
-    };
+    let sum =
+        |f: fn(u8) -> i64| block.iter().map(|&b| f(b)).sum::<i64>() - field.iter().map(|&b| f(b)).sum::<i64>() + 8 * 32;
     let unsigned = sum(i64::from);
     if i64::try_from(stored).is_ok_and(|s| s == unsigned || s == sum(|b| i64::from(b as i8))) {
         Ok(())
@@ -739,22 +697,16 @@ mod tests {
             (&[0x80, 0, 0, 0, 0, 0, 0, 1], 1),
             (&[0xff; 12], -1),
             (
-                &[
-                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe,
-                ],
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe],
                 -2,
             ),
             (
-                &[
-                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0x00,
-                ],
+                &[0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xfe, 0x00],
                 -512,
             ),
             (&[0xc0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0], -(1i128 << 94)),
             (
-                &[
-                    0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
-                ],
+                &[0xbf, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
                 (1i128 << 94) - 1,
             ),
         ];
@@ -792,10 +744,7 @@ mod tests {
             })
         ));
         assert_eq!(h.signed(108..116, "uid").unwrap(), -1);
-        assert!(matches!(
-            h.signed(124..136, "size"),
-            Err(TarError::BadNumber { .. })
-        ));
+        assert!(matches!(h.signed(124..136, "size"), Err(TarError::BadNumber { .. })));
     }
 
     fn set_checksum(b: &mut [u8; BLOCK]) {

@@ -79,10 +79,7 @@ impl PaxValues {
                 log::debug!("ignoring GNU.sparse key in a global PAX header");
                 return Ok(());
             }
-            return self
-                .sparse
-                .get_or_insert_with(Default::default)
-                .apply(sub, value);
+            return self.sparse.get_or_insert_with(Default::default).apply(sub, value);
         }
         let del = value.is_empty();
         match key {
@@ -167,10 +164,7 @@ impl SparseKeys {
                 self.pending_offset = Some(num("offset")?);
             }
             b"numbytes" => {
-                let offset = self
-                    .pending_offset
-                    .take()
-                    .ok_or("GNU.sparse.numbytes without offset")?;
+                let offset = self.pending_offset.take().ok_or("GNU.sparse.numbytes without offset")?;
                 self.pairs.push(SparseChunk {
                     offset,
                     len: num("numbytes")?,
@@ -262,10 +256,7 @@ fn split_record(data: &[u8]) -> Result<Split<'_>, String> {
     let body = record[space + 1..]
         .strip_suffix(b"\n")
         .ok_or("record does not end with a newline")?;
-    let eq = body
-        .iter()
-        .position(|&b| b == b'=')
-        .ok_or("record has no '='")?;
+    let eq = body.iter().position(|&b| b == b'=').ok_or("record has no '='")?;
     let (key, value) = (&body[..eq], &body[eq + 1..]);
     if key.is_empty() || key.contains(&0) {
         return Err("empty or NUL-containing key".into());
@@ -467,11 +458,7 @@ mod tests {
         ];
         for data in cases {
             let r = for_each_record(data, |_, _| Ok(()));
-            assert!(
-                r.is_err(),
-                "{:?} should fail",
-                String::from_utf8_lossy(data)
-            );
+            assert!(r.is_err(), "{:?} should fail", String::from_utf8_lossy(data));
         }
     }
 
@@ -538,10 +525,7 @@ mod tests {
         let cases: &[(&str, Option<(i64, u32)>)] = &[
             ("0", Some((0, 0))),
             ("1700000000.123456789", Some((1_700_000_000, 123_456_789))),
-            (
-                "1700000000.1234567891234",
-                Some((1_700_000_000, 123_456_789)),
-            ),
+            ("1700000000.1234567891234", Some((1_700_000_000, 123_456_789))),
             ("1700000000.5", Some((1_700_000_000, 500_000_000))),
             ("1700000000.", Some((1_700_000_000, 0))),
             ("-1", Some((-1, 0))),
@@ -613,10 +597,7 @@ mod tests {
         assert_eq!(s.realsize, Some(100));
         assert_eq!(
             s.pairs,
-            vec![
-                SparseChunk { offset: 0, len: 10 },
-                SparseChunk { offset: 50, len: 5 }
-            ]
+            vec![SparseChunk { offset: 0, len: 10 }, SparseChunk { offset: 50, len: 5 }]
         );
         assert_eq!(
             s.map,

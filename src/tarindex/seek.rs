@@ -55,12 +55,7 @@ pub fn index_seekable(archive: &dyn ReadAt) -> Result<Vec<Entry>> {
 }
 
 /// Reads one whole block; a blob shorter than its `len()` counts as truncation.
-fn read_block(
-    archive: &dyn ReadAt,
-    block: &mut [u8; BLOCK],
-    pos: u64,
-    dec: &Decoder,
-) -> Result<()> {
+fn read_block(archive: &dyn ReadAt, block: &mut [u8; BLOCK], pos: u64, dec: &Decoder) -> Result<()> {
     let mut done = 0;
     while done < BLOCK {
         let n = match archive.read_at(&mut block[done..], pos + done as u64) {
@@ -125,14 +120,8 @@ mod tests {
         huge_sparse: true,
         xattrs: false,
     };
-    const SECS: Keeps = Keeps {
-        nsec: false,
-        ids: true,
-    };
-    const NSECS: Keeps = Keeps {
-        nsec: true,
-        ids: true,
-    };
+    const SECS: Keeps = Keeps { nsec: false, ids: true };
+    const NSECS: Keeps = Keeps { nsec: true, ids: true };
 
     fn cases() -> Vec<Case> {
         let plain = TreeOpts::default();
@@ -213,11 +202,7 @@ mod tests {
             },
             Case {
                 name: "gnu-big-ids",
-                args: &[
-                    "--format=gnu",
-                    "--owner=big:3000000",
-                    "--group=big:40000000",
-                ],
+                args: &["--format=gnu", "--owner=big:3000000", "--group=big:40000000"],
                 tree: plain,
                 keeps: Keeps {
                     nsec: false,
@@ -226,16 +211,9 @@ mod tests {
             },
             Case {
                 name: "posix-big-ids",
-                args: &[
-                    "--format=posix",
-                    "--owner=big:3000000",
-                    "--group=big:40000000",
-                ],
+                args: &["--format=posix", "--owner=big:3000000", "--group=big:40000000"],
                 tree: plain,
-                keeps: Keeps {
-                    nsec: true,
-                    ids: false,
-                },
+                keeps: Keeps { nsec: true, ids: false },
             },
         ]
     }
@@ -264,11 +242,7 @@ mod tests {
             let deep = find(&b"c".repeat(80)).expect("deep file");
             assert!(deep.path.len() > 255, "{name}");
             let link = find(b"longtarget").unwrap();
-            assert_eq!(
-                link.link.as_deref(),
-                Some("t/".repeat(75).as_bytes()),
-                "{name}"
-            );
+            assert_eq!(link.link.as_deref(), Some("t/".repeat(75).as_bytes()), "{name}");
             let hard = find(b"hard-to-deep").unwrap();
             assert_eq!(hard.kind, EntryKind::Hardlink, "{name}");
             assert!(hard.link.as_ref().unwrap().len() > 255, "{name}");
@@ -289,20 +263,14 @@ mod tests {
         }
         if case.keeps.nsec {
             let one = find(b"d/one").unwrap();
-            assert_eq!(
-                (one.mtime, one.mtime_nsec),
-                (1_700_000_000, 123_456_789),
-                "{name}"
-            );
+            assert_eq!((one.mtime, one.mtime_nsec), (1_700_000_000, 123_456_789), "{name}");
             if case.tree.odd_times {
                 assert_eq!(find(b"d/neg").unwrap().mtime_nsec, 750_000_000, "{name}");
             }
         }
         if !case.keeps.ids {
             assert!(
-                entries
-                    .iter()
-                    .all(|e| (e.uid, e.gid) == (3_000_000, 40_000_000)),
+                entries.iter().all(|e| (e.uid, e.gid) == (3_000_000, 40_000_000)),
                 "{name}"
             );
         }
@@ -318,21 +286,11 @@ mod tests {
         }
         if case.tree.sparse {
             let holes = find(b"s/holes").unwrap();
-            assert!(
-                holes.sparse.as_ref().is_some_and(|s| !s.is_empty()),
-                "{name}"
-            );
+            assert!(holes.sparse.as_ref().is_some_and(|s| !s.is_empty()), "{name}");
             assert!(holes.stored_size < holes.size, "{name}");
             let all = find(b"s/allhole").unwrap();
-            assert_eq!(
-                (all.stored_size, all.sparse.as_deref()),
-                (0, Some(&[][..])),
-                "{name}"
-            );
-            assert!(
-                find(b"s/many").unwrap().sparse.as_ref().unwrap().len() >= 60,
-                "{name}"
-            );
+            assert_eq!((all.stored_size, all.sparse.as_deref()), (0, Some(&[][..])), "{name}");
+            assert!(find(b"s/many").unwrap().sparse.as_ref().unwrap().len() >= 60, "{name}");
             if tree.huge {
                 let huge = find(b"huge").unwrap();
                 assert_eq!(huge.size, 9 << 30, "{name}");
@@ -370,10 +328,7 @@ mod tests {
             (
                 "bsdtar-gnutar",
                 &["--format=gnutar"],
-                TreeOpts {
-                    long: true,
-                    ..ustar
-                },
+                TreeOpts { long: true, ..ustar },
                 SECS,
             ),
         ];
@@ -382,19 +337,10 @@ mod tests {
             let archive = bsdtar_create(tree.dir.path(), args);
             eprintln!("{name}: {} bytes", archive.len());
             let entries = cross_check(&archive, tree.dir.path(), keeps);
-            assert!(
-                entries.iter().any(|e| e.path.ends_with(b"caf\xe9-\xff")),
-                "{name}"
-            );
+            assert!(entries.iter().any(|e| e.path.ends_with(b"caf\xe9-\xff")), "{name}");
             if opts.sparse {
-                let holes = entries
-                    .iter()
-                    .find(|e| e.path.ends_with(b"s/holes"))
-                    .unwrap();
-                assert!(
-                    holes.sparse.is_some(),
-                    "{name}: libarchive wrote no sparse map"
-                );
+                let holes = entries.iter().find(|e| e.path.ends_with(b"s/holes")).unwrap();
+                assert!(holes.sparse.is_some(), "{name}: libarchive wrote no sparse map");
             }
         }
     }
@@ -409,13 +355,7 @@ mod tests {
         let set = |n: &str, v: &str| {
             run(
                 "setfattr",
-                &[
-                    "-n".as_ref(),
-                    n.as_ref(),
-                    "-v".as_ref(),
-                    v.as_ref(),
-                    f.as_os_str(),
-                ],
+                &["-n".as_ref(), n.as_ref(), "-v".as_ref(), v.as_ref(), f.as_os_str()],
             )
         };
         if !set(name, "hello") || !set("user.bin", "0x00ff3d41") {
@@ -430,10 +370,7 @@ mod tests {
             ));
         }
         if have_bsdtar() {
-            archives.push(bsdtar_create(
-                tree.dir.path(),
-                &["--format=pax", "--xattrs"],
-            ));
+            archives.push(bsdtar_create(tree.dir.path(), &["--format=pax", "--xattrs"]));
         }
         for archive in archives {
             let v = index_all(&archive).unwrap();
@@ -466,10 +403,7 @@ mod tests {
         a.header(Hdr::new(Fmt::V7, b"noprefix", b'0', 0).set(345, b"junk"));
         a.end();
         let v = index_all(&a.0).unwrap();
-        let got: Vec<_> = v
-            .iter()
-            .map(|e| (e.path.as_slice(), e.kind, e.size))
-            .collect();
+        let got: Vec<_> = v.iter().map(|e| (e.path.as_slice(), e.kind, e.size)).collect();
         assert_eq!(
             got,
             [
@@ -484,10 +418,7 @@ mod tests {
             (v[0].mode, v[0].uid, v[0].gid, v[0].mtime),
             (0o644, 1000, 1001, 1_700_000_000)
         );
-        assert_eq!(
-            (v[0].header_offset, v[0].data_offset, v[0].stored_size),
-            (0, 512, 5)
-        );
+        assert_eq!((v[0].header_offset, v[0].data_offset, v[0].stored_size), (0, 512, 5));
     }
 
     #[test]
@@ -548,9 +479,7 @@ mod tests {
             (4, 5_000_000, 5_000_000, -86_400, 0o755)
         );
         // Mode keeps only permission and special bits.
-        let e = one(&Hdr::new(Fmt::Ustar, b"m", b'0', 0)
-            .num(100..108, 0o106_4755)
-            .bytes());
+        let e = one(&Hdr::new(Fmt::Ustar, b"m", b'0', 0).num(100..108, 0o106_4755).bytes());
         assert_eq!(e.mode, 0o4755);
     }
 
@@ -564,11 +493,7 @@ mod tests {
             (b"d/", b'5'),
             (b"k", b'7'),
         ] {
-            a.header(
-                Hdr::new(Fmt::Ustar, name, t, 0)
-                    .num(329..337, 8)
-                    .num(337..345, 1),
-            );
+            a.header(Hdr::new(Fmt::Ustar, name, t, 0).num(329..337, 8).num(337..345, 1));
         }
         a.header(Hdr::new(Fmt::Ustar, b"s", b'2', 0).set(157, b"target"));
         a.header(Hdr::new(Fmt::Ustar, b"h", b'1', 0).set(157, b"k"));
@@ -611,8 +536,7 @@ mod tests {
         a.gnu_long(b'K', &target);
         a.header(Hdr::new(Fmt::Gnu, b"truncated-name", b'2', 0).set(157, b"truncated-link"));
         // 'L' without a NUL terminator: the whole data is the name.
-        a.header(Hdr::new(Fmt::Gnu, b"././@LongLink", b'L', 5))
-            .data(b"abcde");
+        a.header(Hdr::new(Fmt::Gnu, b"././@LongLink", b'L', 5)).data(b"abcde");
         a.file(Fmt::Gnu, b"short", b"12");
         a.end();
         let v = index_all(&a.0).unwrap();
@@ -647,8 +571,7 @@ mod tests {
             ],
         );
         // Header size disagrees with PAX size: PAX wins and decides where the next header is.
-        a.header(Hdr::new(Fmt::Ustar, b"hdr-path", b'0', 0))
-            .data(b"0123456789");
+        a.header(Hdr::new(Fmt::Ustar, b"hdr-path", b'0', 0)).data(b"0123456789");
         a.pax(b'x', &[(b"linkpath", b"pax-target")]);
         a.header(Hdr::new(Fmt::Ustar, b"sym", b'2', 0).set(157, b"hdr-target"));
         a.end();
@@ -664,11 +587,7 @@ mod tests {
             (10, 10, 1536, 0)
         );
         assert_eq!(read_data(&a.0, e), b"0123456789");
-        let x: Vec<(&[u8], &[u8])> = e
-            .xattrs
-            .iter()
-            .map(|(k, v)| (k.as_slice(), v.as_slice()))
-            .collect();
+        let x: Vec<(&[u8], &[u8])> = e.xattrs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())).collect();
         assert_eq!(
             x,
             [
@@ -697,14 +616,7 @@ mod tests {
             ],
         );
         a.file(Fmt::Ustar, b"a", b"");
-        a.pax(
-            b'x',
-            &[
-                (b"uid", b"7"),
-                (b"mtime", b""),
-                (b"SCHILY.xattr.user.g", b"L"),
-            ],
-        );
+        a.pax(b'x', &[(b"uid", b"7"), (b"mtime", b""), (b"SCHILY.xattr.user.g", b"L")]);
         a.file(Fmt::Ustar, b"b", b"");
         a.pax(b'g', &[(b"uid", b""), (b"gid", b"9")]);
         a.file(Fmt::Ustar, b"c", b"");
@@ -730,13 +642,7 @@ mod tests {
 
     #[test]
     fn pax_errors_carry_the_header_offset() {
-        let cases: &[&[u8]] = &[
-            b"7 a=b\n",
-            b"6 ab\n\n",
-            b"x a=b\n",
-            b"10 size=x\n",
-            b"12 mtime=1.x\n",
-        ];
+        let cases: &[&[u8]] = &[b"7 a=b\n", b"6 ab\n\n", b"x a=b\n", b"10 size=x\n", b"12 mtime=1.x\n"];
         for data in cases {
             let mut a = Ar::new();
             a.file(Fmt::Ustar, b"first", b"");
@@ -755,8 +661,7 @@ mod tests {
         let mut a = Ar::new();
         a.header(Hdr::new(Fmt::Gnu, b"label", b'V', 0));
         for t in [b'N', b'M', b'X', b'A'] {
-            a.header(Hdr::new(Fmt::Gnu, b"odd", t, 700))
-                .data(&[0xaa; 700]);
+            a.header(Hdr::new(Fmt::Gnu, b"odd", t, 700)).data(&[0xaa; 700]);
         }
         // An unknown member still consumes its extension headers.
         a.pax(b'x', &[(b"path", b"ignored")]);
@@ -817,10 +722,7 @@ mod tests {
         ));
         // ... or by the end of the stream.
         a.0.truncate(1536);
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::Truncated { offset: 512 })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::Truncated { offset: 512 })));
     }
 
     // ---- sparse ----
@@ -831,9 +733,7 @@ mod tests {
         let stored: u64 = runs.iter().map(|r| r.1).sum();
         let mut h = Hdr::new(Fmt::Gnu, name, b'S', stored).num(483..495, realsize);
         for (i, &(o, l)) in runs.iter().take(4).enumerate() {
-            h = h
-                .num(386 + i * 24..398 + i * 24, o)
-                .num(398 + i * 24..410 + i * 24, l);
+            h = h.num(386 + i * 24..398 + i * 24, o).num(398 + i * 24..410 + i * 24, l);
         }
         let ext: Vec<&[(u64, u64)]> = runs.get(4..).unwrap_or(&[]).chunks(21).collect();
         if !ext.is_empty() {
@@ -852,17 +752,12 @@ mod tests {
     }
 
     fn runs(v: &[(u64, u64)]) -> Vec<SparseChunk> {
-        v.iter()
-            .map(|&(offset, len)| SparseChunk { offset, len })
-            .collect()
+        v.iter().map(|&(offset, len)| SparseChunk { offset, len }).collect()
     }
 
     #[test]
     fn old_gnu_sparse_with_extension_blocks() {
-        let map: Vec<(u64, u64)> = (0..30)
-            .map(|i| (i * 4096, 512))
-            .chain([(30 * 4096, 7)])
-            .collect();
+        let map: Vec<(u64, u64)> = (0..30).map(|i| (i * 4096, 512)).chain([(30 * 4096, 7)]).collect();
         let mut a = Ar::new();
         old_sparse(&mut a, b"sp", &map, 30 * 4096 + 100);
         let data: Vec<u8> = (0..30 * 512 + 7).map(|i| (i % 251) as u8).collect();
@@ -887,27 +782,17 @@ mod tests {
     fn old_gnu_sparse_errors() {
         // Extension blocks that never end.
         let mut a = Ar::new();
-        a.header(
-            Hdr::new(Fmt::Gnu, b"sp", b'S', 0)
-                .num(483..495, 0)
-                .set(482, &[1]),
-        );
+        a.header(Hdr::new(Fmt::Gnu, b"sp", b'S', 0).num(483..495, 0).set(482, &[1]));
         let mut ext = [0u8; 512];
         ext[504] = 1;
         for _ in 0..2100 {
             a.raw(&ext);
         }
         let r = index_seekable(&a.0);
-        assert!(
-            matches!(r, Err(TarError::ExtensionTooLarge { offset: 0, .. })),
-            "{r:?}"
-        );
+        assert!(matches!(r, Err(TarError::ExtensionTooLarge { offset: 0, .. })), "{r:?}");
         // ... cut off: truncated.
         a.0.truncate(512 * 3);
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::Truncated { offset: 0 })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::Truncated { offset: 0 })));
         // Runs that do not add up to the stored size, overlap, or pass the real size.
         for (map, stored, real) in [
             (&[(0u64, 512u64)][..], 100u64, 512u64),
@@ -918,9 +803,7 @@ mod tests {
             let mut a = Ar::new();
             let mut h = Hdr::new(Fmt::Gnu, b"sp", b'S', stored).num(483..495, real);
             for (i, &(o, l)) in map.iter().enumerate() {
-                h = h
-                    .num(386 + i * 24..398 + i * 24, o)
-                    .num(398 + i * 24..410 + i * 24, l);
+                h = h.num(386 + i * 24..398 + i * 24, o).num(398 + i * 24..410 + i * 24, l);
             }
             a.header(h).data(&vec![1; stored as usize]).end();
             let r = index_all(&a.0);
@@ -947,12 +830,8 @@ mod tests {
         let real = b"20000";
         // 0.0: offset/numbytes pairs.
         let mut a = Ar::new();
-        let mut recs: Vec<(&[u8], &[u8])> =
-            vec![(b"GNU.sparse.size", real), (b"GNU.sparse.numblocks", b"3")];
-        let nums: Vec<(String, String)> = map
-            .iter()
-            .map(|(o, l)| (o.to_string(), l.to_string()))
-            .collect();
+        let mut recs: Vec<(&[u8], &[u8])> = vec![(b"GNU.sparse.size", real), (b"GNU.sparse.numblocks", b"3")];
+        let nums: Vec<(String, String)> = map.iter().map(|(o, l)| (o.to_string(), l.to_string())).collect();
         for (o, l) in &nums {
             recs.push((b"GNU.sparse.offset", o.as_bytes()));
             recs.push((b"GNU.sparse.numbytes", l.as_bytes()));
@@ -971,14 +850,9 @@ mod tests {
                 (b"GNU.sparse.map", b"4096,1024,10000,10,20000,0"),
             ],
         );
-        b.header(Hdr::new(
-            Fmt::Ustar,
-            b"GNUSparseFile.1/x",
-            b'0',
-            data.len() as u64,
-        ))
-        .data(&data)
-        .end();
+        b.header(Hdr::new(Fmt::Ustar, b"GNUSparseFile.1/x", b'0', data.len() as u64))
+            .data(&data)
+            .end();
         // 1.0: map in the data, spanning two blocks (padded with zeros).
         let mut text = format!("{}\n", map.len() + 80);
         for i in 0..80u64 {
@@ -1001,14 +875,9 @@ mod tests {
                 (b"GNU.sparse.realsize", real),
             ],
         );
-        c.header(Hdr::new(
-            Fmt::Ustar,
-            b"GNUSparseFile.1/x",
-            b'0',
-            blob.len() as u64,
-        ))
-        .data(&blob)
-        .end();
+        c.header(Hdr::new(Fmt::Ustar, b"GNUSparseFile.1/x", b'0', blob.len() as u64))
+            .data(&blob)
+            .end();
         for (ar, path, data_offset) in [
             (&a, &b"sp00"[..], 1536u64),
             (&b, b"real/name01", 1536),
@@ -1113,10 +982,7 @@ mod tests {
         }
         // GNU.sparse keys on something that is not a regular file are ignored.
         let mut a = Ar::new();
-        a.pax(
-            b'x',
-            &[(b"GNU.sparse.size", b"9"), (b"GNU.sparse.map", b"0,5")],
-        );
+        a.pax(b'x', &[(b"GNU.sparse.size", b"9"), (b"GNU.sparse.map", b"0,5")]);
         a.header(Hdr::new(Fmt::Ustar, b"dir/", b'5', 0)).end();
         assert_eq!(one(&a.0).sparse, None);
     }
@@ -1134,25 +1000,14 @@ mod tests {
         a.header(Hdr::new(Fmt::Gnu, b"huge", b'0', 0).set(124, &size))
             .data(&[1; 100])
             .end();
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::Truncated { offset: 1024 })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::Truncated { offset: 1024 })));
         // 8 GiB in plain octal.
-        let a = Hdr::new(Fmt::Ustar, b"big", b'0', 0)
-            .set(124, b"77777777777\0")
-            .bytes();
-        assert!(matches!(
-            index_all(&a),
-            Err(TarError::Truncated { offset: 0 })
-        ));
+        let a = Hdr::new(Fmt::Ustar, b"big", b'0', 0).set(124, b"77777777777\0").bytes();
+        assert!(matches!(index_all(&a), Err(TarError::Truncated { offset: 0 })));
         // Padding the size overflows u64.
         size[4..].copy_from_slice(&(u64::MAX - 3).to_be_bytes());
         let a = Hdr::new(Fmt::Gnu, b"ovf", b'0', 0).set(124, &size).bytes();
-        assert!(matches!(
-            index_all(&a),
-            Err(TarError::SizeOverflow { offset: 0 })
-        ));
+        assert!(matches!(index_all(&a), Err(TarError::SizeOverflow { offset: 0 })));
         // More than 64 bits, or negative.
         size[3] = 1;
         let a = Hdr::new(Fmt::Gnu, b"ovf", b'0', 0).set(124, &size).bytes();
@@ -1163,9 +1018,7 @@ mod tests {
                 field: "size"
             })
         ));
-        let a = Hdr::new(Fmt::Gnu, b"neg", b'0', 0)
-            .set(124, &[0xff; 12])
-            .bytes();
+        let a = Hdr::new(Fmt::Gnu, b"neg", b'0', 0).set(124, &[0xff; 12]).bytes();
         assert!(matches!(
             index_all(&a),
             Err(TarError::BadNumber {
@@ -1177,25 +1030,14 @@ mod tests {
         let mut a = Ar::new();
         a.pax(b'x', &[(b"size", b"18446744073709551000")]);
         a.header(Hdr::new(Fmt::Ustar, b"p", b'0', 0));
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::SizeOverflow { offset: 0 })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::SizeOverflow { offset: 0 })));
         let mut a = Ar::new();
         a.pax(b'x', &[(b"size", b"1152921504606846976")]);
         a.header(Hdr::new(Fmt::Ustar, b"p", b'0', 0)).end();
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::Truncated { offset: 0 })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::Truncated { offset: 0 })));
         // Unknown types with huge sizes too.
-        let a = Hdr::new(Fmt::Gnu, b"v", b'V', 0)
-            .set(124, b"77777777777\0")
-            .bytes();
-        assert!(matches!(
-            index_all(&a),
-            Err(TarError::Truncated { offset: 0 })
-        ));
+        let a = Hdr::new(Fmt::Gnu, b"v", b'V', 0).set(124, b"77777777777\0").bytes();
+        assert!(matches!(index_all(&a), Err(TarError::Truncated { offset: 0 })));
     }
 
     #[test]
@@ -1214,9 +1056,7 @@ mod tests {
         // Several extension headers for one member add up.
         let mut a = Ar::new();
         let name = vec![b'n'; 600 << 10];
-        a.gnu_long(b'L', &name)
-            .gnu_long(b'K', &name)
-            .file(Fmt::Gnu, b"f", b"");
+        a.gnu_long(b'L', &name).gnu_long(b'K', &name).file(Fmt::Gnu, b"f", b"");
         let k_header = 512 + padded(name.len() as u64 + 1).unwrap();
         let r = index_all(&a.0);
         assert!(
@@ -1227,10 +1067,7 @@ mod tests {
         let mut a = Ar::new();
         let big = vec![b'v'; 5000];
         a.pax(b'g', &[(b"SCHILY.xattr.user.big", &big)]);
-        assert!(matches!(
-            index_all(&a.0),
-            Err(TarError::BadPax { offset: 0, .. })
-        ));
+        assert!(matches!(index_all(&a.0), Err(TarError::BadPax { offset: 0, .. })));
         // Exactly at the cap is fine.
         let mut a = Ar::new();
         let name = vec![b'n'; MAX_EXT as usize - 1];
@@ -1246,12 +1083,8 @@ mod tests {
         let mut a = Ar::new();
         a.header(Hdr::new(Fmt::Ustar, b"dir/", b'5', 0));
         a.file(Fmt::Ustar, b"dir/a", &[7; 1000]);
-        a.pax(
-            b'x',
-            &[(b"path", "p".repeat(300).as_bytes()), (b"mtime", b"1.5")],
-        );
-        a.header(Hdr::new(Fmt::Ustar, b"short", b'0', 513))
-            .data(&[9; 513]);
+        a.pax(b'x', &[(b"path", "p".repeat(300).as_bytes()), (b"mtime", b"1.5")]);
+        a.header(Hdr::new(Fmt::Ustar, b"short", b'0', 513)).data(&[9; 513]);
         a.gnu_long(b'L', &[b'l'; 200]);
         a.header(Hdr::new(Fmt::Gnu, b"x", b'2', 0).set(157, b"t"));
         a.file(Fmt::Ustar, b"empty", b"");
@@ -1278,9 +1111,7 @@ mod tests {
         );
         for t in cuts {
             let r = index_all(&full[..t as usize]);
-            let inside = entries
-                .iter()
-                .find(|e| e.header_offset < t && t < unit_end(e));
+            let inside = entries.iter().find(|e| e.header_offset < t && t < unit_end(e));
             match (inside, r) {
                 (Some(e), Err(TarError::Truncated { offset })) => {
                     assert_eq!(offset, e.header_offset, "cut {t}")
@@ -1306,8 +1137,7 @@ mod tests {
         let mut headers = 0;
         for b in (0..full.len()).step_by(512) {
             let block: &[u8; 512] = full[b..b + 512].try_into().unwrap();
-            if super::super::header::Header::new(block, 0).is_err() || block.iter().all(|&x| x == 0)
-            {
+            if super::super::header::Header::new(block, 0).is_err() || block.iter().all(|&x| x == 0) {
                 continue; // data or end block
             }
             headers += 1;
@@ -1329,9 +1159,7 @@ mod tests {
         let mut old = Ar::new();
         let map: Vec<(u64, u64)> = (0..26).map(|i| (i * 4096, 512)).collect();
         old_sparse(&mut old, b"sp", &map, 26 * 4096);
-        old.data(&vec![5; 26 * 512])
-            .file(Fmt::Gnu, b"after", b"x")
-            .end();
+        old.data(&vec![5; 26 * 512]).file(Fmt::Gnu, b"after", b"x").end();
         let mut v1 = Ar::new();
         let recs: [(&[u8], &[u8]); 4] = [
             (b"GNU.sparse.major", b"1"),
@@ -1374,9 +1202,7 @@ mod tests {
             for _ in 0..1 + next() % 4 {
                 let at = match next() % 4 {
                     0 => (next() % a.len() as u64) as usize,
-                    _ => {
-                        headers[(next() % headers.len() as u64) as usize] + (next() % 512) as usize
-                    }
+                    _ => headers[(next() % headers.len() as u64) as usize] + (next() % 512) as usize,
                 };
                 a[at] = match next() % 2 {
                     0 => BYTES[(next() % 8) as usize],

@@ -10,34 +10,21 @@ use super::entry::SparseChunk;
 
 /// Checks a map against the entry's real size and its stored data size; drops empty runs
 /// (GNU tar ends maps with a zero-length run at the end of the file).
-pub(crate) fn check_map(
-    chunks: Vec<SparseChunk>,
-    realsize: u64,
-    stored: u64,
-) -> Result<Vec<SparseChunk>, String> {
+pub(crate) fn check_map(chunks: Vec<SparseChunk>, realsize: u64, stored: u64) -> Result<Vec<SparseChunk>, String> {
     let mut end_prev = 0u64;
     let mut total = 0u64;
     let mut prev_len = 0u64;
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
-        let end = c
-            .offset
-            .checked_add(c.len)
-            .ok_or("sparse run end overflows")?;
+        let end = c.offset.checked_add(c.len).ok_or("sparse run end overflows")?;
         if end > realsize {
-            return Err(format!(
-                "sparse run {}+{} past real size {realsize}",
-                c.offset, c.len
-            ));
+            return Err(format!("sparse run {}+{} past real size {realsize}", c.offset, c.len));
         }
         if c.len == 0 {
             continue;
         }
         if c.offset < end_prev {
-            return Err(format!(
-                "sparse run at {} overlaps or is out of order",
-                c.offset
-            ));
+            return Err(format!("sparse run at {} overlaps or is out of order", c.offset));
         }
         if prev_len % 512 != 0 {
             return Err(format!(
@@ -47,15 +34,11 @@ pub(crate) fn check_map(
         }
         prev_len = c.len;
         end_prev = end;
-        total = total
-            .checked_add(c.len)
-            .ok_or("sparse data size overflows")?;
+        total = total.checked_add(c.len).ok_or("sparse data size overflows")?;
         out.push(c);
     }
     if total != stored {
-        return Err(format!(
-            "sparse runs hold {total} bytes but {stored} are stored"
-        ));
+        return Err(format!("sparse runs hold {total} bytes but {stored} are stored"));
     }
     Ok(out)
 }
@@ -86,9 +69,7 @@ impl MapParser {
             match b {
                 b'0'..=b'9' => {
                     let acc = self.acc.unwrap_or(0);
-                    let acc = acc
-                        .checked_mul(10)
-                        .and_then(|a| a.checked_add(u64::from(b - b'0')));
+                    let acc = acc.checked_mul(10).and_then(|a| a.checked_add(u64::from(b - b'0')));
                     self.acc = Some(acc.ok_or("sparse map number overflows")?);
                 }
                 b'\n' => {
@@ -133,12 +114,7 @@ mod tests {
             (&[(0, 10)], 10, 10, &[(0, 10)]),
             (&[(5, 5), (20, 0)], 20, 5, &[(5, 5)]),
             (&[(0, 512), (512, 4)], 1000, 516, &[(0, 512), (512, 4)]),
-            (
-                &[(0, 1024), (4096, 3), (5000, 0)],
-                5000,
-                1027,
-                &[(0, 1024), (4096, 3)],
-            ),
+            (&[(0, 1024), (4096, 3), (5000, 0)], 5000, 1027, &[(0, 1024), (4096, 3)]),
             (&[(0, 0), (0, 3)], 3, 3, &[(0, 3)]),
         ];
         for (map, real, stored, want) in ok {
@@ -180,12 +156,7 @@ mod tests {
         let mut p = MapParser::default();
         assert_eq!(p.feed(b"0\n\0\0\0"), Ok(true));
         assert!(p.into_chunks().is_empty());
-        for bad in [
-            &b"1\n\n"[..],
-            b"1\n2 3\n",
-            b"99999999999999999999999\n",
-            b"x",
-        ] {
+        for bad in [&b"1\n\n"[..], b"1\n2 3\n", b"99999999999999999999999\n", b"x"] {
             assert!(MapParser::default().feed(bad).is_err(), "{bad:?}");
         }
         // Incomplete map: not an error by itself, just not done.

@@ -131,9 +131,7 @@ impl StreamIndexer {
             return Ok(self.entries);
         }
         if self.skip > 0 {
-            return Err(TarError::Truncated {
-                offset: self.skip_unit,
-            });
+            return Err(TarError::Truncated { offset: self.skip_unit });
         }
         if self.filled > 0 {
             let block_start = self.pos;
@@ -214,20 +212,11 @@ mod tests {
             let want = index_seekable(&archive).unwrap_or_else(|e| panic!("{name}: {e}"));
             assert!(!want.is_empty(), "{name}");
             for &chunk in CHUNKS {
-                let got =
-                    index_stream(&archive, chunk).unwrap_or_else(|e| panic!("{name}/{chunk}: {e}"));
+                let got = index_stream(&archive, chunk).unwrap_or_else(|e| panic!("{name}/{chunk}: {e}"));
                 assert_eq!(got, want, "{name}: chunk {chunk}");
             }
-            for pattern in [
-                &[1, 511, 2, 1024, 3, 4096][..],
-                &[100_000, 1],
-                &[512, 1, 511],
-            ] {
-                assert_eq!(
-                    feed_pattern(&archive, pattern).unwrap(),
-                    want,
-                    "{name}: {pattern:?}"
-                );
+            for pattern in [&[1, 511, 2, 1024, 3, 4096][..], &[100_000, 1], &[512, 1, 511]] {
+                assert_eq!(feed_pattern(&archive, pattern).unwrap(), want, "{name}: {pattern:?}");
             }
         }
     }
@@ -235,8 +224,7 @@ mod tests {
     #[test]
     fn progress_and_trailing_data() {
         let mut a = Ar::new();
-        a.file(Fmt::Ustar, b"a", b"1")
-            .file(Fmt::Ustar, b"b", &[2; 600]);
+        a.file(Fmt::Ustar, b"a", b"1").file(Fmt::Ustar, b"b", &[2; 600]);
         let mut s = StreamIndexer::new();
         s.feed(&a.0[..512]).unwrap();
         assert_eq!((s.entries_so_far(), s.position()), (1, 512));
@@ -249,8 +237,7 @@ mod tests {
         s.feed(&a.0[1030..]).unwrap();
         s.feed(&[0; 1024]).unwrap();
         // After the end marker anything goes, even bytes that would not parse.
-        s.feed(b"not a tar header, and not a multiple of 512 bytes")
-            .unwrap();
+        s.feed(b"not a tar header, and not a multiple of 512 bytes").unwrap();
         let v = s.finish().unwrap();
         assert_eq!(v.len(), 2);
         assert_eq!(StreamIndexer::new().finish().unwrap(), vec![]);
@@ -263,10 +250,7 @@ mod tests {
         bad[0] ^= 1;
         let mut s = StreamIndexer::new();
         s.feed(&bad[..300]).unwrap(); // not a whole block yet
-        assert!(matches!(
-            s.feed(&bad[300..]),
-            Err(TarError::BadChecksum { offset: 0 })
-        ));
+        assert!(matches!(s.feed(&bad[300..]), Err(TarError::BadChecksum { offset: 0 })));
         assert!(matches!(s.feed(&[0; 512]), Err(TarError::Poisoned)));
         assert!(matches!(s.finish(), Err(TarError::Poisoned)));
     }
@@ -280,13 +264,7 @@ mod tests {
         let full = a.0;
         // (cut, expected offset): inside data of the first member, inside the PAX data, inside
         // the member header after PAX, inside the second member's data.
-        for (cut, offset) in [
-            (600, 0),
-            (1030, 1024),
-            (2100, 1024),
-            (2600, 1024),
-            (3000, 1024),
-        ] {
+        for (cut, offset) in [(600, 0), (1030, 1024), (2100, 1024), (2600, 1024), (3000, 1024)] {
             let mut s = StreamIndexer::new();
             s.feed(&full[..cut]).unwrap();
             let r = s.finish();
@@ -309,12 +287,7 @@ mod tests {
         let count = (1usize << 30) / unit.len();
         let mut s = StreamIndexer::new();
         let started = std::time::Instant::now();
-        let big: Vec<u8> = unit
-            .iter()
-            .copied()
-            .cycle()
-            .take(unit.len() * 1000)
-            .collect();
+        let big: Vec<u8> = unit.iter().copied().cycle().take(unit.len() * 1000).collect();
         for _ in 0..count / 1000 {
             for piece in big.chunks(65536) {
                 s.feed(piece).unwrap();

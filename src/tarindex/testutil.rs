@@ -106,8 +106,7 @@ impl Ar {
         self.raw(&vec![0; pad])
     }
     pub fn file(&mut self, fmt: Fmt, name: &[u8], data: &[u8]) -> &mut Self {
-        self.header(Hdr::new(fmt, name, b'0', data.len() as u64))
-            .data(data)
+        self.header(Hdr::new(fmt, name, b'0', data.len() as u64)).data(data)
     }
     /// A PAX header ('x' or 'g') holding `records`.
     pub fn pax(&mut self, typeflag: u8, records: &[(&[u8], &[u8])]) -> &mut Self {
@@ -259,20 +258,13 @@ pub struct Tree {
 }
 
 fn pattern(n: usize, seed: u8) -> Vec<u8> {
-    (0..n)
-        .map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed))
-        .collect()
+    (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed)).collect()
 }
 
 fn touch(path: &Path, when: &str) {
     let ok = run(
         "touch",
-        &[
-            "-h".as_ref(),
-            "-d".as_ref(),
-            when.as_ref(),
-            path.as_os_str(),
-        ],
+        &["-h".as_ref(), "-d".as_ref(), when.as_ref(), path.as_os_str()],
     );
     assert!(ok, "touch {path:?}");
 }
@@ -294,13 +286,7 @@ pub fn make_tree(o: TreeOpts) -> Tree {
     let r = dir.path();
     let d = r.join("d");
     fs::create_dir(&d).unwrap();
-    for (name, n) in [
-        ("empty", 0),
-        ("one", 1),
-        ("b511", 511),
-        ("b512", 512),
-        ("b513", 513),
-    ] {
+    for (name, n) in [("empty", 0), ("one", 1), ("b511", 511), ("b512", 512), ("b513", 513)] {
         fs::write(d.join(name), pattern(n, n as u8)).unwrap();
     }
     fs::write(d.join("big"), pattern(100_000, 7)).unwrap();
@@ -323,12 +309,7 @@ pub fn make_tree(o: TreeOpts) -> Tree {
         // Only root may create devices; without it the tree simply has none.
         let _ = run(
             "mknod",
-            &[
-                d.join("null").as_os_str(),
-                "c".as_ref(),
-                "1".as_ref(),
-                "3".as_ref(),
-            ],
+            &[d.join("null").as_os_str(), "c".as_ref(), "1".as_ref(), "3".as_ref()],
         );
     }
     if o.prefix {
@@ -391,9 +372,7 @@ pub fn make_tree(o: TreeOpts) -> Tree {
         sparse_file(&s.join("allhole"), 1 << 20, &[]);
         sparse_file(&s.join("head"), 200_000, &[(0, &pattern(5000, 9))]);
         // Many runs: more than the 4 slots of an old GNU header, so extension blocks appear.
-        let parts: Vec<(u64, Vec<u8>)> = (0..60)
-            .map(|i| (i * 65536, pattern(100, i as u8)))
-            .collect();
+        let parts: Vec<(u64, Vec<u8>)> = (0..60).map(|i| (i * 65536, pattern(100, i as u8))).collect();
         let parts: Vec<(u64, &[u8])> = parts.iter().map(|(o, d)| (*o, d.as_slice())).collect();
         sparse_file(&s.join("many"), 60 * 65536, &parts);
     }
@@ -510,8 +489,7 @@ fn theirs(archive: &[u8]) -> Vec<Theirs> {
             mtime,
             size,
             file_pos: e.raw_file_position(),
-            link: matches!(kind, EntryKind::Symlink | EntryKind::Hardlink)
-                .then(|| link.unwrap_or_default()),
+            link: matches!(kind, EntryKind::Symlink | EntryKind::Hardlink).then(|| link.unwrap_or_default()),
             dev,
             xattrs,
             pax_sparse,
@@ -561,26 +539,16 @@ pub fn cross_check(archive: &[u8], src: &Path, keeps: Keeps) -> Vec<Entry> {
         assert_eq!(o.link, t.link, "{ctx}");
         assert_eq!((o.dev_major, o.dev_minor), t.dev, "{ctx}");
         assert_eq!(o.xattrs, t.xattrs, "{ctx}");
-        assert!(
-            o.data_offset + o.stored_size <= archive.len() as u64,
-            "{ctx}"
-        );
+        assert!(o.data_offset + o.stored_size <= archive.len() as u64, "{ctx}");
         assert_eq!(o.sparse.is_some(), t.pax_sparse || t.gnu_sparse, "{ctx}");
         if !t.pax_sparse {
-            assert_eq!(
-                o.size,
-                if o.kind == EntryKind::Dir { 0 } else { t.size },
-                "{ctx}"
-            );
+            assert_eq!(o.size, if o.kind == EntryKind::Dir { 0 } else { t.size }, "{ctx}");
         }
         if o.sparse.is_none() {
             assert_eq!(o.data_offset, t.file_pos, "{ctx}");
         }
         if let Some(d) = &t.data {
-            assert!(
-                read_data(archive, o) == *d,
-                "{ctx}: data differs from the tar crate's"
-            );
+            assert!(read_data(archive, o) == *d, "{ctx}: data differs from the tar crate's");
         }
         check_against_fs(archive, o, src, keeps);
     }
@@ -592,25 +560,15 @@ fn check_against_fs(archive: &[u8], o: &Entry, src: &Path, keeps: Keeps) {
     let p = src.join(OsStr::from_bytes(&o.path));
     let md = std::fs::symlink_metadata(&p).unwrap_or_else(|e| panic!("{ctx}: {e}"));
     if o.kind == EntryKind::Hardlink {
-        let target =
-            std::fs::symlink_metadata(src.join(OsStr::from_bytes(o.link.as_ref().unwrap())))
-                .unwrap();
+        let target = std::fs::symlink_metadata(src.join(OsStr::from_bytes(o.link.as_ref().unwrap()))).unwrap();
         assert_eq!(target.ino(), md.ino(), "{ctx}");
         return;
     }
     assert_eq!(o.mode, md.mode() & 0o7777, "{ctx}");
     if keeps.ids {
-        assert_eq!(
-            (o.uid, o.gid),
-            (u64::from(md.uid()), u64::from(md.gid())),
-            "{ctx}"
-        );
+        assert_eq!((o.uid, o.gid), (u64::from(md.uid()), u64::from(md.gid())), "{ctx}");
     }
-    let nsec = if keeps.nsec {
-        md.mtime_nsec() as u32
-    } else {
-        0
-    };
+    let nsec = if keeps.nsec { md.mtime_nsec() as u32 } else { 0 };
     assert_eq!((o.mtime, o.mtime_nsec), (md.mtime(), nsec), "{ctx}");
     let ft = md.file_type();
     use std::os::unix::fs::FileTypeExt;

@@ -51,13 +51,20 @@ pub fn build(set: Arc<ImageSet>) -> Tree {
     }
     let blobs = root.dir("blobs");
     for (digest, info) in &set.blobs {
-        blobs.dir(digest.algorithm().name()).file(digest.hex(), Content::Blob(digest.clone()), info.data.len());
+        blobs
+            .dir(digest.algorithm().name())
+            .file(digest.hex(), Content::Blob(digest.clone()), info.data.len());
     }
     let images = root.dir("images");
     for (name, node) in &set.refs {
         add_image(images.dir(&escape_component(name)), node, &set);
     }
-    let mut tree = Tree { nodes: Vec::new(), set, views: Vec::new(), view_nodes: Vec::new() };
+    let mut tree = Tree {
+        nodes: Vec::new(),
+        set,
+        views: Vec::new(),
+        view_nodes: Vec::new(),
+    };
     flatten(&mut tree, root);
     tree
 }
@@ -93,7 +100,11 @@ fn add_image(dir: &mut DirSpec, node: &ImageNode, set: &ImageSet) {
 /// Lays the spec out breadth-first per directory: a directory's children get consecutive ids.
 fn flatten(tree: &mut Tree, root: DirSpec) {
     let nodes = &mut tree.nodes;
-    nodes.push(Node { name: Box::new([]), parent: NodeId::ROOT, kind: NodeKind::Dir { children: Vec::new() } });
+    nodes.push(Node {
+        name: Box::new([]),
+        parent: NodeId::ROOT,
+        kind: NodeKind::Dir { children: Vec::new() },
+    });
     let mut queue = std::collections::VecDeque::from([(NodeId::ROOT, root)]);
     while let Some((id, spec)) = queue.pop_front() {
         let mut children = Vec::with_capacity(spec.0.len());
@@ -112,7 +123,11 @@ fn flatten(tree: &mut Tree, root: DirSpec) {
                     NodeKind::View(PlacementId(tree.views.len() as u32 - 1))
                 }
             };
-            nodes.push(Node { name: name.into_boxed_slice(), parent: id, kind });
+            nodes.push(Node {
+                name: name.into_boxed_slice(),
+                parent: id,
+                kind,
+            });
         }
         nodes[id.0 as usize].kind = NodeKind::Dir { children };
     }

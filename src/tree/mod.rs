@@ -108,7 +108,9 @@ impl Tree {
 
     /// Looks a name up in a directory.
     pub fn lookup(&self, dir: NodeId, name: &[u8]) -> Option<NodeId> {
-        let NodeKind::Dir { children } = &self.get(dir)?.kind else { return None };
+        let NodeKind::Dir { children } = &self.get(dir)?.kind else {
+            return None;
+        };
         children
             .binary_search_by(|c| self.nodes[c.0 as usize].name.as_ref().cmp(name))
             .ok()
@@ -119,7 +121,11 @@ impl Tree {
     pub fn resolve(&self, path: &str) -> Option<NodeId> {
         let mut id = NodeId::ROOT;
         for part in path.split('/').filter(|p| !p.is_empty() && *p != ".") {
-            id = if part == ".." { self.get(id)?.parent } else { self.lookup(id, part.as_bytes())? };
+            id = if part == ".." {
+                self.get(id)?.parent
+            } else {
+                self.lookup(id, part.as_bytes())?
+            };
         }
         Some(id)
     }
@@ -151,7 +157,11 @@ impl Tree {
 
     /// Total bytes of all blobs (for statfs).
     pub fn total_bytes(&self) -> u64 {
-        self.set.blobs.values().map(|b| b.data.len()).fold(0u64, u64::saturating_add)
+        self.set
+            .blobs
+            .values()
+            .map(|b| b.data.len())
+            .fold(0u64, u64::saturating_add)
     }
 }
 

@@ -73,7 +73,9 @@ fn encode_dev(major: u32, minor: u32) -> u32 {
 fn time_of(secs: i64, nsec: u32) -> SystemTime {
     let nanos = Duration::from_nanos(u64::from(nsec.min(999_999_999)));
     if secs >= 0 {
-        UNIX_EPOCH.checked_add(Duration::from_secs(secs as u64) + nanos).unwrap_or(UNIX_EPOCH)
+        UNIX_EPOCH
+            .checked_add(Duration::from_secs(secs as u64) + nanos)
+            .unwrap_or(UNIX_EPOCH)
     } else {
         UNIX_EPOCH
             .checked_sub(Duration::from_secs(secs.unsigned_abs()))

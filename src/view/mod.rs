@@ -65,7 +65,11 @@ pub struct Views {
 impl Views {
     /// Views for the placements `specs` (indexed by [`PlacementId`]).
     pub fn new(specs: Vec<ViewSpec>, store: LayerStore) -> Views {
-        Views { specs, store, built: Mutex::new(HashMap::new()) }
+        Views {
+            specs,
+            store,
+            built: Mutex::new(HashMap::new()),
+        }
     }
 
     /// Number of placements.
@@ -92,7 +96,10 @@ impl Views {
         let wanted: Vec<(Digest, Option<String>)> = match spec {
             ViewSpec::Rootfs(m) => {
                 if let Some(l) = m.layers.iter().find(|l| !l.present) {
-                    let msg = format!("image {}: layer {} is not in the source; its rootfs cannot be shown", m.digest, l.digest);
+                    let msg = format!(
+                        "image {}: layer {} is not in the source; its rootfs cannot be shown",
+                        m.digest, l.digest
+                    );
                     log::error!("{msg}");
                     return Err(msg);
                 }
@@ -114,7 +121,10 @@ impl Views {
             log::warn!("{context}: {w}");
         }
         if warnings.len() > MAX_LOGGED_WARNINGS {
-            log::warn!("... and {} more entries dropped while merging", warnings.len() - MAX_LOGGED_WARNINGS);
+            log::warn!(
+                "... and {} more entries dropped while merging",
+                warnings.len() - MAX_LOGGED_WARNINGS
+            );
         }
         Ok(View { tree, layers })
     }
@@ -142,7 +152,10 @@ impl View {
     /// Looks a name up in directory `dir`.
     pub fn lookup(&self, dir: u32, name: &[u8]) -> Option<u32> {
         let children = &self.inode(dir)?.children;
-        children.binary_search_by(|(n, _)| n.as_ref().cmp(name)).ok().map(|i| children[i].1)
+        children
+            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
+            .ok()
+            .map(|i| children[i].1)
     }
 
     /// Children of a directory, sorted by name.
@@ -189,6 +202,9 @@ impl View {
 
     /// Extended attributes of an inode.
     pub fn xattrs(&self, i: u32) -> &[(Vec<u8>, Vec<u8>)] {
-        self.inode(i).and_then(|n| n.entry).and_then(|r| self.entry(r)).map_or(&[], |e| &e.xattrs)
+        self.inode(i)
+            .and_then(|n| n.entry)
+            .and_then(|r| self.entry(r))
+            .map_or(&[], |e| &e.xattrs)
     }
 }

@@ -16,20 +16,36 @@ fn expect_mount_error(source: &str, mnt: &Path, names: &[&str], keywords: &[&str
         force_unmount(mnt);
     }
     assert_no_panic(&o);
-    assert!(!o.timed_out, "imgfs mount {source} {} hung (killed after {:?})", mnt.display(), o.elapsed);
+    assert!(
+        !o.timed_out,
+        "imgfs mount {source} {} hung (killed after {:?})",
+        mnt.display(),
+        o.elapsed
+    );
     assert!(
         !o.ok(),
         "imgfs mount {source} {} succeeded, expected a failure\n{}",
         mnt.display(),
         o.stderr_str()
     );
-    assert!(!left_mounted, "a failed imgfs mount {source} left a mount at {}", mnt.display());
+    assert!(
+        !left_mounted,
+        "a failed imgfs mount {source} left a mount at {}",
+        mnt.display()
+    );
     let err = o.stderr_str();
     let msg = err.trim_end();
     assert!(!msg.is_empty(), "imgfs mount {source}: failed with an empty stderr");
-    assert_eq!(msg.lines().count(), 1, "imgfs mount {source}: stderr must be ONE line, got:\n{msg}");
+    assert_eq!(
+        msg.lines().count(),
+        1,
+        "imgfs mount {source}: stderr must be ONE line, got:\n{msg}"
+    );
     for n in names {
-        assert!(msg.contains(n), "imgfs mount {source}: message does not name {n}: {msg}");
+        assert!(
+            msg.contains(n),
+            "imgfs mount {source}: message does not name {n}: {msg}"
+        );
     }
     let mut rest = msg.to_owned();
     let mut strip: Vec<&str> = names.to_vec();
@@ -74,14 +90,31 @@ fn bad_truncated_in_header() {
 
 #[test]
 fn bad_not_an_image() {
-    bad("not-an-image.tar", &["not a container image", "not an image", "no image", "unknown format", "unrecognized"], &[]);
+    bad(
+        "not-an-image.tar",
+        &[
+            "not a container image",
+            "not an image",
+            "no image",
+            "unknown format",
+            "unrecognized",
+        ],
+        &[],
+    );
 }
 
 #[test]
 fn bad_garbage() {
     bad(
         "garbage.bin",
-        &["not a container image", "not an image", "not a tar", "unknown format", "unrecognized", "not a readable"],
+        &[
+            "not a container image",
+            "not an image",
+            "not a tar",
+            "unknown format",
+            "unrecognized",
+            "not a readable",
+        ],
         &[],
     );
 }
@@ -100,8 +133,15 @@ fn bad_missing_blob() {
 #[test]
 fn bad_digest_mismatch() {
     let d = expect("OCI_V2_CONFIG");
-    let msg = bad("digest-mismatch", &["digest", "mismatch", "does not match"], &[digest_hex(d)]);
-    assert!(msg.to_lowercase().contains("match"), "the message should say the digest does not match: {msg}");
+    let msg = bad(
+        "digest-mismatch",
+        &["digest", "mismatch", "does not match"],
+        &[digest_hex(d)],
+    );
+    assert!(
+        msg.to_lowercase().contains("match"),
+        "the message should say the digest does not match: {msg}"
+    );
 }
 
 #[test]
@@ -117,7 +157,12 @@ fn missing_source_path() {
     let s = src.to_string_lossy().into_owned();
     expect_mount_error(&s, &mnt, &[&s], &["no such file", "not found", "does not exist"]);
     // the transport forms too
-    for form in [format!("oci:{s}"), format!("oci-archive:{s}"), format!("docker-archive:{s}"), format!("dir:{s}")] {
+    for form in [
+        format!("oci:{s}"),
+        format!("oci-archive:{s}"),
+        format!("docker-archive:{s}"),
+        format!("dir:{s}"),
+    ] {
         expect_mount_error(&form, &mnt, &[&s], &["no such file", "not found", "does not exist"]);
     }
 }
@@ -169,7 +214,9 @@ fn mount_point_already_mounted() {
     assert!(msg.contains(&m), "message does not name {m}: {msg}");
     let rest = msg.replace(&m, "").to_lowercase();
     assert!(
-        ["already mounted", "already", "not empty", "busy", "mount point"].iter().any(|k| rest.contains(k)),
+        ["already mounted", "already", "not empty", "busy", "mount point"]
+            .iter()
+            .any(|k| rest.contains(k)),
         "message names no problem: {msg}"
     );
     // still exactly one mount there, the first, and it still works
@@ -183,10 +230,25 @@ fn bad_reference_selectors() {
     let t = tempdir();
     let mnt = fresh_mnt(&t);
     let da = fx("docker-archive.tar").to_string_lossy().into_owned();
-    expect_mount_error(&format!("docker-archive:{da}:nosuch/image:tag"), &mnt, &[&da], &["no image", "not found", "no such"]);
-    expect_mount_error(&format!("docker-archive:{da}:@7"), &mnt, &[&da], &["no image", "not found", "no such", "out of range"]);
+    expect_mount_error(
+        &format!("docker-archive:{da}:nosuch/image:tag"),
+        &mnt,
+        &[&da],
+        &["no image", "not found", "no such"],
+    );
+    expect_mount_error(
+        &format!("docker-archive:{da}:@7"),
+        &mnt,
+        &[&da],
+        &["no image", "not found", "no such", "out of range"],
+    );
     let oci = fx("oci").to_string_lossy().into_owned();
-    expect_mount_error(&format!("oci:{oci}:nosuchref"), &mnt, &[&oci], &["no image", "not found", "no such"]);
+    expect_mount_error(
+        &format!("oci:{oci}:nosuchref"),
+        &mnt,
+        &[&oci],
+        &["no image", "not found", "no such"],
+    );
 }
 
 /// Real broken inputs from other projects: a manifest.json that is `null`, layouts whose
@@ -195,13 +257,31 @@ fn bad_reference_selectors() {
 fn real_broken_fixtures() {
     let root = shared_fixtures();
     let cases: &[(&str, &[&str])] = &[
-        ("google-go-containerregistry/tarball/null_manifest.tar", &["manifest.json"]),
-        ("containers-image/oci-layout/manifest", &["missing", "absent", "not found"]),
-        ("containers-image/oci-layout/two_images_manifest", &["missing", "absent", "not found"]),
-        ("containers-image/oci-layout/delete_image_shared_blobs_dir", &["missing", "absent", "not found"]),
+        (
+            "google-go-containerregistry/tarball/null_manifest.tar",
+            &["manifest.json"],
+        ),
+        (
+            "containers-image/oci-layout/manifest",
+            &["missing", "absent", "not found"],
+        ),
+        (
+            "containers-image/oci-layout/two_images_manifest",
+            &["missing", "absent", "not found"],
+        ),
+        (
+            "containers-image/oci-layout/delete_image_shared_blobs_dir",
+            &["missing", "absent", "not found"],
+        ),
         // configs whose size differs from their descriptor's
-        ("containers-image/oci-layout/delete_image_multiple_images", &["size", "bytes"]),
-        ("containers-image/oci-layout/delete_image_only_one_image", &["size", "bytes"]),
+        (
+            "containers-image/oci-layout/delete_image_multiple_images",
+            &["size", "bytes"],
+        ),
+        (
+            "containers-image/oci-layout/delete_image_only_one_image",
+            &["size", "bytes"],
+        ),
     ];
     for (rel, kw) in cases {
         let p = root.join(rel);
@@ -236,14 +316,17 @@ fn error_messages_are_clean() {
         force_unmount(&mnt);
         assert_no_panic(&o);
         let msg = o.stderr_str().trim_end().to_owned();
-        f.check(!msg.contains('\u{FFFD}') && !msg.chars().any(|c| c.is_control()), || {
-            format!("{name}: message carries raw bytes or control characters: {msg:?}")
-        });
+        f.check(
+            !msg.contains('\u{FFFD}') && !msg.chars().any(|c| c.is_control()),
+            || format!("{name}: message carries raw bytes or control characters: {msg:?}"),
+        );
         let parts: Vec<&str> = msg.split(": ").map(str::trim).collect();
         let adjacent = parts.windows(2).any(|w| w[0] == w[1] && !w[0].is_empty());
         let n = parts.len();
         let suffix = (1..=n / 2).any(|k| parts[n - k..] == parts[n - 2 * k..n - k]);
-        f.check(!adjacent && !suffix, || format!("{name}: message repeats itself: {msg}"));
+        f.check(!adjacent && !suffix, || {
+            format!("{name}: message repeats itself: {msg}")
+        });
     }
     f.assert_none("error messages");
 }

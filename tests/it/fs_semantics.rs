@@ -29,27 +29,55 @@ fn writes_fail_with_erofs() {
     let before = m.read("index.json");
     for dir in ["", "images/v2", "blobs/sha256"] {
         let d = m.path(dir);
-        expect_erofs(Command::new("touch").arg(d.join("new-file")), &format!("touch {dir}/new-file"));
-        expect_erofs(Command::new("mkdir").arg(d.join("new-dir")), &format!("mkdir {dir}/new-dir"));
+        expect_erofs(
+            Command::new("touch").arg(d.join("new-file")),
+            &format!("touch {dir}/new-file"),
+        );
+        expect_erofs(
+            Command::new("mkdir").arg(d.join("new-dir")),
+            &format!("mkdir {dir}/new-dir"),
+        );
     }
     expect_erofs(Command::new("touch").arg(&file), "touch index.json (utimes)");
     expect_erofs(Command::new("rm").arg("-f").arg(&file), "rm index.json");
-    expect_erofs(Command::new("rm").arg("-rf").arg(m.path("images/v1")), "rm -rf images/v1");
+    expect_erofs(
+        Command::new("rm").arg("-rf").arg(m.path("images/v1")),
+        "rm -rf images/v1",
+    );
     expect_erofs(Command::new("chmod").arg("600").arg(&file), "chmod index.json");
     expect_erofs(Command::new("chown").arg("1:1").arg(&file), "chown index.json");
-    expect_erofs(Command::new("mv").arg(&file).arg(m.path("index2.json")), "mv index.json");
+    expect_erofs(
+        Command::new("mv").arg(&file).arg(m.path("index2.json")),
+        "mv index.json",
+    );
     expect_erofs(Command::new("ln").arg("-s").arg("x").arg(m.path("link")), "ln -s");
     expect_erofs(Command::new("ln").arg(&file).arg(m.path("hardlink")), "ln");
-    expect_erofs(Command::new("truncate").arg("-s").arg("0").arg(&file), "truncate index.json");
+    expect_erofs(
+        Command::new("truncate").arg("-s").arg("0").arg(&file),
+        "truncate index.json",
+    );
     if cmd_exists("setfattr") {
-        expect_erofs(Command::new("setfattr").arg("-n").arg("user.x").arg("-v").arg("1").arg(&file), "setfattr");
+        expect_erofs(
+            Command::new("setfattr")
+                .arg("-n")
+                .arg("user.x")
+                .arg("-v")
+                .arg("1")
+                .arg(&file),
+            "setfattr",
+        );
     } else {
         panic!("setfattr missing: {INSTALL_HINT}");
     }
     // and through the system calls directly
     let e = fs::OpenOptions::new().write(true).open(&file).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(EROFS), "open(O_WRONLY) index.json: {e}");
-    let e = fs::OpenOptions::new().write(true).create(true).truncate(true).open(m.path("x")).unwrap_err();
+    let e = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .open(m.path("x"))
+        .unwrap_err();
     assert_eq!(e.raw_os_error(), Some(EROFS), "open(O_CREAT) x: {e}");
     let e = fs::set_permissions(&file, fs::Permissions::from_mode(0o777)).unwrap_err();
     assert_eq!(e.raw_os_error(), Some(EROFS), "chmod: {e}");
@@ -61,7 +89,11 @@ fn mount_options_ro_nodev_nosuid() {
     let m = Mount::new(fx("docker-archive.tar"));
     let info = mount_at(&m.dir).expect("mountinfo entry");
     for opt in ["ro", "nodev", "nosuid"] {
-        assert!(info.mount_options.iter().any(|o| o == opt), "mount options {:?} lack {opt}", info.mount_options);
+        assert!(
+            info.mount_options.iter().any(|o| o == opt),
+            "mount options {:?} lack {opt}",
+            info.mount_options
+        );
     }
     assert!(info.fs_type.starts_with("fuse"), "fs type {}", info.fs_type);
     // `mount` shows the same
@@ -93,7 +125,13 @@ fn check_inodes_stable(fixture: &str, whole_tree: bool) {
         let src = fx(fixture);
         let a = Mount::new(&src);
         let b = Mount::new(&src);
-        let paths = |m: &Mount| if whole_tree { walk(&m.dir) } else { walk_metadata(&m.dir) };
+        let paths = |m: &Mount| {
+            if whole_tree {
+                walk(&m.dir)
+            } else {
+                walk_metadata(&m.dir)
+            }
+        };
         let ia = inode_map(&a.dir, paths(&a));
         let ib = inode_map(&b.dir, paths(&b));
         assert!(ia.len() > 10, "{fixture}: only {} paths", ia.len());
@@ -107,9 +145,17 @@ fn check_inodes_stable(fixture: &str, whole_tree: bool) {
         for p in ib.keys().filter(|p| !ia.contains_key(*p)) {
             diff.push(format!("{p}: only in the second mount"));
         }
-        assert!(diff.is_empty(), "{fixture}: (inode, mtime, mode) differ across two mounts:\n{}", diff.join("\n"));
+        assert!(
+            diff.is_empty(),
+            "{fixture}: (inode, mtime, mode) differ across two mounts:\n{}",
+            diff.join("\n")
+        );
         // and `stat -c %i` agrees with what we read
-        let o = run(Command::new("stat").arg("-c").arg("%i").arg(a.path("index.json")), CMD_TIMEOUT).assert_ok();
+        let o = run(
+            Command::new("stat").arg("-c").arg("%i").arg(a.path("index.json")),
+            CMD_TIMEOUT,
+        )
+        .assert_ok();
         assert_eq!(o.stdout_str().trim(), ia["/index.json"].0.to_string());
         // distinct paths of different types never share an inode
         let mut by_ino: BTreeMap<u64, Vec<&String>> = BTreeMap::new();
@@ -144,7 +190,11 @@ fn metadata_attributes() {
     for fixture in ["oci", "oci-archive.tar", "docker-archive.tar"] {
         let src = fx(fixture);
         let m = Mount::new(&src);
-        let want_mtime = if src.is_dir() { fs::metadata(src.join("index.json")).unwrap().mtime() } else { fs::metadata(&src).unwrap().mtime() };
+        let want_mtime = if src.is_dir() {
+            fs::metadata(src.join("index.json")).unwrap().mtime()
+        } else {
+            fs::metadata(&src).unwrap().mtime()
+        };
         let mut files = vec!["index.json".to_owned(), "oci-layout".to_owned()];
         files.extend(m.ls("blobs/sha256").into_iter().map(|n| format!("blobs/sha256/{n}")));
         for r in m.ls("images") {
@@ -158,7 +208,12 @@ fn metadata_attributes() {
         for f in &files {
             let md = fs::symlink_metadata(m.path(f)).unwrap_or_else(|e| panic!("{fixture}: {f}: {e}"));
             assert!(md.is_file(), "{fixture}: {f} is not a regular file");
-            assert_eq!(md.mode() & 0o7777, 0o444, "{fixture}: {f} mode {:o}", md.mode() & 0o7777);
+            assert_eq!(
+                md.mode() & 0o7777,
+                0o444,
+                "{fixture}: {f} mode {:o}",
+                md.mode() & 0o7777
+            );
             assert_eq!((md.uid(), md.gid()), (0, 0), "{fixture}: {f} owner");
             assert_eq!(md.mtime(), want_mtime, "{fixture}: {f} mtime is not the source's");
             assert_eq!(md.len(), m.read(f).len() as u64, "{fixture}: {f} st_size");
@@ -168,7 +223,12 @@ fn metadata_attributes() {
         for d in &dirs {
             let md = fs::symlink_metadata(m.path(d)).unwrap();
             assert!(md.is_dir(), "{fixture}: /{d} is not a directory");
-            assert_eq!(md.mode() & 0o7777, 0o555, "{fixture}: /{d} mode {:o}", md.mode() & 0o7777);
+            assert_eq!(
+                md.mode() & 0o7777,
+                0o555,
+                "{fixture}: /{d} mode {:o}",
+                md.mode() & 0o7777
+            );
             assert_eq!((md.uid(), md.gid()), (0, 0), "{fixture}: /{d} owner");
         }
     }
@@ -213,17 +273,32 @@ fn ref_dirs_have_filesystem_views() {
 #[test]
 fn statfs_works() {
     let m = Mount::new(fx("oci-archive.tar"));
-    let o = run(Command::new("stat").arg("-f").arg("-c").arg("%b %S %c %f %a %d").arg(&m.dir), CMD_TIMEOUT).assert_ok();
+    let o = run(
+        Command::new("stat")
+            .arg("-f")
+            .arg("-c")
+            .arg("%b %S %c %f %a %d")
+            .arg(&m.dir),
+        CMD_TIMEOUT,
+    )
+    .assert_ok();
     let v: Vec<u64> = o.stdout_str().split_whitespace().map(|x| x.parse().unwrap()).collect();
     let (blocks, frsize, files, bfree, bavail, ffree) = (v[0], v[1], v[2], v[3], v[4], v[5]);
-    let total: u64 = m.ls("blobs/sha256").iter().map(|n| fs::metadata(m.path(&format!("blobs/sha256/{n}"))).unwrap().len()).sum();
+    let total: u64 = m
+        .ls("blobs/sha256")
+        .iter()
+        .map(|n| fs::metadata(m.path(&format!("blobs/sha256/{n}"))).unwrap().len())
+        .sum();
     assert!(frsize > 0, "statfs: fundamental block size 0");
     let bytes = blocks * frsize;
     assert!(
         bytes >= total && bytes <= total + total / 2 + (1 << 20),
         "statfs reports {bytes} bytes ({blocks} x {frsize}), the blobs total {total}"
     );
-    assert!(files >= m.ls("blobs/sha256").len() as u64 + 4, "statfs reports {files} nodes");
+    assert!(
+        files >= m.ls("blobs/sha256").len() as u64 + 4,
+        "statfs reports {files} nodes"
+    );
     let _ = (bfree, bavail, ffree);
     // `stat -f` plain form works too
     run(Command::new("stat").arg("-f").arg(&m.dir), CMD_TIMEOUT).assert_ok();
@@ -241,7 +316,12 @@ fn helper_mount(cmd: &mut Command, mnt: &Path) {
     };
     if !o.ok() || !mounted {
         cleanup(mnt);
-        panic!("{} (mounted: {mounted})\n{}{}", o.describe(), o.stdout_str(), o.stderr_str());
+        panic!(
+            "{} (mounted: {mounted})\n{}{}",
+            o.describe(),
+            o.stdout_str(),
+            o.stderr_str()
+        );
     }
     assert_no_panic(&o);
     let top = ls(mnt);
@@ -254,7 +334,11 @@ fn helper_mount(cmd: &mut Command, mnt: &Path) {
     }
     assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]), "{}", o.what);
     assert_eq!(idx.unwrap(), fs::read(src.join("index.json")).unwrap(), "{}", o.what);
-    assert!(info.mount_options.iter().any(|o| o == "ro"), "options {:?}", info.mount_options);
+    assert!(
+        info.mount_options.iter().any(|o| o == "ro"),
+        "options {:?}",
+        info.mount_options
+    );
     assert!(info.fs_type.starts_with("fuse"), "fs type {}", info.fs_type);
     assert!(u.ok(), "imgfs umount after {}: {}", o.what, u.stderr_str());
     assert!(!still, "still mounted after imgfs umount");
@@ -273,7 +357,14 @@ fn mount_helper_form_via_mount_fuse3() {
     let bin_dir = imgfs().parent().unwrap();
     let path = format!("{}:{}", bin_dir.display(), std::env::var("PATH").unwrap_or_default());
     helper_mount(
-        Command::new("mount.fuse3").arg(fx("oci")).arg(&mnt).arg("-t").arg("fuse.imgfs").arg("-o").arg("ro").env("PATH", &path),
+        Command::new("mount.fuse3")
+            .arg(fx("oci"))
+            .arg(&mnt)
+            .arg("-t")
+            .arg("fuse.imgfs")
+            .arg("-o")
+            .arg("ro")
+            .env("PATH", &path),
         &mnt,
     );
 }
@@ -287,7 +378,16 @@ fn mount_t_fuse_through_mount8() {
     let mnt = t.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
     let spec = format!("{}#{}", imgfs().display(), fx("oci").display());
-    helper_mount(Command::new("mount").arg("-t").arg("fuse").arg(&spec).arg(&mnt).arg("-o").arg("ro"), &mnt);
+    helper_mount(
+        Command::new("mount")
+            .arg("-t")
+            .arg("fuse")
+            .arg(&spec)
+            .arg(&mnt)
+            .arg("-o")
+            .arg("ro"),
+        &mnt,
+    );
 }
 
 /// `imgfs umount` unmounts (the `Mount` guard falls back to fusermount3, this does not).
@@ -296,7 +396,10 @@ fn imgfs_umount_unmounts() {
     let t = tempdir();
     let mnt = t.path().join("mnt");
     fs::create_dir(&mnt).unwrap();
-    let m = run_imgfs(["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()], MOUNT_TIMEOUT);
+    let m = run_imgfs(
+        ["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()],
+        MOUNT_TIMEOUT,
+    );
     assert_no_panic(&m);
     let mounted = is_mounted(&mnt);
     let u = imgfs_umount(&mnt);
@@ -308,7 +411,10 @@ fn imgfs_umount_unmounts() {
     assert!(!still, "still mounted after imgfs umount");
     // the directory is usable again: empty, and mountable a second time
     assert!(ls(&mnt).is_empty());
-    let again = run_imgfs(["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()], MOUNT_TIMEOUT);
+    let again = run_imgfs(
+        ["mount".as_ref(), fx("oci-archive.tar").as_os_str(), mnt.as_os_str()],
+        MOUNT_TIMEOUT,
+    );
     let remounted = is_mounted(&mnt);
     let _ = run_imgfs(["umount".as_ref(), mnt.as_os_str()], MOUNT_TIMEOUT);
     force_unmount(&mnt);
@@ -322,6 +428,15 @@ fn umount_of_a_plain_directory_fails() {
     let o = run_imgfs(["umount".as_ref(), t.path().as_os_str()], ERROR_TIMEOUT);
     assert_no_panic(&o);
     assert!(!o.ok(), "imgfs umount of a plain directory succeeded");
-    assert_eq!(o.stderr_str().trim_end().lines().count(), 1, "stderr: {}", o.stderr_str());
-    assert!(o.stderr_str().contains(&*t.path().to_string_lossy()), "stderr names the directory: {}", o.stderr_str());
+    assert_eq!(
+        o.stderr_str().trim_end().lines().count(),
+        1,
+        "stderr: {}",
+        o.stderr_str()
+    );
+    assert!(
+        o.stderr_str().contains(&*t.path().to_string_lossy()),
+        "stderr names the directory: {}",
+        o.stderr_str()
+    );
 }

@@ -18,7 +18,12 @@ fn edge() -> &'static Path {
         let out = target.join("test-fixtures-edge");
         let script = crate_root().join("tests/fixtures/edge/make-edge-image.sh");
         let o = run(Command::new("bash").arg(&script).arg(&out), Duration::from_secs(300));
-        assert!(o.ok(), "make-edge-image.sh failed: {}\n{}", o.describe(), o.stderr_str());
+        assert!(
+            o.ok(),
+            "make-edge-image.sh failed: {}\n{}",
+            o.describe(),
+            o.stderr_str()
+        );
         out
     })
 }
@@ -27,7 +32,13 @@ fn edge() -> &'static Path {
 fn dump(dir: &Path) -> String {
     let script = crate_root().join("tests/fixtures/edge/treedump.py");
     let o = run(Command::new("python3").arg(&script).arg(dir), Duration::from_secs(300));
-    assert!(o.ok(), "treedump {} failed: {}\n{}", dir.display(), o.describe(), o.stderr_str());
+    assert!(
+        o.ok(),
+        "treedump {} failed: {}\n{}",
+        dir.display(),
+        o.describe(),
+        o.stderr_str()
+    );
     o.stdout_str()
 }
 
@@ -39,7 +50,9 @@ fn assert_same_tree(what: &str, got: &str, want: &str) {
     let w: Vec<&str> = want.lines().collect();
     let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
     let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
-    panic!("{what}: rootfs differs from umoci unpack\n--- only in umoci:\n{missing:#?}\n--- only in imgfs:\n{extra:#?}");
+    panic!(
+        "{what}: rootfs differs from umoci unpack\n--- only in umoci:\n{missing:#?}\n--- only in imgfs:\n{extra:#?}"
+    );
 }
 
 /// (source, ref directory) of every format the edge image is converted to.
@@ -67,7 +80,10 @@ fn rootfs_equals_umoci_unpack_for_every_format_cold_and_warm() {
             assert_same_tree(&format!("{source} ({pass})"), &got, &want);
         }
         let cached = std::fs::read_dir(cache.path()).map(|d| d.count()).unwrap_or(0);
-        assert!(cached >= 3, "{source}: expected the layer indexes in the cache, found {cached} files");
+        assert!(
+            cached >= 3,
+            "{source}: expected the layer indexes in the cache, found {cached} files"
+        );
     }
 }
 
@@ -78,11 +94,17 @@ fn layer_trees_show_whiteouts_as_stored() {
     let layers = m.ls("images/edge/layers");
     assert_eq!(layers, ["0", "1", "2"].iter().map(|s| s.to_string()).collect());
     let l1 = m.ls("images/edge/layers/1");
-    assert!(l1.contains(".wh.gone-dir") && l1.contains(".wh.readd"), "layer 1 lacks its whiteouts: {l1:?}");
+    assert!(
+        l1.contains(".wh.gone-dir") && l1.contains(".wh.readd"),
+        "layer 1 lacks its whiteouts: {l1:?}"
+    );
     assert!(m.ls("images/edge/layers/1/opaque").contains(".wh..wh..opq"));
     // The merged view hides them.
     let root = m.ls("images/edge/rootfs");
-    assert!(!root.iter().any(|n| n.starts_with(".wh.")), "whiteout visible in rootfs: {root:?}");
+    assert!(
+        !root.iter().any(|n| n.starts_with(".wh.")),
+        "whiteout visible in rootfs: {root:?}"
+    );
     assert_eq!(m.read("images/edge/rootfs/readd"), b"new\n");
     assert_eq!(m.read("images/edge/layers/0/readd"), b"old\n");
 }

@@ -37,10 +37,14 @@ pub fn cmd_exists(name: &str) -> bool {
     if name.contains('/') {
         return Path::new(name).exists();
     }
-    let Some(path) = std::env::var_os("PATH") else { return false };
+    let Some(path) = std::env::var_os("PATH") else {
+        return false;
+    };
     std::env::split_paths(&path).any(|d| {
         let p = d.join(name);
-        p.metadata().map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0).unwrap_or(false)
+        p.metadata()
+            .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+            .unwrap_or(false)
     })
 }
 
@@ -66,13 +70,28 @@ pub fn fixtures() -> &'static Path {
 }
 
 fn build_fixtures() -> Result<PathBuf, String> {
-    let tools = ["umoci", "skopeo", "jq", "python3", "tar", "gzip", "flock", "sha256sum", "/bin/busybox"];
+    let tools = [
+        "umoci",
+        "skopeo",
+        "jq",
+        "python3",
+        "tar",
+        "gzip",
+        "flock",
+        "sha256sum",
+        "/bin/busybox",
+    ];
     let missing: Vec<&str> = tools.iter().copied().filter(|t| !cmd_exists(t)).collect();
     if !missing.is_empty() {
-        return Err(format!("cannot build test fixtures, missing tools {missing:?}: {INSTALL_HINT}"));
+        return Err(format!(
+            "cannot build test fixtures, missing tools {missing:?}: {INSTALL_HINT}"
+        ));
     }
     // <target>/<profile>/imgfs -> <target>/test-fixtures
-    let target = imgfs().parent().and_then(Path::parent).expect("binary lives in target/<profile>/");
+    let target = imgfs()
+        .parent()
+        .and_then(Path::parent)
+        .expect("binary lives in target/<profile>/");
     let out = target.join("test-fixtures");
     let script = crate_root().join("tests/fixtures/make-images.sh");
     let mut cmd = Command::new("bash");
@@ -127,7 +146,9 @@ pub fn expected() -> &'static HashMap<String, String> {
 }
 
 pub fn expect(key: &str) -> &'static str {
-    expected().get(key).unwrap_or_else(|| panic!("expected.env has no {key}"))
+    expected()
+        .get(key)
+        .unwrap_or_else(|| panic!("expected.env has no {key}"))
 }
 
 /// The 1 MiB pseudo-random file of the fixtures: sha256(SEED || u64le(i)) for i = 0, 1, ...
@@ -210,7 +231,10 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
     let what = format!(
         "{} {}",
         cmd.get_program().to_string_lossy(),
-        cmd.get_args().map(|a| a.to_string_lossy()).collect::<Vec<_>>().join(" ")
+        cmd.get_args()
+            .map(|a| a.to_string_lossy())
+            .collect::<Vec<_>>()
+            .join(" ")
     );
     let mut out = tempfile::tempfile().expect("tempfile");
     let mut err = tempfile::tempfile().expect("tempfile");
@@ -243,7 +267,14 @@ pub fn run(cmd: &mut Command, timeout: Duration) -> Outcome {
     out.read_to_end(&mut stdout).unwrap();
     err.seek(SeekFrom::Start(0)).unwrap();
     err.read_to_end(&mut stderr).unwrap();
-    Outcome { status, stdout, stderr, timed_out, elapsed, what }
+    Outcome {
+        status,
+        stdout,
+        stderr,
+        timed_out,
+        elapsed,
+        what,
+    }
 }
 
 /// `imgfs ARGS...`
@@ -341,7 +372,10 @@ pub fn force_unmount(dir: &Path) {
         if !is_mounted(dir) {
             return;
         }
-        let _ = run(Command::new("fusermount3").arg("-u").arg("-z").arg(dir), Duration::from_secs(10));
+        let _ = run(
+            Command::new("fusermount3").arg("-u").arg("-z").arg(dir),
+            Duration::from_secs(10),
+        );
         if is_mounted(dir) {
             let _ = run(Command::new("umount").arg("-l").arg(dir), Duration::from_secs(10));
         }
@@ -405,7 +439,11 @@ impl Mount {
                 o.stderr_str()
             );
         }
-        Ok(Mount { source: source.to_string_lossy().into_owned(), dir, _tmp: tmp })
+        Ok(Mount {
+            source: source.to_string_lossy().into_owned(),
+            dir,
+            _tmp: tmp,
+        })
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -423,8 +461,7 @@ impl Mount {
 
     pub fn json(&self, rel: &str) -> serde_json::Value {
         let b = self.read(rel);
-        serde_json::from_slice(&b)
-            .unwrap_or_else(|e| panic!("{rel} in the mount of {} is not JSON: {e}", self.source))
+        serde_json::from_slice(&b).unwrap_or_else(|e| panic!("{rel} in the mount of {} is not JSON: {e}", self.source))
     }
 
     pub fn ls(&self, rel: &str) -> BTreeSet<String> {
@@ -467,7 +504,11 @@ impl Drop for Mount {
             return;
         }
         assert_no_panic(&o);
-        assert!(!left, "{} is still mounted after imgfs umount and fusermount3 -u -z", self.dir.display());
+        assert!(
+            !left,
+            "{} is still mounted after imgfs umount and fusermount3 -u -z",
+            self.dir.display()
+        );
     }
 }
 
@@ -598,7 +639,10 @@ pub fn walk_metadata(mnt: &Path) -> Vec<PathBuf> {
     walk_with(mnt, &|rel| {
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
         let is_view = (name == "rootfs" || name == "layers")
-            && rel.parent().map(|p| mnt.join(p).join("manifest.json").is_file()).unwrap_or(false);
+            && rel
+                .parent()
+                .map(|p| mnt.join(p).join("manifest.json").is_file())
+                .unwrap_or(false);
         !is_view
     })
 }
@@ -616,8 +660,14 @@ pub fn tree_dump(dir: &Path) -> Vec<String> {
             let mode = md.mode() & 0o7777;
             let (size, extra) = match t {
                 'f' => (md.len().to_string(), sha256_file(&p)),
-                'l' => (md.len().to_string(), fs::read_link(&p).unwrap().to_string_lossy().into_owned()),
-                'c' | 'b' => ("-".into(), format!("{}:{}", libc_major(md.rdev()), libc_minor(md.rdev()))),
+                'l' => (
+                    md.len().to_string(),
+                    fs::read_link(&p).unwrap().to_string_lossy().into_owned(),
+                ),
+                'c' | 'b' => (
+                    "-".into(),
+                    format!("{}:{}", libc_major(md.rdev()), libc_minor(md.rdev())),
+                ),
                 _ => ("-".into(), String::new()),
             };
             format!("/{} {t} {mode:04o} {size} {extra}", rel.display())
@@ -695,7 +745,10 @@ pub fn read_archive(path: &Path) -> Archive {
                 files.insert(name, b);
             }
             tar::EntryType::Symlink => {
-                let t = e.link_name_bytes().map(|b| String::from_utf8_lossy(&b).into_owned()).unwrap_or_default();
+                let t = e
+                    .link_name_bytes()
+                    .map(|b| String::from_utf8_lossy(&b).into_owned())
+                    .unwrap_or_default();
                 links.insert(name, t);
             }
             _ => {}
@@ -713,8 +766,16 @@ impl Archive {
                 return Some(b);
             }
             let t = self.links.get(&name)?;
-            let base = Path::new(&name).parent().unwrap_or(Path::new("")).to_string_lossy().into_owned();
-            name = if t.starts_with('/') { normalize(t) } else { normalize(&format!("{base}/{t}")) };
+            let base = Path::new(&name)
+                .parent()
+                .unwrap_or(Path::new(""))
+                .to_string_lossy()
+                .into_owned();
+            name = if t.starts_with('/') {
+                normalize(t)
+            } else {
+                normalize(&format!("{base}/{t}"))
+            };
         }
         None
     }
@@ -766,7 +827,8 @@ pub fn escape_ref(r: &str) -> String {
 }
 
 pub fn digest_hex(d: &str) -> &str {
-    d.strip_prefix("sha256:").unwrap_or_else(|| panic!("not a sha256 digest: {d}"))
+    d.strip_prefix("sha256:")
+        .unwrap_or_else(|| panic!("not a sha256 digest: {d}"))
 }
 
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
@@ -794,7 +856,10 @@ pub fn is_index(desc: &serde_json::Value, doc: Option<&serde_json::Value>) -> bo
 /// skipping non-distributable layers.
 pub fn reachable(m: &Mount) -> BTreeSet<String> {
     fn visit(m: &Mount, desc: &serde_json::Value, out: &mut BTreeSet<String>, depth: usize) {
-        let d = desc["digest"].as_str().unwrap_or_else(|| panic!("descriptor without digest: {desc}")).to_owned();
+        let d = desc["digest"]
+            .as_str()
+            .unwrap_or_else(|| panic!("descriptor without digest: {desc}"))
+            .to_owned();
         if !out.insert(d.clone()) || depth > 8 {
             return;
         }
@@ -805,7 +870,9 @@ pub fn reachable(m: &Mount) -> BTreeSet<String> {
         }
         let p = m.path(&format!("blobs/sha256/{}", digest_hex(&d)));
         let Ok(b) = fs::read(&p) else { return };
-        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&b) else { return };
+        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&b) else {
+            return;
+        };
         if let Some(ms) = doc["manifests"].as_array() {
             for c in ms {
                 visit(m, c, out, depth + 1);
@@ -874,6 +941,11 @@ impl Failures {
         self.0.push(msg);
     }
     pub fn assert_none(self, what: &str) {
-        assert!(self.0.is_empty(), "{what}: {} failure(s):\n  - {}", self.0.len(), self.0.join("\n  - "));
+        assert!(
+            self.0.is_empty(),
+            "{what}: {} failure(s):\n  - {}",
+            self.0.len(),
+            self.0.join("\n  - ")
+        );
     }
 }
