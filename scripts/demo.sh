@@ -24,7 +24,9 @@ cp /bin/busybox "$root/bin/busybox"
 ln -s busybox "$root/bin/sh"
 echo "hello from imgfs" > "$root/etc/motd"
 umoci repack --image "$work/oci:demo" "$work/bundle" >/dev/null
-sleep 1
+# A second layer: unpack the first again, change it, repack (deleting a file makes a whiteout).
+rm -rf "$work/bundle"
+umoci unpack --image "$work/oci:demo" "$work/bundle" >/dev/null
 echo "second layer" > "$root/etc/layer2"
 rm "$root/etc/motd"
 umoci repack --image "$work/oci:demo" "$work/bundle" >/dev/null
@@ -37,7 +39,7 @@ mkdir "$mnt"
 echo "== merged rootfs (etc/motd was deleted in layer 2: a whiteout)"
 ls -l "$mnt"/images/*/rootfs/ "$mnt"/images/*/rootfs/etc/
 cat "$mnt"/images/*/rootfs/etc/layer2
-echo "== each layer as stored"
+echo "== each layer as stored (layer 1 holds the whiteout .wh.motd)"
 ls -la "$mnt"/images/*/layers/*/etc/
 echo "== blobs verify against their names"
 ( cd "$mnt/blobs/sha256" && for b in *; do echo "$b  $b"; done | sha256sum -c --quiet ) && echo "all blobs ok"

@@ -211,6 +211,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
 }
 
 fn mount_foreground(source: &str, mountpoint: &Path, opts: &Options, cache: &Cache) -> anyhow::Result<ExitCode> {
+    mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
     let fs = Fs::new(imgfs::open_tree(source, cache)?, cache.clone());
     mount::serve(fs, source, &mountpoint, opts, || {

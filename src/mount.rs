@@ -19,6 +19,9 @@ pub enum MountError {
     /// An option we do not know or cannot honour.
     #[error("mount option {option:?}: {reason}")]
     BadOption { option: String, reason: String },
+    /// FUSE is not usable on this machine.
+    #[error("{reason}")]
+    NoFuse { reason: String },
     /// The kernel or fusermount refused.
     #[error("cannot mount on {}: {source}", path.display())]
     Mount { path: PathBuf, source: std::io::Error },
@@ -117,6 +120,29 @@ impl Options {
         config.clone_fd = true;
         config
     }
+}
+
+/// Checks that this machine can mount FUSE: /dev/fuse exists, and without root, fusermount3 is
+/// on PATH (fuser mounts directly as root and through fusermount3 otherwise).
+pub fn check_fuse_available() -> Result<(), MountError> {
+    if !Path::new("/dev/fuse").exists() {
+        return Err(MountError::NoFuse {
+            reason: "/dev/fuse does not exist: load the fuse kernel module (modprobe fuse) or, in a container, \
+                     pass the device in (--device /dev/fuse)"
+                .into(),
+        });
+    }
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    let on_path = |name: &str| {
+        std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
+    };
+    if !root && !on_path("fusermount3") {
+        return Err(MountError::NoFuse {
+            reason: "fusermount3 is not installed (package fuse3); it is needed to mount without root".into(),
+        });
+    }
+    Ok(())
 }
 
 /// Checks that `path` is an empty directory that is not a mount point already.

@@ -207,7 +207,7 @@ impl LayerStore {
             });
         let index = match cached {
             Some(index) => {
-                log::debug!("layer {digest}: index loaded from the cache");
+                log::info!("layer {digest}: index loaded from the cache");
                 index
             }
             None => {

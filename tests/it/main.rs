@@ -7,12 +7,14 @@
 //!   real archives from shared/fixtures.
 //! - `errors`: broken inputs and bad mount points fail quickly with one clear line.
 //! - `rootfs`: merged rootfs and layer trees against `umoci unpack` of an edge-case image.
+//! - `layers`: layers indexed once, the index cache, corrupt layers and caches, pre-1.0 layouts.
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
 //!
 //! See docs/testing.md.
 
 mod errors;
 mod fs_semantics;
+mod layers;
 mod rootfs;
 mod sources;
 mod util;

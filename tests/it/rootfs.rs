@@ -10,7 +10,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 /// The edge-case image and its reference unpack, built once per run.
-fn edge() -> &'static Path {
+pub fn edge() -> &'static Path {
     static EDGE: OnceLock<PathBuf> = OnceLock::new();
     EDGE.get_or_init(|| {
         require(&["umoci", "skopeo", "python3", "tar", "gzip"]);

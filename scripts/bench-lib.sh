@@ -1,0 +1,686 @@
+# Helpers of scripts/bench (sourced; uses its globals: RUN, IN, WORKDIR, IMGFS, RUNS, LIMIT...).
+# shellcheck shell=bash
+
+ROWS=() PROBLEMS=() NOTES=() MOUNTS=()
+DROP_OK=1
+
+log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
+section() { log "== $*"; }
+die() { log "error: $*"; exit 1; }
+note() { log "note: $*"; NOTES+=("$*"); }
+problem() { log "PROBLEM: $*"; PROBLEMS+=("$*"); }
+
+# ---------------------------------------------------------------------------------------------
+# Numbers and formatting (awk does the arithmetic; LC_ALL=C keeps '.' as the decimal point).
+
+# Seconds elapsed since $1 (an $EPOCHREALTIME value).
+since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }'; }
+# Sets MIN and MED (median) of the arguments.
+minmed() {
+  local s
+  s=$(printf '%s\n' "$@" | sort -g)
+  MIN=$(head -n1 <<< "$s")
+  MED=$(awk -v n=$# '{ a[NR] = $1 } END { if (n % 2) print a[(n + 1) / 2]; else printf "%.4f\n", (a[n / 2] + a[n / 2 + 1]) / 2 }' <<< "$s")
+}
+fmt_time() { awk -v t="$1" 'BEGIN { if (t < 0.1) printf "%.3f s", t; else if (t < 10) printf "%.2f s", t; else printf "%.1f s", t }'; }
+fmt_size() {
+  awk -v b="$1" 'BEGIN { if (b < 1048576) printf "%.1f KiB", b / 1024; else if (b < 1073741824) printf "%.1f MiB", b / 1048576;
+                          else printf "%.2f GiB", b / 1073741824 }'
+}
+mbps() { awk -v b="$1" -v t="$2" 'BEGIN { printf "%.0f", (t > 0 ? b / t / 1e6 : 0) }'; }
+rate() { awk -v n="$1" -v t="$2" 'BEGIN { printf "%.0f", (t > 0 ? n / t : 0) }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "?" }'; }
+pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf (a / b < 0.001 ? "%.4f %%" : "%.2f %%"), 100 * a / b; else printf "?" }'; }
+
+# ---------------------------------------------------------------------------------------------
+# Table rows: "| measurement | best | median | ratio | notes |".
+
+add_row() {
+  ROWS+=("| $1 | $2 | $3 | $4 | $5 |")
+  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUN/rows.tsv"
+  log "row: $1 | $2 | $3 | $4 | $5"
+}
+fail_row() { add_row "$1" "FAILED" "" "" "$2"; problem "$1: $2"; }
+# time_row LABEL REF_MEDIAN REF_NAME NOTES TIMES...: best/median time, median as a ratio to REF.
+time_row() {
+  local label=$1 ref=$2 refname=$3 notes=$4
+  shift 4
+  printf '%s\t%s\n' "$label" "$*" >> "$RUN/raw.tsv"
+  minmed "$@"
+  local r=""
+  [[ -n $ref ]] && r="$(ratio "$MED" "$ref")× $refname"
+  add_row "$label" "$(fmt_time "$MIN")" "$(fmt_time "$MED")" "$r" "$notes"
+}
+# Rows of the random-file and sequential-read groups are collected, then printed together.
+rand_label() { echo "$NRAND random files < 64 KiB ($(fmt_size "$FILE_BYTES")), cold page cache: $1"; }
+seq_label() { echo "sequential read of the largest file ($(fmt_size "$LARGEST_SIZE")), cold page cache: $1"; }
+rand_row() {
+  local name=$1 notes=$2
+  shift 2
+  printf '%s\t%s\n' "random files: $name" "$*" >> "$RUN/raw.tsv"
+  minmed "$@"
+  local r
+  r=$(rate "$NRAND" "$MED")
+  RAND_ROWS+=("$(rand_label "$name")|$(rate "$NRAND" "$MIN") files/s|$r files/s|$(ratio "$r" "$EXT_RATE")× local fs|$notes")
+}
+seq_row() {
+  local name=$1 notes=$2
+  shift 2
+  printf '%s\t%s\n' "sequential: $name" "$*" >> "$RUN/raw.tsv"
+  minmed "$@"
+  local r
+  r=$(mbps "$LARGEST_SIZE" "$MED")
+  SEQ_ROWS+=("$(seq_label "$name")|$(mbps "$LARGEST_SIZE" "$MIN") MB/s|$r MB/s|$(ratio "$r" "$EXT_SEQ")× local fs|$notes")
+}
+emit_sub_row() {
+  local a b c d e
+  IFS='|' read -r a b c d e <<< "$1"
+  add_row "$a" "$b" "$c" "$d" "$e"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Page cache, processes, mounts.
+
+drop_caches() {
+  sync
+  if ! echo 3 > /proc/sys/vm/drop_caches 2> /dev/null; then
+    ((DROP_OK)) && note "cannot drop the page cache: 'cold' rows ran with a warm page cache"
+    DROP_OK=0
+  fi
+}
+
+# True when process $1 is alive and has an argument equal to $2 (guards against PID reuse).
+alive_with_arg() {
+  local a
+  [[ -r /proc/$1/cmdline ]] || return 1
+  while IFS= read -r -d '' a; do
+    [[ $a == "$2" ]] && return 0
+  done 2> /dev/null < "/proc/$1/cmdline"
+  return 1
+}
+# PID of the process with an argument equal to $1 (a mount dir: unique per run).
+pid_with_arg() {
+  local p
+  for p in /proc/[0-9]*; do
+    p=${p#/proc/}
+    [[ $p == "$BASHPID" || $p == "$$" ]] && continue
+    if alive_with_arg "$p" "$1"; then
+      echo "$p"
+      return 0
+    fi
+  done
+  return 1
+}
+vm_hwm() { awk '/^VmHWM:/ { print $2 * 1024 }' "/proc/$1/status" 2> /dev/null || echo 0; }
+io_field() { awk -v f="$2:" '$1 == f { print $2 }' "/proc/$1/io" 2> /dev/null || echo 0; }
+
+wait_gone() { # pid arg seconds
+  local n=$(($3 * 10))
+  while ((n-- > 0)) && alive_with_arg "$1" "$2"; do sleep 0.1; done
+  ! alive_with_arg "$1" "$2"
+}
+stop_pid() { # pid arg: only a process of ours that did not exit after its unmount
+  alive_with_arg "$1" "$2" || return 0
+  problem "process $1 ($(tr '\0' ' ' < "/proc/$1/cmdline" 2> /dev/null | cut -c1-120)) did not exit after unmount; sending TERM"
+  kill -TERM "$1" 2> /dev/null || true
+  wait_gone "$1" "$2" 5 && return 0
+  kill -KILL "$1" 2> /dev/null || true
+  wait_gone "$1" "$2" 5 || true
+}
+
+new_mnt() { MNT=$(mktemp -d "$RUN/mnt.XXXXXX"); }
+
+# imgfs_mount SOURCE MNT CACHE_DIR: sets DPID to the daemon's PID.
+imgfs_mount() {
+  MOUNTS+=("imgfs|$2")
+  DPID=""
+  if ! timeout -k 5 "$LIMIT" "$IMGFS" mount "$1" "$2" --cache-dir "$3" --log-file "$LOG" 2> "$RUN/mount.err"; then
+    MOUNT_ERR=$(head -c 300 "$RUN/mount.err" | tr '\n' ' ')
+    return 1
+  fi
+  DPID=$(pid_with_arg "$2") || DPID=""
+  [[ -n $DPID ]] || problem "mounted $2 but found no imgfs daemon with it in its command line"
+  return 0
+}
+
+# Unmounts everything this script mounted (imgfs by `imgfs umount`, others by fusermount) and
+# waits for each daemon to exit; a daemon that stays is stopped by its PID.
+unmount_all() {
+  local m kind mnt pid try
+  for m in "${MOUNTS[@]}"; do
+    kind=${m%%|*} mnt=${m#*|}
+    pid=$(pid_with_arg "$mnt") || pid=""
+    for try in 1 2 3 4 5; do
+      mountpoint -q "$mnt" || break
+      case $kind in
+        imgfs) timeout -k 5 60 "$IMGFS" umount "$mnt" ;;
+        archivemount) timeout -k 5 60 fusermount -u "$mnt" ;;
+        *) timeout -k 5 60 fusermount3 -u "$mnt" ;;
+      esac >> "$RUN/umount.log" 2>&1 && break
+      sleep 1
+    done
+    if mountpoint -q "$mnt"; then
+      problem "could not unmount $mnt ($kind): $(tail -n1 "$RUN/umount.log"); lazy unmount"
+      fusermount3 -u -z "$mnt" 2> /dev/null || umount -l "$mnt" 2> /dev/null || true
+    fi
+    if [[ -n $pid ]] && ! wait_gone "$pid" "$mnt" 30; then
+      stop_pid "$pid" "$mnt"
+    fi
+    rmdir "$mnt" 2> /dev/null || true
+  done
+  MOUNTS=()
+}
+
+cleanup() {
+  local rc=$?
+  set +e
+  trap - EXIT INT TERM HUP
+  unmount_all
+  if [[ -n ${RUN:-} && -d $RUN ]]; then
+    # Keep the report and logs; drop caches, scratch trees, the binary copy.
+    find "$RUN" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name '*.md' ! -name '*.tsv' -exec rm -rf {} +
+  fi
+  exit "$rc"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Inputs.
+
+# Sets TGZ, sizes, TREE, RANDLIST, DEEP, LARGEST, ENTRIES, BIG, LAYER_MT.
+build_inputs() {
+  mkdir -p "$IN"
+  local t0
+  if [[ ! -s $IN/files.tsv ]]; then
+    local dirs=() d a
+    for d in /usr/share /usr/lib/python3* /usr/lib/gcc /usr/include /usr/sbin /usr/bin /usr/libexec /usr/lib/x86_64-linux-gnu; do
+      [[ -d $d && ! -L $d ]] && dirs+=("${d#/}")
+    done
+    log "listing ${dirs[*]} (capped at $SIZE_MB MiB of file data)"
+    {
+      # Parents of the listed trees, then each tree sorted by name, in the order above.
+      for d in "${dirs[@]}"; do
+        a=$(dirname "$d")
+        while [[ $a != . ]]; do echo "$a"; a=$(dirname "$a"); done
+      done | sort -u | awk '{ printf "d\t0\t%s\n", $0 }'
+      for d in "${dirs[@]}"; do
+        (cd / && find "$d" \( -type f -o -type d -o -type l \) ! -name $'*\n*' ! -name $'*\t*' -printf '%y\t%s\t%p\n') | sort -t $'\t' -k3,3
+      done
+    } | awk -F'\t' -v cap=$((SIZE_MB * 1048576)) '$1 == "f" { if (tot >= cap) done = 1; else tot += $2 } !done { print }' > "$IN/files.tsv.tmp"
+    cut -f3 "$IN/files.tsv.tmp" > "$IN/files.list"
+    mv "$IN/files.tsv.tmp" "$IN/files.tsv"
+    rm -f "$IN/layer.tar"
+  fi
+  if [[ ! -s $IN/layer.tar ]]; then
+    log "tar --sort=name -cf layer.tar ($(wc -l < "$IN/files.list") entries)"
+    local rc=0
+    tar --sort=name --no-recursion --verbatim-files-from -C / -cf "$IN/layer.tar.tmp" -T "$IN/files.list" || rc=$?
+    ((rc <= 1)) || die "tar failed ($rc)"
+    ((rc == 0)) || note "tar: some files changed while archived (exit 1)"
+    mv "$IN/layer.tar.tmp" "$IN/layer.tar"
+    rm -rf "$IN/layer.tar.gz" "$IN/oci" "$IN/docker.tar" "$IN/tree" "$IN/big.tar" "$IN/tree.listing"
+  fi
+  if [[ ! -s $IN/layer.tar.gz ]]; then
+    log "gzip -6 layer.tar"
+    gzip -6 -n -c "$IN/layer.tar" > "$IN/layer.tar.gz.tmp"
+    mv "$IN/layer.tar.gz.tmp" "$IN/layer.tar.gz"
+  fi
+  if [[ ! -s $IN/oci/index.json ]]; then
+    log "umoci init + new + raw add-layer"
+    rm -rf "$IN/oci.tmp"
+    umoci init --layout "$IN/oci.tmp"
+    umoci new --image "$IN/oci.tmp:bench"
+    t0=$EPOCHREALTIME
+    umoci raw add-layer --image "$IN/oci.tmp:bench" "$IN/layer.tar"
+    log "umoci raw add-layer took $(fmt_time "$(since "$t0")")"
+    mv "$IN/oci.tmp" "$IN/oci"
+    rm -f "$IN/docker.tar"
+  fi
+  local mdig
+  mdig=$(jq -r '.manifests[] | select(.annotations["org.opencontainers.image.ref.name"] == "bench") | .digest' "$IN/oci/index.json")
+  LAYER_MT=$(jq -r '.layers[0].mediaType' "$IN/oci/blobs/sha256/${mdig#sha256:}")
+  local ldig
+  ldig=$(jq -r '.layers[0].digest' "$IN/oci/blobs/sha256/${mdig#sha256:}")
+  ln -sfn "oci/blobs/sha256/${ldig#sha256:}" "$IN/layer.oci.tar.gz"
+  TGZ=$IN/layer.oci.tar.gz
+  [[ $(head -c2 "$TGZ" | od -An -tx1 | tr -d ' \n') == 1f8b ]] \
+    || die "the layer umoci wrote is not gzip ($LAYER_MT); the benchmark compares gzip readers"
+  if [[ ! -s $IN/docker.tar ]]; then
+    log "skopeo copy oci:...:bench docker-archive:docker.tar"
+    rm -f "$IN/docker.tar.tmp"
+    skopeo copy --quiet "oci:$IN/oci:bench" "docker-archive:$IN/docker.tar.tmp:imgfs-bench:latest"
+    mv "$IN/docker.tar.tmp" "$IN/docker.tar"
+  fi
+  if [[ ! -d $IN/tree ]]; then
+    log "tar -xzf the layer into tree/ (the local-fs peer)"
+    rm -rf "$IN/tree.tmp"
+    mkdir "$IN/tree.tmp"
+    tar -xzf "$TGZ" -C "$IN/tree.tmp"
+    mv "$IN/tree.tmp" "$IN/tree"
+  fi
+  TREE=$IN/tree
+  if [[ ! -s $IN/tree.listing ]]; then
+    tree_listing "$TREE" > "$IN/tree.listing.tmp"
+    mv "$IN/tree.listing.tmp" "$IN/tree.listing"
+  fi
+  if ((!QUICK)) && [[ ! -s $IN/big.tar ]]; then
+    # Three ~1 GiB uncompressed layers (the layer, and two copies with one extra file each).
+    log "building the multi-GB docker-archive (3 layers)"
+    rm -rf "$IN/big-oci" "$IN/big.tar.tmp" "$IN/big-extra"
+    skopeo copy --quiet "oci:$IN/oci:bench" "oci:$IN/big-oci:big"
+    mkdir -p "$IN/big-extra"
+    local k
+    for k in 2 3; do
+      cp "$IN/layer.tar" "$IN/big-layer.tar"
+      echo "layer $k" > "$IN/big-extra/imgfs-bench-layer-$k"
+      tar -rf "$IN/big-layer.tar" -C "$IN/big-extra" "imgfs-bench-layer-$k"
+      umoci raw add-layer --image "$IN/big-oci:big" "$IN/big-layer.tar"
+    done
+    skopeo copy --quiet "oci:$IN/big-oci:big" "docker-archive:$IN/big.tar.tmp:imgfs-bench-big:latest"
+    mv "$IN/big.tar.tmp" "$IN/big.tar"
+    rm -rf "$IN/big-oci" "$IN/big-layer.tar" "$IN/big-extra"
+  fi
+  if ((QUICK)); then BIG=$IN/docker.tar; else BIG=$IN/big.tar; fi
+
+  UNC_SIZE=$(stat -c %s "$IN/layer.tar")
+  GZ_SIZE=$(stat -L -c %s "$TGZ")
+  GZ6_SIZE=$(stat -c %s "$IN/layer.tar.gz")
+  ENTRIES=$(wc -l < "$IN/files.tsv")
+  RANDLIST=$IN/random-$NFILES.list
+  awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { print $3 }' "$IN/files.tsv" \
+    | shuf -n "$NFILES" --random-source=<(yes imgfs-bench) > "$RANDLIST"
+  DEEP=$(awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { n = gsub("/", "/", $3); if (n > best) { best = n; p = $3 } } END { print p }' "$IN/files.tsv")
+  LARGEST=$(awk -F'\t' '$1 == "f" && $2 > max { max = $2; p = $3 } END { print p }' "$IN/files.tsv")
+  LARGEST_SIZE=$(stat -c %s "$TREE/$LARGEST")
+  log "layer: $ENTRIES entries, $(fmt_size "$UNC_SIZE") tar, $(fmt_size "$GZ_SIZE") umoci gzip ($LAYER_MT), $(fmt_size "$GZ6_SIZE") gzip -6"
+}
+
+# One line per entry: type, mode, owner, size and link count (files) or target (symlinks), path.
+tree_listing() {
+  (cd "$1" && find . -mindepth 1 \( -type l -printf 'l %m %U:%G -> %l %P\n' \) \
+    -o \( -type f -printf 'f %m %U:%G %s n%n %P\n' \) -o -printf '%y %m %U:%G %P\n') | sort
+}
+
+# Does this imgfs read gzip layers? A tiny umoci image: `imgfs ls` and `imgfs cat` must work.
+probe_gzip() {
+  local p=$WORKDIR/probe out
+  if [[ ! -s $p/oci/index.json ]]; then
+    rm -rf "$p"
+    mkdir -p "$p/files/dir"
+    seq 1 700000 > "$p/files/dir/numbers" # ~4.7 MB: several gzip access points
+    echo "imgfs gzip probe" > "$p/files/dir/hello"
+    tar --sort=name -C "$p/files" -cf "$p/probe.tar" dir
+    umoci init --layout "$p/oci.tmp"
+    umoci new --image "$p/oci.tmp:probe"
+    umoci raw add-layer --image "$p/oci.tmp:probe" "$p/probe.tar"
+    mv "$p/oci.tmp" "$p/oci"
+  fi
+  GZIP_PROBE_ERR=""
+  if ! out=$(timeout -k 5 60 "$IMGFS" ls --no-cache "oci:$p/oci:probe" images/probe/rootfs/dir 2>&1); then
+    GZIP_PROBE_ERR="imgfs ls: $(tail -n1 <<< "$out" | cut -c1-200)"
+  elif [[ $(timeout -k 5 60 "$IMGFS" cat --no-cache "oci:$p/oci:probe" images/probe/rootfs/dir/numbers 2>&1 | sha256sum) \
+       != "$(sha256sum < "$p/files/dir/numbers")" ]]; then
+    GZIP_PROBE_ERR="imgfs cat of a 4.7 MB file in a gzip layer gave wrong bytes"
+    problem "$GZIP_PROBE_ERR"
+  fi
+  [[ -z $GZIP_PROBE_ERR ]]
+}
+
+# ---------------------------------------------------------------------------------------------
+# Measurements.
+
+# read_list ROOT LIST: cat every listed file (one process for all); READ_ERR on failure.
+read_list() {
+  READ_ERR=""
+  if ! awk -v r="$1" '{ print r "/" $0 }' "$2" | timeout -k 5 "$LIMIT" xargs -d '\n' cat -- > /dev/null 2> "$RUN/read.err"; then
+    READ_ERR="$(grep -c . "$RUN/read.err") read errors or a timeout ($LIMIT s); first: $(head -n1 "$RUN/read.err" | cut -c1-200)"
+    return 1
+  fi
+}
+# "sha256  path" of every listed file, paths relative to ROOT.
+sha_of_list() { (cd "$1" && timeout -k 5 "$LIMIT" xargs -d '\n' sha256sum -- < "$2") 2> /dev/null || true; }
+
+# check_bytes NAME ROOT [N]: the first N (default all) random files and the largest file against
+# the extracted tree. Sets BYTES_NOTE and SEQ_NOTE.
+check_bytes() {
+  local name=$1 root=$2 n=${3:-} bad
+  if [[ -n $n ]]; then
+    head -n "$n" "$RANDLIST" > "$RUN/sub.list"
+    sha_of_list "$root" "$RUN/sub.list" > "$RUN/random.$name.sha"
+    head -n "$n" "$RUN/random.sha" > "$RUN/random.want.sha"
+  else
+    n=$NRAND
+    sha_of_list "$root" "$RANDLIST" > "$RUN/random.$name.sha"
+    cp "$RUN/random.sha" "$RUN/random.want.sha"
+  fi
+  # Lines of the wanted list not matched: wrong bytes or unreadable files.
+  bad=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep -c '^<' || true)
+  if ((bad == 0)); then
+    BYTES_NOTE="bytes match tar -x"
+  else
+    local first
+    first=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep '^<' | head -n1 | awk '{ print $3 }' || true)
+    BYTES_NOTE="WRONG BYTES: $bad of $n files differ from tar -x (e.g. $first)"
+    problem "$name: $bad of $n random files read back different bytes than tar -x extracted (e.g. $first)"
+  fi
+  if [[ $(sha256sum < "$root/$LARGEST" 2> /dev/null | cut -d' ' -f1) == "$(cat "$RUN/largest.sha")" ]]; then
+    SEQ_NOTE="$LARGEST; bytes match"
+  else
+    SEQ_NOTE="$LARGEST; WRONG BYTES"
+    problem "$name: $LARGEST read back different bytes than tar -x extracted"
+  fi
+}
+
+# cold_index_rows SOURCE LABEL [brief]: RUNS x (empty cache dir, drop page cache, mount,
+# ls -R rootfs). Sets LAST_REF, LAST_CACHE (the index cache of the last run, kept warm).
+cold_index_rows() {
+  local src=$1 label=$2 brief=${3:-} i t0 cache prev="" ref="" err=""
+  local times=() mtimes=() hwms=() sizes=()
+  for ((i = 1; i <= RUNS; i++)); do
+    cache=$(mktemp -d "$RUN/cache.XXXXXX")
+    new_mnt
+    drop_caches
+    t0=$EPOCHREALTIME
+    if ! imgfs_mount "$src" "$MNT" "$cache"; then
+      err="mount failed: $MOUNT_ERR"
+      unmount_all
+      break
+    fi
+    mtimes+=("$(since "$t0")")
+    ref=$(ls "$MNT/images" | head -n1 || true)
+    if ! timeout -k 5 "$LIMIT" ls -R "$MNT/images/$ref/rootfs" > /dev/null 2> "$RUN/ls.err"; then
+      err="ls -R rootfs failed or timed out ($LIMIT s): $(head -n1 "$RUN/ls.err" | cut -c1-200)"
+      unmount_all
+      break
+    fi
+    times+=("$(since "$t0")")
+    hwms+=("$(vm_hwm "$DPID")")
+    unmount_all
+    sizes+=("$(du -sb "$cache" | cut -f1)")
+    [[ -n $prev ]] && rm -rf "$prev"
+    prev=$cache
+  done
+  if [[ -n $err ]]; then
+    fail_row "$label" "$err (imgfs log: $LOG)"
+    return 1
+  fi
+  LAST_REF=$ref LAST_CACHE=$prev
+  minmed "${mtimes[@]}"
+  local mount_med=$MED
+  minmed "${hwms[@]}"
+  local hwm_min=$MIN hwm_med=$MED
+  minmed "${sizes[@]}"
+  local size_med=$MED
+  local per100k
+  per100k=$(awk -v h="$hwm_med" -v n="$ENTRIES" 'BEGIN { print h / (n / 100000) }')
+  if [[ -n $brief ]]; then
+    time_row "$label" "$GZ_MED" "gzip -dc" "mount alone $(fmt_time "$mount_med"); peak RSS $(fmt_size "$hwm_med"); index $(fmt_size "$size_med")" "${times[@]}"
+    return 0
+  fi
+  time_row "$label" "$GZ_MED" "gzip -dc" "$ENTRIES entries; the mount alone: median $(fmt_time "$mount_med")" "${times[@]}"
+  add_row "imgfs daemon peak RSS while indexing (VmHWM)" "$(fmt_size "$hwm_min")" "$(fmt_size "$hwm_med")" "" \
+    "$(fmt_size "$per100k") per 100k entries"
+  add_row "imgfs index size on disk (du of the cache dir)" "" "$(fmt_size "$size_med")" "$(pct "$size_med" "$UNC_SIZE") of the tar" \
+    "$(awk -v s="$size_med" -v n="$ENTRIES" 'BEGIN { printf "%.0f", s / n }') bytes per entry"
+}
+
+# Warm index: find over the whole rootfs (stats every entry) compared with the extracted tree;
+# the daemon's VmHWM after it gives the memory per 100k entries.
+tree_check_row() {
+  new_mnt
+  if ! imgfs_mount "$SRC" "$MNT" "$WARM_CACHE"; then
+    fail_row "imgfs rootfs vs tar -x tree" "mount failed: $MOUNT_ERR"
+    unmount_all
+    return
+  fi
+  local t0 t n hwm diffs
+  t0=$EPOCHREALTIME
+  timeout -k 5 "$LIMIT" bash -c "$(declare -f tree_listing); tree_listing \"\$1\"" _ "$MNT/images/$REF/rootfs" > "$RUN/imgfs.listing" 2> "$RUN/find.err" || true
+  t=$(since "$t0")
+  hwm=$(vm_hwm "$DPID")
+  unmount_all
+  n=$(wc -l < "$RUN/imgfs.listing")
+  diffs=$(comm -3 "$IN/tree.listing" "$RUN/imgfs.listing" | wc -l)
+  if ((diffs == 0)); then
+    add_row "imgfs rootfs vs tar -x tree (type, mode, owner, size, nlink, target)" "identical" "" "" "$n entries; find -printf over the mount: $(fmt_time "$t")"
+  else
+    local ex
+    ex=$(comm -3 "$IN/tree.listing" "$RUN/imgfs.listing" | head -n4 | sed 's/^\t/imgfs: /; s/^\([^i]\)/tar -x: \1/' | tr '\n' ';' | sed 's/|/\\|/g; s/;$//' || true)
+    add_row "imgfs rootfs vs tar -x tree (type, mode, owner, size, nlink, target)" "$diffs lines differ" "" "" "$n entries (tar -x: $(wc -l < "$IN/tree.listing")); e.g. $ex"
+    problem "rootfs listing differs from the tar -x tree in $diffs lines, e.g. $ex (full: $RUN/imgfs.listing vs $IN/tree.listing)"
+    cp "$RUN/imgfs.listing" "$RUN/imgfs-listing.log" 2> /dev/null || true
+  fi
+  if [[ -s $RUN/find.err ]]; then
+    problem "find over rootfs printed errors: $(head -n1 "$RUN/find.err" | cut -c1-200)"
+  fi
+  add_row "imgfs daemon RSS per 100k entries (warm index, after find over rootfs)" "" \
+    "$(awk -v h="$hwm" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f MiB", h / (n / 100000) / 1048576; else print "?" }')" "" \
+    "VmHWM $(fmt_size "$hwm") for $n entries"
+}
+
+ensure_ratarmount() {
+  RAT=$WORKDIR/venv/bin/ratarmount
+  if [[ ! -x $RAT ]]; then
+    command -v python3 > /dev/null || { RAT_ERR="python3 not installed"; return 1; }
+    log "python3 -m venv $WORKDIR/venv && pip install ratarmount"
+    rm -rf "$WORKDIR/venv"
+    if ! python3 -m venv "$WORKDIR/venv" > "$RUN/pip.log" 2>&1; then
+      RAT_ERR="python3 -m venv failed: $(tail -n1 "$RUN/pip.log")"
+      rm -rf "$WORKDIR/venv"
+      return 1
+    fi
+    if ! "$WORKDIR/venv/bin/pip" install -q ratarmount >> "$RUN/pip.log" 2>&1 || [[ ! -x $RAT ]]; then
+      RAT_ERR="pip install ratarmount failed: $(tail -n1 "$RUN/pip.log" | cut -c1-150)"
+      rm -rf "$WORKDIR/venv"
+      return 1
+    fi
+  fi
+  RAT_VER="$("$RAT" --version 2> /dev/null | head -n1 || true) (rapidgzip $("$WORKDIR/venv/bin/pip" show rapidgzip 2> /dev/null | awk '/^Version:/ { print $2 }'))"
+}
+
+rat_mount() { # index mnt
+  local args=()
+  [[ -n $RAT_GS ]] && args+=(--gzip-seek-point-spacing "$RAT_GS")
+  MOUNTS+=("ratarmount|$2")
+  timeout -k 5 "$LIMIT" "$RAT" "${args[@]}" --index-file "$1" "$TGZ" "$2" >> "$RUN/ratarmount.log" 2>&1 || return 1
+  DPID=$(pid_with_arg "$2") || DPID=""
+}
+
+ratarmount_rows() {
+  local na
+  if ! ensure_ratarmount; then
+    na="n/a ($RAT_ERR)"
+    add_row "ratarmount cold index: mount + ls -R" "$na" "" "" ""
+    RAND_ROWS+=("$(rand_label ratarmount)|$na") SEQ_ROWS+=("$(seq_label ratarmount)|$na")
+    return
+  fi
+  section "ratarmount ($RAT_VER)"
+  local i t0 idx prev="" times=() hwms=() err=""
+  for ((i = 1; i <= RUNS; i++)); do
+    idx=$RUN/ratarmount-$i.index.sqlite
+    new_mnt
+    drop_caches
+    t0=$EPOCHREALTIME
+    if ! rat_mount "$idx" "$MNT" || ! timeout -k 5 "$LIMIT" ls -R "$MNT" > /dev/null 2> "$RUN/ls.err"; then
+      err="mount or ls -R failed (see $RUN/ratarmount.log)"
+      unmount_all
+      break
+    fi
+    times+=("$(since "$t0")")
+    hwms+=("$(vm_hwm "$DPID")")
+    unmount_all
+    [[ -n $prev ]] && rm -f "$prev"
+    prev=$idx
+  done
+  local gs=${RAT_GS:-16}
+  if [[ -n $err ]]; then
+    add_row "ratarmount cold index: mount + ls -R" "FAILED" "" "" "$err"
+    RAND_ROWS+=("$(rand_label ratarmount)|n/a (no index)") SEQ_ROWS+=("$(seq_label ratarmount)|n/a (no index)")
+    return
+  fi
+  minmed "${hwms[@]}"
+  time_row "ratarmount cold index: mount + ls -R" "$GZ_MED" "gzip -dc" \
+    "$RAT_VER, seek point every $gs MiB (-gs); index $(fmt_size "$(stat -c %s "$prev")"); peak RSS $(fmt_size "$MED")" "${times[@]}"
+  times=()
+  local stimes=()
+  err=""
+  for ((i = 1; i <= RUNS; i++)); do
+    new_mnt
+    rat_mount "$prev" "$MNT" && ls "$MNT" > /dev/null || { err="mount with the warm index failed"; unmount_all; break; }
+    drop_caches
+    t0=$EPOCHREALTIME
+    read_list "$MNT" "$RANDLIST" || err=$READ_ERR
+    times+=("$(since "$t0")")
+    drop_caches
+    t0=$EPOCHREALTIME
+    timeout -k 5 "$LIMIT" cat "$MNT/$LARGEST" > /dev/null || err="reading $LARGEST failed"
+    stimes+=("$(since "$t0")")
+    ((i == RUNS)) && check_bytes ratarmount "$MNT"
+    unmount_all
+  done
+  if ((${#times[@]})); then
+    rand_row ratarmount "warm index; $BYTES_NOTE${err:+; ERROR: $err}" "${times[@]}"
+    seq_row ratarmount "$SEQ_NOTE${err:+; ERROR: $err}" "${stimes[@]}"
+  else
+    RAND_ROWS+=("$(rand_label ratarmount)|FAILED|||$err") SEQ_ROWS+=("$(seq_label ratarmount)|FAILED|||$err")
+  fi
+}
+
+# archivemount keeps no index, so every mount is cold; it re-reads the archive up to a file to
+# serve it, so the random-file row runs once, for at most PEER_BUDGET seconds.
+archivemount_rows() {
+  local na
+  if ! command -v archivemount > /dev/null; then
+    na="n/a (archivemount not installed: apt-get install archivemount)"
+    add_row "archivemount mount + ls -R" "$na" "" "" ""
+    RAND_ROWS+=("$(rand_label archivemount)|$na") SEQ_ROWS+=("$(seq_label archivemount)|$na")
+    return
+  fi
+  local ver
+  ver=$(archivemount --version 2>&1 | head -n1 || true)
+  section "$ver"
+  new_mnt
+  MOUNTS+=("archivemount|$MNT")
+  drop_caches
+  local t0 t hwm
+  t0=$EPOCHREALTIME
+  if ! timeout -k 5 "$LIMIT" archivemount -o readonly "$TGZ" "$MNT" > "$RUN/archivemount.log" 2>&1 \
+    || ! timeout -k 5 "$LIMIT" ls -R "$MNT" > /dev/null 2> "$RUN/ls.err"; then
+    add_row "archivemount mount + ls -R" "FAILED" "" "" "$(cat "$RUN/archivemount.log" "$RUN/ls.err" 2> /dev/null | head -n1 | cut -c1-200)"
+    unmount_all
+    RAND_ROWS+=("$(rand_label archivemount)|n/a (mount failed)") SEQ_ROWS+=("$(seq_label archivemount)|n/a (mount failed)")
+    return
+  fi
+  t=$(since "$t0")
+  DPID=$(pid_with_arg "$MNT") || DPID=""
+  hwm=$(vm_hwm "$DPID")
+  time_row "archivemount mount + ls -R (1 run: no index kept)" "$GZ_MED" "gzip -dc" "$ver; peak RSS $(fmt_size "$hwm")" "$t"
+  # Random files within the budget.
+  drop_caches
+  local n=0 f elapsed ok=1
+  t0=$EPOCHREALTIME
+  while IFS= read -r f; do
+    timeout -k 5 "$LIMIT" cat -- "$MNT/$f" > /dev/null 2>> "$RUN/read.err" || ok=0
+    n=$((n + 1))
+    elapsed=$(since "$t0")
+    awk -v e="$elapsed" -v b="$PEER_BUDGET" 'BEGIN { exit !(e >= b) }' && break
+  done < "$RANDLIST"
+  check_bytes archivemount "$MNT" "$n"
+  local r
+  r=$(rate "$n" "$elapsed")
+  RAND_ROWS+=("$(rand_label archivemount)|$r files/s||$(ratio "$r" "$EXT_RATE")× local fs|1 run: $n files in $(fmt_time "$elapsed") (budget ${PEER_BUDGET} s); $BYTES_NOTE$( ((ok)) || echo '; read errors')")
+  drop_caches
+  t0=$EPOCHREALTIME
+  if timeout -k 5 "$LIMIT" cat "$MNT/$LARGEST" > /dev/null; then
+    t=$(since "$t0")
+    r=$(mbps "$LARGEST_SIZE" "$t")
+    SEQ_ROWS+=("$(seq_label archivemount)|$r MB/s||$(ratio "$r" "$EXT_SEQ")× local fs|1 run")
+  else
+    SEQ_ROWS+=("$(seq_label archivemount)|FAILED or > $LIMIT s||||")
+  fi
+  unmount_all
+}
+
+# Mount of a big archive: time of mount + ls -l blobs/sha256, and what the daemon read for it.
+big_mount_rows() {
+  local size i t0 times=() rb=() rc=() err="" cache
+  size=$(stat -c %s "$BIG")
+  for ((i = 1; i <= RUNS; i++)); do
+    cache=$(mktemp -d "$RUN/cache.XXXXXX")
+    new_mnt
+    drop_caches
+    t0=$EPOCHREALTIME
+    if ! imgfs_mount "$BIG" "$MNT" "$cache" || ! ls -l "$MNT/blobs/sha256" > /dev/null; then
+      err="mount or ls failed: ${MOUNT_ERR:-}"
+      unmount_all
+      break
+    fi
+    times+=("$(since "$t0")")
+    rb+=("$(io_field "$DPID" read_bytes)")
+    rc+=("$(io_field "$DPID" rchar)")
+    unmount_all
+    rm -rf "$cache"
+  done
+  local label="imgfs mount + ls -l blobs/sha256 of a $(fmt_size "$size") docker-archive (cold)"
+  if [[ -n $err ]]; then
+    fail_row "$label" "$err"
+    return
+  fi
+  time_row "$label" "" "" "$(tar -tf "$BIG" | grep -c '\.tar$') layer members" "${times[@]}"
+  minmed "${rb[@]}"
+  local rb_min=$MIN rb_med=$MED
+  minmed "${rc[@]}"
+  add_row "bytes the imgfs daemon read for that mount (read_bytes)" "$(fmt_size "$rb_min")" "$(fmt_size "$rb_med")" \
+    "$(pct "$rb_med" "$size") of the archive" "read() calls returned $(fmt_size "$MED") (rchar); read_bytes includes kernel readahead"
+}
+
+problems_from_log() {
+  [[ -s $LOG ]] || return 0
+  local n
+  n=$(grep -cE 'ERROR|WARN|panicked' "$LOG" || true)
+  if ((n > 0)); then
+    problem "imgfs log has $n warning/error lines, first: $(grep -m1 -E 'ERROR|WARN|panicked' "$LOG" | cut -c1-250)"
+  fi
+}
+
+print_report() {
+  local os cpu mem fs date
+  os=$(. /etc/os-release && echo "$PRETTY_NAME")
+  cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
+  mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
+  fs=$(findmnt -n -o FSTYPE -T "$WORKDIR" || echo "?")
+  date=$(date -u '+%Y-%m-%d %H:%M UTC')
+  {
+    echo "## $date — imgfs $REV"
+    echo
+    echo "- command: \`$CMDLINE\` (took $(awk -v s="$(since "$T_START")" 'BEGIN { printf "%.1f min", s / 60 }'))"
+    echo "- machine: $(nproc) cores ($cpu), $mem RAM, kernel $(uname -r), $os; work dir $WORKDIR on $fs;" \
+      "load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
+    echo "- layer: $ENTRIES entries, $(fmt_size "$UNC_SIZE") tar of this machine's /usr/share, /usr/lib/python3*, /usr/lib/gcc, /usr/include, /usr/sbin... (capped at $SIZE_MB MiB);" \
+      "umoci raw add-layer gzipped it itself: $(fmt_size "$GZ_SIZE") ($LAYER_MT), our gzip -6: $(fmt_size "$GZ6_SIZE")"
+    echo "- imgfs mounts: $SRC_DESC"
+    echo "- best and median of $RUNS runs; 'cold' = page cache dropped (sync; echo 3 > drop_caches) before the timed part;" \
+      "each imgfs run mounts a fresh directory; ratios are of medians"
+    echo
+    echo "| measurement | best | median | ratio | notes |"
+    echo "|---|---|---|---|---|"
+    printf '%s\n' "${ROWS[@]}"
+    echo
+    if ((${#NOTES[@]})); then
+      printf -- '- note: %s\n' "${NOTES[@]}"
+    fi
+    if ((${#PROBLEMS[@]})); then
+      printf -- '- problem: %s\n' "${PROBLEMS[@]}"
+    else
+      echo "- problems: none seen (bytes and tree checked against tar -x)"
+    fi
+    echo
+  } > "$RUN/report.md"
+  cat "$RUN/report.md"
+  if ((DOCS)); then
+    local doc=$REPO/docs/benchmarks.md
+    [[ -e $doc ]] || printf '# Benchmarks\n\nResults of `scripts/bench`, newest last.\n\n' > "$doc"
+    cat "$RUN/report.md" >> "$doc"
+    log "appended to $doc"
+  fi
+  log "report and logs: $RUN"
+}
