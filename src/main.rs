@@ -6,7 +6,7 @@ use imgfs::cache::Cache;
 use imgfs::fs::{Fs, Kind};
 use imgfs::mount::{self, Options};
 use imgfs::tree::Tree;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitCode, Stdio};
@@ -93,7 +93,10 @@ enum Command {
 fn main() -> ExitCode {
     let args = mount_helper_args(std::env::args().collect());
     let cli = Cli::parse_from(args);
-    init_logging(cli.verbose);
+    // In the foreground on a terminal, show progress (info) without -v.
+    let foreground_tty =
+        matches!(cli.command, Command::Mount { foreground: true, .. }) && std::io::stderr().is_terminal();
+    init_logging(cli.verbose.max(u8::from(foreground_tty)));
     match run(cli.command) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,

@@ -118,3 +118,65 @@ fn sparse_file_reads_with_zero_holes() {
     assert_eq!(got.len(), 8 << 20);
     assert!(got == want, "sparse file content differs from the original");
 }
+
+/// Real archives written by other projects (shared/fixtures): the rootfs imgfs shows equals
+/// `umoci unpack` of the same image (converted to an OCI layout by skopeo). umoci 0.4 cannot
+/// unpack zstd layers, so the zstd variant of dive's image is compared with its gzip twin.
+#[test]
+fn real_archives_rootfs_equal_umoci_unpack() {
+    require(&["umoci", "skopeo"]);
+    let root = crate::util::shared_fixtures();
+    let cases = [
+        ("google-go-containerregistry/mutate/whiteout_image.tar", None),
+        ("google-go-containerregistry/mutate/whiteout_dir.tar", None),
+        ("google-go-containerregistry/mutate/overwritten_file.tar", None),
+        ("wagoodman-dive/test-docker-image.tar", None),
+        ("wagoodman-dive/test-kaniko-image.tar", None),
+        ("wagoodman-dive/test-oci-gzip-image.tar", None),
+        (
+            "wagoodman-dive/test-oci-zstd-image.tar",
+            Some("wagoodman-dive/test-oci-gzip-image.tar"),
+        ),
+    ];
+    for (rel, reference_of) in cases {
+        let src = root.join(rel);
+        let reference = root.join(reference_of.unwrap_or(rel));
+        let tmp = tempdir();
+        let transport = if crate::util::run(Command::new("tar").arg("-tf").arg(&reference), Duration::from_secs(30))
+            .stdout_str()
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "index.json")
+        {
+            "oci-archive"
+        } else {
+            "docker-archive"
+        };
+        let layout = tmp.path().join("oci");
+        let o = run(
+            Command::new("skopeo")
+                .arg("copy")
+                .arg("--quiet")
+                .arg(format!("{transport}:{}", reference.display()))
+                .arg(format!("oci:{}:x", layout.display())),
+            Duration::from_secs(120),
+        );
+        assert!(o.ok(), "skopeo copy {rel}: {}", o.stderr_str());
+        let bundle = tmp.path().join("bundle");
+        let o = run(
+            Command::new("umoci")
+                .arg("unpack")
+                .arg("--image")
+                .arg(format!("{}:x", layout.display()))
+                .arg(&bundle),
+            Duration::from_secs(120),
+        );
+        assert!(o.ok(), "umoci unpack {rel}: {}", o.stderr_str());
+        let want = dump(&bundle.join("rootfs"));
+        let m = Mount::new(&src);
+        let refs = m.ls("images");
+        assert_eq!(refs.len(), 1, "{rel}: expected one image, got {refs:?}");
+        let r = refs.iter().next().unwrap();
+        let got = dump(&m.path(&format!("images/{r}/rootfs")));
+        assert_same_tree(rel, &got, &want);
+    }
+}
