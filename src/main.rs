@@ -236,6 +236,9 @@ fn notify_parent(line: &str) {
 /// Starts the daemon (this program again, in the foreground with a readiness pipe on its
 /// stdout) and returns once it reports the mount ready or fails.
 fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCode> {
+    // The checks that need no image run here too, so their errors come before any daemon.
+    mount::check_fuse_available()?;
+    mount::check_mount_point(mountpoint, opts.nonempty)?;
     let exe = std::env::current_exe().context("cannot find the imgfs executable")?;
     let stderr = match &opts.log_file {
         Some(f) => Stdio::from(

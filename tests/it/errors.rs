@@ -330,3 +330,27 @@ fn error_messages_are_clean() {
     }
     f.assert_none("error messages");
 }
+
+/// Without /dev/fuse (hidden here by a private tmpfs on /dev in a new mount namespace) the
+/// mount fails at once with one line that says what is missing.
+#[test]
+fn no_dev_fuse() {
+    crate::util::require(&["unshare"]);
+    let t = crate::util::tempdir();
+    let mnt = fresh_mnt(&t);
+    let script = format!(
+        "mount -t tmpfs none /dev && exec {} mount {} {}",
+        crate::util::imgfs().display(),
+        crate::util::fx("oci").display(),
+        mnt.display()
+    );
+    let o = crate::util::run(
+        std::process::Command::new("unshare").args(["--mount", "--propagation", "private", "sh", "-c", &script]),
+        crate::util::ERROR_TIMEOUT,
+    );
+    crate::util::assert_no_panic(&o);
+    assert!(!o.ok(), "mount without /dev/fuse succeeded");
+    let err = o.stderr_str();
+    assert_eq!(err.trim().lines().count(), 1, "expected one line, got:\n{err}");
+    assert!(err.contains("/dev/fuse does not exist"), "unclear error: {err}");
+}
