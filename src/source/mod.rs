@@ -227,8 +227,7 @@ pub struct RawLayout {
     pub known_blobs: BTreeMap<Digest, Arc<dyn ReadAt>>,
     /// The source's files; other blobs are looked up at `blobs/<alg>/<hex>`.
     pub files: Files,
-    /// Extra refs beside index.json's ref-name annotations (pre-1.0 `refs/`), as (name, index
-    /// position) pairs into a synthesized index.
+    /// The reference's image selector (`REF`, `NAME:TAG`, `@N`), applied by `crate::image`.
     pub selector: Option<String>,
 }
 

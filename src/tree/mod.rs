@@ -86,7 +86,7 @@ impl Tree {
         self.nodes.len()
     }
 
-    /// True if the tree has only... never: the root always exists.
+    /// True for a tree without nodes (never built: the root always exists).
     pub fn is_empty(&self) -> bool {
         self.nodes.is_empty()
     }
