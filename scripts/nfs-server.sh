@@ -99,9 +99,11 @@ EOF
     fi
     sleep 0.05
   done
-  # ganesha writes its own pidfile; ours is the same process (-F keeps it in the foreground).
+  # ganesha writes its own pidfile (the same process as $pid: -F keeps it in the foreground, and
+  # setsid only forks when called as a process group leader); that file is what `stop` uses.
   [ -s "$state/ganesha.pid" ] || echo "$pid" >"$state/ganesha.pid"
-  echo "$pid"
+  tr -dc 0-9 <"$state/ganesha.pid"
+  echo
 }
 
 stop() {

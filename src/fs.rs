@@ -245,6 +245,11 @@ impl Fs {
 
     /// Looks `name` up in directory `parent` (`.` and `..` included, as NFS export needs).
     pub fn lookup(&self, parent: u64, name: &[u8]) -> Result<Attr> {
+        // The kernel resolves a file handle whose inode it no longer caches (NFS export,
+        // open_by_handle_at) with LOOKUP(ino, "."), for every file type, not only directories.
+        if name == b"." {
+            return self.getattr(parent);
+        }
         match self.place(parent)? {
             Ok(id) => {
                 let node = self.node(id)?;

@@ -183,6 +183,19 @@ pub fn is_mounted(path: &Path) -> bool {
         .any(|mp| unescape_mountinfo(mp) == want)
 }
 
+/// The device ("major:minor") of the topmost mount at `path` (canonical), from mountinfo: no
+/// access to the mount itself, so it cannot hang on a FUSE mount nobody serves.
+pub fn mounted_device(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_string_lossy();
+    info.lines()
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            (unescape_mountinfo(f.get(4)?) == want).then(|| f.get(2).map(|d| d.to_string()))?
+        })
+        .last()
+}
+
 /// mountinfo escapes space, tab, newline and backslash as octal.
 fn unescape_mountinfo(s: &str) -> String {
     s.replace("\\040", " ")
@@ -205,7 +218,12 @@ pub fn serve(
         path: mountpoint.to_path_buf(),
         source,
     };
-    let mut session = Session::new(ImgFs::new(fs), mountpoint, &config).map_err(mount_err)?;
+    let imgfs = ImgFs::new(fs);
+    let record = imgfs.mount_record();
+    let mut session = Session::new(imgfs, mountpoint, &config).map_err(mount_err)?;
+    if let Some(dev) = mounted_device(mountpoint) {
+        let _ = record.set((mountpoint.to_path_buf(), dev));
+    }
     let mut unmounter = session.unmount_callable();
     let mut signals =
         signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]).map_err(mount_err)?;

@@ -37,12 +37,22 @@ fn errno(e: &FsError) -> Errno {
 /// A mounted image.
 pub struct ImgFs {
     fs: Fs,
+    /// The mount point and our mount's device number ("major:minor" in mountinfo), once mounted.
+    mounted: std::sync::Arc<std::sync::OnceLock<(std::path::PathBuf, String)>>,
 }
 
 impl ImgFs {
     /// Serves `fs`.
     pub fn new(fs: Fs) -> ImgFs {
-        ImgFs { fs }
+        ImgFs {
+            fs,
+            mounted: Default::default(),
+        }
+    }
+
+    /// Where the mount is recorded once made (see `destroy`).
+    pub fn mount_record(&self) -> std::sync::Arc<std::sync::OnceLock<(std::path::PathBuf, String)>> {
+        self.mounted.clone()
     }
 }
 
@@ -54,6 +64,20 @@ impl Filesystem for ImgFs {
         }
         let _ = config.set_max_readahead(MAX_READAHEAD);
         Ok(())
+    }
+
+    fn destroy(&mut self) {
+        // The session has ended. fuser 0.18 now umount(2)s the mount point by path, even when the
+        // kernel already let go of our mount: its "already unmounted" test reads POLLERR the wrong
+        // way round (fixed upstream in cberner/fuser#703, not released). After `umount -l` and a
+        // new mount at the same path, that would unmount the new mount. So when the mount point no
+        // longer holds our mount, leave without letting fuser unmount anything.
+        if let Some((path, dev)) = self.mounted.get() {
+            if crate::mount::mounted_device(path).as_deref() != Some(dev.as_str()) {
+                log::info!("{} no longer holds this mount; exiting", path.display());
+                std::process::exit(0);
+            }
+        }
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {

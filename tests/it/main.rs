@@ -15,6 +15,7 @@
 mod errors;
 mod fs_semantics;
 mod layers;
+mod nfs;
 mod rootfs;
 mod sources;
 mod util;
