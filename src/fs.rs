@@ -406,7 +406,7 @@ impl Fs {
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         match self.place(ino)? {
             Ok(_) => Ok(Vec::new()),
-            Err(InView { view, i, .. }) => Ok(view.xattrs(i).to_vec()),
+            Err(InView { view, i, .. }) => Ok(view.xattrs(i).iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()),
         }
     }
 

@@ -1,6 +1,7 @@
 //! The one sequential pass over a layer blob: hash the compressed bytes, decompress (recording
 //! access points), hash the uncompressed bytes, and index the tar headers, all at once.
 
+use super::entries::Entries;
 use super::{Compression, LayerError, LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd, Cursor, ReadAt};
 use crate::digest::{Digest, Hasher};
@@ -11,6 +12,8 @@ use std::time::Instant;
 
 /// Read size of the pass over the compressed blob.
 const READ_CHUNK: usize = 1 << 20;
+/// Parsed members are moved into the compact form in batches of this many.
+const DRAIN_EVERY: usize = 1024;
 /// Progress is logged at most this often for big layers.
 const PROGRESS_EVERY: std::time::Duration = std::time::Duration::from_secs(2);
 
@@ -60,6 +63,10 @@ pub fn build_index(
     };
     let mut tar = StreamIndexer::new();
     let mut tar_error = None;
+    // Members move into the compact form as they come, so a big layer never holds them all as
+    // `Entry` values (the peak memory of indexing stays about that of the result).
+    let mut entries = Entries::new();
+    let mut store_error = None;
     // For an uncompressed layer the diff_id is the digest: don't hash the bytes twice.
     let mut uncompressed = (compression != Compression::None).then(|| Hasher::new(crate::digest::Algorithm::Sha256));
     let started = Instant::now();
@@ -83,30 +90,42 @@ pub fn build_index(
             let msg = e.to_string();
             tar_error = Some(msg.clone());
             io::Error::new(io::ErrorKind::InvalidData, msg)
-        })
+        })?;
+        if tar.entries_so_far() >= DRAIN_EVERY {
+            for e in tar.take_entries() {
+                if let Err(err) = entries.push(&e) {
+                    store_error = Some(err.to_string());
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, err.to_string()));
+                }
+            }
+        }
+        Ok(())
     };
     let decompress_err = |reason: String| LayerError::Decompress {
         digest: digest.clone(),
         reason,
     };
     let seek = match compression {
-        Compression::None => {
-            copy_to_sink(&mut reader, &mut sink).map_err(io_err)?;
-            SeekIndex::None
-        }
+        Compression::None => copy_to_sink(&mut reader, &mut sink)
+            .map(|()| SeekIndex::None)
+            .map_err(io_err),
         Compression::Gzip => gzip::build_index(&mut reader, spacing, &mut sink)
             .map(|i| SeekIndex::Gzip(Arc::new(i)))
-            .map_err(|e| decompress_err(e.to_string()))?,
+            .map_err(|e| decompress_err(e.to_string())),
         Compression::Zstd => zstd::build_index(&mut reader, &mut sink)
             .map(|i| SeekIndex::Zstd(Arc::new(i)))
-            .map_err(|e| decompress_err(e.to_string()))?,
+            .map_err(|e| decompress_err(e.to_string())),
     };
-    if let Some(reason) = tar_error {
-        return Err(LayerError::Tar {
-            digest: digest.clone(),
-            reason,
-        });
+    // A broken tar stream stops the sink, which the decompressor reports as its own failure:
+    // name the real cause.
+    let tar_err = |reason: String| LayerError::Tar {
+        digest: digest.clone(),
+        reason,
+    };
+    if let Some(reason) = tar_error.or(store_error) {
+        return Err(tar_err(reason));
     }
+    let seek = seek?;
     // Anything after the compressed stream still counts towards the digest.
     io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
     let actual = reader.hasher.finish();
@@ -126,10 +145,10 @@ pub fn build_index(
             });
         }
     }
-    let entries = tar.finish().map_err(|e| LayerError::Tar {
-        digest: digest.clone(),
-        reason: e.to_string(),
-    })?;
+    for e in tar.finish().map_err(|e| tar_err(e.to_string()))? {
+        entries.push(&e).map_err(|e| tar_err(e.to_string()))?;
+    }
+    entries.shrink();
     log::info!(
         "indexed layer {digest}: {} entries, {} MiB in {:.2}s",
         entries.len(),

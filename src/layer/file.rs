@@ -1,8 +1,8 @@
 //! One regular file inside a layer: a window of the layer's uncompressed stream, expanded by the
 //! sparse map when the member is a GNU sparse file (holes read as zeros).
 
+use super::entries::Meta;
 use crate::blob::ReadAt;
-use crate::tarindex::Entry;
 use std::io;
 use std::sync::Arc;
 
@@ -18,8 +18,8 @@ pub struct FileData {
 
 impl FileData {
     /// The file of `entry` in a layer's uncompressed `stream`.
-    pub fn new(stream: Arc<dyn ReadAt>, entry: &Entry) -> FileData {
-        let chunks = entry.sparse.as_ref().map(|list| {
+    pub fn new(stream: Arc<dyn ReadAt>, entry: &Meta<'_>) -> FileData {
+        let chunks = entry.sparse.map(|list| {
             let mut stored = 0u64;
             let mut out: Vec<(u64, u64, u64)> = list
                 .iter()

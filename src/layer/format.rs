@@ -7,6 +7,7 @@
 //! (zigzag) | nsec | size | data_offset | stored_size | link (flag, bytes) | major | minor |
 //! xattr count, (name, value)* | sparse (flag, count, (offset, len)*) | header_offset`.
 
+use super::entries::Entries;
 use super::{LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd};
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
@@ -40,8 +41,8 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
         }
     }
     w.num(index.entries.len() as u64);
-    for e in &index.entries {
-        w.entry(e);
+    for e in (0..index.entries.len()).filter_map(|i| index.entries.entry(i)) {
+        w.entry(&e);
     }
     w.0
 }
@@ -71,10 +72,11 @@ pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
         _ => return Err(FormatError("bad seek kind")),
     };
     let count = r.count(8)?;
-    let mut entries = Vec::with_capacity(count);
+    let mut entries = Entries::new();
     for _ in 0..count {
-        entries.push(r.entry()?);
+        entries.push(&r.entry()?).map_err(|_| FormatError("too large"))?;
     }
+    entries.shrink();
     if !r.0.is_empty() {
         return Err(FormatError("trailing bytes"));
     }
@@ -285,8 +287,11 @@ mod tests {
             sparse: Some(vec![SparseChunk { offset: 6, len: 4 }]),
             header_offset: 1024,
         };
+        let mut entries = Entries::new();
+        entries.push(&e).unwrap();
+        entries.push(&e).unwrap();
         LayerIndex {
-            entries: vec![e.clone(), e],
+            entries,
             seek: SeekIndex::None,
             diff_id: Digest::sha256_of(b"x"),
         }

@@ -7,6 +7,7 @@
 //! mount at most once, however many images share it, on up to all cores in parallel.
 
 mod build;
+pub mod entries;
 pub mod file;
 pub mod format;
 
@@ -15,7 +16,6 @@ use crate::blob::{gzip, zstd, ReadAt};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::image::ImageSet;
-use crate::tarindex::Entry;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -81,7 +81,7 @@ pub enum SeekIndex {
 /// Everything known about a layer after its one pass.
 pub struct LayerIndex {
     /// Tar members in archive order.
-    pub entries: Vec<Entry>,
+    pub entries: entries::Entries,
     /// How to seek in the decompressed stream.
     pub seek: SeekIndex,
     /// Uncompressed digest (the diff_id).

@@ -13,7 +13,8 @@ use std::mem;
 use super::path::{self, PathError};
 use super::whiteout::{self, Whiteout};
 use super::{EntryRef, Inode, InodeKind, MergedTree, Warning};
-use crate::tarindex::{Entry, EntryKind};
+use super::{LayerEntries, Member};
+use crate::tarindex::EntryKind;
 
 const ROOT: u32 = 0;
 /// Marks "not numbered yet" during the final walk; never a valid node index.
@@ -84,12 +85,13 @@ impl Builder {
     }
 
     /// Applies one layer's whiteouts (and reports its malformed whiteouts).
-    pub(super) fn apply_whiteouts(&mut self, layer: u32, entries: &[Entry]) {
+    pub(super) fn apply_whiteouts<L: LayerEntries + ?Sized>(&mut self, layer: u32, entries: &L) {
         let mut comps = Vec::new();
-        for e in entries {
-            match classify(&e.path, &mut comps, true) {
+        for i in 0..entries.count() {
+            let path = entries.path(i);
+            match classify(path, &mut comps, true) {
                 Class::Whiteout(op) => self.apply_whiteout(&comps, op),
-                Class::BadWhiteout(reason) => self.warn(layer, &e.path, reason),
+                Class::BadWhiteout(reason) => self.warn(layer, path, reason),
                 Class::Add | Class::Skip | Class::Bad(_) => {}
             }
         }
@@ -97,23 +99,28 @@ impl Builder {
 
     /// Adds one layer's ordinary entries in archive order. With `whiteouts`, whiteout entries
     /// are skipped (the whiteout pass handled them); without, they are ordinary entries.
-    pub(super) fn add_entries(&mut self, layer: u32, entries: &[Entry], whiteouts: bool) {
+    pub(super) fn add_entries<L: LayerEntries + ?Sized>(&mut self, layer: u32, entries: &L, whiteouts: bool) {
         let mut comps = Vec::new();
-        for (index, e) in entries.iter().enumerate() {
+        for index in 0..entries.count() {
+            let e = Member {
+                path: entries.path(index),
+                kind: entries.kind(index),
+                link: entries.link(index),
+            };
             let Ok(entry) = u32::try_from(index) else {
-                self.warn(layer, &e.path, TOO_MANY_ENTRIES);
+                self.warn(layer, e.path, TOO_MANY_ENTRIES);
                 return;
             };
-            match classify(&e.path, &mut comps, whiteouts) {
+            match classify(e.path, &mut comps, whiteouts) {
                 Class::Add => {
-                    if let Err(reason) = self.add(EntryRef { layer, entry }, e, &comps) {
-                        self.warn(layer, &e.path, reason);
+                    if let Err(reason) = self.add(EntryRef { layer, entry }, &e, &comps) {
+                        self.warn(layer, e.path, reason);
                     }
                 }
-                Class::Bad(reason) => self.warn(layer, &e.path, reason),
+                Class::Bad(reason) => self.warn(layer, e.path, reason),
                 Class::Skip => log::debug!(
                     "layer {layer}: skipping aufs metadata {}",
-                    String::from_utf8_lossy(&e.path)
+                    String::from_utf8_lossy(e.path)
                 ),
                 Class::Whiteout(_) | Class::BadWhiteout(_) => {}
             }
@@ -193,7 +200,7 @@ impl Builder {
         }
     }
 
-    fn add(&mut self, at: EntryRef, e: &Entry, comps: &[&[u8]]) -> Result<(), &'static str> {
+    fn add(&mut self, at: EntryRef, e: &Member<'_>, comps: &[&[u8]]) -> Result<(), &'static str> {
         let Some((name, parents)) = comps.split_last() else {
             return self.set_root(at, e);
         };
@@ -203,7 +210,7 @@ impl Builder {
         self.place(dir, name, placement)
     }
 
-    fn set_root(&mut self, at: EntryRef, e: &Entry) -> Result<(), &'static str> {
+    fn set_root(&mut self, at: EntryRef, e: &Member<'_>) -> Result<(), &'static str> {
         if e.kind != EntryKind::Dir {
             return Err(ROOT_NOT_DIR);
         }
@@ -211,11 +218,11 @@ impl Builder {
         Ok(())
     }
 
-    fn placement(&self, at: EntryRef, e: &Entry) -> Result<Placement, &'static str> {
+    fn placement(&self, at: EntryRef, e: &Member<'_>) -> Result<Placement, &'static str> {
         let kind = match e.kind {
             EntryKind::Dir => return Ok(Placement::Dir(at)),
             EntryKind::Hardlink => return self.resolve_hardlink(e).map(Placement::Existing),
-            EntryKind::Symlink if e.link.as_deref().is_none_or(<[u8]>::is_empty) => return Err(SYMLINK_NO_TARGET),
+            EntryKind::Symlink if e.link.is_none_or(<[u8]>::is_empty) => return Err(SYMLINK_NO_TARGET),
             EntryKind::Symlink => InodeKind::Symlink,
             EntryKind::File => InodeKind::File,
             EntryKind::CharDev => InodeKind::CharDev,
@@ -225,8 +232,8 @@ impl Builder {
         Ok(Placement::New(kind, at))
     }
 
-    fn resolve_hardlink(&self, e: &Entry) -> Result<u32, &'static str> {
-        let target = e.link.as_deref().ok_or(HARDLINK_NO_TARGET)?;
+    fn resolve_hardlink(&self, e: &Member<'_>) -> Result<u32, &'static str> {
+        let target = e.link.ok_or(HARDLINK_NO_TARGET)?;
         let comps = path::normalize(target).map_err(PathError::hardlink_reason)?;
         let node = self.find(&comps).ok_or(HARDLINK_ABSENT)?;
         if self.kind(node) == InodeKind::Dir {

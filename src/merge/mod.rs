@@ -125,7 +125,7 @@ mod tests;
 
 use std::fmt;
 
-use crate::tarindex::Entry;
+use crate::tarindex::{Entry, EntryKind};
 
 use build::Builder;
 
@@ -196,26 +196,75 @@ impl fmt::Display for Warning {
     }
 }
 
+/// The members of one layer as the merge reads them: only path, type and link target matter.
+pub trait LayerEntries {
+    /// Number of members.
+    fn count(&self) -> usize;
+    /// Raw path of member `i`.
+    fn path(&self, i: usize) -> &[u8];
+    /// Type of member `i`.
+    fn kind(&self, i: usize) -> EntryKind;
+    /// Symlink or hardlink target of member `i`.
+    fn link(&self, i: usize) -> Option<&[u8]>;
+}
+
+impl LayerEntries for [Entry] {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn path(&self, i: usize) -> &[u8] {
+        self.get(i).map_or(&[], |e| &e.path)
+    }
+    fn kind(&self, i: usize) -> EntryKind {
+        self.get(i).map_or(EntryKind::File, |e| e.kind)
+    }
+    fn link(&self, i: usize) -> Option<&[u8]> {
+        self.get(i)?.link.as_deref()
+    }
+}
+
+impl LayerEntries for Vec<Entry> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn path(&self, i: usize) -> &[u8] {
+        self.as_slice().path(i)
+    }
+    fn kind(&self, i: usize) -> EntryKind {
+        self.as_slice().kind(i)
+    }
+    fn link(&self, i: usize) -> Option<&[u8]> {
+        self.as_slice().link(i)
+    }
+}
+
+/// One member as the builder sees it.
+pub(crate) struct Member<'a> {
+    pub(crate) path: &'a [u8],
+    pub(crate) kind: EntryKind,
+    pub(crate) link: Option<&'a [u8]>,
+}
+
 /// Merges image layers with OCI semantics; `layers[0]` is the bottom layer. See the module
 /// documentation for the rules.
-pub fn merge(layers: &[&[Entry]]) -> (MergedTree, Vec<Warning>) {
-    let total = layers.iter().map(|l| l.len()).sum::<usize>();
+pub fn merge<L: LayerEntries + ?Sized>(layers: &[&L]) -> (MergedTree, Vec<Warning>) {
+    let total = layers.iter().map(|l| l.count()).sum::<usize>();
     let mut b = Builder::with_capacity(total);
     for (index, entries) in layers.iter().enumerate() {
         // More than 4 billion layers cannot occur; stop rather than wrap the index.
         let Ok(layer) = u32::try_from(index) else {
             break;
         };
-        b.apply_whiteouts(layer, entries);
-        b.add_entries(layer, entries, true);
+        b.apply_whiteouts(layer, *entries);
+        b.add_entries(layer, *entries, true);
     }
     b.finish()
 }
 
 /// One layer as stored: whiteout files are ordinary entries, nothing is hidden. Everything else
 /// is as in [`merge`]. Warnings carry layer 0.
-pub fn layer_tree(entries: &[Entry]) -> (MergedTree, Vec<Warning>) {
-    let mut b = Builder::with_capacity(entries.len());
+pub fn layer_tree<L: LayerEntries + ?Sized>(entries: &L) -> (MergedTree, Vec<Warning>) {
+    let mut b = Builder::with_capacity(entries.count());
     b.add_entries(0, entries, false);
     b.finish()
 }

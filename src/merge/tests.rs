@@ -603,11 +603,11 @@ fn warning_display_is_one_escaped_line() {
 
 #[test]
 fn empty_inputs() {
-    let (tree, warnings) = merge(&[]);
+    let (tree, warnings) = merge::<[Entry]>(&[]);
     check_invariants(&tree, true);
     assert_eq!(dump(&tree), ["d / @-"]);
     assert!(warnings.is_empty());
-    let (tree, _) = layer_tree(&[]);
+    let (tree, _) = layer_tree::<[Entry]>(&[]);
     assert_eq!(tree.inodes.len(), 1);
     assert!(MergedTree::default().fsck().is_err());
 }
@@ -920,9 +920,9 @@ fn hostile_deep_paths() {
         let (tree, _) = merge(&[&l0, &l1]);
         check_invariants(&tree, true);
         assert_eq!(tree.inodes.len(), 2);
-        let (tree, _) = merge(&[&l0, &[parse("w .wh.d")]]);
+        let (tree, _) = merge::<[Entry]>(&[&l0, &[parse("w .wh.d")]]);
         assert_eq!(tree.inodes.len(), 1);
-        let (tree, _) = merge(&[&l0, &[parse("w .wh..wh..opq")]]);
+        let (tree, _) = merge::<[Entry]>(&[&l0, &[parse("w .wh..wh..opq")]]);
         assert_eq!(tree.inodes.len(), 1);
     }
 }
@@ -1054,6 +1054,6 @@ fn hostile_warning_flood_is_capped() {
         "too many warnings; further warnings suppressed"
     );
     let long = entry(EntryKind::File, &[b'x'; 100_000], None);
-    let (_, warnings) = merge(&[&[long]]);
+    let (_, warnings) = merge::<[Entry]>(&[&[long]]);
     assert_eq!(warnings[0].path.len(), 4096);
 }

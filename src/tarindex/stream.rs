@@ -45,6 +45,12 @@ impl StreamIndexer {
         }
     }
 
+    /// Takes the entries indexed so far (the caller keeps them in a more compact form, so a
+    /// large layer never holds all its `Entry` values at once).
+    pub fn take_entries(&mut self) -> Vec<Entry> {
+        std::mem::take(&mut self.entries)
+    }
+
     /// Number of entries indexed so far.
     pub fn entries_so_far(&self) -> usize {
         self.entries.len()

@@ -1,7 +1,7 @@
 //! Attributes of view inodes, from their tar entries: mode, owner, times, device numbers.
 
+use crate::layer::entries::Meta;
 use crate::merge::{Inode, InodeKind};
-use crate::tarindex::Entry;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Permission bits shown for directories that no tar entry describes (implicit parents).
@@ -30,7 +30,7 @@ pub struct ViewAttr {
 
 impl ViewAttr {
     /// Attributes of `inode`, described by `entry` (None for implicit directories).
-    pub fn new(inode: &Inode, entry: Option<&Entry>, default_mtime: SystemTime) -> ViewAttr {
+    pub fn new(inode: &Inode, entry: Option<&Meta<'_>>, default_mtime: SystemTime) -> ViewAttr {
         let Some(e) = entry else {
             return ViewAttr {
                 kind: inode.kind,
@@ -45,7 +45,7 @@ impl ViewAttr {
         };
         let size = match inode.kind {
             InodeKind::File => e.size,
-            InodeKind::Symlink => e.link.as_ref().map_or(0, |l| l.len() as u64),
+            InodeKind::Symlink => e.link.map_or(0, |l| l.len() as u64),
             _ => 0,
         };
         let rdev = match inode.kind {
@@ -55,8 +55,8 @@ impl ViewAttr {
         ViewAttr {
             kind: inode.kind,
             perm: (e.mode & 0o7777) as u16,
-            uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
-            gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
+            uid: e.uid,
+            gid: e.gid,
             size,
             mtime: time_of(e.mtime, e.mtime_nsec),
             nlink: inode.nlink,

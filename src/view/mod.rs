@@ -10,10 +10,11 @@ mod attr;
 
 use crate::digest::Digest;
 use crate::image::{LayerInfo, ManifestInfo};
+use crate::layer::entries::{Entries, Meta};
 use crate::layer::file::FileData;
 use crate::layer::{Layer, LayerStore};
 use crate::merge::{self, EntryRef, InodeKind, MergedTree};
-use crate::tarindex::{Entry, EntryKind};
+use crate::tarindex::EntryKind;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -108,10 +109,11 @@ impl Views {
             ViewSpec::Layer(l) => vec![(l.digest.clone(), l.diff_id.clone())],
         };
         let layers = self.store.get_all(&wanted).map_err(|e| e.to_string())?;
-        let entries: Vec<&[Entry]> = layers.iter().map(|l| l.index.entries.as_slice()).collect();
+        let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
+        let empty = Entries::new();
         let (tree, warnings) = match spec {
             ViewSpec::Rootfs(_) => merge::merge(&entries),
-            ViewSpec::Layer(_) => merge::layer_tree(entries.first().copied().unwrap_or(&[])),
+            ViewSpec::Layer(_) => merge::layer_tree(entries.first().copied().unwrap_or(&empty)),
         };
         let context = match spec {
             ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
@@ -141,8 +143,8 @@ impl View {
         self.tree.inodes.is_empty()
     }
 
-    fn entry(&self, r: EntryRef) -> Option<&Entry> {
-        self.layers.get(r.layer as usize)?.index.entries.get(r.entry as usize)
+    fn entry(&self, r: EntryRef) -> Option<Meta<'_>> {
+        self.layers.get(r.layer as usize)?.index.entries.meta(r.entry as usize)
     }
 
     fn inode(&self, i: u32) -> Option<&merge::Inode> {
@@ -177,7 +179,7 @@ impl View {
     pub fn attr(&self, i: u32, default_mtime: std::time::SystemTime) -> Option<ViewAttr> {
         let inode = self.inode(i)?;
         let entry = inode.entry.and_then(|r| self.entry(r));
-        Some(ViewAttr::new(inode, entry, default_mtime))
+        Some(ViewAttr::new(inode, entry.as_ref(), default_mtime))
     }
 
     /// Target of a symlink.
@@ -186,7 +188,7 @@ impl View {
         if inode.kind != InodeKind::Symlink {
             return None;
         }
-        self.entry(inode.entry?)?.link.as_deref()
+        self.entry(inode.entry?)?.link
     }
 
     /// The bytes of a regular file.
@@ -197,14 +199,14 @@ impl View {
         if inode.kind != InodeKind::File || entry.kind == EntryKind::Hardlink {
             return None;
         }
-        Some(FileData::new(self.layers.get(r.layer as usize)?.stream.clone(), entry))
+        Some(FileData::new(self.layers.get(r.layer as usize)?.stream.clone(), &entry))
     }
 
     /// Extended attributes of an inode.
-    pub fn xattrs(&self, i: u32) -> &[(Vec<u8>, Vec<u8>)] {
+    pub fn xattrs(&self, i: u32) -> &[(Box<[u8]>, Box<[u8]>)] {
         self.inode(i)
             .and_then(|n| n.entry)
             .and_then(|r| self.entry(r))
-            .map_or(&[], |e| &e.xattrs)
+            .map_or(&[], |e| e.xattrs)
     }
 }
