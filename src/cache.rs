@@ -51,17 +51,14 @@ impl Cache {
     /// The payload stored under (kind, key), if present and intact.
     pub fn load(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
         let path = self.path(kind, key)?;
-        let bytes = fs::read(&path).ok()?;
-        match decode(&bytes) {
-            Some(payload) => Some(payload.to_vec()),
-            None => {
-                log::warn!(
-                    "cache file {} is corrupt or from another version; rebuilding",
-                    path.display()
-                );
-                None
-            }
+        let mut bytes = fs::read(&path).ok()?;
+        if decode(&bytes).is_none() {
+            log::warn!("cache file {} is corrupt or from another version; rebuilding", path.display());
+            return None;
         }
+        // The payload in place: indexes can be megabytes, so no second copy.
+        bytes.drain(..HEADER_LEN);
+        Some(bytes)
     }
 
     /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
