@@ -6,6 +6,9 @@
 
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
 
+/// One extended attribute: (name, value).
+pub type Xattr = (Box<[u8]>, Box<[u8]>);
+
 /// `Record::extra` of a member without rare fields.
 const NO_EXTRA: u32 = u32::MAX;
 
@@ -35,7 +38,7 @@ struct Extra {
     stored_size: u64,
     dev_major: u32,
     dev_minor: u32,
-    xattrs: Vec<(Box<[u8]>, Box<[u8]>)>,
+    xattrs: Vec<Xattr>,
     sparse: Option<Box<[SparseChunk]>>,
 }
 
@@ -77,7 +80,7 @@ pub struct Meta<'a> {
     /// Device minor.
     pub dev_minor: u32,
     /// Extended attributes.
-    pub xattrs: &'a [(Box<[u8]>, Box<[u8]>)],
+    pub xattrs: &'a [Xattr],
     /// Sparse map.
     pub sparse: Option<&'a [SparseChunk]>,
 }
@@ -108,7 +111,34 @@ impl Entries {
 
     /// Appends a member.
     pub fn push(&mut self, e: &Entry) -> Result<(), EntriesError> {
-        let (path_off, path_len) = self.store(&e.path)?;
+        let xattrs: Vec<Xattr> = e
+            .xattrs
+            .iter()
+            .map(|(k, v)| (k.clone().into(), v.clone().into()))
+            .collect();
+        self.push_meta(&Meta {
+            path: &e.path,
+            kind: e.kind,
+            mode: e.mode,
+            uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
+            gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
+            mtime: e.mtime,
+            mtime_nsec: e.mtime_nsec,
+            size: e.size,
+            data_offset: e.data_offset,
+            stored_size: e.stored_size,
+            link: e.link.as_deref(),
+            dev_major: e.dev_major,
+            dev_minor: e.dev_minor,
+            xattrs: &xattrs,
+            sparse: e.sparse.as_deref(),
+        })
+    }
+
+    /// Appends a member given by borrowed fields (decoding a cached index allocates nothing
+    /// per member this way).
+    pub fn push_meta(&mut self, e: &Meta<'_>) -> Result<(), EntriesError> {
+        let (path_off, path_len) = self.store(e.path)?;
         let rare = e.link.is_some()
             || e.dev_major != 0
             || e.dev_minor != 0
@@ -116,7 +146,7 @@ impl Entries {
             || e.sparse.is_some()
             || e.stored_size != e.size;
         let extra = if rare {
-            let link = match &e.link {
+            let link = match e.link {
                 Some(l) => Some(self.store(l)?),
                 None => None,
             };
@@ -125,12 +155,8 @@ impl Entries {
                 stored_size: e.stored_size,
                 dev_major: e.dev_major,
                 dev_minor: e.dev_minor,
-                xattrs: e
-                    .xattrs
-                    .iter()
-                    .map(|(k, v)| (k.clone().into(), v.clone().into()))
-                    .collect(),
-                sparse: e.sparse.clone().map(Vec::into_boxed_slice),
+                xattrs: e.xattrs.to_vec(),
+                sparse: e.sparse.map(Into::into),
             });
             u32::try_from(self.extras.len() - 1).map_err(|_| EntriesError("too many members"))?
         } else {
@@ -142,14 +168,20 @@ impl Entries {
             data_offset: e.data_offset,
             path_off,
             path_len,
-            uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
-            gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
+            uid: e.uid,
+            gid: e.gid,
             mtime_nsec: e.mtime_nsec,
             extra,
             mode: (e.mode & 0o7777) as u16,
             kind: e.kind,
         });
         Ok(())
+    }
+
+    /// Reserves room for `n` more members with `path_bytes` more bytes of names.
+    pub fn reserve(&mut self, n: usize, path_bytes: usize) {
+        self.records.reserve(n);
+        self.arena.reserve(path_bytes);
     }
 
     /// Frees spare capacity once complete.

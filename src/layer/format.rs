@@ -7,7 +7,7 @@
 //! (zigzag) | nsec | size | data_offset | stored_size | link (flag, bytes) | major | minor |
 //! xattr count, (name, value)* | sparse (flag, count, (offset, len)*) | header_offset`.
 
-use super::entries::Entries;
+use super::entries::{Entries, Meta};
 use super::{LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd};
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
@@ -73,8 +73,10 @@ pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
     };
     let count = r.count(8)?;
     let mut entries = Entries::new();
+    // Paths are most of the remaining bytes: reserving them avoids regrowing the arena.
+    entries.reserve(count, r.0.len());
     for _ in 0..count {
-        entries.push(&r.entry()?).map_err(|_| FormatError("too large"))?;
+        r.push_entry(&mut entries)?;
     }
     entries.shrink();
     if !r.0.is_empty() {
@@ -202,12 +204,13 @@ impl<'a> Reader<'a> {
         let n = usize::try_from(self.num()?).map_err(|_| FormatError("length too large"))?;
         self.take(n)
     }
-    fn entry(&mut self) -> Result<Entry> {
-        let path = self.bytes()?.to_vec();
+    /// Decodes one member straight into `entries` (see `Writer::entry` for the layout).
+    fn push_entry(&mut self, entries: &mut Entries) -> Result<()> {
+        let path = self.bytes()?;
         let kind = kind_from(self.byte()?)?;
         let mode = self.u32()?;
-        let uid = self.num()?;
-        let gid = self.num()?;
+        let uid = u32::try_from(self.num()?).unwrap_or(u32::MAX);
+        let gid = u32::try_from(self.num()?).unwrap_or(u32::MAX);
         let z = self.num()?;
         let mtime = ((z >> 1) as i64) ^ -((z & 1) as i64);
         let mtime_nsec = self.u32()?;
@@ -216,7 +219,7 @@ impl<'a> Reader<'a> {
         let stored_size = self.num()?;
         let link = match self.byte()? {
             0 => None,
-            1 => Some(self.bytes()?.to_vec()),
+            1 => Some(self.bytes()?),
             _ => return Err(FormatError("bad link flag")),
         };
         let dev_major = self.u32()?;
@@ -224,7 +227,7 @@ impl<'a> Reader<'a> {
         let nx = self.count(2)?;
         let mut xattrs = Vec::with_capacity(nx);
         for _ in 0..nx {
-            xattrs.push((self.bytes()?.to_vec(), self.bytes()?.to_vec()));
+            xattrs.push((Box::from(self.bytes()?), Box::from(self.bytes()?)));
         }
         let sparse = match self.byte()? {
             0 => None,
@@ -241,8 +244,8 @@ impl<'a> Reader<'a> {
             }
             _ => return Err(FormatError("bad sparse flag")),
         };
-        let header_offset = self.num()?;
-        Ok(Entry {
+        let _header_offset = self.num()?;
+        let meta = Meta {
             path,
             kind,
             mode,
@@ -256,10 +259,10 @@ impl<'a> Reader<'a> {
             link,
             dev_major,
             dev_minor,
-            xattrs,
-            sparse,
-            header_offset,
-        })
+            xattrs: &xattrs,
+            sparse: sparse.as_deref(),
+        };
+        entries.push_meta(&meta).map_err(|_| FormatError("too large"))
     }
 }
 

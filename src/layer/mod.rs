@@ -195,6 +195,7 @@ impl LayerStore {
             .map(|b| b.data.clone())
             .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
         let key = format!("{}-{}", digest.algorithm().name(), digest.hex());
+        let started = std::time::Instant::now();
         let cached = self
             .cache
             .load("layer", &key)
@@ -207,7 +208,11 @@ impl LayerStore {
             });
         let index = match cached {
             Some(index) => {
-                log::info!("layer {digest}: index loaded from the cache");
+                let ms = started.elapsed().as_secs_f64() * 1e3;
+                log::info!(
+                    "layer {digest}: index of {} entries loaded from the cache in {ms:.1} ms",
+                    index.entries.len()
+                );
                 index
             }
             None => {

@@ -71,6 +71,11 @@ enum Placement {
 pub(super) struct Builder {
     nodes: Vec<Node>,
     warnings: Vec<Warning>,
+    /// The directory the previous entry went into, with its parent path joined by `/`. Tar
+    /// streams list a directory's members together, so most entries reuse it instead of
+    /// walking every parent again. Cleared whenever any subtree is released (the only way a
+    /// directory leaves the tree), so it never names a directory that is gone.
+    last_dir: Option<(Vec<u8>, u32)>,
 }
 
 impl Builder {
@@ -81,6 +86,7 @@ impl Builder {
         Builder {
             nodes,
             warnings: Vec::new(),
+            last_dir: None,
         }
     }
 
@@ -245,6 +251,18 @@ impl Builder {
     /// Walks to the directory `parents` names, creating implicit directories where a name is
     /// missing or is a non-directory other than a symlink.
     fn ensure_dirs(&mut self, parents: &[&[u8]]) -> Result<u32, &'static str> {
+        if let Some((key, dir)) = &self.last_dir {
+            if same_path(key, parents) {
+                return Ok(*dir);
+            }
+        }
+        let dir = self.walk_dirs(parents)?;
+        let key = self.last_dir.take().map(|(k, _)| k).unwrap_or_default();
+        self.last_dir = Some((join_path(key, parents), dir));
+        Ok(dir)
+    }
+
+    fn walk_dirs(&mut self, parents: &[&[u8]]) -> Result<u32, &'static str> {
         let mut dir = ROOT;
         for name in parents {
             dir = match self.child(dir, name) {
@@ -297,6 +315,7 @@ impl Builder {
     /// Frees the child maps of a directory subtree that just lost its (only) name. Non-directory
     /// nodes are untouched: other hardlink names may still use them.
     fn release(&mut self, top: u32) {
+        self.last_dir = None;
         let mut stack = vec![top];
         while let Some(i) = stack.pop() {
             let node = self.node_mut(i);
@@ -381,6 +400,40 @@ impl Inode {
             children: Vec::new(),
         }
     }
+}
+
+/// True when `key` is `parents` joined by `/`.
+fn same_path(key: &[u8], parents: &[&[u8]]) -> bool {
+    let total = parents.iter().map(|p| p.len()).sum::<usize>() + parents.len().saturating_sub(1);
+    if total != key.len() {
+        return false;
+    }
+    let mut rest = key;
+    for (i, p) in parents.iter().enumerate() {
+        if i > 0 {
+            match rest.split_first() {
+                Some((b'/', r)) => rest = r,
+                _ => return false,
+            }
+        }
+        match rest.strip_prefix(*p) {
+            Some(r) => rest = r,
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// `parents` joined by `/`, reusing `buf`'s allocation.
+fn join_path(mut buf: Vec<u8>, parents: &[&[u8]]) -> Vec<u8> {
+    buf.clear();
+    for (i, p) in parents.iter().enumerate() {
+        if i > 0 {
+            buf.push(b'/');
+        }
+        buf.extend_from_slice(p);
+    }
+    buf
 }
 
 /// Normalizes `path` into `comps` and decides what the entry does. With `whiteouts` off

@@ -109,6 +109,7 @@ impl Views {
             ViewSpec::Layer(l) => vec![(l.digest.clone(), l.diff_id.clone())],
         };
         let layers = self.store.get_all(&wanted).map_err(|e| e.to_string())?;
+        let started = std::time::Instant::now();
         let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
         let empty = Entries::new();
         let (tree, warnings) = match spec {
@@ -119,6 +120,11 @@ impl Views {
             ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
             ViewSpec::Layer(l) => format!("tree of layer {}", l.digest),
         };
+        log::info!(
+            "{context}: {} inodes merged in {:.1} ms",
+            tree.inodes.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
         for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
             log::warn!("{context}: {w}");
         }
@@ -203,7 +209,7 @@ impl View {
     }
 
     /// Extended attributes of an inode.
-    pub fn xattrs(&self, i: u32) -> &[(Box<[u8]>, Box<[u8]>)] {
+    pub fn xattrs(&self, i: u32) -> &[crate::layer::entries::Xattr] {
         self.inode(i)
             .and_then(|n| n.entry)
             .and_then(|r| self.entry(r))
