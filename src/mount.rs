@@ -188,12 +188,11 @@ pub fn is_mounted(path: &Path) -> bool {
 pub fn mounted_device(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| {
-            let f: Vec<&str> = l.split(' ').collect();
-            (unescape_mountinfo(f.get(4)?) == want).then(|| f.get(2).map(|d| d.to_string()))?
-        })
-        .last()
+    // Later lines are mounted on top of earlier ones: the last match is the visible mount.
+    info.lines().rev().find_map(|l| {
+        let f: Vec<&str> = l.split(' ').collect();
+        (unescape_mountinfo(f.get(4)?) == want).then(|| f.get(2).map(|d| d.to_string()))?
+    })
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
