@@ -26,6 +26,7 @@ pub mod oci;
 pub mod source;
 pub mod tarindex;
 pub mod tree;
+pub mod varint;
 pub mod verify;
 pub mod view;
 

@@ -11,6 +11,7 @@ use super::entries::{Entries, Meta};
 use super::{LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd};
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
+use crate::varint::{Reader, Writer};
 use std::sync::Arc;
 
 /// Version of this encoding. History: 1 = first format.
@@ -20,6 +21,12 @@ pub const FORMAT_VERSION: u32 = 1;
 #[derive(Debug, thiserror::Error)]
 #[error("layer index: {0}")]
 pub struct FormatError(&'static str);
+
+impl From<crate::varint::Truncated> for FormatError {
+    fn from(e: crate::varint::Truncated) -> Self {
+        FormatError(e.0)
+    }
+}
 
 type Result<T> = std::result::Result<T, FormatError>;
 
@@ -85,20 +92,7 @@ pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
     Ok(LayerIndex { entries, seek, diff_id })
 }
 
-struct Writer(Vec<u8>);
-
 impl Writer {
-    fn num(&mut self, mut v: u64) {
-        while v >= 0x80 {
-            self.0.push((v as u8) | 0x80);
-            v >>= 7;
-        }
-        self.0.push(v as u8);
-    }
-    fn bytes(&mut self, b: &[u8]) {
-        self.num(b.len() as u64);
-        self.0.extend_from_slice(b);
-    }
     fn entry(&mut self, e: &Entry) {
         self.bytes(&e.path);
         self.0.push(kind_code(e.kind));
@@ -164,46 +158,7 @@ fn kind_from(c: u8) -> Result<EntryKind> {
     })
 }
 
-struct Reader<'a>(&'a [u8]);
-
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
-        if n > self.0.len() {
-            return Err(FormatError("truncated"));
-        }
-        let (head, rest) = self.0.split_at(n);
-        self.0 = rest;
-        Ok(head)
-    }
-    fn byte(&mut self) -> Result<u8> {
-        Ok(self.take(1)?[0])
-    }
-    fn num(&mut self) -> Result<u64> {
-        let mut v = 0u64;
-        for shift in (0..64).step_by(7) {
-            let b = self.byte()?;
-            v |= u64::from(b & 0x7f) << shift;
-            if b & 0x80 == 0 {
-                return Ok(v);
-            }
-        }
-        Err(FormatError("bad varint"))
-    }
-    fn u32(&mut self) -> Result<u32> {
-        u32::try_from(self.num()?).map_err(|_| FormatError("number too large"))
-    }
-    /// A count of items each at least `min_bytes` long: never more than the bytes left allow.
-    fn count(&mut self, min_bytes: usize) -> Result<usize> {
-        let n = self.num()?;
-        if n > (self.0.len() / min_bytes.max(1)) as u64 {
-            return Err(FormatError("count exceeds data"));
-        }
-        Ok(n as usize)
-    }
-    fn bytes(&mut self) -> Result<&'a [u8]> {
-        let n = usize::try_from(self.num()?).map_err(|_| FormatError("length too large"))?;
-        self.take(n)
-    }
+impl Reader<'_> {
     /// Decodes one member straight into `entries` (see `Writer::entry` for the layout).
     fn push_entry(&mut self, entries: &mut Entries) -> Result<()> {
         let path = self.bytes()?;

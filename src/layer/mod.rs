@@ -147,6 +147,11 @@ impl LayerStore {
         }
     }
 
+    /// The index cache this store uses.
+    pub fn cache(&self) -> &Cache {
+        &self.cache
+    }
+
     /// The layer with this digest, indexing it (or loading its cached index) on first use.
     /// Concurrent callers for the same layer wait for one build.
     pub fn get(&self, digest: &Digest, diff_id: Option<&str>) -> Result<Arc<Layer>, LayerError> {

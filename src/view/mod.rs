@@ -7,6 +7,7 @@
 //! layer, and every layer is indexed once per mount through the [`LayerStore`].
 
 mod attr;
+mod persist;
 
 use crate::digest::Digest;
 use crate::image::{LayerInfo, ManifestInfo};
@@ -112,16 +113,19 @@ impl Views {
         let started = std::time::Instant::now();
         let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
         let empty = Entries::new();
-        let (tree, warnings) = match spec {
-            ViewSpec::Rootfs(_) => merge::merge(&entries),
-            ViewSpec::Layer(_) => merge::layer_tree(entries.first().copied().unwrap_or(&empty)),
+        let (tree, warnings, how) = match spec {
+            ViewSpec::Rootfs(_) => self.merged(&wanted, &entries),
+            ViewSpec::Layer(_) => {
+                let (tree, warnings) = merge::layer_tree(entries.first().copied().unwrap_or(&empty));
+                (tree, warnings, "merged")
+            }
         };
         let context = match spec {
             ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
             ViewSpec::Layer(l) => format!("tree of layer {}", l.digest),
         };
         log::info!(
-            "{context}: {} inodes merged in {:.1} ms",
+            "{context}: {} inodes {how} in {:.1} ms",
             tree.inodes.len(),
             started.elapsed().as_secs_f64() * 1e3
         );
@@ -135,6 +139,29 @@ impl Views {
             );
         }
         Ok(View { tree, layers })
+    }
+}
+
+impl Views {
+    /// The merged tree of a rootfs: from the cache when it holds one for these layers, else
+    /// merged now (and stored). Warnings are only known (and logged) when merging.
+    fn merged(
+        &self,
+        layers: &[(Digest, Option<String>)],
+        entries: &[&Entries],
+    ) -> (MergedTree, Vec<merge::Warning>, &'static str) {
+        let cache = self.store.cache();
+        let digests: Vec<Digest> = layers.iter().map(|(d, _)| d.clone()).collect();
+        let key = persist::key(&digests);
+        if let Some(bytes) = cache.load("view", &key) {
+            match persist::decode(&bytes, entries) {
+                Ok(tree) => return (tree, Vec::new(), "loaded from the cache"),
+                Err(e) => log::warn!("cached rootfs tree {key} is unusable ({e}); merging again"),
+            }
+        }
+        let (tree, warnings) = merge::merge(entries);
+        cache.store("view", &key, &persist::encode(&tree));
+        (tree, warnings, "merged")
     }
 }
 

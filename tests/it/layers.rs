@@ -66,9 +66,21 @@ fn shared_layers_are_indexed_once_and_a_warm_cache_reads_no_layer() {
     let cold = mount_and_list(&edge.join("oci"), &cache, &log);
     assert_eq!(count(&cold, "indexed layer"), 3, "cold mount log:\n{cold}");
     assert_eq!(count(&cold, "loaded from the cache"), 0, "cold mount log:\n{cold}");
+    // Four manifests (empty, l1, l2, l3 = edge): four merged rootfs trees, also cached.
+    assert_eq!(count(&cold, "inodes merged"), 4, "cold mount log:\n{cold}");
     let warm = mount_and_list(&edge.join("oci"), &cache, &log);
     assert_eq!(count(&warm, "indexed layer"), 0, "warm mount indexed again:\n{warm}");
-    assert_eq!(count(&warm, "loaded from the cache"), 3, "warm mount log:\n{warm}");
+    assert_eq!(
+        count(&warm, "entries loaded from the cache"),
+        3,
+        "warm mount log:\n{warm}"
+    );
+    assert_eq!(count(&warm, "inodes merged"), 0, "warm mount merged again:\n{warm}");
+    assert_eq!(
+        count(&warm, "inodes loaded from the cache"),
+        4,
+        "warm mount log:\n{warm}"
+    );
 
     // One flipped byte in a cache file: that index is rebuilt, never trusted.
     let victim = fs::read_dir(&cache)
@@ -115,8 +127,20 @@ fn no_cache_writes_nothing_and_the_default_cache_is_under_xdg_cache_home() {
         "--no-cache wrote into XDG_CACHE_HOME"
     );
     ls(&[]);
-    let cached = fs::read_dir(tmp.path().join("imgfs")).map(|d| d.count()).unwrap_or(0);
-    assert_eq!(cached, 3, "expected one index per layer under $XDG_CACHE_HOME/imgfs");
+    let names: Vec<String> = fs::read_dir(tmp.path().join("imgfs"))
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    let layers = names.iter().filter(|n| n.starts_with("layer-")).count();
+    let views = names.iter().filter(|n| n.starts_with("view-")).count();
+    assert_eq!(
+        (layers, views),
+        (3, 1),
+        "expected one index per layer and the rootfs tree: {names:?}"
+    );
 }
 
 /// A copy of the edge OCI layout (only what ref `edge` needs) in a fresh directory.
