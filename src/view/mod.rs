@@ -140,9 +140,7 @@ impl Views {
         }
         Ok(View { tree, layers })
     }
-}
 
-impl Views {
     /// The merged tree of a rootfs: from the cache when it holds one for these layers, else
     /// merged now (and stored). Warnings are only known (and logged) when merging.
     fn merged(
