@@ -63,6 +63,14 @@ impl Digest {
             hex: hex(&Sha256::digest(bytes)).into(),
         }
     }
+    /// A sha256 digest from its 32 raw bytes (as the gzip/zstd index builders compute it).
+    pub fn sha256_from_raw(raw: [u8; 32]) -> Digest {
+        Digest {
+            alg: Algorithm::Sha256,
+            hex: hex(&raw).into(),
+        }
+    }
+
     /// The digest of `bytes` under this digest's algorithm.
     pub fn same_alg_of(&self, bytes: &[u8]) -> Digest {
         self.hasher().finish_with(bytes)

@@ -4,7 +4,7 @@
 use super::entries::Entries;
 use super::{Compression, LayerError, LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd, Cursor, ReadAt};
-use crate::digest::{Digest, Hasher};
+use crate::digest::{Algorithm, Digest, Hasher};
 use crate::tarindex::StreamIndexer;
 use std::io::{self, BufReader, Read};
 use std::sync::Arc;
@@ -31,14 +31,16 @@ pub fn sniff(blob: &dyn ReadAt) -> io::Result<Compression> {
 /// A reader that hashes everything read through it.
 struct HashingReader<R> {
     inner: R,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
     read: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.read += n as u64;
         Ok(n)
     }
@@ -56,9 +58,12 @@ pub fn build_index(
         reason: e.to_string(),
     };
     let compression = sniff(blob).map_err(io_err)?;
+    // The gzip and zstd index builders hash the compressed stream themselves (sha256): hash
+    // here only what they don't.
+    let codec_hashes = compression != Compression::None && digest.algorithm() == Algorithm::Sha256;
     let mut reader = HashingReader {
         inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
-        hasher: digest.hasher(),
+        hasher: (!codec_hashes).then(|| digest.hasher()),
         read: 0,
     };
     let mut tar = StreamIndexer::new();
@@ -68,7 +73,7 @@ pub fn build_index(
     let mut entries = Entries::new();
     let mut store_error = None;
     // For an uncompressed layer the diff_id is the digest: don't hash the bytes twice.
-    let mut uncompressed = (compression != Compression::None).then(|| Hasher::new(crate::digest::Algorithm::Sha256));
+    let mut uncompressed = (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256));
     let started = Instant::now();
     let mut last_log = started;
     let mut out_bytes = 0u64;
@@ -126,9 +131,19 @@ pub fn build_index(
         return Err(tar_err(reason));
     }
     let seek = seek?;
-    // Anything after the compressed stream still counts towards the digest.
-    io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
-    let actual = reader.hasher.finish();
+    // Anything after the compressed stream still counts towards the digest. The codecs read
+    // their input to the end, so when they did the hashing nothing may be left.
+    let rest = io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
+    let actual = match (reader.hasher.take(), &seek) {
+        (Some(h), _) => h.finish(),
+        (None, SeekIndex::Gzip(g)) if rest == 0 => Digest::sha256_from_raw(g.compressed_sha256()),
+        (None, SeekIndex::Zstd(z)) if rest == 0 => Digest::sha256_from_raw(z.compressed_sha256()),
+        _ => {
+            return Err(io_err(io::Error::other(
+                "bytes after the compressed stream were not hashed",
+            )))
+        }
+    };
     if &actual != digest {
         return Err(LayerError::DigestMismatch {
             digest: digest.clone(),
