@@ -282,8 +282,6 @@ mod tests {
 
     fn entry(path: &[u8], kind: EntryKind) -> Entry {
         Entry {
-            path: path.to_vec(),
-            kind,
             mode: 0o100755,
             uid: 1,
             gid: u64::MAX,
@@ -292,12 +290,7 @@ mod tests {
             size: 7,
             data_offset: 512,
             stored_size: 7,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: vec![],
-            sparse: None,
-            header_offset: 0,
+            ..Entry::for_test(path, kind)
         }
     }
 

@@ -75,6 +75,31 @@ pub struct Entry {
     pub header_offset: u64,
 }
 
+#[cfg(test)]
+impl Entry {
+    /// A member with this path and kind and every other field zero or empty (a base for tests).
+    pub fn for_test(path: &[u8], kind: EntryKind) -> Entry {
+        Entry {
+            path: path.to_vec(),
+            kind,
+            mode: 0,
+            uid: 0,
+            gid: 0,
+            mtime: 0,
+            mtime_nsec: 0,
+            size: 0,
+            data_offset: 0,
+            stored_size: 0,
+            link: None,
+            dev_major: 0,
+            dev_minor: 0,
+            xattrs: vec![],
+            sparse: None,
+            header_offset: 0,
+        }
+    }
+}
+
 /// Why an archive could not be indexed. Offsets are byte offsets in the archive stream.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -145,22 +145,8 @@ mod tests {
 
     fn entry(path: &str, kind: EntryKind) -> Entry {
         Entry {
-            path: path.as_bytes().to_vec(),
-            kind,
             mode: 0o644,
-            uid: 0,
-            gid: 0,
-            mtime: 0,
-            mtime_nsec: 0,
-            size: 0,
-            data_offset: 0,
-            stored_size: 0,
-            link: None,
-            dev_major: 0,
-            dev_minor: 0,
-            xattrs: vec![],
-            sparse: None,
-            header_offset: 0,
+            ..Entry::for_test(path.as_bytes(), kind)
         }
     }
 
