@@ -284,6 +284,13 @@ impl MergedTree {
         kids.get(at).map(|&(_, ino)| ino)
     }
 
+    /// The entries of directory `dir` as (name, inode), sorted by name bytes; empty for
+    /// non-directories and out-of-range inodes. The stable way to walk a tree.
+    pub fn children(&self, dir: u32) -> impl ExactSizeIterator<Item = (&[u8], u32)> + '_ {
+        let kids = self.inodes.get(dir as usize).map_or(&[][..], |i| &i.children[..]);
+        kids.iter().map(|(n, ino)| (&n[..], *ino))
+    }
+
     /// Checks every structural invariant (see the module documentation); the error names the
     /// first violation found.
     pub fn fsck(&self) -> Result<(), String> {
