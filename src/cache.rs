@@ -6,8 +6,9 @@
 //! and renamed into place, so a reader sees the old entry or the new one, never a torn one. A
 //! file that fails any check is ignored and rebuilt: the cache is never trusted.
 
+use crate::varint::Chunked;
 use std::fs;
-use std::io::Write;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 /// Identifies imgfs cache files.
@@ -66,6 +67,47 @@ impl Cache {
         Some(bytes)
     }
 
+    /// Decodes the payload stored under (kind, key) while reading it in pieces (see
+    /// [`Chunked`]): the whole file is never in memory. The value is returned only if the
+    /// envelope and checksum are intact and `decode` consumed every byte; a decoder must treat
+    /// what it reads as untrusted (it runs before the checksum is known).
+    pub fn load_with<T>(
+        &self,
+        kind: &str,
+        key: &str,
+        decode: impl FnOnce(&mut Chunked<fs::File>) -> Result<T, String>,
+    ) -> Option<T> {
+        let path = self.path(kind, key)?;
+        let mut file = fs::File::open(&path).ok()?;
+        let result = (|| {
+            let size = file.metadata().map_err(|e| e.to_string())?.len();
+            let mut header = [0u8; HEADER_LEN];
+            file.read_exact(&mut header)
+                .map_err(|_| "truncated header".to_string())?;
+            let (len, sum) = check_header(&header).ok_or("bad header")?;
+            if size.checked_sub(HEADER_LEN as u64) != Some(len) {
+                return Err("payload length differs from the header".to_string());
+            }
+            let mut payload = Chunked::new(file, len);
+            let value = decode(&mut payload)?;
+            match payload.finish() {
+                Ok(crc) if crc == sum => Ok(value),
+                Ok(_) => Err("checksum mismatch".to_string()),
+                Err(e) => Err(e.0.to_string()),
+            }
+        })();
+        match result {
+            Ok(v) => Some(v),
+            Err(e) => {
+                log::warn!(
+                    "cache file {} is corrupt or from another version ({e}); rebuilding",
+                    path.display()
+                );
+                None
+            }
+        }
+    }
+
     /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
     /// next time, so it is a warning, not an error.
     pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
@@ -88,15 +130,22 @@ fn encode(payload: &[u8]) -> Vec<u8> {
 
 fn decode(bytes: &[u8]) -> Option<&[u8]> {
     let (header, payload) = bytes.split_at_checked(HEADER_LEN)?;
+    let (len, sum) = check_header(header.try_into().ok()?)?;
+    (len == payload.len() as u64 && crc32fast::hash(payload) == sum).then_some(payload)
+}
+
+/// Magic and version checked; returns the payload length and checksum the header claims.
+fn check_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u32)> {
     let (magic, rest) = header.split_at(8);
     let (version, rest) = rest.split_at(4);
     let (len, sum) = rest.split_at(8);
-    let len_ok = u64::from_le_bytes(len.try_into().ok()?) == payload.len() as u64;
-    let ok = magic == MAGIC
-        && version == CACHE_VERSION.to_le_bytes()
-        && len_ok
-        && crc32fast::hash(payload).to_le_bytes() == sum;
-    ok.then_some(payload)
+    if magic != MAGIC || version != CACHE_VERSION.to_le_bytes() {
+        return None;
+    }
+    Some((
+        u64::from_le_bytes(len.try_into().ok()?),
+        u32::from_le_bytes(sum.try_into().ok()?),
+    ))
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -141,6 +190,32 @@ mod tests {
         }
         fs::write(&file, &good[..good.len() - 1]).unwrap();
         assert!(cache.load("t", "k").is_none());
+    }
+
+    #[test]
+    fn load_with_checks_like_load() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()));
+        let payload: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
+        cache.store("t", "k", &payload);
+        let whole = |c: &mut Chunked<fs::File>| {
+            let n = c.remaining() as usize;
+            c.next(|r| r.take(n).map(<[u8]>::to_vec)).map_err(|e| e.0.to_string())
+        };
+        assert_eq!(cache.load_with("t", "k", whole).as_deref(), Some(&payload[..]));
+        // Stopping early is refused: the checksum covers bytes never read.
+        let first = |c: &mut Chunked<fs::File>| c.next(|r| r.byte()).map_err(|e| e.0.to_string());
+        assert!(cache.load_with("t", "k", first).is_none());
+        let file = dir.path().join("t-k");
+        let good = fs::read(&file).unwrap();
+        for i in (0..HEADER_LEN).chain([HEADER_LEN + 7, good.len() / 2, good.len() - 1]) {
+            let mut bad = good.clone();
+            bad[i] ^= 0x01;
+            fs::write(&file, &bad).unwrap();
+            assert!(cache.load_with("t", "k", whole).is_none(), "flip at {i} accepted");
+        }
+        fs::write(&file, &good[..good.len() - 1]).unwrap();
+        assert!(cache.load_with("t", "k", whole).is_none());
     }
 
     #[test]

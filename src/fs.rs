@@ -325,11 +325,14 @@ impl Fs {
                     (self.view_ino(p, i), Kind::Dir, &b"."[..]),
                     (parent, Kind::Dir, &b".."[..]),
                 ];
-                let rest = view.children(i).iter().map(|(name, c)| {
-                    let kind = view.kind(*c).map_or(Kind::File, kind_of);
-                    (Ino::View(p, *c).encode(), kind, name.as_ref())
+                // Offsets 0 and 1 are the dots; the rest index the names directly, so reading a
+                // huge directory in many calls stays linear.
+                let rest = view.children_from(i, offset.saturating_sub(2)).map(|(name, c)| {
+                    let kind = view.kind(c).map_or(Kind::File, kind_of);
+                    (Ino::View(p, c).encode(), kind, name)
                 });
-                for (ino, kind, name) in dots.into_iter().chain(rest).skip(offset) {
+                let dots = dots.into_iter().skip(offset);
+                for (ino, kind, name) in dots.chain(rest) {
                     if add(ino, kind, name) {
                         break;
                     }

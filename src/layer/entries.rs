@@ -96,6 +96,11 @@ impl Entries {
         self.records.len()
     }
 
+    /// Bytes of all paths and link targets together (what [`Entries::reserve`] takes).
+    pub fn name_bytes(&self) -> usize {
+        self.arena.len()
+    }
+
     /// True without members.
     pub fn is_empty(&self) -> bool {
         self.records.is_empty()
@@ -178,7 +183,7 @@ impl Entries {
         Ok(())
     }
 
-    /// Reserves room for `n` more members with `path_bytes` more bytes of names.
+    /// Reserves room for `n` more members with `path_bytes` more bytes of paths and targets.
     pub fn reserve(&mut self, n: usize, path_bytes: usize) {
         self.records.reserve(n);
         self.arena.reserve(path_bytes);

@@ -3,19 +3,25 @@
 //! nothing: every count is bounded by the bytes that remain, every offset by the blob length.
 //!
 //! Layout: `FORMAT_VERSION u32 | blob_len varint | diff_id str | seek kind u8 | seek bytes |
-//! entry count varint | entries`. An entry: `path bytes | kind u8 | mode | uid | gid | mtime
-//! (zigzag) | nsec | size | data_offset | stored_size | link (flag, bytes) | major | minor |
-//! xattr count, (name, value)* | sparse (flag, count, (offset, len)*) | header_offset`.
+//! entry count varint | path and link bytes varint | entries`. An entry: `path bytes | kind u8 |
+//! mode | uid | gid | mtime (zigzag) | nsec | size | data_offset | stored_size | link (flag,
+//! bytes) | major | minor | xattr count, (name, value)* | sparse (flag, count, (offset, len)*) |
+//! header_offset`. [`decode_from`] reads it piece by piece from a cache file.
 
 use super::entries::{Entries, Meta};
 use super::{LayerIndex, SeekIndex};
 use crate::blob::{gzip, zstd};
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
-use crate::varint::{Reader, Writer};
+use crate::varint::{Chunked, Reader, Writer};
+use std::io::Read;
 use std::sync::Arc;
 
-/// Version of this encoding. History: 1 = first format.
-pub const FORMAT_VERSION: u32 = 1;
+/// Version of this encoding. History: 1 = first format; 2 = total bytes of paths and link
+/// targets after the entry count (the decoder reserves exactly, streaming).
+pub const FORMAT_VERSION: u32 = 2;
+
+/// Smallest encoded entry: one byte for each of its 16 lengths, numbers, flags and the kind.
+const MIN_ENTRY_BYTES: u64 = 16;
 
 /// Why a cached index was refused.
 #[derive(Debug, thiserror::Error)]
@@ -48,6 +54,7 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
         }
     }
     w.num(index.entries.len() as u64);
+    w.num(index.entries.name_bytes() as u64);
     for e in (0..index.entries.len()).filter_map(|i| index.entries.entry(i)) {
         w.entry(&e);
     }
@@ -56,39 +63,35 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
 
 /// Decodes an index, checking it belongs to a blob of `blob_len` bytes.
 pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
-    let mut r = Reader(data);
-    let version = r.take(4)?;
-    if version != FORMAT_VERSION.to_le_bytes() {
-        return Err(FormatError("other format version"));
-    }
-    if r.num()? != blob_len {
-        return Err(FormatError("blob length differs"));
-    }
-    let diff_id = std::str::from_utf8(r.bytes()?)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(FormatError("bad diff_id"))?;
-    let seek = match r.byte()? {
-        0 => SeekIndex::None,
-        1 => SeekIndex::Gzip(Arc::new(
-            gzip::GzipIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad gzip index"))?,
-        )),
-        2 => SeekIndex::Zstd(Arc::new(
-            zstd::ZstdIndex::from_bytes(r.bytes()?).map_err(|_| FormatError("bad zstd index"))?,
-        )),
-        _ => return Err(FormatError("bad seek kind")),
-    };
-    let count = r.count(8)?;
+    let mut c = Chunked::new(data, data.len() as u64);
+    let index = decode_from(&mut c, blob_len)?;
+    c.finish()?;
+    Ok(index)
+}
+
+/// Decodes an index from `c` one piece at a time (the caller checks `c.finish()`).
+pub fn decode_from<R: Read>(c: &mut Chunked<R>, blob_len: u64) -> Result<LayerIndex> {
+    let (diff_id, seek) = c.next(|r| {
+        if r.take(4)? != FORMAT_VERSION.to_le_bytes() {
+            return Err(FormatError("other format version"));
+        }
+        if r.num()? != blob_len {
+            return Err(FormatError("blob length differs"));
+        }
+        let diff_id = std::str::from_utf8(r.bytes()?)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(FormatError("bad diff_id"))?;
+        Ok((diff_id, r.seek()?))
+    })?;
+    let count = c.count(MIN_ENTRY_BYTES)?;
+    let path_bytes = c.count(1)?;
     let mut entries = Entries::new();
-    // Paths are most of the remaining bytes: reserving them avoids regrowing the arena.
-    entries.reserve(count, r.0.len());
+    entries.reserve(count, path_bytes);
     for _ in 0..count {
-        r.push_entry(&mut entries)?;
+        c.next(|r| r.push_entry(&mut entries))?;
     }
     entries.shrink();
-    if !r.0.is_empty() {
-        return Err(FormatError("trailing bytes"));
-    }
     Ok(LayerIndex { entries, seek, diff_id })
 }
 
@@ -159,6 +162,19 @@ fn kind_from(c: u8) -> Result<EntryKind> {
 }
 
 impl Reader<'_> {
+    fn seek(&mut self) -> Result<SeekIndex> {
+        Ok(match self.byte()? {
+            0 => SeekIndex::None,
+            1 => SeekIndex::Gzip(Arc::new(
+                gzip::GzipIndex::from_bytes(self.bytes()?).map_err(|_| FormatError("bad gzip index"))?,
+            )),
+            2 => SeekIndex::Zstd(Arc::new(
+                zstd::ZstdIndex::from_bytes(self.bytes()?).map_err(|_| FormatError("bad zstd index"))?,
+            )),
+            _ => return Err(FormatError("bad seek kind")),
+        })
+    }
+
     /// Decodes one member straight into `entries` (see `Writer::entry` for the layout).
     fn push_entry(&mut self, entries: &mut Entries) -> Result<()> {
         let path = self.bytes()?;

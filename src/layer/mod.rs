@@ -201,16 +201,9 @@ impl LayerStore {
             .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
         let key = format!("{}-{}", digest.algorithm().name(), digest.hex());
         let started = std::time::Instant::now();
-        let cached = self
-            .cache
-            .load("layer", &key)
-            .and_then(|bytes| match format::decode(&bytes, blob.len()) {
-                Ok(index) => Some(index),
-                Err(e) => {
-                    log::warn!("cached index of layer {digest} is unusable ({e}); rebuilding");
-                    None
-                }
-            });
+        let cached = self.cache.load_with("layer", &key, |c| {
+            format::decode_from(c, blob.len()).map_err(|e| e.to_string())
+        });
         let index = match cached {
             Some(index) => {
                 let ms = started.elapsed().as_secs_f64() * 1e3;

@@ -12,7 +12,7 @@ use std::mem;
 
 use super::path::{self, PathError};
 use super::whiteout::{self, Whiteout};
-use super::{EntryRef, Inode, InodeKind, MergedTree, Warning};
+use super::{EntryRef, InodeKind, MergedTree, Warning};
 use super::{LayerEntries, Member};
 use crate::tarindex::EntryKind;
 
@@ -32,6 +32,7 @@ const HARDLINK_DIR: &str = "hardlink target is a directory";
 const SYMLINK_NO_TARGET: &str = "symlink without a target";
 const TOO_MANY_ENTRIES: &str = "too many entries in one layer";
 const TOO_MANY_INODES: &str = "too many inodes";
+const NAME_TOO_LONG: &str = "name longer than 255 bytes";
 const SUPPRESSED: &str = "too many warnings; further warnings suppressed";
 
 struct Node {
@@ -331,10 +332,12 @@ impl Builder {
     pub(super) fn finish(mut self) -> (MergedTree, Vec<Warning>) {
         let mut number = vec![UNSEEN; self.nodes.len()];
         number[ROOT as usize] = 0;
-        // At most one inode per node: reserving that up front avoids the growth that would
-        // briefly double the largest allocation of a big merge.
-        let mut inodes = Vec::with_capacity(self.nodes.len());
-        inodes.push(Inode::new(InodeKind::Dir, self.node(ROOT).entry, 0));
+        let mut tree = MergedTree::default();
+        // At most one inode per node and one name per inode but the root: reserving that up
+        // front avoids the growth that would briefly double the largest allocations.
+        tree.inodes.reserve_exact(self.nodes.len());
+        tree.dirents.reserve_exact(self.nodes.len());
+        let _ = tree.push_inode(InodeKind::Dir, self.node(ROOT).entry, 2, 0);
         // Old indices of directories in the order they were numbered; `head` is the BFS cursor.
         let mut dirs = vec![ROOT];
         let mut head = 0;
@@ -342,40 +345,49 @@ impl Builder {
             head += 1;
             let new_dir = number[old_dir as usize];
             let kids = mem::take(&mut self.node_mut(old_dir).children);
-            let mut out = Vec::with_capacity(kids.len());
             let mut subdirs = 0u32;
             for (name, old) in kids {
                 let seen = number[old as usize];
-                let ino = if seen == UNSEEN {
-                    let ino = inodes.len() as u32; // < nodes.len() <= u32::MAX
-                    number[old as usize] = ino;
-                    let node = self.node(old);
-                    inodes.push(Inode::new(node.kind, node.entry, new_dir));
-                    if node.kind == InodeKind::Dir {
-                        dirs.push(old);
-                    }
-                    ino
-                } else if self.kind(old) == InodeKind::Dir {
+                let (kind, entry) = (self.kind(old), self.node(old).entry);
+                if seen != UNSEEN && kind == InodeKind::Dir {
                     // Cannot happen (directories have one name); never emit a second name.
                     debug_assert!(false, "directory reached twice");
                     continue;
-                } else {
-                    seen
-                };
-                let child = &mut inodes[ino as usize];
-                if child.kind == InodeKind::Dir {
+                }
+                // A new inode is numbered next; nodes.len() <= u32::MAX bounds the numbers.
+                let ino = if seen == UNSEEN { tree.inodes.len() as u32 } else { seen };
+                if let Err(e) = tree.push_child(new_dir, &name, ino) {
+                    // Names were checked against NAME_MAX and dirs are walked one at a time,
+                    // so only a tree past 4 GiB of names gets here.
+                    self.warn(entry.map_or(0, |r| r.layer), &name, push_reason(e));
+                    continue;
+                }
+                if seen == UNSEEN {
+                    let _ = tree.push_inode(kind, entry, 0, new_dir);
+                    number[old as usize] = ino;
+                    if kind == InodeKind::Dir {
+                        dirs.push(old);
+                    }
+                }
+                let child = &mut tree.inodes[ino as usize];
+                if kind == InodeKind::Dir {
+                    child.nlink = 2;
                     subdirs = subdirs.saturating_add(1);
                 } else {
                     child.nlink = child.nlink.saturating_add(1);
                 }
-                out.push((name, ino));
             }
-            let dir = &mut inodes[new_dir as usize];
-            dir.nlink = subdirs.saturating_add(2);
-            dir.children = out;
+            tree.inodes[new_dir as usize].nlink = subdirs.saturating_add(2);
         }
-        inodes.shrink_to_fit();
-        (MergedTree { inodes }, self.warnings)
+        tree.shrink_to_fit();
+        (tree, self.warnings)
+    }
+}
+
+fn push_reason(e: super::PushError) -> &'static str {
+    match e {
+        super::PushError::NameTooLong => NAME_TOO_LONG,
+        super::PushError::NotLastDir | super::PushError::TreeFull => TOO_MANY_INODES,
     }
 }
 
@@ -385,19 +397,6 @@ impl Node {
             kind,
             entry,
             children: BTreeMap::new(),
-        }
-    }
-}
-
-impl Inode {
-    /// A fresh inode; `nlink` is filled in by the walk (dirs get 2 at least, others count names).
-    fn new(kind: InodeKind, entry: Option<EntryRef>, parent: u32) -> Inode {
-        Inode {
-            kind,
-            entry,
-            nlink: if kind == InodeKind::Dir { 2 } else { 0 },
-            parent,
-            children: Vec::new(),
         }
     }
 }

@@ -21,8 +21,8 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
     let mut queue = vec![0u32];
     while let Some(&dir) = queue.get(head) {
         head += 1;
-        let subdirs = check_dir(inodes, dir)?;
-        for &(_, ino) in &inodes[dir as usize].children {
+        let subdirs = check_dir(tree, dir)?;
+        for (_, ino) in tree.children(dir) {
             let i = ino as usize;
             names[i] = names[i].saturating_add(1);
             if i >= next {
@@ -52,26 +52,40 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
 }
 
 /// Checks one directory's children list; returns its number of subdirectories.
-fn check_dir(inodes: &[Inode], dir: u32) -> Result<u32, String> {
+fn check_dir(tree: &MergedTree, dir: u32) -> Result<u32, String> {
+    let inodes = &tree.inodes;
     let node = &inodes[dir as usize];
+    // The accessors hide out-of-range runs and names: look at the raw arrays here.
+    let first = node.first_child as usize;
+    let run = tree
+        .dirents
+        .get(first..first + node.child_count as usize)
+        .ok_or_else(|| format!("dir {dir}: names out of range"))?;
+    for d in run {
+        let at = d.name as usize;
+        let len = tree.names.get(at).copied().unwrap_or(0) as usize;
+        if len == 0 || tree.names.len() < at + 1 + len {
+            return Err(format!("dir {dir}: name at {at} out of range"));
+        }
+    }
     if node.kind != InodeKind::Dir {
         return Err(format!("inode {dir} has children but is {:?}", node.kind));
     }
     let mut subdirs = 0u32;
     let mut prev: Option<&[u8]> = None;
-    for (name, ino) in &node.children {
+    for (name, ino) in tree.children(dir) {
         let shown = String::from_utf8_lossy(name);
         if !path::is_valid_name(name) {
             return Err(format!("dir {dir}: invalid name {shown:?}"));
         }
-        if prev.is_some_and(|p| p >= &name[..]) {
+        if prev.is_some_and(|p| p >= name) {
             return Err(format!("dir {dir}: {shown:?} out of order or duplicated"));
         }
         prev = Some(name);
         let child = inodes
-            .get(*ino as usize)
+            .get(ino as usize)
             .ok_or_else(|| format!("dir {dir}: {shown:?} -> {ino} out of range"))?;
-        if *ino == 0 {
+        if ino == 0 {
             return Err(format!("dir {dir}: {shown:?} names the root"));
         }
         if child.kind == InodeKind::Dir {
@@ -89,7 +103,7 @@ fn check_non_dirs(inodes: &[Inode], names: &[u32]) -> Result<(), String> {
         if node.nlink != n {
             return Err(format!("inode {i}: nlink {} but {n} names", node.nlink));
         }
-        if !node.children.is_empty() {
+        if node.child_count != 0 {
             return Err(format!("inode {i}: {:?} with children", node.kind));
         }
         if node.entry.is_none() {

@@ -160,14 +160,40 @@ pub struct Inode {
     /// Directories: the parent directory (root: 0); others: the directory of the first name in
     /// walk order.
     pub parent: u32,
-    /// Directories only: (name, inode index), sorted by name bytes.
-    pub children: Vec<(Box<[u8]>, u32)>,
+    /// Directories only: their names are `MergedTree::dirents[first_child..][..child_count]`.
+    first_child: u32,
+    child_count: u32,
+}
+
+/// One name in a directory. `name` is the offset in `MergedTree::names` of a length byte
+/// followed by the name (names are at most 255 bytes), so a name costs 9 bytes plus its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Dirent {
+    name: u32,
+    ino: u32,
 }
 
 /// The merged tree: `inodes[0]` is the root directory.
+///
+/// Memory is what limits big images, so the tree is three flat arrays: fixed-size inodes, each
+/// directory's names as one contiguous run of `dirents`, and every name's bytes in one arena.
+/// Built with [`MergedTree::push_inode`] and [`MergedTree::push_child`].
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergedTree {
     pub inodes: Vec<Inode>,
+    dirents: Vec<Dirent>,
+    names: Vec<u8>,
+}
+
+/// Why [`MergedTree::push_child`] refused a name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PushError {
+    /// Not a directory inode of this tree, or another directory's names were appended since.
+    NotLastDir,
+    /// Longer than 255 bytes (Linux `NAME_MAX`).
+    NameTooLong,
+    /// The name arena or the name count would pass 4 GiB entries.
+    TreeFull,
 }
 
 /// An entry that was dropped (or a notice that warnings were cut off).
@@ -279,16 +305,107 @@ impl MergedTree {
 
     /// The inode named `name` in directory `dir` (binary search; `None` for non-directories).
     pub fn child(&self, dir: u32, name: &[u8]) -> Option<u32> {
-        let kids = &self.inodes.get(dir as usize)?.children;
-        let at = kids.binary_search_by(|(n, _)| (**n).cmp(name)).ok()?;
-        kids.get(at).map(|&(_, ino)| ino)
+        let kids = self.dirents_of(dir);
+        let at = kids.binary_search_by(|d| self.name(d).cmp(name)).ok()?;
+        kids.get(at).map(|d| d.ino)
     }
 
     /// The entries of directory `dir` as (name, inode), sorted by name bytes; empty for
     /// non-directories and out-of-range inodes. The stable way to walk a tree.
     pub fn children(&self, dir: u32) -> impl ExactSizeIterator<Item = (&[u8], u32)> + '_ {
-        let kids = self.inodes.get(dir as usize).map_or(&[][..], |i| &i.children[..]);
-        kids.iter().map(|(n, ino)| (&n[..], *ino))
+        self.children_from(dir, 0)
+    }
+
+    /// [`MergedTree::children`] from the `skip`-th name on, in O(1) (readdir offsets).
+    pub fn children_from(&self, dir: u32, skip: usize) -> impl ExactSizeIterator<Item = (&[u8], u32)> + '_ {
+        let kids = self.dirents_of(dir);
+        kids.get(skip..).unwrap_or(&[]).iter().map(|d| (self.name(d), d.ino))
+    }
+
+    /// Number of names in directory `dir` (0 for anything else).
+    pub fn child_count(&self, dir: u32) -> usize {
+        self.inodes.get(dir as usize).map_or(0, |i| i.child_count as usize)
+    }
+
+    /// Appends an inode without children and returns its number (`None` past `u32::MAX`).
+    pub fn push_inode(&mut self, kind: InodeKind, entry: Option<EntryRef>, nlink: u32, parent: u32) -> Option<u32> {
+        let ino = u32::try_from(self.inodes.len()).ok()?;
+        self.inodes.push(Inode {
+            kind,
+            entry,
+            nlink,
+            parent,
+            first_child: 0,
+            child_count: 0,
+        });
+        Some(ino)
+    }
+
+    /// Appends `name -> ino` to directory `dir`'s names. A directory's names are one run: they
+    /// must all be pushed before any other directory's. Order and validity of the names are
+    /// the caller's (and [`MergedTree::fsck`]'s) business.
+    pub fn push_child(&mut self, dir: u32, name: &[u8], ino: u32) -> Result<(), PushError> {
+        let len = u8::try_from(name.len()).map_err(|_| PushError::NameTooLong)?;
+        let at = u32::try_from(self.names.len()).map_err(|_| PushError::TreeFull)?;
+        let first = u32::try_from(self.dirents.len()).map_err(|_| PushError::TreeFull)?;
+        if at.checked_add(u32::from(len) + 1).is_none() || first == u32::MAX {
+            return Err(PushError::TreeFull);
+        }
+        let node = self.inodes.get_mut(dir as usize).ok_or(PushError::NotLastDir)?;
+        if node.kind != InodeKind::Dir {
+            return Err(PushError::NotLastDir);
+        }
+        if node.child_count == 0 {
+            node.first_child = first;
+        } else if node.first_child + node.child_count != first {
+            return Err(PushError::NotLastDir);
+        }
+        node.child_count += 1;
+        self.names.push(len);
+        self.names.extend_from_slice(name);
+        self.dirents.push(Dirent { name: at, ino });
+        Ok(())
+    }
+
+    /// Room for `inodes` more inodes and `names` more names of `name_bytes` bytes in all.
+    pub fn reserve(&mut self, inodes: usize, names: usize, name_bytes: usize) {
+        self.inodes.reserve_exact(inodes);
+        self.dirents.reserve_exact(names);
+        // Each name is stored after a length byte.
+        self.names.reserve_exact(name_bytes.saturating_add(names));
+    }
+
+    /// Number of names in all directories, and their bytes (what [`MergedTree::reserve`] takes).
+    pub fn name_totals(&self) -> (usize, usize) {
+        (self.dirents.len(), self.names.len() - self.dirents.len())
+    }
+
+    /// Gives back spare capacity once the tree is complete.
+    pub fn shrink_to_fit(&mut self) {
+        self.inodes.shrink_to_fit();
+        self.dirents.shrink_to_fit();
+        self.names.shrink_to_fit();
+    }
+
+    /// Bytes of memory the tree holds (capacity, not length).
+    pub fn heap_bytes(&self) -> usize {
+        self.inodes.capacity() * std::mem::size_of::<Inode>()
+            + self.dirents.capacity() * std::mem::size_of::<Dirent>()
+            + self.names.capacity()
+    }
+
+    fn dirents_of(&self, dir: u32) -> &[Dirent] {
+        let Some(i) = self.inodes.get(dir as usize) else {
+            return &[];
+        };
+        let first = i.first_child as usize;
+        self.dirents.get(first..first + i.child_count as usize).unwrap_or(&[])
+    }
+
+    fn name(&self, d: &Dirent) -> &[u8] {
+        let at = d.name as usize;
+        let len = self.names.get(at).copied().unwrap_or(0) as usize;
+        self.names.get(at + 1..at + 1 + len).unwrap_or(&[])
     }
 
     /// Checks every structural invariant (see the module documentation); the error names the

@@ -91,11 +91,11 @@ fn dump(tree: &MergedTree) -> Vec<String> {
     let mut out = vec![line("/", 0)];
     let mut stack = vec![(String::new(), 0u32)];
     while let Some((prefix, dir)) = stack.pop() {
-        for (name, ino) in &tree.inodes[dir as usize].children {
+        for (name, ino) in tree.children(dir) {
             let path = format!("{prefix}{}", String::from_utf8_lossy(name));
-            out.push(line(&path, *ino));
-            if tree.inodes[*ino as usize].kind == InodeKind::Dir {
-                stack.push((format!("{path}/"), *ino));
+            out.push(line(&path, ino));
+            if tree.inodes[ino as usize].kind == InodeKind::Dir {
+                stack.push((format!("{path}/"), ino));
             }
         }
     }
@@ -106,9 +106,9 @@ fn dump(tree: &MergedTree) -> Vec<String> {
 /// Checks that hold for every result: fsck, valid names, and (for merge) no whiteout names.
 fn check_invariants(tree: &MergedTree, merged: bool) {
     tree.fsck().unwrap_or_else(|e| panic!("fsck: {e}\n{:#?}", dump(tree)));
-    for node in &tree.inodes {
-        for (name, _) in &node.children {
-            assert!(!name.is_empty() && &**name != b"." && &**name != b"..");
+    for dir in 0..tree.inodes.len() as u32 {
+        for (name, _) in tree.children(dir) {
+            assert!(!name.is_empty() && name != b"." && name != b"..");
             assert!(!name.contains(&b'/'));
             if merged {
                 assert!(!name.starts_with(b".wh."), "whiteout name {name:?} in output");
@@ -529,9 +529,12 @@ fn deterministic() {
     let (t1, _) = merge_specs(&[&["f c", "f a/x", "f b", "f a/y"]]);
     let (t2, _) = merge_specs(&[&["f a/y", "f b", "f a/x", "f c"]]);
     let strip = |t: &MergedTree| {
-        t.inodes
-            .iter()
-            .map(|i| (i.kind, i.nlink, i.parent, i.children.clone()))
+        (0u32..)
+            .zip(&t.inodes)
+            .map(|(n, i)| {
+                let kids: Vec<(Vec<u8>, u32)> = t.children(n).map(|(k, c)| (k.to_vec(), c)).collect();
+                (i.kind, i.nlink, i.parent, kids)
+            })
             .collect::<Vec<_>>()
     };
     assert_eq!(strip(&t1), strip(&t2));
@@ -619,16 +622,39 @@ fn fsck_catches_corruption() {
     type Corrupt = fn(&mut MergedTree);
     let corruptions: &[(&str, Corrupt)] = &[
         ("nlink", |t| t.inodes[1].nlink += 1),
-        ("order", |t| t.inodes[0].children.swap(0, 1)),
-        ("name", |t| t.inodes[0].children[0].0 = b"x/y".to_vec().into()),
-        ("range", |t| t.inodes[0].children[0].1 = 99),
+        ("order", |t| t.dirents.swap(0, 1)),
+        ("name", |t| {
+            let at = t.dirents[0].name as usize;
+            t.names[at + 1] = b'/';
+        }),
+        ("name length", |t| {
+            let at = t.dirents[0].name as usize;
+            t.names[at] = 0;
+        }),
+        ("name past the arena", |t| t.dirents[0].name = u32::MAX - 1),
+        ("run past the names", |t| t.inodes[0].child_count = 99),
+        ("range", |t| t.dirents[0].ino = 99),
+        ("children on a file", |t| {
+            let b = t.lookup(b"b").unwrap();
+            t.inodes[b as usize].child_count = 1;
+        }),
         ("root kind", |t| t.inodes[0].kind = InodeKind::File),
         ("unreachable", |t| {
             t.inodes.push(t.inodes[2].clone());
         }),
         ("dir twice", |t| {
-            let a = t.inodes[0].children[0].clone();
-            t.inodes[0].children.push((b"z".to_vec().into(), a.1));
+            // The root's names are the first run; give it one more name for `a`.
+            let a = t.dirents[0];
+            t.names.extend_from_slice(b"\x01z");
+            let z = (t.names.len() - 2) as u32;
+            let n = t.inodes[0].child_count as usize;
+            t.dirents.insert(n, super::Dirent { name: z, ino: a.ino });
+            t.inodes[0].child_count += 1;
+            for i in &mut t.inodes[1..] {
+                if i.child_count > 0 {
+                    i.first_child += 1;
+                }
+            }
         }),
         ("parent", |t| {
             let x = t.lookup(b"a/x").unwrap();
@@ -789,7 +815,7 @@ fn model_check(layers: &[Vec<Entry>], whiteouts: bool) {
     };
     check_invariants(&tree, whiteouts);
     assert_eq!(tree.inodes[0].entry, m.root);
-    let names: usize = tree.inodes.iter().map(|i| i.children.len()).sum();
+    let names: usize = (0..tree.inodes.len() as u32).map(|d| tree.child_count(d)).sum();
     assert_eq!(names, m.map.len(), "name count; tree {:#?}", dump(&tree));
     let mut ids: HashMap<u64, u32> = HashMap::new();
     let mut inos: HashMap<u32, u64> = HashMap::new();
@@ -949,11 +975,15 @@ fn hostile_wide_directory() {
     assert!(warnings.is_empty());
     check_invariants(&tree, true);
     let dir = tree.lookup(b"dir").unwrap();
-    assert_eq!(tree.inodes[dir as usize].children.len(), N as usize);
+    assert_eq!(tree.child_count(dir), N as usize);
+    // readdir resumes at any offset without walking the names before it.
+    let last = tree.children(dir).last().unwrap();
+    assert_eq!(tree.children_from(dir, N as usize - 1).collect::<Vec<_>>(), [last]);
+    assert_eq!(tree.children_from(dir, N as usize + 5).count(), 0);
     assert!(tree.lookup(b"dir/file1869f").is_some());
     check_invariants(&tree2, true);
     let dir = tree2.lookup(b"dir").unwrap();
-    assert_eq!(tree2.inodes[dir as usize].children.len(), N as usize / 2);
+    assert_eq!(tree2.child_count(dir), N as usize / 2);
     if !cfg!(debug_assertions) {
         assert!(one.as_secs_f64() < 1.0, "100k entries took {one:?}");
     }

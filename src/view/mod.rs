@@ -7,7 +7,7 @@
 //! layer, and every layer is indexed once per mount through the [`LayerStore`].
 
 mod attr;
-mod persist;
+pub mod persist;
 
 use crate::digest::Digest;
 use crate::image::{LayerInfo, ManifestInfo};
@@ -138,6 +138,8 @@ impl Views {
                 warnings.len() - MAX_LOGGED_WARNINGS
             );
         }
+        drop(warnings);
+        release_free_memory();
         Ok(View { tree, layers })
     }
 
@@ -151,11 +153,8 @@ impl Views {
         let cache = self.store.cache();
         let digests: Vec<Digest> = layers.iter().map(|(d, _)| d.clone()).collect();
         let key = persist::key(&digests);
-        if let Some(bytes) = cache.load("view", &key) {
-            match persist::decode(&bytes, entries) {
-                Ok(tree) => return (tree, Vec::new(), "loaded from the cache"),
-                Err(e) => log::warn!("cached rootfs tree {key} is unusable ({e}); merging again"),
-            }
+        if let Some(tree) = cache.load_with("view", &key, |c| persist::decode_from(c, entries)) {
+            return (tree, Vec::new(), "loaded from the cache");
         }
         let (tree, warnings) = merge::merge(entries);
         cache.store("view", &key, &persist::encode(&tree));
@@ -184,16 +183,12 @@ impl View {
 
     /// Looks a name up in directory `dir`.
     pub fn lookup(&self, dir: u32, name: &[u8]) -> Option<u32> {
-        let children = &self.inode(dir)?.children;
-        children
-            .binary_search_by(|(n, _)| n.as_ref().cmp(name))
-            .ok()
-            .map(|i| children[i].1)
+        self.tree.child(dir, name)
     }
 
-    /// Children of a directory, sorted by name.
-    pub fn children(&self, dir: u32) -> &[(Box<[u8]>, u32)] {
-        self.inode(dir).map_or(&[], |i| &i.children)
+    /// Children of a directory as (name, inode), sorted by name, from the `skip`-th on.
+    pub fn children_from(&self, dir: u32, skip: usize) -> impl Iterator<Item = (&[u8], u32)> + '_ {
+        self.tree.children_from(dir, skip)
     }
 
     /// Parent directory of an inode.
@@ -239,5 +234,17 @@ impl View {
             .and_then(|n| n.entry)
             .and_then(|r| self.entry(r))
             .map_or(&[], |e| e.xattrs)
+    }
+}
+
+/// Hands memory freed by a view build back to the kernel. Building loads whole cache files and
+/// merges through large temporary maps; glibc keeps such freed memory in its heaps (its mmap
+/// threshold grows after the first big free), so without this a mounted image would keep
+/// megabytes of garbage resident for its whole life.
+fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only walks the allocator's own free lists; no Rust object is touched.
+    unsafe {
+        libc::malloc_trim(0);
     }
 }

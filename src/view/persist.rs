@@ -6,21 +6,26 @@
 //! made of their digests and [`VIEW_FORMAT`]. A loaded tree is checked like a merged one
 //! (`MergedTree::fsck`) and every entry reference must exist in the layers it is used with.
 //!
-//! Encoding (varints, `crate::varint`): `VIEW_FORMAT u32 LE | inode count | inodes`, an inode
-//! being `kind u8 | entry flag u8 [layer, entry] | nlink | parent | child count | (name, inode)*`.
+//! Encoding (varints, `crate::varint`): `VIEW_FORMAT u32 LE | inode count | name count | name
+//! bytes | inodes`, an inode being `kind u8 | entry flag u8 [layer, entry] | nlink | parent |
+//! child count | (name, inode)*`. [`decode_from`] reads it piece by piece from a cache file and
+//! reserves the tree's arrays exactly from the counts.
 
 use crate::digest::Digest;
 use crate::layer::entries::Entries;
-use crate::merge::{EntryRef, Inode, InodeKind, MergedTree};
-use crate::varint::{Reader, Truncated, Writer};
+use crate::merge::{EntryRef, InodeKind, MergedTree};
+use crate::varint::{Chunked, Truncated, Writer};
 use sha2::{Digest as _, Sha256};
+use std::io::Read;
 
 /// Version of the merge rules and of this encoding; part of the cache key.
-/// History: 1 = first format.
-pub const VIEW_FORMAT: u32 = 1;
+/// History: 1 = first format; 2 = name totals after the inode count, flat name arrays.
+pub const VIEW_FORMAT: u32 = 2;
 
 /// Smallest encoded inode (kind, flag, nlink, parent, child count).
-const MIN_INODE_BYTES: usize = 5;
+const MIN_INODE_BYTES: u64 = 5;
+/// Smallest encoded name (length, inode).
+const MIN_NAME_BYTES: u64 = 2;
 
 /// The cache key of the merged tree of `layers` (bottom first).
 pub fn key(layers: &[Digest]) -> String {
@@ -62,7 +67,10 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
     let mut w = Writer(Vec::with_capacity(16 + tree.inodes.len() * 24));
     w.0.extend_from_slice(&VIEW_FORMAT.to_le_bytes());
     w.num(tree.inodes.len() as u64);
-    for i in &tree.inodes {
+    let (names, name_bytes) = tree.name_totals();
+    w.num(names as u64);
+    w.num(name_bytes as u64);
+    for (ino, i) in (0u32..).zip(&tree.inodes) {
         w.0.push(kind_code(i.kind));
         match i.entry {
             None => w.0.push(0),
@@ -74,10 +82,10 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
         }
         w.num(u64::from(i.nlink));
         w.num(u64::from(i.parent));
-        w.num(i.children.len() as u64);
-        for (name, ino) in &i.children {
+        w.num(tree.child_count(ino) as u64);
+        for (name, child) in tree.children(ino) {
             w.bytes(name);
-            w.num(u64::from(*ino));
+            w.num(u64::from(child));
         }
     }
     w.0
@@ -85,7 +93,15 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
 
 /// Decodes a merged tree and checks it against the layers it will be shown with.
 pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
-    let tree = decode_tree(data).map_err(|e| e.0.to_owned())?;
+    let mut c = Chunked::new(data, data.len() as u64);
+    let tree = decode_from(&mut c, layers)?;
+    c.finish().map_err(|e| e.0.to_owned())?;
+    Ok(tree)
+}
+
+/// [`decode`] from `c`, one piece at a time (the caller checks `c.finish()`).
+pub fn decode_from<R: Read>(c: &mut Chunked<R>, layers: &[&Entries]) -> Result<MergedTree, String> {
+    let tree = decode_tree(c).map_err(|e| e.0.to_owned())?;
     for (n, i) in tree.inodes.iter().enumerate() {
         if let Some(r) = i.entry {
             let ok = layers
@@ -100,42 +116,41 @@ pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
     Ok(tree)
 }
 
-fn decode_tree(data: &[u8]) -> Result<MergedTree, Truncated> {
-    let mut r = Reader(data);
-    if r.take(4)? != VIEW_FORMAT.to_le_bytes() {
-        return Err(Truncated("other format version"));
-    }
-    let count = r.count(MIN_INODE_BYTES)?;
-    let mut inodes = Vec::with_capacity(count);
+fn decode_tree<R: Read>(c: &mut Chunked<R>) -> Result<MergedTree, Truncated> {
+    c.next(|r| match r.take(4)? == VIEW_FORMAT.to_le_bytes() {
+        true => Ok(()),
+        false => Err(Truncated("other format version")),
+    })?;
+    let count = c.count(MIN_INODE_BYTES)?;
+    let names = c.count(MIN_NAME_BYTES)?;
+    let name_bytes = c.count(1)?;
+    let mut tree = MergedTree::default();
+    tree.reserve(count, names, name_bytes);
     for _ in 0..count {
-        let kind = kind_from(r.byte()?)?;
-        let entry = match r.byte()? {
-            0 => None,
-            1 => Some(EntryRef {
-                layer: r.u32()?,
-                entry: r.u32()?,
-            }),
-            _ => return Err(Truncated("bad entry flag")),
-        };
-        let nlink = r.u32()?;
-        let parent = r.u32()?;
-        let n = r.count(2)?;
-        let mut children = Vec::with_capacity(n);
-        for _ in 0..n {
-            children.push((Box::from(r.bytes()?), r.u32()?));
+        let (kind, entry, nlink, parent) = c.next(|r| {
+            let kind = kind_from(r.byte()?)?;
+            let entry = match r.byte()? {
+                0 => None,
+                1 => Some(EntryRef {
+                    layer: r.u32()?,
+                    entry: r.u32()?,
+                }),
+                _ => return Err(Truncated("bad entry flag")),
+            };
+            Ok((kind, entry, r.u32()?, r.u32()?))
+        })?;
+        let ino = tree
+            .push_inode(kind, entry, nlink, parent)
+            .ok_or(Truncated("too many inodes"))?;
+        for _ in 0..c.count(MIN_NAME_BYTES)? {
+            // Pushed after the closure: a retried read must not push twice.
+            let (name, child) = c.next(|r| Ok::<_, Truncated>((r.bytes()?.to_vec(), r.u32()?)))?;
+            tree.push_child(ino, &name, child)
+                .map_err(|_| Truncated("bad directory entry"))?;
         }
-        inodes.push(Inode {
-            kind,
-            entry,
-            nlink,
-            parent,
-            children,
-        });
     }
-    if !r.0.is_empty() {
-        return Err(Truncated("trailing bytes"));
-    }
-    Ok(MergedTree { inodes })
+    tree.shrink_to_fit();
+    Ok(tree)
 }
 
 #[cfg(test)]
