@@ -1,0 +1,210 @@
+//! gzip access points (`imgfs::blob::gzip`): the index builder, the random-access reader and the
+//! index decoder.
+//!
+//! Input: byte 0 = mode, byte 1 = spacing/chunking parameter, bytes 2..10 = seed of the read
+//! ranges; the rest is the payload. Modes (byte 0 % 4):
+//! - 0: the payload is taken as a gzip stream as it is (hostile bytes);
+//! - 1: the payload is plain data that the target compresses with flate2 into 1..4 members, with
+//!   sync/full flushes at payload-chosen places, so the reader is exercised on valid streams with
+//!   many blocks and members (and zero padding after the last member, sometimes);
+//! - 2: the payload is an encoded index (`GzipIndex::from_bytes`), as it is;
+//! - 3: the payload is the body of an encoded index: the target adds magic and version and the
+//!   sha256 trailer so decoding gets past the checksum; a decoded index then serves reads over
+//!   bytes it was not built from.
+//!
+//! Invariants: building gives an error or an index (never a panic, hang or unbounded allocation);
+//! an index's sizes match the stream; its encoding round-trips; when flate2's `MultiGzDecoder`
+//! decodes the stream fully, our builder accepts it and reading 1..16 pseudo-random ranges
+//! through `GzipReader` equals the same slice of flate2's output. A decoded index is either an
+//! error or round-trips, and reads through it never panic.
+
+#![no_main]
+
+use flate2::write::GzEncoder;
+use flate2::Compression;
+use imgfs::blob::chunk_cache::{CacheConfig, MIN_CHUNK_SIZE};
+use imgfs::blob::gzip::{build_index, GzipIndex, GzipReader};
+use imgfs::blob::ReadAt;
+use libfuzzer_sys::fuzz_target;
+use sha2::{Digest, Sha256};
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+/// Decompressed bytes the target looks at, at most: a small input may inflate to gigabytes.
+const MAX_OUT: usize = 8 << 20;
+
+fuzz_target!(|data: &[u8]| {
+    if data.len() < 10 {
+        return;
+    }
+    let (mode, param) = (data[0] % 4, data[1]);
+    let seed = u64::from_le_bytes(data[2..10].try_into().unwrap());
+    let payload = &data[10..];
+    match mode {
+        0 => check_stream(payload, param, seed),
+        1 => check_stream(&compress(payload, param), param, seed),
+        2 => check_decoded(payload, seed),
+        _ => {
+            let mut body = b"IMGFSGZI".to_vec();
+            body.extend_from_slice(&1u32.to_le_bytes());
+            body.extend_from_slice(payload);
+            let sum = Sha256::digest(&body);
+            body.extend_from_slice(&sum);
+            check_decoded(&body, seed);
+        }
+    }
+});
+
+/// xorshift64*: the read ranges, reproducible from the input.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        if n == 0 {
+            0
+        } else {
+            self.next() % n
+        }
+    }
+}
+
+/// Compresses `plain` into gzip members with flushes placed by the bytes of `plain` itself.
+fn compress(plain: &[u8], param: u8) -> Vec<u8> {
+    let members = 1 + (param as usize >> 6);
+    let level = Compression::new(u32::from(param % 10));
+    let per = plain.len() / members + 1;
+    let mut out = Vec::new();
+    for part in plain.chunks(per.max(1)).take(members) {
+        let mut enc = GzEncoder::new(Vec::new(), level);
+        // A flush after every 251 bytes whose first byte is odd: blocks of varied sizes.
+        for piece in part.chunks(251) {
+            enc.write_all(piece).unwrap();
+            if piece[0] & 1 == 1 {
+                enc.flush().unwrap(); // sync flush: an empty stored block ends the deflate block
+            }
+        }
+        out.extend_from_slice(&enc.finish().unwrap());
+    }
+    if plain.is_empty() {
+        out = GzEncoder::new(Vec::new(), level).finish().unwrap();
+    }
+    if param & 0x20 != 0 {
+        out.extend_from_slice(&[0; 7]); // padding some tools add after the last member
+    }
+    out
+}
+
+/// flate2's reading of the stream, if it decodes fully within `MAX_OUT` bytes. flate2 refuses
+/// the zero padding imgfs accepts after the last member, so on failure the stream is tried again
+/// without its trailing zeros (plus up to 8 of them back: a trailer may end in zero bytes).
+fn reference(stream: &[u8]) -> Option<Vec<u8>> {
+    let decode = |s: &[u8]| {
+        let mut out = Vec::new();
+        let mut d = flate2::read::MultiGzDecoder::new(s).take(MAX_OUT as u64 + 1);
+        d.read_to_end(&mut out).ok()?;
+        (out.len() <= MAX_OUT).then_some(out)
+    };
+    if let Some(out) = decode(stream) {
+        return Some(out);
+    }
+    let end = stream.iter().rposition(|&b| b != 0).map_or(0, |i| i + 1);
+    (end..stream.len().min(end + 9)).find_map(|e| decode(&stream[..e]))
+}
+
+fn check_stream(stream: &[u8], param: u8, seed: u64) {
+    let spacing = 1 + (u64::from(param) << 6);
+    let mut got = Vec::new();
+    let mut sink = |b: &[u8]| {
+        if got.len() + b.len() > MAX_OUT {
+            return Err(io::Error::other("fuzz target output limit"));
+        }
+        got.extend_from_slice(b);
+        Ok(())
+    };
+    let built = build_index(stream, spacing, &mut sink);
+    let want = reference(stream);
+    let index = match built {
+        Ok(index) => index,
+        Err(e) => {
+            let limited = e.to_string().contains("fuzz target output limit");
+            assert!(
+                want.is_none() || limited,
+                "flate2 decodes {} bytes but the index builder fails: {e}",
+                want.as_ref().map_or(0, |w| w.len())
+            );
+            return;
+        }
+    };
+    assert_eq!(index.uncompressed_len(), got.len() as u64, "index size vs sink output");
+    assert!(index.compressed_len() <= stream.len() as u64);
+    assert_eq!(
+        index.compressed_sha256(),
+        <[u8; 32]>::from(Sha256::digest(&stream[..index.compressed_len() as usize]))
+    );
+    let points = index.points();
+    assert!(points.first().is_some_and(|p| p.out == 0 && p.member_start));
+    assert!(points.windows(2).all(|w| w[0].out < w[1].out && w[0].inp <= w[1].inp));
+    let again = GzipIndex::from_bytes(&index.to_bytes()).expect("an index's own encoding decodes");
+    assert_eq!(again, index);
+    if let Some(want) = &want {
+        assert!(
+            got == *want,
+            "builder output differs from flate2 ({} vs {} bytes)",
+            got.len(),
+            want.len()
+        );
+    }
+    let blob: Arc<dyn ReadAt> = Arc::new(stream[..index.compressed_len() as usize].to_vec());
+    let reader = reader(blob, index, param, seed);
+    read_ranges(&reader, Some(&got), seed);
+}
+
+fn reader(blob: Arc<dyn ReadAt>, index: GzipIndex, param: u8, seed: u64) -> GzipReader {
+    let config = CacheConfig {
+        chunk_size: MIN_CHUNK_SIZE << (param % 3),
+        cache_bytes: if seed & 1 == 0 { 0 } else { 64 << 10 },
+        max_decoders: (seed >> 1) as usize % 3,
+    };
+    GzipReader::with_config(blob, Arc::new(index), config).expect("blob has the index's length")
+}
+
+/// Reads pseudo-random ranges; with `want`, each must equal the same slice of `want`.
+fn read_ranges(r: &dyn ReadAt, want: Option<&[u8]>, seed: u64) {
+    let mut rng = Rng(seed | 1);
+    let len = r.len();
+    for _ in 0..1 + rng.below(16) {
+        let off = rng.below(len + 2);
+        let n = rng.below(70_000).min(MAX_OUT as u64) as usize;
+        let mut buf = vec![0u8; n];
+        let res = imgfs::blob::read_exact_at(r, &mut buf, off);
+        let Some(want) = want else { continue };
+        let end = off.saturating_add(n as u64);
+        if end <= len {
+            res.unwrap_or_else(|e| panic!("read {off}+{n} of {len} failed: {e}"));
+            assert!(buf[..] == want[off as usize..end as usize], "read {off}+{n} differs");
+        } else {
+            assert!(res.is_err(), "read {off}+{n} past the end ({len}) succeeded");
+        }
+    }
+}
+
+fn check_decoded(bytes: &[u8], seed: u64) {
+    let Ok(index) = GzipIndex::from_bytes(bytes) else {
+        return;
+    };
+    assert_eq!(index.to_bytes(), bytes, "decoded index does not re-encode to its bytes");
+    if index.uncompressed_len() > MAX_OUT as u64 * 4 || index.compressed_len() > MAX_OUT as u64 {
+        return;
+    }
+    // A reader over bytes the index was not built from: errors are fine, panics and hangs not.
+    let mut rng = Rng(seed | 1);
+    let blob: Vec<u8> = (0..index.compressed_len()).map(|_| rng.next() as u8).collect();
+    let reader = reader(Arc::new(blob), index, seed as u8, seed);
+    read_ranges(&reader, None, seed);
+}
