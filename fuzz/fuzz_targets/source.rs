@@ -79,7 +79,15 @@ fuzz_target!(|data: &[u8]| {
         _ => p.to_string(),
     };
     let cache = imgfs::cache::Cache::new(None);
-    match imgfs::open_tree(&reference, &cache) {
+    let opened = imgfs::open_tree(&reference, &cache);
+    if std::env::var_os("FUZZ_SOURCE_VERBOSE").is_some() {
+        // For checking what seeds reach: `FUZZ_SOURCE_VERBOSE=1 .../source SEED...`.
+        match &opened {
+            Ok(tree) => eprintln!("{reference}: opened, {} nodes", tree.len()),
+            Err(e) => eprintln!("{reference}: {e}"),
+        }
+    }
+    match opened {
         Ok(tree) => {
             assert!(!tree.is_empty());
             let _ = tree.resolve("images");

@@ -7,11 +7,12 @@
 //!   header before data, sparse runs sorted, inside the logical size, adding up to `stored_size`);
 //! - both drivers agree: both fail, or both return the same entries;
 //! - where the `tar` crate also reads the whole archive (every member and all data) without error,
-//!   and every member it yields is a plain one (see `plain_kind`; no sparse member, no PAX sparse or
-//!   global header, no NUL inside a long name: the tar crate keeps what follows it, imgfs and GNU
-//!   tar end the name there; ustar magic with a version other than "00": the tar crate then
-//!   ignores the prefix field), our index has the same members in the same order with the same path, kind,
-//!   link target, size, data offset and data bytes.
+//!   our index has the same members in the same order with the same path, kind, link target, size,
+//!   data offset and data bytes. Only archives both read the same way are compared: every member
+//!   the tar crate yields is plain (see `plain_kind`), and there is no PAX sparse or duplicated
+//!   key (POSIX: the last wins; the tar crate takes the first), no NUL inside a long name (the tar
+//!   crate keeps what follows it; imgfs and GNU tar end the name there), and no ustar magic with a
+//!   version other than "00" (the tar crate then ignores the prefix field). See docs/robustness.md.
 
 #![no_main]
 
@@ -127,10 +128,14 @@ fn read_with_tar_crate(archive: &[u8]) -> Option<Vec<TarMember>> {
             return None;
         }
         if let Ok(Some(pax)) = e.pax_extensions() {
+            let mut keys = Vec::new();
             for field in pax {
-                if field.ok()?.key_bytes().starts_with(b"GNU.sparse") {
+                let key = field.ok()?.key_bytes().to_vec();
+                // A key given twice: POSIX says the last wins (imgfs), the tar crate takes the first.
+                if key.starts_with(b"GNU.sparse") || keys.contains(&key) {
                     return None;
                 }
+                keys.push(key);
             }
         }
         let path = e.path_bytes().into_owned();

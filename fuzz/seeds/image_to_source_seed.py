@@ -85,7 +85,7 @@ def main(src, out):
             break
     order.reverse()  # the loop picked leaves first
     blobs = [m for m in order if originals[id(m)][0].encode() in b"".join(o[1] for o in files if o is not m)
-             or m[0].endswith(originals[id(m)][0])]
+             or originals[id(m)][0] in m[0]]
     if len(blobs) > 10:
         return
     slot = {id(m): i for i, m in enumerate(blobs)}
@@ -110,8 +110,8 @@ def main(src, out):
                 m[1] = re.sub(rb'("size"\s*:\s*)%d\b' % size, rb"\g<1>#%d" % n, m[1])
     for m in final:
         hexd, _ = originals[id(m)]
-        if m[0].endswith(hexd) and index[id(m)] <= 9:
-            m[0] = m[0][: -len(hexd)] + "@%d" % index[id(m)]
+        if hexd in m[0] and index[id(m)] <= 9:
+            m[0] = m[0].replace(hexd, "@%d" % index[id(m)])
     others = [m for m in members if m[2] != "f"]
     names = {m[0].lstrip("./") for m in members}
     if "index.json" in names or "oci-layout" in names:
