@@ -6,10 +6,10 @@
 //! and renamed into place, so a reader sees the old entry or the new one, never a torn one. A
 //! file that fails any check is ignored and rebuilt: the cache is never trusted.
 
-use crate::varint::Chunked;
 use std::fs;
-use std::io::{Read, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 /// Identifies imgfs cache files.
 const MAGIC: &[u8; 8] = b"IMGFSIDX";
@@ -67,45 +67,32 @@ impl Cache {
         Some(bytes)
     }
 
-    /// Decodes the payload stored under (kind, key) while reading it in pieces (see
-    /// [`Chunked`]): the whole file is never in memory. The value is returned only if the
-    /// envelope and checksum are intact and `decode` consumed every byte; a decoder must treat
-    /// what it reads as untrusted (it runs before the checksum is known).
-    pub fn load_with<T>(
-        &self,
-        kind: &str,
-        key: &str,
-        decode: impl FnOnce(&mut Chunked<fs::File>) -> Result<T, String>,
-    ) -> Option<T> {
+    /// The file stored under (kind, key), mapped, with the range of its payload, if the envelope
+    /// and checksum are intact. For payloads used in place: nothing is copied, and the pages
+    /// are the page cache's (clean, reclaimable), not the process's own memory.
+    pub fn map(&self, kind: &str, key: &str) -> Option<(Arc<memmap2::Mmap>, std::ops::Range<usize>)> {
         let path = self.path(kind, key)?;
-        let mut file = fs::File::open(&path).ok()?;
-        let result = (|| {
-            let size = file.metadata().map_err(|e| e.to_string())?.len();
-            let mut header = [0u8; HEADER_LEN];
-            file.read_exact(&mut header)
-                .map_err(|_| "truncated header".to_string())?;
-            let (len, sum) = check_header(&header).ok_or("bad header")?;
-            if size.checked_sub(HEADER_LEN as u64) != Some(len) {
-                return Err("payload length differs from the header".to_string());
-            }
-            let mut payload = Chunked::new(file, len);
-            let value = decode(&mut payload)?;
-            match payload.finish() {
-                Ok(crc) if crc == sum => Ok(value),
-                Ok(_) => Err("checksum mismatch".to_string()),
-                Err(e) => Err(e.0.to_string()),
-            }
-        })();
-        match result {
-            Ok(v) => Some(v),
+        let file = fs::File::open(&path).ok()?;
+        // SAFETY: a mapping is only sound while nobody changes the file. imgfs never writes a
+        // cache file in place (`write_atomic` writes a new file and renames it over the old
+        // one, which leaves existing mappings on the old inode), and the directory is the
+        // user's own; changing a cache file in place would be tampering with our own memory.
+        let map = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+            Ok(m) => m,
             Err(e) => {
-                log::warn!(
-                    "cache file {} is corrupt or from another version ({e}); rebuilding",
-                    path.display()
-                );
-                None
+                log::warn!("cannot map cache file {}: {e}; rebuilding", path.display());
+                return None;
             }
+        };
+        if decode(&map).is_none() {
+            log::warn!(
+                "cache file {} is corrupt or from another version; rebuilding",
+                path.display()
+            );
+            return None;
         }
+        let len = map.len();
+        Some((Arc::new(map), HEADER_LEN..len))
     }
 
     /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
@@ -193,29 +180,25 @@ mod tests {
     }
 
     #[test]
-    fn load_with_checks_like_load() {
+    fn map_checks_like_load() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(Some(dir.path().to_path_buf()));
         let payload: Vec<u8> = (0..600_000u32).map(|i| (i % 251) as u8).collect();
         cache.store("t", "k", &payload);
-        let whole = |c: &mut Chunked<fs::File>| {
-            let n = c.remaining() as usize;
-            c.next(|r| r.take(n).map(<[u8]>::to_vec)).map_err(|e| e.0.to_string())
-        };
-        assert_eq!(cache.load_with("t", "k", whole).as_deref(), Some(&payload[..]));
-        // Stopping early is refused: the checksum covers bytes never read.
-        let first = |c: &mut Chunked<fs::File>| c.next(|r| r.byte()).map_err(|e| e.0.to_string());
-        assert!(cache.load_with("t", "k", first).is_none());
+        let (map, range) = cache.map("t", "k").unwrap();
+        assert_eq!(&map[range], &payload[..]);
         let file = dir.path().join("t-k");
         let good = fs::read(&file).unwrap();
         for i in (0..HEADER_LEN).chain([HEADER_LEN + 7, good.len() / 2, good.len() - 1]) {
             let mut bad = good.clone();
             bad[i] ^= 0x01;
             fs::write(&file, &bad).unwrap();
-            assert!(cache.load_with("t", "k", whole).is_none(), "flip at {i} accepted");
+            assert!(cache.map("t", "k").is_none(), "flip at {i} accepted");
         }
         fs::write(&file, &good[..good.len() - 1]).unwrap();
-        assert!(cache.load_with("t", "k", whole).is_none());
+        assert!(cache.map("t", "k").is_none());
+        fs::write(&file, b"").unwrap();
+        assert!(cache.map("t", "k").is_none());
     }
 
     #[test]

@@ -1,53 +1,94 @@
-//! The tar members of a layer in a compact form: the fields every member has in one fixed-size
-//! record, all path bytes (and symlink targets) in one arena, and the rare fields (xattrs,
-//! sparse maps, device numbers, hardlink and symlink targets) in a side table. About 56 bytes a
-//! member plus its path, instead of a heap-allocated `Entry` of ~200 bytes plus allocations: a
-//! mount keeps every member of every layer it shows in memory.
+//! The tar members of a layer, kept in their encoded form: one byte string of varint-encoded
+//! members (the very bytes of the cache file, mapped, on a warm mount), the start of each
+//! member, and a side table of the rare fields that are handed out as slices (xattrs, sparse
+//! maps). A warm mount therefore neither decodes nor copies its members: loading is a checksum
+//! and one scan, and the members' memory is file-backed page cache the kernel may reclaim.
+//! Accessors decode one member on demand (a few dozen nanoseconds).
+//!
+//! A member: `path bytes | kind u8 | mode | uid | gid | mtime (zigzag) | nsec | size |
+//! data_offset | stored_size | link (flag, bytes) | major | minor | xattr count, (name, value)*
+//! | sparse (flag, count, (offset, len)*)`, numbers as varints (`crate::varint`).
+
+use std::fmt;
+use std::ops::Range;
+use std::sync::Arc;
 
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
+use crate::varint::{Reader, Truncated, Writer};
 
 /// One extended attribute: (name, value).
 pub type Xattr = (Box<[u8]>, Box<[u8]>);
 
-/// `Record::extra` of a member without rare fields.
-const NO_EXTRA: u32 = u32::MAX;
-
-/// Why a member cannot be stored.
+/// Why a member cannot be stored or a stored set cannot be used.
 #[derive(Debug, Clone, thiserror::Error, PartialEq, Eq)]
-#[error("layer too large for the index: {0}")]
+#[error("layer index: {0}")]
 pub struct EntriesError(&'static str);
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Record {
-    mtime: i64,
-    size: u64,
-    data_offset: u64,
-    path_off: u32,
-    path_len: u32,
-    uid: u32,
-    gid: u32,
-    mtime_nsec: u32,
-    extra: u32,
-    mode: u16,
-    kind: EntryKind,
+impl From<Truncated> for EntriesError {
+    fn from(e: Truncated) -> Self {
+        EntriesError(e.0)
+    }
 }
 
+/// Where the encoded members live.
+#[derive(Clone)]
+enum Store {
+    /// Built by indexing a layer (or copied for tests).
+    Owned(Vec<u8>),
+    /// A range of a mapped cache file.
+    Mapped(Arc<memmap2::Mmap>, Range<usize>),
+}
+
+impl Store {
+    fn bytes(&self) -> &[u8] {
+        match self {
+            Store::Owned(v) => v,
+            Store::Mapped(m, r) => m.get(r.clone()).unwrap_or(&[]),
+        }
+    }
+}
+
+/// The fields handed out as slices, decoded once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct Extra {
-    link: Option<(u32, u32)>,
-    stored_size: u64,
-    dev_major: u32,
-    dev_minor: u32,
+struct Rare {
     xattrs: Vec<Xattr>,
     sparse: Option<Box<[SparseChunk]>>,
 }
 
 /// The members of one layer, in archive order.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Clone)]
 pub struct Entries {
-    records: Vec<Record>,
-    arena: Vec<u8>,
-    extras: Vec<Extra>,
+    store: Store,
+    /// Offset of each member in the store.
+    starts: Vec<u32>,
+    /// Rare fields by member index, sorted.
+    rare: Vec<(u32, Rare)>,
+}
+
+impl Default for Entries {
+    fn default() -> Self {
+        Entries {
+            store: Store::Owned(Vec::new()),
+            starts: Vec::new(),
+            rare: Vec::new(),
+        }
+    }
+}
+
+impl PartialEq for Entries {
+    fn eq(&self, other: &Self) -> bool {
+        self.store.bytes() == other.store.bytes() && self.starts == other.starts && self.rare == other.rare
+    }
+}
+
+impl Eq for Entries {}
+
+impl fmt::Debug for Entries {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mapped = matches!(self.store, Store::Mapped(..));
+        write!(f, "Entries({} members, {} bytes", self.len(), self.store.bytes().len())?;
+        write!(f, "{})", if mapped { ", mapped" } else { "" })
+    }
 }
 
 /// One member, borrowed from [`Entries`].
@@ -93,156 +134,159 @@ impl Entries {
 
     /// Number of members.
     pub fn len(&self) -> usize {
-        self.records.len()
-    }
-
-    /// Bytes of all paths and link targets together (what [`Entries::reserve`] takes).
-    pub fn name_bytes(&self) -> usize {
-        self.arena.len()
+        self.starts.len()
     }
 
     /// True without members.
     pub fn is_empty(&self) -> bool {
-        self.records.is_empty()
+        self.starts.is_empty()
     }
 
-    fn store(&mut self, bytes: &[u8]) -> Result<(u32, u32), EntriesError> {
-        let off = u32::try_from(self.arena.len()).map_err(|_| EntriesError("over 4 GiB of path names"))?;
-        let len = u32::try_from(bytes.len()).map_err(|_| EntriesError("a path over 4 GiB"))?;
-        off.checked_add(len).ok_or(EntriesError("over 4 GiB of path names"))?;
-        self.arena.extend_from_slice(bytes);
-        Ok((off, len))
+    /// The encoded members, back to back (what the cache file stores).
+    pub fn encoded(&self) -> &[u8] {
+        self.store.bytes()
     }
 
-    /// Appends a member.
+    /// Appends a member (only to a set built in memory).
     pub fn push(&mut self, e: &Entry) -> Result<(), EntriesError> {
-        let xattrs: Vec<Xattr> = e
-            .xattrs
-            .iter()
-            .map(|(k, v)| (k.clone().into(), v.clone().into()))
-            .collect();
-        self.push_meta(&Meta {
-            path: &e.path,
-            kind: e.kind,
-            mode: e.mode,
-            uid: u32::try_from(e.uid).unwrap_or(u32::MAX),
-            gid: u32::try_from(e.gid).unwrap_or(u32::MAX),
-            mtime: e.mtime,
-            mtime_nsec: e.mtime_nsec,
-            size: e.size,
-            data_offset: e.data_offset,
-            stored_size: e.stored_size,
-            link: e.link.as_deref(),
-            dev_major: e.dev_major,
-            dev_minor: e.dev_minor,
-            xattrs: &xattrs,
-            sparse: e.sparse.as_deref(),
-        })
-    }
-
-    /// Appends a member given by borrowed fields (decoding a cached index allocates nothing
-    /// per member this way).
-    pub fn push_meta(&mut self, e: &Meta<'_>) -> Result<(), EntriesError> {
-        let (path_off, path_len) = self.store(e.path)?;
-        let rare = e.link.is_some()
-            || e.dev_major != 0
-            || e.dev_minor != 0
-            || !e.xattrs.is_empty()
-            || e.sparse.is_some()
-            || e.stored_size != e.size;
-        let extra = if rare {
-            let link = match e.link {
-                Some(l) => Some(self.store(l)?),
-                None => None,
-            };
-            self.extras.push(Extra {
-                link,
-                stored_size: e.stored_size,
-                dev_major: e.dev_major,
-                dev_minor: e.dev_minor,
-                xattrs: e.xattrs.to_vec(),
-                sparse: e.sparse.map(Into::into),
-            });
-            u32::try_from(self.extras.len() - 1).map_err(|_| EntriesError("too many members"))?
-        } else {
-            NO_EXTRA
+        let Store::Owned(buf) = &mut self.store else {
+            return Err(EntriesError("a loaded index is read-only"));
         };
-        self.records.push(Record {
-            mtime: e.mtime,
-            size: e.size,
-            data_offset: e.data_offset,
-            path_off,
-            path_len,
-            uid: e.uid,
-            gid: e.gid,
-            mtime_nsec: e.mtime_nsec,
-            extra,
-            mode: (e.mode & 0o7777) as u16,
-            kind: e.kind,
-        });
+        let start = u32::try_from(buf.len()).map_err(|_| EntriesError("over 4 GiB of members"))?;
+        let index = u32::try_from(self.starts.len()).map_err(|_| EntriesError("too many members"))?;
+        let mut w = Writer(std::mem::take(buf));
+        encode_member(&mut w, e);
+        *buf = w.0;
+        if u32::try_from(buf.len()).is_err() {
+            buf.truncate(start as usize);
+            return Err(EntriesError("over 4 GiB of members"));
+        }
+        self.starts.push(start);
+        if !e.xattrs.is_empty() || e.sparse.is_some() {
+            let xattrs = e
+                .xattrs
+                .iter()
+                .map(|(k, v)| (k.clone().into(), v.clone().into()))
+                .collect();
+            let sparse = e.sparse.as_deref().map(Into::into);
+            self.rare.push((index, Rare { xattrs, sparse }));
+        }
         Ok(())
     }
 
-    /// Reserves room for `n` more members with `path_bytes` more bytes of paths and targets.
-    pub fn reserve(&mut self, n: usize, path_bytes: usize) {
-        self.records.reserve(n);
-        self.arena.reserve(path_bytes);
+    /// Where each member starts in [`Entries::encoded`].
+    pub fn starts(&self) -> &[u32] {
+        &self.starts
+    }
+
+    /// The members that have xattrs or a sparse map, in order.
+    pub fn rare_members(&self) -> impl Iterator<Item = u32> + '_ {
+        self.rare.iter().map(|(i, _)| *i)
+    }
+
+    /// Members from their encoding and its index (see [`Entries::encoded`],
+    /// [`Entries::starts`], [`Entries::rare_members`]), copied.
+    pub fn from_encoded(bytes: &[u8], starts: Vec<u32>, rare: &[u32]) -> Result<Entries, EntriesError> {
+        Self::assemble(Store::Owned(bytes.to_vec()), starts, rare)
+    }
+
+    /// The same, with the members in `range` of a mapped cache file, used in place.
+    pub fn from_mapped(
+        map: Arc<memmap2::Mmap>,
+        range: Range<usize>,
+        starts: Vec<u32>,
+        rare: &[u32],
+    ) -> Result<Entries, EntriesError> {
+        if map.get(range.clone()).is_none() {
+            return Err(EntriesError("members outside the file"));
+        }
+        Self::assemble(Store::Mapped(map, range), starts, rare)
+    }
+
+    /// Checks the index against the bytes and decodes the rare fields. The members themselves
+    /// are not decoded here (that is what makes a warm mount fast): the checksum of the cache
+    /// file vouches for them, and every accessor still decodes with bounds checks, so damage
+    /// that got past the checksum yields `None` (EIO), never a panic.
+    fn assemble(store: Store, starts: Vec<u32>, rare_members: &[u32]) -> Result<Entries, EntriesError> {
+        let len = store.bytes().len();
+        if u32::try_from(len).is_err() {
+            return Err(EntriesError("over 4 GiB of members"));
+        }
+        let increasing = starts.windows(2).all(|w| w[0] < w[1]);
+        let first_ok = starts.first().is_none_or(|&s| s == 0);
+        let last_ok = starts.last().is_none_or(|&s| (s as usize) < len);
+        if !increasing || !first_ok || !last_ok || (starts.is_empty() && len != 0) {
+            return Err(EntriesError("member offsets out of order or range"));
+        }
+        let mut entries = Entries {
+            store,
+            starts,
+            rare: Vec::with_capacity(rare_members.len()),
+        };
+        let mut prev = None;
+        for &i in rare_members {
+            if prev.is_some_and(|p| p >= i) {
+                return Err(EntriesError("rare members out of order"));
+            }
+            prev = Some(i);
+            let mut r = entries.at(i as usize).ok_or(EntriesError("rare member out of range"))?;
+            match decode_member(&mut r, true)? {
+                (_, Some(x)) => entries.rare.push((i, x)),
+                (_, None) => return Err(EntriesError("member listed as rare has no rare fields")),
+            }
+        }
+        Ok(entries)
     }
 
     /// Frees spare capacity once complete.
     pub fn shrink(&mut self) {
-        self.records.shrink_to_fit();
-        self.arena.shrink_to_fit();
-        self.extras.shrink_to_fit();
+        if let Store::Owned(v) = &mut self.store {
+            v.shrink_to_fit();
+        }
+        self.starts.shrink_to_fit();
+        self.rare.shrink_to_fit();
     }
 
-    fn bytes(&self, (off, len): (u32, u32)) -> &[u8] {
-        self.arena.get(off as usize..off as usize + len as usize).unwrap_or(&[])
+    /// A reader at member `i`.
+    fn at(&self, i: usize) -> Option<Reader<'_>> {
+        let start = *self.starts.get(i)? as usize;
+        Some(Reader(self.store.bytes().get(start..)?))
+    }
+
+    fn rare(&self, i: usize) -> Option<&Rare> {
+        let i = u32::try_from(i).ok()?;
+        let at = self.rare.binary_search_by_key(&i, |(n, _)| *n).ok()?;
+        self.rare.get(at).map(|(_, x)| x)
     }
 
     /// Path bytes of member `i` (empty if out of range).
     pub fn path(&self, i: usize) -> &[u8] {
-        self.records
-            .get(i)
-            .map_or(&[], |r| self.bytes((r.path_off, r.path_len)))
+        self.at(i).and_then(|mut r| r.bytes().ok()).unwrap_or(&[])
     }
 
     /// Type of member `i`.
     pub fn kind(&self, i: usize) -> Option<EntryKind> {
-        self.records.get(i).map(|r| r.kind)
+        let mut r = self.at(i)?;
+        r.bytes().ok()?;
+        kind_from(r.byte().ok()?).ok()
     }
 
     /// Link target of member `i`.
     pub fn link(&self, i: usize) -> Option<&[u8]> {
-        let r = self.records.get(i)?;
-        let x = self.extras.get(r.extra as usize)?;
-        x.link.map(|l| self.bytes(l))
+        self.meta(i)?.link
     }
 
     /// Everything about member `i`.
     pub fn meta(&self, i: usize) -> Option<Meta<'_>> {
-        let r = self.records.get(i)?;
-        let x = self.extras.get(r.extra as usize);
-        Some(Meta {
-            path: self.bytes((r.path_off, r.path_len)),
-            kind: r.kind,
-            mode: u32::from(r.mode),
-            uid: r.uid,
-            gid: r.gid,
-            mtime: r.mtime,
-            mtime_nsec: r.mtime_nsec,
-            size: r.size,
-            data_offset: r.data_offset,
-            stored_size: x.map_or(r.size, |x| x.stored_size),
-            link: x.and_then(|x| x.link).map(|l| self.bytes(l)),
-            dev_major: x.map_or(0, |x| x.dev_major),
-            dev_minor: x.map_or(0, |x| x.dev_minor),
-            xattrs: x.map_or(&[], |x| &x.xattrs),
-            sparse: x.and_then(|x| x.sparse.as_deref()),
-        })
+        let (mut m, _) = decode_member(&mut self.at(i)?, false).ok()?;
+        if let Some(x) = self.rare(i) {
+            m.xattrs = &x.xattrs;
+            m.sparse = x.sparse.as_deref();
+        }
+        Some(m)
     }
 
-    /// Member `i` as a parser `Entry` (for encoding and tests; `header_offset` is not kept).
+    /// Member `i` as a parser `Entry` (for tests; `header_offset` is not kept).
     pub fn entry(&self, i: usize) -> Option<Entry> {
         let m = self.meta(i)?;
         Some(Entry {
@@ -264,6 +308,135 @@ impl Entries {
             header_offset: 0,
         })
     }
+}
+
+fn encode_member(w: &mut Writer, e: &Entry) {
+    w.bytes(&e.path);
+    w.0.push(kind_code(e.kind));
+    w.num(u64::from(e.mode & 0o7777));
+    w.num(e.uid.min(u64::from(u32::MAX)));
+    w.num(e.gid.min(u64::from(u32::MAX)));
+    w.num(((e.mtime << 1) ^ (e.mtime >> 63)) as u64);
+    w.num(u64::from(e.mtime_nsec));
+    w.num(e.size);
+    w.num(e.data_offset);
+    w.num(e.stored_size);
+    match &e.link {
+        None => w.0.push(0),
+        Some(l) => {
+            w.0.push(1);
+            w.bytes(l);
+        }
+    }
+    w.num(u64::from(e.dev_major));
+    w.num(u64::from(e.dev_minor));
+    w.num(e.xattrs.len() as u64);
+    for (k, v) in &e.xattrs {
+        w.bytes(k);
+        w.bytes(v);
+    }
+    match &e.sparse {
+        None => w.0.push(0),
+        Some(chunks) => {
+            w.0.push(1);
+            w.num(chunks.len() as u64);
+            for c in chunks {
+                w.num(c.offset);
+                w.num(c.len);
+            }
+        }
+    }
+}
+
+/// Decodes one member. With `keep_rare`, its xattrs and sparse map are returned decoded (when it
+/// has any); without, they are only skipped. The `Meta`'s own slices for them stay empty: they
+/// must borrow from [`Entries`]' side table.
+fn decode_member<'a>(r: &mut Reader<'a>, keep_rare: bool) -> Result<(Meta<'a>, Option<Rare>), EntriesError> {
+    let path = r.bytes()?;
+    let kind = kind_from(r.byte()?)?;
+    let mode = r.u32()?;
+    let uid = r.u32()?;
+    let gid = r.u32()?;
+    let z = r.num()?;
+    let mtime = ((z >> 1) as i64) ^ -((z & 1) as i64);
+    let mtime_nsec = r.u32()?;
+    let size = r.num()?;
+    let data_offset = r.num()?;
+    let stored_size = r.num()?;
+    let link = match r.byte()? {
+        0 => None,
+        1 => Some(r.bytes()?),
+        _ => return Err(EntriesError("bad link flag")),
+    };
+    let dev_major = r.u32()?;
+    let dev_minor = r.u32()?;
+    let nx = r.count(2)?;
+    let mut xattrs = Vec::new();
+    for _ in 0..nx {
+        let (k, v) = (r.bytes()?, r.bytes()?);
+        if keep_rare {
+            xattrs.push((Box::from(k), Box::from(v)));
+        }
+    }
+    let sparse = match r.byte()? {
+        0 => None,
+        1 => {
+            let n = r.count(2)?;
+            let mut chunks = Vec::with_capacity(if keep_rare { n } else { 0 });
+            for _ in 0..n {
+                let (offset, len) = (r.num()?, r.num()?);
+                if keep_rare {
+                    chunks.push(SparseChunk { offset, len });
+                }
+            }
+            keep_rare.then(|| chunks.into_boxed_slice())
+        }
+        _ => return Err(EntriesError("bad sparse flag")),
+    };
+    let meta = Meta {
+        path,
+        kind,
+        mode,
+        uid,
+        gid,
+        mtime,
+        mtime_nsec,
+        size,
+        data_offset,
+        stored_size,
+        link,
+        dev_major,
+        dev_minor,
+        xattrs: &[],
+        sparse: None,
+    };
+    let rare = (!xattrs.is_empty() || sparse.is_some()).then_some(Rare { xattrs, sparse });
+    Ok((meta, rare))
+}
+
+fn kind_code(k: EntryKind) -> u8 {
+    match k {
+        EntryKind::File => 0,
+        EntryKind::Dir => 1,
+        EntryKind::Symlink => 2,
+        EntryKind::Hardlink => 3,
+        EntryKind::CharDev => 4,
+        EntryKind::BlockDev => 5,
+        EntryKind::Fifo => 6,
+    }
+}
+
+fn kind_from(c: u8) -> Result<EntryKind, EntriesError> {
+    Ok(match c {
+        0 => EntryKind::File,
+        1 => EntryKind::Dir,
+        2 => EntryKind::Symlink,
+        3 => EntryKind::Hardlink,
+        4 => EntryKind::CharDev,
+        5 => EntryKind::BlockDev,
+        6 => EntryKind::Fifo,
+        _ => return Err(EntriesError("bad entry kind")),
+    })
 }
 
 impl crate::merge::LayerEntries for Entries {
@@ -323,6 +496,30 @@ mod tests {
         }
         assert_eq!(es.link(1), Some(&b"target"[..]));
         assert!(es.meta(3).is_none());
-        assert_eq!(std::mem::size_of::<Record>(), 56);
+        // The same members from their encoding and index.
+        let rare: Vec<u32> = es.rare_members().collect();
+        assert_eq!(rare, [2]);
+        let back = Entries::from_encoded(es.encoded(), es.starts().to_vec(), &rare).unwrap();
+        assert_eq!(back, es);
+        assert_eq!(back.link(1), Some(&b"target"[..]));
+        // An index that does not fit the bytes is refused.
+        let (bytes, starts) = (es.encoded(), es.starts().to_vec());
+        assert!(Entries::from_encoded(bytes, vec![0, 5, 5], &rare).is_err());
+        assert!(Entries::from_encoded(bytes, vec![1, 5, 9], &rare).is_err());
+        assert!(Entries::from_encoded(&bytes[..starts[2] as usize], starts.clone(), &rare).is_err());
+        assert!(Entries::from_encoded(bytes, starts.clone(), &[1]).is_err());
+        assert!(Entries::from_encoded(bytes, starts.clone(), &[2, 2]).is_err());
+        // Damage past the index check gives `None` from the accessors, never a panic.
+        for at in 0..bytes.len() {
+            for cut in [at + 1, bytes.len()] {
+                let mut bad = bytes[..cut].to_vec();
+                bad[at] ^= 0xff;
+                if let Ok(e) = Entries::from_encoded(&bad, starts.clone(), &[]) {
+                    for i in 0..4 {
+                        let _ = (e.meta(i), e.path(i), e.kind(i), e.link(i), e.entry(i));
+                    }
+                }
+            }
+        }
     }
 }

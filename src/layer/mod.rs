@@ -201,8 +201,14 @@ impl LayerStore {
             .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
         let key = format!("{}-{}", digest.algorithm().name(), digest.hex());
         let started = std::time::Instant::now();
-        let cached = self.cache.load_with("layer", &key, |c| {
-            format::decode_from(c, blob.len()).map_err(|e| e.to_string())
+        let cached = self.cache.map("layer", &key).and_then(|(map, payload)| {
+            match format::decode_mapped(map, payload, blob.len()) {
+                Ok(index) => Some(index),
+                Err(e) => {
+                    log::warn!("cached index of layer {digest} is unusable ({e}); rebuilding");
+                    None
+                }
+            }
         });
         let index = match cached {
             Some(index) => {

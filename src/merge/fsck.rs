@@ -74,19 +74,20 @@ fn check_dir(tree: &MergedTree, dir: u32) -> Result<u32, String> {
     let mut subdirs = 0u32;
     let mut prev: Option<&[u8]> = None;
     for (name, ino) in tree.children(dir) {
-        let shown = String::from_utf8_lossy(name);
+        // Formatted only on failure: this loop runs for every name of a tree on each warm mount.
+        let shown = || String::from_utf8_lossy(name);
         if !path::is_valid_name(name) {
-            return Err(format!("dir {dir}: invalid name {shown:?}"));
+            return Err(format!("dir {dir}: invalid name {:?}", shown()));
         }
         if prev.is_some_and(|p| p >= name) {
-            return Err(format!("dir {dir}: {shown:?} out of order or duplicated"));
+            return Err(format!("dir {dir}: {:?} out of order or duplicated", shown()));
         }
         prev = Some(name);
-        let child = inodes
-            .get(ino as usize)
-            .ok_or_else(|| format!("dir {dir}: {shown:?} -> {ino} out of range"))?;
+        let Some(child) = inodes.get(ino as usize) else {
+            return Err(format!("dir {dir}: {:?} -> {ino} out of range", shown()));
+        };
         if ino == 0 {
-            return Err(format!("dir {dir}: {shown:?} names the root"));
+            return Err(format!("dir {dir}: {:?} names the root", shown()));
         }
         if child.kind == InodeKind::Dir {
             subdirs = subdirs.saturating_add(1);

@@ -109,13 +109,26 @@ impl Views {
             }
             ViewSpec::Layer(l) => vec![(l.digest.clone(), l.diff_id.clone())],
         };
-        let layers = self.store.get_all(&wanted).map_err(|e| e.to_string())?;
+        let key = matches!(spec, ViewSpec::Rootfs(_)).then(|| {
+            let digests: Vec<Digest> = wanted.iter().map(|(d, _)| d.clone()).collect();
+            persist::key(&digests)
+        });
+        // A cached rootfs tree needs the layers only for a last check, so it loads on another
+        // core while the layer indexes load (a warm mount's first access waits for both).
+        let (layers, cached) = std::thread::scope(|s| {
+            let cache = self.store.cache();
+            let cached = key.as_deref().map(|k| s.spawn(move || load_tree(cache, k)));
+            let layers = self.store.get_all(&wanted);
+            (layers, cached.and_then(|h| h.join().ok()).flatten())
+        });
+        let layers = layers.map_err(|e| e.to_string())?;
+        // A cached tree was loaded beside the layers: its time is not in this figure.
         let started = std::time::Instant::now();
         let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
         let empty = Entries::new();
-        let (tree, warnings, how) = match spec {
-            ViewSpec::Rootfs(_) => self.merged(&wanted, &entries),
-            ViewSpec::Layer(_) => {
+        let (tree, warnings, how) = match key {
+            Some(key) => self.merged(&key, cached, &entries),
+            None => {
                 let (tree, warnings) = merge::layer_tree(entries.first().copied().unwrap_or(&empty));
                 (tree, warnings, "merged")
             }
@@ -143,21 +156,22 @@ impl Views {
         Ok(View { tree, layers })
     }
 
-    /// The merged tree of a rootfs: from the cache when it holds one for these layers, else
-    /// merged now (and stored). Warnings are only known (and logged) when merging.
+    /// The merged tree of a rootfs: the `cached` one if it fits these layers, else merged now
+    /// (and stored under `key`). Warnings are only known (and logged) when merging.
     fn merged(
         &self,
-        layers: &[(Digest, Option<String>)],
+        key: &str,
+        cached: Option<MergedTree>,
         entries: &[&Entries],
     ) -> (MergedTree, Vec<merge::Warning>, &'static str) {
-        let cache = self.store.cache();
-        let digests: Vec<Digest> = layers.iter().map(|(d, _)| d.clone()).collect();
-        let key = persist::key(&digests);
-        if let Some(tree) = cache.load_with("view", &key, |c| persist::decode_from(c, entries)) {
-            return (tree, Vec::new(), "loaded from the cache");
+        if let Some(tree) = cached {
+            match persist::check_refs(&tree, entries) {
+                Ok(()) => return (tree, Vec::new(), "loaded from the cache"),
+                Err(e) => log::warn!("cached rootfs tree {key} is unusable ({e}); merging again"),
+            }
         }
         let (tree, warnings) = merge::merge(entries);
-        cache.store("view", &key, &persist::encode(&tree));
+        self.store.cache().store("view", key, &persist::encode(&tree));
         (tree, warnings, "merged")
     }
 }
@@ -234,6 +248,18 @@ impl View {
             .and_then(|n| n.entry)
             .and_then(|r| self.entry(r))
             .map_or(&[], |e| e.xattrs)
+    }
+}
+
+/// The cached rootfs tree under `key`, decoded and structurally checked, if usable.
+fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
+    let (map, payload) = cache.map("view", key)?;
+    match persist::decode_tree(map.get(payload).unwrap_or(&[])) {
+        Ok(tree) => Some(tree),
+        Err(e) => {
+            log::warn!("cached rootfs tree {key} is unusable ({e}); merging again");
+            None
+        }
     }
 }
 

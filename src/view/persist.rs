@@ -8,24 +8,22 @@
 //!
 //! Encoding (varints, `crate::varint`): `VIEW_FORMAT u32 LE | inode count | name count | name
 //! bytes | inodes`, an inode being `kind u8 | entry flag u8 [layer, entry] | nlink | parent |
-//! child count | (name, inode)*`. [`decode_from`] reads it piece by piece from a cache file and
-//! reserves the tree's arrays exactly from the counts.
+//! child count | (name, inode)*`. The counts let the decoder reserve the tree's arrays exactly.
 
 use crate::digest::Digest;
 use crate::layer::entries::Entries;
 use crate::merge::{EntryRef, InodeKind, MergedTree};
-use crate::varint::{Chunked, Truncated, Writer};
+use crate::varint::{Reader, Truncated, Writer};
 use sha2::{Digest as _, Sha256};
-use std::io::Read;
 
 /// Version of the merge rules and of this encoding; part of the cache key.
 /// History: 1 = first format; 2 = name totals after the inode count, flat name arrays.
 pub const VIEW_FORMAT: u32 = 2;
 
 /// Smallest encoded inode (kind, flag, nlink, parent, child count).
-const MIN_INODE_BYTES: u64 = 5;
+const MIN_INODE_BYTES: usize = 5;
 /// Smallest encoded name (length, inode).
-const MIN_NAME_BYTES: u64 = 2;
+const MIN_NAME_BYTES: usize = 2;
 
 /// The cache key of the merged tree of `layers` (bottom first).
 pub fn key(layers: &[Digest]) -> String {
@@ -93,15 +91,21 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
 
 /// Decodes a merged tree and checks it against the layers it will be shown with.
 pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
-    let mut c = Chunked::new(data, data.len() as u64);
-    let tree = decode_from(&mut c, layers)?;
-    c.finish().map_err(|e| e.0.to_owned())?;
+    let tree = decode_tree(data)?;
+    check_refs(&tree, layers)?;
     Ok(tree)
 }
 
-/// [`decode`] from `c`, one piece at a time (the caller checks `c.finish()`).
-pub fn decode_from<R: Read>(c: &mut Chunked<R>, layers: &[&Entries]) -> Result<MergedTree, String> {
-    let tree = decode_tree(c).map_err(|e| e.0.to_owned())?;
+/// Decodes a tree and checks its structure ([`MergedTree::fsck`]); [`check_refs`] remains, so
+/// the layers need not be loaded yet.
+pub fn decode_tree(data: &[u8]) -> Result<MergedTree, String> {
+    let tree = decode_arrays(&mut Reader(data)).map_err(|e| e.0.to_owned())?;
+    tree.fsck()?;
+    Ok(tree)
+}
+
+/// Every member a tree names must exist in the layers it is shown with.
+pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), String> {
     for (n, i) in tree.inodes.iter().enumerate() {
         if let Some(r) = i.entry {
             let ok = layers
@@ -112,42 +116,40 @@ pub fn decode_from<R: Read>(c: &mut Chunked<R>, layers: &[&Entries]) -> Result<M
             }
         }
     }
-    tree.fsck()?;
-    Ok(tree)
+    Ok(())
 }
 
-fn decode_tree<R: Read>(c: &mut Chunked<R>) -> Result<MergedTree, Truncated> {
-    c.next(|r| match r.take(4)? == VIEW_FORMAT.to_le_bytes() {
-        true => Ok(()),
-        false => Err(Truncated("other format version")),
-    })?;
-    let count = c.count(MIN_INODE_BYTES)?;
-    let names = c.count(MIN_NAME_BYTES)?;
-    let name_bytes = c.count(1)?;
+fn decode_arrays(r: &mut Reader<'_>) -> Result<MergedTree, Truncated> {
+    if r.take(4)? != VIEW_FORMAT.to_le_bytes() {
+        return Err(Truncated("other format version"));
+    }
+    let count = r.count(MIN_INODE_BYTES)?;
+    let names = r.count(MIN_NAME_BYTES)?;
+    let name_bytes = r.count(1)?;
     let mut tree = MergedTree::default();
     tree.reserve(count, names, name_bytes);
     for _ in 0..count {
-        let (kind, entry, nlink, parent) = c.next(|r| {
-            let kind = kind_from(r.byte()?)?;
-            let entry = match r.byte()? {
-                0 => None,
-                1 => Some(EntryRef {
-                    layer: r.u32()?,
-                    entry: r.u32()?,
-                }),
-                _ => return Err(Truncated("bad entry flag")),
-            };
-            Ok((kind, entry, r.u32()?, r.u32()?))
-        })?;
+        let kind = kind_from(r.byte()?)?;
+        let entry = match r.byte()? {
+            0 => None,
+            1 => Some(EntryRef {
+                layer: r.u32()?,
+                entry: r.u32()?,
+            }),
+            _ => return Err(Truncated("bad entry flag")),
+        };
+        let (nlink, parent) = (r.u32()?, r.u32()?);
         let ino = tree
             .push_inode(kind, entry, nlink, parent)
             .ok_or(Truncated("too many inodes"))?;
-        for _ in 0..c.count(MIN_NAME_BYTES)? {
-            // Pushed after the closure: a retried read must not push twice.
-            let (name, child) = c.next(|r| Ok::<_, Truncated>((r.bytes()?.to_vec(), r.u32()?)))?;
-            tree.push_child(ino, &name, child)
+        for _ in 0..r.count(MIN_NAME_BYTES)? {
+            let (name, child) = (r.bytes()?, r.u32()?);
+            tree.push_child(ino, name, child)
                 .map_err(|_| Truncated("bad directory entry"))?;
         }
+    }
+    if !r.0.is_empty() {
+        return Err(Truncated("trailing bytes"));
     }
     tree.shrink_to_fit();
     Ok(tree)
