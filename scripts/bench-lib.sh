@@ -136,11 +136,12 @@ stop_pid() { # pid arg: only a process of ours that did not exit after its unmou
 
 new_mnt() { MNT=$(mktemp -d "$RUN/mnt.XXXXXX"); }
 
-# imgfs_mount SOURCE MNT CACHE_DIR: sets DPID to the daemon's PID.
+# imgfs_mount SOURCE MNT CACHE_DIR [LOG_FILE]: sets DPID to the daemon's PID. The daemon logs to
+# LOG_FILE (default $LOG) at the level RUST_LOG gives (imgfs's default: warnings).
 imgfs_mount() {
   MOUNTS+=("imgfs|$2")
   DPID=""
-  if ! timeout -k 5 "$LIMIT" "$IMGFS" mount "$1" "$2" --cache-dir "$3" --log-file "$LOG" 2> "$RUN/mount.err"; then
+  if ! timeout -k 5 "$LIMIT" "$IMGFS" mount "$1" "$2" --cache-dir "$3" -o "log=${4:-$LOG}" 2> "$RUN/mount.err"; then
     MOUNT_ERR=$(head -c 300 "$RUN/mount.err" | tr '\n' ' ')
     return 1
   fi
@@ -190,28 +191,73 @@ cleanup() {
 }
 
 # ---------------------------------------------------------------------------------------------
+# The binary: built here unless --imgfs gave one (IMGFS_OPT), and copied into the run directory so
+# a concurrent `cargo build` cannot swap it mid-run. Sets IMGFS, REV, BUILD_TIME.
+prepare_imgfs() {
+  local src t0
+  if [[ -n $IMGFS_OPT ]]; then
+    src=$IMGFS_OPT
+  else
+    log "cargo build --release"
+    t0=$EPOCHREALTIME
+    (cd "$REPO" && cargo build --release --quiet) || die "cargo build --release failed"
+    BUILD_TIME=$(since "$t0")
+    src=$REPO/target/release/imgfs
+  fi
+  cp "$src" "$RUN/imgfs"
+  IMGFS=$RUN/imgfs
+  REV=$(git -C "$REPO" rev-parse --short HEAD 2> /dev/null || echo unknown)
+  if [[ -n $IMGFS_OPT ]]; then
+    REV="binary $IMGFS_OPT (HEAD $REV)"
+  elif [[ -n $(git -C "$REPO" status --porcelain -- src Cargo.toml Cargo.lock build.rs 2> /dev/null) ]]; then
+    REV="$REV + uncommitted changes in src/"
+  fi
+}
+
+# ---------------------------------------------------------------------------------------------
 # Inputs.
 
-# Sets TGZ, sizes, TREE, RANDLIST, DEEP, LARGEST, ENTRIES, BIG, LAYER_MT.
+# list_usr_files MIB: "type<TAB>size<TAB>path" lines of /usr/share, /usr/lib/python3*... (paths
+# relative to /): the parents of those trees, then each tree sorted by name, in the order below, cut
+# off once the file data reaches MIB MiB.
+list_usr_files() {
+  local dirs=() d a
+  for d in /usr/share /usr/lib/python3* /usr/lib/gcc /usr/include /usr/sbin /usr/bin /usr/libexec /usr/lib/x86_64-linux-gnu; do
+    [[ -d $d && ! -L $d ]] && dirs+=("${d#/}")
+  done
+  log "listing ${dirs[*]} (capped at $1 MiB of file data)"
+  {
+    for d in "${dirs[@]}"; do
+      a=$(dirname "$d")
+      while [[ $a != . ]]; do echo "$a"; a=$(dirname "$a"); done
+    done | sort -u | awk '{ printf "d\t0\t%s\n", $0 }'
+    for d in "${dirs[@]}"; do
+      (cd / && find "$d" \( -type f -o -type d -o -type l \) ! -name $'*\n*' ! -name $'*\t*' -printf '%y\t%s\t%p\n') | sort -t $'\t' -k3,3
+    done
+  } | awk -F'\t' -v cap=$(($1 * 1048576)) '$1 == "f" { if (tot >= cap) done = 1; else tot += $2 } !done { print }'
+}
+
+# file_sets TSV TREE RANDLIST: from a "type<TAB>size<TAB>path" listing of TREE, sets ENTRIES,
+# RANDLIST (NFILES files of 1 byte to 64 KiB, drawn by shuf with a fixed random source), NRAND,
+# FILE_BYTES (their data), DEEP (the deepest of those) and LARGEST, LARGEST_SIZE.
+file_sets() {
+  ENTRIES=$(wc -l < "$1")
+  RANDLIST=$3
+  awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { print $3 }' "$1" \
+    | shuf -n "$NFILES" --random-source=<(yes imgfs-bench) > "$RANDLIST"
+  NRAND=$(wc -l < "$RANDLIST")
+  FILE_BYTES=$(awk -F'\t' 'NR == FNR { want[$0] = 1; next } ($3 in want) { s += $2 } END { print s + 0 }' "$RANDLIST" "$1")
+  DEEP=$(awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { n = gsub("/", "/", $3); if (n > best) { best = n; p = $3 } } END { print p }' "$1")
+  LARGEST=$(awk -F'\t' '$1 == "f" && $2 > max { max = $2; p = $3 } END { print p }' "$1")
+  LARGEST_SIZE=$(stat -c %s "$2/$LARGEST")
+}
+
+# Sets TGZ, sizes, TREE, the file sets (file_sets), BIG, LAYER_MT.
 build_inputs() {
   mkdir -p "$IN"
   local t0
   if [[ ! -s $IN/files.tsv ]]; then
-    local dirs=() d a
-    for d in /usr/share /usr/lib/python3* /usr/lib/gcc /usr/include /usr/sbin /usr/bin /usr/libexec /usr/lib/x86_64-linux-gnu; do
-      [[ -d $d && ! -L $d ]] && dirs+=("${d#/}")
-    done
-    log "listing ${dirs[*]} (capped at $SIZE_MB MiB of file data)"
-    {
-      # Parents of the listed trees, then each tree sorted by name, in the order above.
-      for d in "${dirs[@]}"; do
-        a=$(dirname "$d")
-        while [[ $a != . ]]; do echo "$a"; a=$(dirname "$a"); done
-      done | sort -u | awk '{ printf "d\t0\t%s\n", $0 }'
-      for d in "${dirs[@]}"; do
-        (cd / && find "$d" \( -type f -o -type d -o -type l \) ! -name $'*\n*' ! -name $'*\t*' -printf '%y\t%s\t%p\n') | sort -t $'\t' -k3,3
-      done
-    } | awk -F'\t' -v cap=$((SIZE_MB * 1048576)) '$1 == "f" { if (tot >= cap) done = 1; else tot += $2 } !done { print }' > "$IN/files.tsv.tmp"
+    list_usr_files "$SIZE_MB" > "$IN/files.tsv.tmp"
     cut -f3 "$IN/files.tsv.tmp" > "$IN/files.list"
     mv "$IN/files.tsv.tmp" "$IN/files.tsv"
     rm -f "$IN/layer.tar"
@@ -290,13 +336,7 @@ build_inputs() {
   UNC_SIZE=$(stat -c %s "$IN/layer.tar")
   GZ_SIZE=$(stat -L -c %s "$TGZ")
   GZ6_SIZE=$(stat -c %s "$IN/layer.tar.gz")
-  ENTRIES=$(wc -l < "$IN/files.tsv")
-  RANDLIST=$IN/random-$NFILES.list
-  awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { print $3 }' "$IN/files.tsv" \
-    | shuf -n "$NFILES" --random-source=<(yes imgfs-bench) > "$RANDLIST"
-  DEEP=$(awk -F'\t' '$1 == "f" && $2 > 0 && $2 < 65536 { n = gsub("/", "/", $3); if (n > best) { best = n; p = $3 } } END { print p }' "$IN/files.tsv")
-  LARGEST=$(awk -F'\t' '$1 == "f" && $2 > max { max = $2; p = $3 } END { print p }' "$IN/files.tsv")
-  LARGEST_SIZE=$(stat -c %s "$TREE/$LARGEST")
+  file_sets "$IN/files.tsv" "$TREE" "$IN/random-$NFILES.list"
   log "layer: $ENTRIES entries, $(fmt_size "$UNC_SIZE") tar, $(fmt_size "$GZ_SIZE") umoci gzip ($LAYER_MT), $(fmt_size "$GZ6_SIZE") gzip -6"
 }
 
@@ -346,7 +386,7 @@ read_list() {
 sha_of_list() { (cd "$1" && timeout -k 5 "$LIMIT" xargs -d '\n' sha256sum -- < "$2") 2> /dev/null || true; }
 
 # check_bytes NAME ROOT [N [skip-largest]]: the first N (default all) random files and the largest
-# file against the extracted tree. Sets BYTES_NOTE and SEQ_NOTE.
+# file against the extracted tree (made by TREE_BY, default tar -x). Sets BYTES_NOTE and SEQ_NOTE.
 check_bytes() {
   local name=$1 root=$2 n=${3:-} skip_largest=${4:-} bad
   if [[ -n $n ]]; then
@@ -361,13 +401,13 @@ check_bytes() {
   # Lines of the wanted list not matched: wrong bytes or unreadable files.
   bad=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep -c '^<' || true)
   if ((bad == 0)); then
-    BYTES_NOTE="bytes match tar -x"
-    ((n == NRAND)) || BYTES_NOTE="bytes of the first $n match tar -x"
+    BYTES_NOTE="bytes match ${TREE_BY:-tar -x}"
+    ((n == NRAND)) || BYTES_NOTE="bytes of the first $n match ${TREE_BY:-tar -x}"
   else
     local first
     first=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep '^<' | head -n1 | awk '{ print $3 }' || true)
-    BYTES_NOTE="WRONG BYTES: $bad of $n files differ from tar -x (e.g. $first)"
-    problem "$name: $bad of $n random files read back different bytes than tar -x extracted (e.g. $first)"
+    BYTES_NOTE="WRONG BYTES: $bad of $n files differ from ${TREE_BY:-tar -x} (e.g. $first)"
+    problem "$name: $bad of $n random files read back different bytes than ${TREE_BY:-tar -x} extracted (e.g. $first)"
   fi
   if [[ -n $skip_largest ]]; then
     SEQ_NOTE=""
@@ -375,14 +415,16 @@ check_bytes() {
     SEQ_NOTE="$LARGEST; bytes match"
   else
     SEQ_NOTE="$LARGEST; WRONG BYTES"
-    problem "$name: $LARGEST read back different bytes than tar -x extracted"
+    problem "$name: $LARGEST read back different bytes than ${TREE_BY:-tar -x} extracted"
   fi
 }
 
 # cold_index_rows SOURCE LABEL [brief]: RUNS x (empty cache dir, drop page cache, mount,
-# ls -R rootfs). Sets LAST_REF, LAST_CACHE (the index cache of the last run, kept warm).
+# ls -R rootfs). Sets LAST_REF, LAST_CACHE (the index cache of the last run, kept warm). Ratios
+# are to IDX_REF_MED, named IDX_REF_NAME (default: the gzip -dc row).
 cold_index_rows() {
   local src=$1 label=$2 brief=${3:-} i t0 cache prev="" ref="" err=""
+  local refmed=${IDX_REF_MED:-$GZ_MED} refname=${IDX_REF_NAME:-gzip -dc}
   local times=() mtimes=() hwms=() sizes=() bases=()
   for ((i = 1; i <= RUNS; i++)); do
     cache=$(mktemp -d "$RUN/cache.XXXXXX")
@@ -424,14 +466,167 @@ cold_index_rows() {
   local base_med=$MED per100k
   per100k=$(awk -v h="$hwm_med" -v b="$base_med" -v n="$ENTRIES" 'BEGIN { print (h - b) / (n / 100000) }')
   if [[ -n $brief ]]; then
-    time_row "$label" "$GZ_MED" "gzip -dc" "mount alone $(fmt_time "$mount_med"); peak RSS $(fmt_size "$hwm_med"); index $(fmt_size "$size_med")" "${times[@]}"
+    time_row "$label" "$refmed" "$refname" "mount alone $(fmt_time "$mount_med"); peak RSS $(fmt_size "$hwm_med"); index $(fmt_size "$size_med")" "${times[@]}"
     return 0
   fi
-  time_row "$label" "$GZ_MED" "gzip -dc" "$ENTRIES entries; the mount alone: median $(fmt_time "$mount_med")" "${times[@]}"
+  time_row "$label" "$refmed" "$refname" "$ENTRIES entries; the mount alone: median $(fmt_time "$mount_med")" "${times[@]}"
   add_row "imgfs daemon peak RSS while indexing (VmHWM)" "$(fmt_size "$hwm_min")" "$(fmt_size "$hwm_med")" "" \
     "$(fmt_size "$per100k") per 100k entries above the $(fmt_size "$base_med") of the just-mounted daemon"
   add_row "imgfs index size on disk (du of the cache dir)" "" "$(fmt_size "$size_med")" "$(pct "$size_med" "$UNC_SIZE") of the tar" \
     "$(awk -v s="$size_med" -v n="$ENTRIES" 'BEGIN { printf "%.0f", s / n }') bytes per entry"
+}
+
+# decompress_times CMD...: RUNS x (drop the page cache, CMD > /dev/null); sets TIMES.
+decompress_times() {
+  local i t0
+  TIMES=()
+  for ((i = 1; i <= RUNS; i++)); do
+    drop_caches
+    t0=$EPOCHREALTIME
+    "$@" > /dev/null
+    TIMES+=("$(since "$t0")")
+  done
+}
+
+# warm_first_byte_row LABEL SOURCE CACHE REF FILE: RUNS x (drop the page cache, mount with the
+# warm CACHE, head -c1 of rootfs/FILE).
+warm_first_byte_row() {
+  local label=$1 src=$2 cache=$3 ref=$4 file=$5 i t0 times=() ok=1
+  for ((i = 1; i <= RUNS; i++)); do
+    new_mnt
+    drop_caches
+    t0=$EPOCHREALTIME
+    if imgfs_mount "$src" "$MNT" "$cache" && head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null; then
+      times+=("$(since "$t0")")
+    else
+      ok=0
+    fi
+    unmount_all
+  done
+  if ((ok)); then
+    time_row "$label" "" "" "head -c1 of $file" "${times[@]}"
+  else
+    fail_row "$label" "mount or read of $file failed (see $LOG)"
+  fi
+}
+
+# local_read_rows TREE: the random files and the largest file read from the extracted tree (the
+# reference rates EXT_RATE, EXT_SEQ; FSTYPE), after noting their sha256 for check_bytes.
+local_read_rows() {
+  local tree=$1 i t0 times=() stimes=()
+  sha_of_list "$tree" "$RANDLIST" > "$RUN/random.sha"
+  sha256sum < "$tree/$LARGEST" | cut -d' ' -f1 > "$RUN/largest.sha"
+  for ((i = 1; i <= RUNS; i++)); do
+    drop_caches
+    t0=$EPOCHREALTIME
+    read_list "$tree" "$RANDLIST" || true
+    times+=("$(since "$t0")")
+    drop_caches
+    t0=$EPOCHREALTIME
+    cat "$tree/$LARGEST" > /dev/null
+    stimes+=("$(since "$t0")")
+  done
+  FSTYPE=$(findmnt -n -o FSTYPE -T "$tree" || echo "?")
+  minmed "${times[@]}"
+  EXT_RATE=$(rate "$NRAND" "$MED")
+  minmed "${stimes[@]}"
+  EXT_SEQ=$(mbps "$LARGEST_SIZE" "$MED")
+  rand_row "extracted tree on $FSTYPE" "" "${times[@]}"
+  seq_row "extracted tree on $FSTYPE" "" "${stimes[@]}"
+}
+
+# imgfs_read_rows NAME SOURCE CACHE REF: RUNS x (mount with the warm CACHE, open rootfs, drop the
+# page cache, read the random files; drop it again, read the largest file); bytes checked on the
+# last run. Adds to RAND_ROWS and SEQ_ROWS.
+imgfs_read_rows() {
+  local name=$1 src=$2 cache=$3 ref=$4 i t0 root times=() stimes=() err=""
+  for ((i = 1; i <= RUNS; i++)); do
+    new_mnt
+    imgfs_mount "$src" "$MNT" "$cache" || { err="mount failed: $MOUNT_ERR"; unmount_all; break; }
+    root=$MNT/images/$ref/rootfs
+    ls "$root" > /dev/null || { err="ls rootfs failed"; unmount_all; break; }
+    drop_caches
+    t0=$EPOCHREALTIME
+    if ! read_list "$root" "$RANDLIST"; then err="$READ_ERR"; fi
+    times+=("$(since "$t0")")
+    drop_caches
+    t0=$EPOCHREALTIME
+    timeout -k 5 "$LIMIT" cat "$root/$LARGEST" > /dev/null || err="reading $LARGEST failed or timed out"
+    stimes+=("$(since "$t0")")
+    if ((i == RUNS)); then
+      check_bytes "$name" "$root"
+    fi
+    unmount_all
+  done
+  if [[ -n $err ]]; then
+    problem "$name random/sequential reads: $err"
+  fi
+  if ((${#times[@]})); then
+    rand_row "$name" "$BYTES_NOTE${err:+; ERROR: $err}" "${times[@]}"
+    seq_row "$name" "$SEQ_NOTE${err:+; ERROR: $err}" "${stimes[@]}"
+  else
+    RAND_ROWS+=("$(rand_label "$name")|FAILED|||$err") SEQ_ROWS+=("$(seq_label "$name")|FAILED|||$err")
+  fi
+}
+
+# verify_all_row LABEL SOURCE CACHE REF TREE FILES SUMS [LISTING]: the sha256 of every regular
+# file (FILES: paths relative to the rootfs, in layer order) read through a mount with the warm
+# CACHE, page cache dropped, against SUMS: the same over the extracted TREE, written here (page
+# cache dropped too). With LISTING (tree_listing of TREE), also the type, mode, owner, size, link
+# count and symlink target of every path, and the path list itself.
+verify_all_row() {
+  local label=$1 src=$2 cache=$3 ref=$4 tree=$5 files=$6 sums=$7 listing=${8:-}
+  local n bytes t0 t tt root bad=0 what=() first=""
+  drop_caches
+  t0=$EPOCHREALTIME
+  (cd "$tree" && xargs -d '\n' sha256sum -- < "$files") > "$sums" || die "sha256sum over $tree failed"
+  tt=$(since "$t0")
+  n=$(wc -l < "$files")
+  bytes=$(cd "$tree" && xargs -d '\n' stat -c %s -- < "$files" | awk '{ s += $1 } END { print s + 0 }')
+  new_mnt
+  if ! imgfs_mount "$src" "$MNT" "$cache"; then
+    fail_row "$label" "mount failed: $MOUNT_ERR"
+    unmount_all
+    return
+  fi
+  root=$MNT/images/$ref/rootfs
+  ls "$root" > /dev/null 2>&1 || true
+  drop_caches
+  t0=$EPOCHREALTIME
+  (cd "$root" && timeout -k 5 "$LIMIT" xargs -d '\n' sha256sum -- < "$files") > "$RUN/verify.sha" 2> "$RUN/verify.err" || true
+  t=$(since "$t0")
+  if [[ -n $listing ]]; then
+    timeout -k 5 "$LIMIT" bash -c "$(declare -f tree_listing); tree_listing \"\$1\"" _ "$root" > "$RUN/verify.listing" 2>> "$RUN/verify.err" || true
+  fi
+  unmount_all
+  # Reference lines without an equal line from imgfs: wrong bytes, or unreadable (verify.err).
+  bad=$(diff "$sums" "$RUN/verify.sha" | grep -c '^<' || true)
+  if ((bad)); then
+    first=$(diff "$sums" "$RUN/verify.sha" | grep -m1 '^<' | cut -c 69- || true)
+    what+=("$bad of $n files differ (e.g. $first)")
+    cp "$RUN/verify.sha" "$RUN/verify-sha.log"
+  fi
+  if [[ -n $listing ]]; then
+    local d
+    d=$(comm -3 "$listing" "$RUN/verify.listing" | wc -l)
+    if ((d)); then
+      what+=("$d listing lines differ (e.g. $(comm -3 "$listing" "$RUN/verify.listing" | head -n2 | tr '\n\t' '; ' | sed 's/|/\\|/g'))")
+      cp "$RUN/verify.listing" "$RUN/verify-listing.log"
+    fi
+  fi
+  local scope timing
+  scope="$n regular files ($(fmt_size "$bytes"))"
+  [[ -n $listing ]] && scope+=" and the listing of all $(wc -l < "$listing") paths (type, mode, owner, size, nlink, target)"
+  timing="sha256sum through imgfs (warm index, cold page cache): $(fmt_time "$t"), $(mbps "$bytes" "$t") MB/s; over the tree: $(fmt_time "$tt")"
+  if ((${#what[@]})); then
+    add_row "$label" "DIFFERENT" "" "" "$scope; $(IFS=';'; echo "${what[*]}"); $timing"
+    problem "$label: $(IFS=';'; echo "${what[*]}") (see $RUN)"
+  else
+    add_row "$label" "identical" "" "" "$scope; $timing"
+  fi
+  if [[ -s $RUN/verify.err ]]; then
+    problem "$label: errors while reading through imgfs, first: $(head -n1 "$RUN/verify.err" | cut -c1-200)"
+  fi
 }
 
 # Warm index: find over the whole rootfs (stats every entry) compared with the extracted tree;
@@ -684,14 +879,13 @@ print_report() {
   fs=$(findmnt -n -o FSTYPE -T "$WORKDIR" || echo "?")
   date=$(date -u '+%Y-%m-%d %H:%M UTC')
   {
-    echo "## $date — imgfs $REV"
+    echo "## $date — ${REPORT_TITLE:-imgfs} $REV"
     echo
     echo "- command: \`$CMDLINE\` (took $(awk -v s="$(since "$T_START")" 'BEGIN { printf "%.1f min", s / 60 }')${BUILD_TIME:+, of which cargo build $(fmt_time "$BUILD_TIME")})"
     echo "- machine: $(nproc) cores ($cpu), $mem RAM, kernel $(uname -r), $os; work dir $WORKDIR on $fs;" \
       "load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-    echo "- layer: $ENTRIES entries, $(fmt_size "$UNC_SIZE") tar of this machine's /usr/share, /usr/lib/python3*, /usr/lib/gcc, /usr/include, /usr/sbin... (capped at $SIZE_MB MiB);" \
-      "umoci raw add-layer gzipped it itself: $(fmt_size "$GZ_SIZE") ($LAYER_MT), our gzip -6: $(fmt_size "$GZ6_SIZE")"
-    echo "- imgfs mounts: $SRC_DESC"
+    [[ -n ${REMARK:-} ]] && echo "- remark: $REMARK"
+    printf -- '- %s\n' "${REPORT_LINES[@]}"
     echo "- best and median of $RUNS runs; 'cold' = page cache dropped (sync; echo 3 > drop_caches) before the timed part;" \
       "each imgfs run mounts a fresh directory; ratios are of medians"
     echo
@@ -705,7 +899,7 @@ print_report() {
     if ((${#PROBLEMS[@]})); then
       printf -- '- problem: %s\n' "${PROBLEMS[@]}"
     else
-      echo "- problems: none seen (bytes and tree checked against tar -x)"
+      echo "- problems: none seen (bytes and tree checked against ${TREE_BY:-tar -x})"
     fi
     echo
   } > "$RUN/report.md"

@@ -9,9 +9,12 @@
 //! - `rootfs`: merged rootfs and layer trees against `umoci unpack` of an edge-case image.
 //! - `layers`: layers indexed once, the index cache, corrupt layers and caches, pre-1.0 layouts.
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
+//! - `bench_layer`: a realistic ~160 MiB gzip layer of this machine's /usr reads back, every file
+//!   and path, exactly like `tar -xzf` of it (cold and warm index).
 //!
 //! See docs/testing.md.
 
+mod bench_layer;
 mod errors;
 mod fs_semantics;
 mod layers;
