@@ -6,6 +6,10 @@
 #                                                          ganesha.nfsd, waits until PORT accepts
 #                                                          connections, prints the server's PID
 #   scripts/nfs-server.sh stop STATEDIR                    stops the server by its pidfile and waits
+#   scripts/nfs-server.sh reexport STATEDIR                the server stays up and opens EXPORT_DIR
+#                                                          afresh: after `imgfs umount -z` and a new
+#                                                          `imgfs mount` there, it serves the new
+#                                                          mount (the old daemon then exits)
 #
 # The export's pseudo path is /img: `nfs-ls 'nfs://127.0.0.1:PORT/img?version=4'`.
 # Environment: FSID (default 4242, the export's Filesystem_id major number), GANESHA (the binary,
@@ -13,7 +17,7 @@
 set -euo pipefail
 
 usage() {
-  echo "usage: $0 start EXPORT_DIR PORT STATEDIR | stop STATEDIR" >&2
+  echo "usage: $0 start EXPORT_DIR PORT STATEDIR | stop STATEDIR | reexport STATEDIR" >&2
   exit 2
 }
 
@@ -125,8 +129,49 @@ stop() {
   rm -f "$state/ganesha.pid" "$state/ganesha.pid.launch"
 }
 
+# PID of the running server, from its pidfile.
+server_pid() {
+  local state=$1 f pid
+  for f in "$state/ganesha.pid" "$state/ganesha.pid.launch"; do
+    if [ -s "$f" ]; then pid=$(tr -dc 0-9 <"$f"); [ -n "$pid" ] && { echo "$pid"; return; }; fi
+  done
+  echo "$0: no pidfile in $state" >&2
+  exit 1
+}
+
+# SIGHUP makes ganesha reread its exports; waits until its log says it has (10 s at most).
+reload() {
+  local state=$1 pid=$2 before i
+  before=$(grep -c "Reread exports complete" "$state/ganesha.log" || true)
+  kill -HUP "$pid"
+  for i in $(seq 200); do
+    [ "$(grep -c "Reread exports complete" "$state/ganesha.log" || true)" -gt "$before" ] && return 0
+    sleep 0.05
+  done
+  echo "$0: ganesha.nfsd ($pid) did not reload its exports within 10s" >&2
+  exit 1
+}
+
+# Ganesha keeps the export's directory open, so a mount made there later is not seen until the
+# export is dropped and made again. Both happen by config reload: the server process, its clients'
+# connections and (with imgfs's stable inode numbers) their file handles all stay valid; requests
+# during the few milliseconds without an export fail and are retried by clients.
+reexport() {
+  local state=$1 pid
+  pid=$(server_pid "$state")
+  kill -0 "$pid" 2>/dev/null || { echo "$0: ganesha.nfsd ($pid) is not running" >&2; exit 1; }
+  cp "$state/ganesha.conf" "$state/ganesha.conf.full"
+  # Everything but the EXPORT block (it ends at the first line that is a lone "}").
+  awk '/^EXPORT \{/ { skip = 1 } !skip { print } skip && /^\}/ { skip = 0 }' \
+    "$state/ganesha.conf.full" >"$state/ganesha.conf"
+  reload "$state" "$pid"
+  mv "$state/ganesha.conf.full" "$state/ganesha.conf"
+  reload "$state" "$pid"
+}
+
 case ${1:-} in
   start) [ $# -eq 4 ] || usage; start "$2" "$3" "$4" ;;
   stop) [ $# -eq 2 ] || usage; stop "$2" ;;
+  reexport) [ $# -eq 2 ] || usage; reexport "$2" ;;
   *) usage ;;
 esac

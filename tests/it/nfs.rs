@@ -5,7 +5,8 @@
 //!   it hands out), and the same handles still resolve on a fresh mount of the same image.
 //! - A real NFS server: NFS-Ganesha (scripts/nfs-server.sh, NFSv4 on 127.0.0.1 only) exports a mount;
 //!   the libnfs client tools list and read it and must agree with `umoci unpack`; 8 readers in
-//!   parallel; then imgfs is restarted under the export and reading goes on.
+//!   parallel; then imgfs is restarted under the running server (`imgfs umount -z`, `imgfs mount`,
+//!   `scripts/nfs-server.sh reexport`) and reading goes on.
 //! - `allow_other` / `default_permissions` as an unprivileged user.
 //!
 //! Everything runs as root (drop_caches, open_by_handle_at, setpriv) and against 127.0.0.1 only.
@@ -434,6 +435,29 @@ impl Ganesha {
             "scripts/nfs-server.sh start failed: {}\n{}\n{}\n--- ganesha log:\n{}",
             o.describe(),
             o.stdout_str(),
+            o.stderr_str(),
+            self.log_tail()
+        );
+    }
+
+    /// The server's PID.
+    fn pid(&self) -> Option<u32> {
+        *self.pid.lock().unwrap()
+    }
+
+    /// `nfs-server.sh reexport STATE`: the running server drops its export and makes it again.
+    fn reexport(&self) {
+        let o = run(
+            Command::new("bash")
+                .arg(Self::script())
+                .arg("reexport")
+                .arg(self.state.path()),
+            Duration::from_secs(60),
+        );
+        assert!(
+            o.ok(),
+            "scripts/nfs-server.sh reexport failed: {} {}\n--- ganesha log:\n{}",
+            o.describe(),
             o.stderr_str(),
             self.log_tail()
         );
@@ -897,19 +921,16 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
             "imgfs umount of an exported mount: want EBUSY with the mount left in place, got {busy_refusal}"
         );
 
-        // The restart: server down, imgfs umount + mount (same source, same directory), server up.
+        // The restart under the running server: detach the old mount (its daemon goes on serving
+        // what ganesha holds open), mount the same source at the same directory, and have
+        // ganesha reopen its export (scripts/nfs-server.sh reexport: a config reload; the server
+        // process, its clients' connections and their file handles stay).
+        let server_pid = g.pid();
+        let old_daemon = daemon_of(&m.dir).expect("the imgfs daemon serving the export");
         let gap_start = Instant::now();
-        if let Err(e) = g.stop() {
-            panic!("stopping the server for the restart: {e}");
-        }
-        let t_stopped = Instant::now();
-        let o = imgfs_umount(&m.dir);
-        assert!(
-            o.ok(),
-            "imgfs umount after the server stopped: {} {}",
-            o.describe(),
-            o.stderr_str()
-        );
+        let o = run(&mut imgfs_cmd(["umount".as_ref(), "-z".as_ref(), m.dir.as_os_str()]), MOUNT_TIMEOUT);
+        assert!(o.ok(), "imgfs umount -z of the exported mount: {} {}", o.describe(), o.stderr_str());
+        let t_detached = Instant::now();
         let o = run(
             &mut imgfs_cmd(["mount".as_ref(), source.as_os_str(), m.dir.as_os_str()]),
             MOUNT_TIMEOUT,
@@ -921,13 +942,26 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
             o.stderr_str()
         );
         let t_remounted = Instant::now();
-        g.start();
+        g.reexport();
         let gap_end = Instant::now();
+        assert_eq!(g.pid(), server_pid, "the NFS server was restarted");
+        let new_daemon = daemon_of(&m.dir).expect("the new imgfs daemon");
+        assert_ne!(new_daemon, old_daemon, "the mount is still served by the old daemon");
+        // Once ganesha has let go of the old mount, its daemon exits on its own.
+        let t = Instant::now();
+        while Path::new(&format!("/proc/{old_daemon}")).exists() && t.elapsed() < Duration::from_secs(20) {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        assert!(
+            !Path::new(&format!("/proc/{old_daemon}")).exists(),
+            "the old imgfs daemon {old_daemon} still runs 20 s after the reexport"
+        );
         let detail = format!(
-            "server stop {:.2?}, imgfs umount+mount {:.2?}, server start {:.2?}",
-            t_stopped - gap_start,
-            t_remounted - t_stopped,
-            gap_end - t_remounted
+            "imgfs umount -z {:.2?}, imgfs mount {:.2?}, ganesha reexport {:.2?}; old daemon gone {:.1?} later",
+            t_detached - gap_start,
+            t_remounted - t_detached,
+            gap_end - t_remounted,
+            t.elapsed()
         );
         std::thread::sleep(AFTER_RESTART);
         (gap_start, gap_end, detail)
@@ -1033,6 +1067,21 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
     drop(g);
     fails.assert_none("NFS export of an imgfs mount");
     drop(m);
+}
+
+/// PID of the imgfs daemon serving the mount at `dir`: the process whose command line is an
+/// `imgfs mount` naming `dir`.
+fn daemon_of(dir: &Path) -> Option<u32> {
+    let want = dir.as_os_str().as_bytes();
+    fs::read_dir("/proc").ok()?.flatten().find_map(|e| {
+        let pid: u32 = e.file_name().to_str()?.parse().ok()?;
+        let cmdline = fs::read(e.path().join("cmdline")).ok()?;
+        let args: Vec<&[u8]> = cmdline.split(|&b| b == 0).collect();
+        let is_daemon = args.first().is_some_and(|a| a.ends_with(b"imgfs"))
+            && args.contains(&&b"mount"[..])
+            && args.contains(&want);
+        is_daemon.then_some(pid)
+    })
 }
 
 /// Local addresses of the TCP sockets listening on `port` (IPv4, and IPv4-mapped or plain IPv6).
