@@ -121,6 +121,23 @@ pub struct Fs {
     tree: Arc<Tree>,
     views: Views,
     verifier: Arc<Verifier>,
+    read_errors: FirstErrors,
+}
+
+/// Which inodes have had a read error logged: one line per file, not one per failed read (a
+/// source changed under the mount would otherwise grow the log with every retry).
+#[derive(Default)]
+struct FirstErrors(std::sync::Mutex<std::collections::HashSet<u64>>);
+
+impl FirstErrors {
+    /// Most files remembered; past that, every failure is logged again.
+    const MAX: usize = 100_000;
+
+    /// True the first time `ino` fails.
+    fn first(&self, ino: u64) -> bool {
+        let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        seen.len() >= Self::MAX || seen.insert(ino)
+    }
 }
 
 /// A place in a view: the placement, its built view and the inode in it.
@@ -137,7 +154,12 @@ impl Fs {
         let v = verifier.clone();
         let store = LayerStore::new(tree.image_set().clone(), cache, Box::new(move |d| v.mark_good(d)));
         let views = Views::new(tree.view_specs().to_vec(), store);
-        Fs { tree, views, verifier }
+        Fs {
+            tree,
+            views,
+            verifier,
+            read_errors: FirstErrors::default(),
+        }
     }
 
     /// The tree behind the filesystem.
@@ -392,7 +414,9 @@ impl Fs {
             }
         };
         read_range(reader.as_ref(), offset, size).map_err(|e| {
-            log::error!("read of {name} at {offset}: {e}");
+            if self.read_errors.first(ino) {
+                log::error!("read of {name} at {offset}: {e} (further read errors of this file are not logged)");
+            }
             FsError::Io(e.to_string())
         })
     }

@@ -33,15 +33,24 @@ pub struct PlacementId(pub u32);
 pub enum ViewSpec {
     /// The merged layers of a manifest.
     Rootfs(Arc<ManifestInfo>),
-    /// One layer as stored.
-    Layer(LayerInfo),
+    /// One layer as stored: layer `n` of the manifest (shared with its other views).
+    Layer(Arc<ManifestInfo>, usize),
 }
 
 impl ViewSpec {
-    fn key(&self) -> (bool, Digest) {
+    /// Views built once per mount: a rootfs per manifest, a layer tree per layer digest.
+    fn key(&self) -> Option<(bool, Digest)> {
         match self {
-            ViewSpec::Rootfs(m) => (true, m.digest.clone()),
-            ViewSpec::Layer(l) => (false, l.digest.clone()),
+            ViewSpec::Rootfs(m) => Some((true, m.digest.clone())),
+            ViewSpec::Layer(..) => Some((false, self.layer()?.digest.clone())),
+        }
+    }
+
+    /// The layer of a layer view (`tree::build` only makes views of layers that exist).
+    fn layer(&self) -> Option<&LayerInfo> {
+        match self {
+            ViewSpec::Rootfs(_) => None,
+            ViewSpec::Layer(m, n) => m.layers.get(*n),
         }
     }
 }
@@ -87,9 +96,10 @@ impl Views {
     /// The view at a placement, building it on first use.
     pub fn get(&self, p: PlacementId) -> Result<Arc<View>, ViewError> {
         let spec = self.specs.get(p.0 as usize).ok_or_else(|| "no such view".to_owned())?;
+        let key = spec.key().ok_or_else(|| "no such view".to_owned())?;
         let slot = {
             let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-            built.entry(spec.key()).or_default().clone()
+            built.entry(key).or_default().clone()
         };
         slot.get_or_init(|| self.build(spec).map(Arc::new)).clone()
     }
@@ -107,7 +117,10 @@ impl Views {
                 }
                 m.layers.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect()
             }
-            ViewSpec::Layer(l) => vec![(l.digest.clone(), l.diff_id.clone())],
+            ViewSpec::Layer(..) => {
+                let l = spec.layer().ok_or_else(|| "no such view".to_owned())?;
+                vec![(l.digest.clone(), l.diff_id.clone())]
+            }
         };
         let key = matches!(spec, ViewSpec::Rootfs(_)).then(|| {
             let digests: Vec<Digest> = wanted.iter().map(|(d, _)| d.clone()).collect();
@@ -135,7 +148,10 @@ impl Views {
         };
         let context = match spec {
             ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
-            ViewSpec::Layer(l) => format!("tree of layer {}", l.digest),
+            ViewSpec::Layer(..) => match spec.layer() {
+                Some(l) => format!("tree of layer {}", l.digest),
+                None => "tree of a layer".to_owned(),
+            },
         };
         log::info!(
             "{context}: {} inodes {how} in {:.1} ms",
