@@ -4,7 +4,8 @@
 //! cannot know without reading it all, by its identity (path, size, mtime, inode). Each file is
 //! `magic | version | payload length | crc32(payload) | payload`, written to a temporary file
 //! and renamed into place, so a reader sees the old entry or the new one, never a torn one. A
-//! file that fails any check is ignored and rebuilt: the cache is never trusted.
+//! file that fails any check is ignored and rebuilt: the cache is never trusted. A writer killed
+//! before its rename leaves its temporary file behind; the next store removes it.
 
 use std::fs;
 use std::io::Write;
@@ -77,14 +78,14 @@ impl Cache {
         // cache file in place (`write_atomic` writes a new file and renames it over the old
         // one, which leaves existing mappings on the old inode), and the directory is the
         // user's own; changing a cache file in place would be tampering with our own memory.
-        let map = match unsafe { memmap2::MmapOptions::new().populate().map(&file) } {
+        let map = match unsafe { memmap2::Mmap::map(&file) } {
             Ok(m) => m,
             Err(e) => {
                 log::warn!("cannot map cache file {}: {e}; rebuilding", path.display());
                 return None;
             }
         };
-        if decode(&map).is_none() {
+        if !check_mapped(&map) {
             log::warn!(
                 "cache file {} is corrupt or from another version; rebuilding",
                 path.display()
@@ -95,14 +96,59 @@ impl Cache {
         Some((Arc::new(map), HEADER_LEN..len))
     }
 
-    /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
+    /// Stores a payload atomically.    /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
     /// next time, so it is a warning, not an error.
     pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
         let Some(path) = self.path(kind, key) else { return };
+        if let Some(dir) = &self.dir {
+            remove_stale_temporaries(dir);
+        }
         if let Err(e) = write_atomic(&path, &encode(payload)) {
             log::warn!("cannot write cache file {}: {e}; continuing without it", path.display());
         }
     }
+}
+
+/// Drops the pages of `range` of a mapping from this process's memory (rounded inward to whole
+/// pages); reading them again faults them back in from the page cache. Used on parts of cache
+/// files that have been decoded, so they do not count against the mount's memory.
+pub fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
+    const PAGE: usize = 4096;
+    let start = range.start.div_ceil(PAGE) * PAGE;
+    let end = range.end.min(map.len()) / PAGE * PAGE;
+    if end > start {
+        // SAFETY: a read-only shared file mapping; MADV_DONTNEED only unmaps its pages, whose
+        // contents stay the file's (re-read from the page cache on the next access). Nothing
+        // here writes through the mapping.
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+    }
+}
+
+/// Envelope and CRC of a mapped cache file, checked 1 MiB at a time; each piece is released once
+/// hashed, so checking a file does not make all of it resident.
+fn check_mapped(map: &memmap2::Mmap) -> bool {
+    const PIECE: usize = 1 << 20;
+    let Some(header) = map
+        .get(..HEADER_LEN)
+        .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok())
+    else {
+        return false;
+    };
+    let Some((len, sum)) = check_header(header) else {
+        return false;
+    };
+    if len != (map.len() - HEADER_LEN) as u64 {
+        return false;
+    }
+    let mut crc = crc32fast::Hasher::new();
+    let mut at = HEADER_LEN;
+    while at < map.len() {
+        let end = (at + PIECE).min(map.len());
+        crc.update(&map[at..end]);
+        release(map, at..end);
+        at = end;
+    }
+    crc.finalize() == sum
 }
 
 fn encode(payload: &[u8]) -> Vec<u8> {
@@ -133,6 +179,31 @@ fn check_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u32)> {
         u64::from_le_bytes(len.try_into().ok()?),
         u32::from_le_bytes(sum.try_into().ok()?),
     ))
+}
+
+/// Removes the temporary files of writers that died before renaming them (killed imgfs
+/// processes): `.tmp-<pid>-<name>` whose pid no longer exists. A live pid (ours, another mount's,
+/// or an unrelated process that reused the number) keeps its file.
+fn remove_stale_temporaries(dir: &Path) {
+    let Ok(entries) = fs::read_dir(dir) else { return };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".tmp-"))
+            .and_then(|rest| rest.split('-').next())
+            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+        else {
+            continue;
+        };
+        // SAFETY: kill with signal 0 only checks whether the process exists.
+        let gone = pid > 0
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        if gone {
+            let _ = fs::remove_file(e.path());
+        }
+    }
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
@@ -199,6 +270,21 @@ mod tests {
         assert!(cache.map("t", "k").is_none());
         fs::write(&file, b"").unwrap();
         assert!(cache.map("t", "k").is_none());
+    }
+
+    #[test]
+    fn temporaries_of_dead_writers_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()));
+        // A pid that cannot exist (above pid_max's hard limit of 2^22) and our own.
+        let dead = dir.path().join(".tmp-4194305-layer-x");
+        let live = dir.path().join(format!(".tmp-{}-layer-y", std::process::id()));
+        fs::write(&dead, b"torn").unwrap();
+        fs::write(&live, b"being written").unwrap();
+        cache.store("t", "k", b"payload");
+        assert!(!dead.exists(), "a dead writer's temporary file was left");
+        assert!(live.exists(), "a live writer's temporary file was removed");
+        assert_eq!(cache.load("t", "k").as_deref(), Some(&b"payload"[..]));
     }
 
     #[test]

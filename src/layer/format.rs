@@ -87,6 +87,8 @@ pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>, blob_len: u
         .ok_or(FormatError("payload outside the file"))?;
     let (head, index, members) = decode_head(data, blob_len)?;
     let range = payload.start + members.start..payload.start + members.end;
+    // The head was copied out (seek index, member starts): its pages need not stay resident.
+    crate::cache::release(&map, payload.start..range.start);
     let entries = Entries::from_mapped(map.clone(), range, index.starts, &index.rare)?;
     Ok(LayerIndex {
         entries,

@@ -270,7 +270,9 @@ impl View {
 /// The cached rootfs tree under `key`, decoded and structurally checked, if usable.
 fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
     let (map, payload) = cache.map("view", key)?;
-    match persist::decode_tree(map.get(payload).unwrap_or(&[])) {
+    let start = payload.start;
+    let mut release = |done: usize| crate::cache::release(&map, start..start + done);
+    match persist::decode_tree_with(map.get(payload.clone()).unwrap_or(&[]), &mut release) {
         Ok(tree) => Some(tree),
         Err(e) => {
             log::warn!("cached rootfs tree {key} is unusable ({e}); merging again");

@@ -99,7 +99,13 @@ pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
 /// Decodes a tree and checks its structure ([`MergedTree::fsck`]); [`check_refs`] remains, so
 /// the layers need not be loaded yet.
 pub fn decode_tree(data: &[u8]) -> Result<MergedTree, String> {
-    let tree = decode_arrays(&mut Reader(data)).map_err(|e| e.0.to_owned())?;
+    decode_tree_with(data, &mut |_| {})
+}
+
+/// [`decode_tree`], telling `done` now and then how many bytes of `data` it has decoded (so a
+/// caller can release the pages of a mapped file behind the decoder).
+pub fn decode_tree_with(data: &[u8], done: &mut dyn FnMut(usize)) -> Result<MergedTree, String> {
+    let tree = decode_arrays(&mut Reader(data), data.len(), done).map_err(|e| e.0.to_owned())?;
     tree.fsck()?;
     Ok(tree)
 }
@@ -119,7 +125,7 @@ pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), String> 
     Ok(())
 }
 
-fn decode_arrays(r: &mut Reader<'_>) -> Result<MergedTree, Truncated> {
+fn decode_arrays(r: &mut Reader<'_>, len: usize, done: &mut dyn FnMut(usize)) -> Result<MergedTree, Truncated> {
     if r.take(4)? != VIEW_FORMAT.to_le_bytes() {
         return Err(Truncated("other format version"));
     }
@@ -128,7 +134,10 @@ fn decode_arrays(r: &mut Reader<'_>) -> Result<MergedTree, Truncated> {
     let name_bytes = r.count(1)?;
     let mut tree = MergedTree::default();
     tree.reserve(count, names, name_bytes);
-    for _ in 0..count {
+    for n in 0..count {
+        if n % 4096 == 4095 {
+            done(len - r.0.len());
+        }
         let kind = kind_from(r.byte()?)?;
         let entry = match r.byte()? {
             0 => None,
