@@ -928,8 +928,16 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
         let server_pid = g.pid();
         let old_daemon = daemon_of(&m.dir).expect("the imgfs daemon serving the export");
         let gap_start = Instant::now();
-        let o = run(&mut imgfs_cmd(["umount".as_ref(), "-z".as_ref(), m.dir.as_os_str()]), MOUNT_TIMEOUT);
-        assert!(o.ok(), "imgfs umount -z of the exported mount: {} {}", o.describe(), o.stderr_str());
+        let o = run(
+            &mut imgfs_cmd(["umount".as_ref(), "-z".as_ref(), m.dir.as_os_str()]),
+            MOUNT_TIMEOUT,
+        );
+        assert!(
+            o.ok(),
+            "imgfs umount -z of the exported mount: {} {}",
+            o.describe(),
+            o.stderr_str()
+        );
         let t_detached = Instant::now();
         let o = run(
             &mut imgfs_cmd(["mount".as_ref(), source.as_os_str(), m.dir.as_os_str()]),
