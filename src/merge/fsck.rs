@@ -21,25 +21,7 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
     let mut queue = vec![0u32];
     while let Some(&dir) = queue.get(head) {
         head += 1;
-        let subdirs = check_dir(tree, dir)?;
-        for (_, ino) in tree.children(dir) {
-            let i = ino as usize;
-            names[i] = names[i].saturating_add(1);
-            if i >= next {
-                if i != next {
-                    return Err(format!("inode {ino} reached when {next} was expected"));
-                }
-                next += 1;
-                if inodes[i].parent != dir {
-                    return Err(format!("inode {ino}: parent {} != {dir}", inodes[i].parent));
-                }
-                if inodes[i].kind == InodeKind::Dir {
-                    queue.push(ino);
-                }
-            } else if inodes[i].kind == InodeKind::Dir {
-                return Err(format!("directory {ino} has more than one name"));
-            }
-        }
+        let subdirs = check_dir(tree, dir, &mut names, &mut next, &mut queue)?;
         let want = subdirs.saturating_add(2);
         if inodes[dir as usize].nlink != want {
             return Err(format!("dir {dir}: nlink {} != {want}", inodes[dir as usize].nlink));
@@ -51,47 +33,69 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
     check_non_dirs(inodes, &names)
 }
 
-/// Checks one directory's children list; returns its number of subdirectories.
-fn check_dir(tree: &MergedTree, dir: u32) -> Result<u32, String> {
+/// Checks one directory's names in a single pass over the raw arrays (this runs for every name
+/// of a tree on each warm mount): names in range, valid and strictly sorted; targets in range
+/// and not the root; newly reached inodes numbered in walk order with this directory as parent
+/// (directories queued); no directory reached twice. Counts names per inode in `names`;
+/// returns the number of subdirectories.
+fn check_dir(
+    tree: &MergedTree,
+    dir: u32,
+    names: &mut [u32],
+    next: &mut usize,
+    queue: &mut Vec<u32>,
+) -> Result<u32, String> {
     let inodes = &tree.inodes;
     let node = &inodes[dir as usize];
-    // The accessors hide out-of-range runs and names: look at the raw arrays here.
+    if node.kind != InodeKind::Dir {
+        return Err(format!("inode {dir} has children but is {:?}", node.kind));
+    }
     let first = node.first_child as usize;
     let run = tree
         .dirents
         .get(first..first + node.child_count as usize)
         .ok_or_else(|| format!("dir {dir}: names out of range"))?;
+    let mut subdirs = 0u32;
+    let mut prev: &[u8] = &[];
     for d in run {
         let at = d.name as usize;
         let len = tree.names.get(at).copied().unwrap_or(0) as usize;
-        if len == 0 || tree.names.len() < at + 1 + len {
+        let Some(name) = tree.names.get(at + 1..at + 1 + len).filter(|_| len > 0) else {
             return Err(format!("dir {dir}: name at {at} out of range"));
-        }
-    }
-    if node.kind != InodeKind::Dir {
-        return Err(format!("inode {dir} has children but is {:?}", node.kind));
-    }
-    let mut subdirs = 0u32;
-    let mut prev: Option<&[u8]> = None;
-    for (name, ino) in tree.children(dir) {
-        // Formatted only on failure: this loop runs for every name of a tree on each warm mount.
+        };
+        // Formatted only on failure.
         let shown = || String::from_utf8_lossy(name);
         if !path::is_valid_name(name) {
             return Err(format!("dir {dir}: invalid name {:?}", shown()));
         }
-        if prev.is_some_and(|p| p >= name) {
+        if !prev.is_empty() && prev >= name {
             return Err(format!("dir {dir}: {:?} out of order or duplicated", shown()));
         }
-        prev = Some(name);
-        let Some(child) = inodes.get(ino as usize) else {
-            return Err(format!("dir {dir}: {:?} -> {ino} out of range", shown()));
+        prev = name;
+        let i = d.ino as usize;
+        let Some(child) = inodes.get(i) else {
+            return Err(format!("dir {dir}: {:?} -> {i} out of range", shown()));
         };
-        if ino == 0 {
+        if i == 0 {
             return Err(format!("dir {dir}: {:?} names the root", shown()));
         }
-        if child.kind == InodeKind::Dir {
-            subdirs = subdirs.saturating_add(1);
+        names[i] = names[i].saturating_add(1);
+        let is_dir = child.kind == InodeKind::Dir;
+        if i >= *next {
+            if i != *next {
+                return Err(format!("inode {i} reached when {next} was expected"));
+            }
+            *next += 1;
+            if child.parent != dir {
+                return Err(format!("inode {i}: parent {} != {dir}", child.parent));
+            }
+            if is_dir {
+                queue.push(d.ino);
+            }
+        } else if is_dir {
+            return Err(format!("directory {i} has more than one name"));
         }
+        subdirs += u32::from(is_dir);
     }
     Ok(subdirs)
 }
