@@ -47,13 +47,14 @@ const REF: &str = "bench";
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Content {
     Dir,
-    /// sha256 of the bytes (or the read error, on the imgfs side) and the link count.
+    /// sha256 of the bytes (or the read error, on the imgfs side), link count, mtime in seconds.
     File {
         sha256: String,
         nlink: u64,
         mtime: i64,
     },
     Symlink(PathBuf),
+    /// Any other type (its S_IFMT bits): a /usr layer has none, but the check must not skip one.
     Other(u32),
 }
 
