@@ -15,6 +15,13 @@ use std::time::SystemTime;
 /// Nested indexes deeper than this are refused (a hostile image could nest forever).
 pub const MAX_INDEX_DEPTH: usize = 8;
 
+/// Most filesystem views (`rootfs/` and `layers/<n>/` directories) one mount may show. A small
+/// index.json can name one big manifest many times (2 MB of JSON: 10k refs to a 1000-layer
+/// manifest, 10M views), and each view costs ~250 bytes before it is ever opened (tree node,
+/// name, placement: 252k views measured 65 MB), so the count is bounded. 256k is 5000 refs of
+/// 50-layer images.
+pub const MAX_VIEWS: usize = 1 << 18;
+
 /// What a reachable blob is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -126,10 +133,11 @@ impl ImageSet {
             visiting: Vec::new(),
         };
         let mut refs: Vec<(String, Arc<ImageNode>)> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for d in &entries {
             let Some(node) = w.visit(d, 0)? else { continue };
             let name = d.ref_name.clone().unwrap_or_else(|| d.digest.to_string());
-            if refs.iter().any(|(n, _)| *n == name) {
+            if !names.insert(name.clone()) {
                 log::warn!(
                     "{}: ref {name:?} appears twice in index.json; the first wins",
                     raw.path.display()
@@ -140,6 +148,20 @@ impl ImageSet {
         }
         let blobs = w.blobs;
         let refs = select(refs, &raw)?;
+        let mut memo = HashMap::new();
+        let views = refs
+            .iter()
+            .map(|(_, node)| view_count(node, &mut memo))
+            .fold(0, usize::saturating_add);
+        if views > MAX_VIEWS {
+            return Err(SourceError::Invalid {
+                path: raw.path.clone(),
+                file: "index.json".into(),
+                reason: format!(
+                    "its refs would show {views} rootfs/ and layers/<n>/ directories, more than the limit of {MAX_VIEWS}"
+                ),
+            });
+        }
         Ok(ImageSet {
             format: raw.format,
             path: raw.path.clone(),
@@ -150,6 +172,26 @@ impl ImageSet {
             blobs,
             refs,
         })
+    }
+}
+
+/// How many views (`rootfs/` plus one `layers/<n>/` per present layer) an image node shows,
+/// saturating. Nodes are shared (an index may name one child under many platform names, level
+/// after level), so counts are memoized by digest: the walk is linear in distinct documents.
+fn view_count(node: &ImageNode, memo: &mut HashMap<Digest, usize>) -> usize {
+    match node {
+        ImageNode::Manifest(m) => 1 + m.layers.iter().filter(|l| l.present).count(),
+        ImageNode::Index { digest, children } => {
+            if let Some(&n) = memo.get(digest) {
+                return n;
+            }
+            let n = children
+                .iter()
+                .map(|(_, c)| view_count(c, memo))
+                .fold(0, usize::saturating_add);
+            memo.insert(digest.clone(), n);
+            n
+        }
     }
 }
 
@@ -270,16 +312,17 @@ impl Walker<'_> {
     fn visit_index(&mut self, d: &Desc, doc: &serde_json::Value, depth: usize) -> Result<ImageNode> {
         let file = blob_name(&d.digest);
         let mut children: Vec<(String, Arc<ImageNode>)> = Vec::new();
+        let mut names = std::collections::HashSet::new();
         for child in descriptors(doc, &self.raw.path, &file)? {
             let Some(node) = self.visit(&child, depth + 1)? else {
                 continue;
             };
             let by_platform = child.platform.as_ref().and_then(platform::dir_name);
             let name = match by_platform {
-                Some(n) if !children.iter().any(|(c, _)| *c == n) => n,
+                Some(n) if !names.contains(&n) => n,
                 _ => child.digest.to_string(),
             };
-            if !children.iter().any(|(c, _)| *c == name) {
+            if names.insert(name.clone()) {
                 children.push((name, node));
             }
         }

@@ -58,6 +58,9 @@ enum Command {
     Umount {
         /// The mount point.
         mountpoint: PathBuf,
+        /// Detach a busy mount now; its daemon exits once the files open in it are closed.
+        #[arg(short = 'z', long)]
+        lazy: bool,
     },
     /// Print a JSON summary of SOURCE: format, refs, platforms, manifests, layers.
     Inspect {
@@ -179,8 +182,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mount_background(&mountpoint, &opts)
             }
         }
-        Command::Umount { mountpoint } => {
-            mount::unmount(&mountpoint)?;
+        Command::Umount { mountpoint, lazy } => {
+            mount::unmount(&mountpoint, lazy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Inspect { source, cache } => {

@@ -230,10 +230,47 @@ pub fn serve(
     std::thread::Builder::new()
         .name("imgfs-signals".into())
         .spawn(move || {
-            if let Some(sig) = signals.forever().next() {
+            let mut signalled = false;
+            for sig in signals.forever() {
+                if signalled {
+                    log::info!(
+                        "signal {sig}: {} is unmounted already; exiting once its open files are closed",
+                        mp.display()
+                    );
+                    continue;
+                }
+                signalled = true;
+                // After `umount -z` and a new mount at the same path, the path is someone else's
+                // mount: unmounting it by path would take the new mount down.
+                let ours = record.get().map(|(_, dev)| dev.clone());
+                if ours.is_some() && mounted_device(&mp) != ours {
+                    log::info!(
+                        "signal {sig}: {} no longer holds this mount; exiting once its open files are closed",
+                        mp.display()
+                    );
+                    continue;
+                }
                 log::info!("signal {sig}: unmounting {}", mp.display());
-                if let Err(e) = unmounter.unmount() {
-                    log::warn!("unmount of {} failed: {e}", mp.display());
+                let Err(e) = unmounter.unmount() else { continue };
+                // Busy (a file or a working directory is open in it): detach the mount now, so
+                // no stale mount point is left, and serve the open files until they are closed;
+                // the session then ends and the daemon exits.
+                let ours = record.get().map(|(_, dev)| dev.clone());
+                if ours.is_none() || mounted_device(&mp) != ours {
+                    // Never detach what may be another mount made at the same path since.
+                    log::warn!(
+                        "unmount of {} failed: {e}; not detaching it: it does not hold this mount, or its device \
+                         is unknown",
+                        mp.display()
+                    );
+                    continue;
+                }
+                match detach(&mp) {
+                    Ok(()) => log::warn!(
+                        "{} was busy ({e}): detached it; exiting once its open files are closed",
+                        mp.display()
+                    ),
+                    Err(e2) => log::error!("unmount of {} failed: {e}; lazy unmount failed too: {e2}", mp.display()),
                 }
             }
         })
@@ -242,8 +279,35 @@ pub fn serve(
     session.run().map_err(mount_err)
 }
 
-/// Unmounts an imgfs mount point (as root directly, else through fusermount3).
-pub fn unmount(path: &Path) -> Result<(), MountError> {
+/// Detaches a mount now (`umount -l`): open files keep working until they are closed.
+fn detach(path: &Path) -> std::io::Result<()> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    if unsafe { libc::geteuid() } == 0 {
+        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
+            return Ok(());
+        }
+        return Err(std::io::Error::last_os_error());
+    }
+    let out = std::process::Command::new("fusermount3")
+        .args(["-u", "-z", "--"])
+        .arg(path)
+        .stdin(std::process::Stdio::null())
+        .output()?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(
+            String::from_utf8_lossy(&out.stderr).trim().to_owned(),
+        ))
+    }
+}
+
+/// Unmounts an imgfs mount point through fusermount3 (umount(8) when it is missing). A busy
+/// mount is refused, as umount(8) does, unless `lazy`: then it is detached at once and its
+/// daemon exits once the files open in it are closed.
+pub fn unmount(path: &Path, lazy: bool) -> Result<(), MountError> {
     let bad = |reason: String| MountError::BadMountPoint {
         path: path.to_path_buf(),
         reason,
@@ -252,26 +316,44 @@ pub fn unmount(path: &Path) -> Result<(), MountError> {
     if !is_mounted(&canonical) {
         return Err(bad("is not mounted".into()));
     }
-    let status = std::process::Command::new("fusermount3")
-        .arg("-u")
+    let flags: &[&str] = if lazy { &["-u", "-z", "--"] } else { &["-u", "--"] };
+    let output = std::process::Command::new("fusermount3")
+        .args(flags)
         .arg(&canonical)
-        .status();
-    match status {
-        Ok(s) if s.success() => Ok(()),
-        Ok(s) => Err(bad(format!("fusermount3 -u failed ({s})"))),
+        .stdin(std::process::Stdio::null())
+        .output();
+    let output = match output {
+        Ok(o) => o,
         Err(_) => {
             // No fusermount3: as root, umount(8) does the same.
-            let s = std::process::Command::new("umount")
-                .arg(&canonical)
-                .status()
-                .map_err(|e| bad(e.to_string()))?;
-            if s.success() {
-                Ok(())
-            } else {
-                Err(bad(format!("umount failed ({s})")))
+            let mut cmd = std::process::Command::new("umount");
+            if lazy {
+                cmd.arg("-l");
             }
+            cmd.arg(&canonical)
+                .stdin(std::process::Stdio::null())
+                .output()
+                .map_err(|e| bad(e.to_string()))?
         }
+    };
+    if output.status.success() {
+        return Ok(());
     }
+    // One line: the tool's own reason, without its name and the path we already give.
+    let text = String::from_utf8_lossy(&output.stderr);
+    let reason = text.lines().map(str::trim).find(|l| !l.is_empty()).unwrap_or("");
+    let reason = reason.rsplit(": ").next().unwrap_or(reason).to_owned();
+    let busy = reason.to_lowercase().contains("busy");
+    Err(bad(if busy {
+        format!(
+            "cannot unmount: {reason} (a file or working directory is open in it; `imgfs umount --lazy` \
+             detaches it now and the daemon exits once those are closed)"
+        )
+    } else if reason.is_empty() {
+        format!("cannot unmount ({})", output.status)
+    } else {
+        format!("cannot unmount: {reason}")
+    }))
 }
 
 #[cfg(test)]

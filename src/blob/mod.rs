@@ -6,7 +6,8 @@
 
 use std::fs::File;
 use std::io;
-use std::os::unix::fs::FileExt;
+use std::os::unix::fs::{FileExt, MetadataExt};
+use std::path::Path;
 use std::sync::Arc;
 
 pub mod chunk_cache;
@@ -48,17 +49,59 @@ pub fn read_all(r: &dyn ReadAt) -> io::Result<Vec<u8>> {
 }
 
 /// A local file read with `pread`; its length is fixed when opened.
+///
+/// The file may change under a mount (rewritten in place, truncated, deleted or replaced), and
+/// bytes read then would be wrong while every index built from the old bytes still points into
+/// them. So every read checks, after `pread`, that the file's size and mtime are those seen at
+/// open and that it still has a name; otherwise the read fails (EIO for FUSE) with a message
+/// saying what changed. A write that changed the bytes read has updated the mtime before they
+/// could be read, so a check after the read cannot miss it (writes through `mmap` aside).
 #[derive(Debug)]
 pub struct FileBlob {
     file: File,
     len: u64,
+    mtime: (i64, i64),
+    path: Option<std::path::PathBuf>,
 }
 
 impl FileBlob {
     /// Wraps an open file, taking its current length.
     pub fn new(file: File) -> io::Result<Self> {
-        let len = file.metadata()?.len();
-        Ok(Self { file, len })
+        let meta = file.metadata()?;
+        Ok(Self {
+            len: meta.len(),
+            mtime: (meta.mtime(), meta.mtime_nsec()),
+            file,
+            path: None,
+        })
+    }
+
+    /// Names the file in error messages.
+    pub fn with_path(mut self, path: &Path) -> Self {
+        self.path = Some(path.to_path_buf());
+        self
+    }
+
+    /// Fails when the file is no longer what it was at open.
+    fn check_unchanged(&self) -> io::Result<()> {
+        let meta = self.file.metadata()?;
+        let what = if meta.nlink() == 0 {
+            "was deleted or replaced".to_owned()
+        } else if meta.len() != self.len {
+            format!("changed size from {} to {} bytes", self.len, meta.len())
+        } else if (meta.mtime(), meta.mtime_nsec()) != self.mtime {
+            "was modified".to_owned()
+        } else {
+            return Ok(());
+        };
+        let name = self
+            .path
+            .as_ref()
+            .map_or_else(|| "a source file".into(), |p| p.display().to_string());
+        Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("{name} {what} since it was opened; remount to read it"),
+        ))
     }
 }
 
@@ -68,12 +111,14 @@ impl ReadAt for FileBlob {
             return Ok(0);
         }
         let want = buf.len().min((self.len - offset).min(usize::MAX as u64) as usize);
-        loop {
+        let n = loop {
             match self.file.read_at(&mut buf[..want], offset) {
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                r => return r,
+                r => break r,
             }
-        }
+        };
+        self.check_unchanged()?;
+        n
     }
     fn len(&self) -> u64 {
         self.len
@@ -148,5 +193,53 @@ impl io::Read for Cursor<'_> {
         let n = self.inner.read_at(buf, self.pos)?;
         self.pos += n as u64;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::{Duration, SystemTime};
+
+    #[test]
+    fn file_blob_fails_once_its_file_changes() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("f");
+        let old = SystemTime::UNIX_EPOCH + Duration::from_secs(1_600_000_000);
+        type Change<'a> = (&'a str, &'a dyn Fn(&Path), &'a str);
+        let cases: &[Change] = &[
+            (
+                "rewritten",
+                &|p| std::fs::write(p, b"abcdefghij").unwrap(),
+                "was modified",
+            ),
+            (
+                "truncated",
+                &|p| File::options().write(true).open(p).unwrap().set_len(4).unwrap(),
+                "changed size from 10 to 4",
+            ),
+            (
+                "deleted",
+                &|p| std::fs::remove_file(p).unwrap(),
+                "was deleted or replaced",
+            ),
+        ];
+        for (what, change, message) in cases {
+            std::fs::write(&path, b"0123456789").unwrap();
+            File::options()
+                .write(true)
+                .open(&path)
+                .unwrap()
+                .set_modified(old)
+                .unwrap();
+            let blob = FileBlob::new(File::open(&path).unwrap()).unwrap().with_path(&path);
+            let mut buf = [0u8; 4];
+            assert_eq!(blob.read_at(&mut buf, 2).unwrap(), 4);
+            assert_eq!(&buf, b"2345");
+            change(&path);
+            let err = blob.read_at(&mut buf, 2).unwrap_err();
+            assert!(err.to_string().contains(message), "{what}: {err}");
+            assert!(err.to_string().contains(&path.display().to_string()), "{what}: {err}");
+        }
     }
 }

@@ -58,7 +58,8 @@ impl Files {
         let mut members = BTreeMap::new();
         for e in entries {
             let Some(name) = normalize(&String::from_utf8_lossy(&e.path)) else {
-                log::warn!("{}: skipping member with unsafe name {:?}", display.display(), e.path);
+                let name = String::from_utf8_lossy(&e.path);
+                log::warn!("{}: skipping member with unsafe name {name:?}", display.display());
                 continue;
             };
             let link = e.link.as_deref().map(|l| String::from_utf8_lossy(l).into_owned());
@@ -174,7 +175,7 @@ fn open_in_dir(root: &Path, canonical_root: &Path, rel: &str) -> Result<Option<A
     }
     let file = File::open(&real).map_err(|e| SourceError::io(&path, "cannot open", e))?;
     let blob = FileBlob::new(file).map_err(|e| SourceError::io(&path, "cannot stat", e))?;
-    Ok(Some(Arc::new(blob)))
+    Ok(Some(Arc::new(blob.with_path(&path))))
 }
 
 /// Follows hardlinks and symlinks between members, staying inside the archive.

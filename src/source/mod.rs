@@ -23,6 +23,12 @@ use std::time::SystemTime;
 /// Largest JSON document (index, manifest, config, manifest.json) read into memory.
 pub const MAX_JSON_BYTES: u64 = 64 << 20;
 
+/// Most values one JSON document may hold. Documents parsed as `serde_json::Value` cost up to
+/// ~35 bytes of memory per byte of input when made of tiny values (`[0,0,0,...]`: 60 MB took
+/// 1 GB), so the size limit alone does not bound memory; 1M values is ~50x what the largest
+/// real documents seen hold (an index.json of 10k images, a config with 1k history entries).
+pub const MAX_JSON_VALUES: usize = 1 << 20;
+
 /// Why a source cannot be opened. Display is one line that names the file and the problem.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -318,7 +324,39 @@ pub(crate) fn read_small(blob: &dyn ReadAt, path: &Path, name: &str) -> Result<V
             reason: format!("{} bytes is too large for a JSON document", blob.len()),
         });
     }
-    crate::blob::read_all(blob).map_err(|e| SourceError::io(path, &format!("reading {name}"), e))
+    let bytes = crate::blob::read_all(blob).map_err(|e| SourceError::io(path, &format!("reading {name}"), e))?;
+    let values = count_json_values(&bytes);
+    if values > MAX_JSON_VALUES {
+        return Err(SourceError::Invalid {
+            path: path.to_path_buf(),
+            file: name.to_owned(),
+            reason: format!("about {values} JSON values is too many for a document (limit {MAX_JSON_VALUES})"),
+        });
+    }
+    Ok(bytes)
+}
+
+/// Roughly how many values a JSON text holds: arrays, objects and separators outside strings.
+/// A linear scan with no allocation, run before a document is parsed.
+fn count_json_values(bytes: &[u8]) -> usize {
+    let (mut count, mut in_string, mut escaped) = (1, false, false);
+    for &b in bytes {
+        if in_string {
+            match (escaped, b) {
+                (true, _) => escaped = false,
+                (false, b'\\') => escaped = true,
+                (false, b'"') => in_string = false,
+                _ => {}
+            }
+        } else {
+            match b {
+                b'"' => in_string = true,
+                b'[' | b'{' | b',' => count += 1,
+                _ => {}
+            }
+        }
+    }
+    count
 }
 
 /// Parses JSON with an error naming the file.
@@ -358,5 +396,21 @@ mod tests {
         }
         assert!(SourceRef::parse("docker://busybox").is_err());
         assert!(SourceRef::parse("oci:").is_err());
+    }
+
+    #[test]
+    fn json_values_are_counted_outside_strings() {
+        let cases: &[(&str, usize)] = &[
+            ("{}", 2),
+            ("[0,0,0]", 4),
+            (r#"{"a":[1,2],"b":{}}"#, 6),
+            (r#"["a,b,[{", "\\\",[", 1]"#, 4),
+        ];
+        for (text, want) in cases {
+            assert_eq!(count_json_values(text.as_bytes()), *want, "{text}");
+        }
+        let big = format!("[{}0]", "0,".repeat(MAX_JSON_VALUES));
+        let err = read_small(&big.into_bytes(), Path::new("src"), "index.json").unwrap_err();
+        assert!(err.to_string().contains("too many"), "{err}");
     }
 }

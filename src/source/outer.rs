@@ -43,7 +43,8 @@ pub fn sniff(head: &[u8]) -> Compression {
 /// Opens a file source, decompressing it transparently when it is gzip or zstd.
 pub fn open_file(path: &Path, meta: &Metadata, cache: &Cache) -> Result<Arc<dyn ReadAt>> {
     let file = File::open(path).map_err(|e| SourceError::io(path, "cannot open", e))?;
-    let blob: Arc<dyn ReadAt> = Arc::new(FileBlob::new(file).map_err(|e| SourceError::io(path, "cannot stat", e))?);
+    let blob = FileBlob::new(file).map_err(|e| SourceError::io(path, "cannot stat", e))?;
+    let blob: Arc<dyn ReadAt> = Arc::new(blob.with_path(path));
     let mut head = [0u8; 4];
     let n = blob
         .read_at(&mut head, 0)

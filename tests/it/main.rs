@@ -11,13 +11,21 @@
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
 //! - `bench_layer`: a realistic ~160 MiB gzip layer of this machine's /usr reads back, every file
 //!   and path, exactly like `tar -xzf` of it (cold and warm index).
+//! - `hostile`: the hostile corpus (tests/fixtures/hostile) mounted for real: safe results or one
+//!   clear line, EIO for what cannot be served, nothing written outside, bounded memory; the
+//!   security claims of docs/security.md.
+//! - `load`: 16 readers for 60 s, readers during the first index build, umount / fusermount3 /
+//!   SIGTERM / SIGKILL under load, kill during a cache write, the source changing while mounted,
+//!   a full cache disk.
 //!
 //! See docs/testing.md.
 
 mod bench_layer;
 mod errors;
 mod fs_semantics;
+mod hostile;
 mod layers;
+mod load;
 mod nfs;
 mod rootfs;
 mod sources;

@@ -949,3 +949,238 @@ impl Failures {
         );
     }
 }
+
+// ------------------------------------------------------------------------------------------------
+// Hostile corpus, daemons run in the foreground, memory, tmpfs (tests/it/hostile.rs, load.rs)
+// ------------------------------------------------------------------------------------------------
+
+/// The hostile corpus, security and load images, built once per run by
+/// tests/fixtures/hostile/make-hostile.py into `<target>/test-fixtures-hostile` (cached).
+pub fn hostile_fixtures() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        require(&["python3", "zstd"]);
+        let target = imgfs().parent().and_then(Path::parent).expect("target dir");
+        let out = target.join("test-fixtures-hostile");
+        let script = crate_root().join("tests/fixtures/hostile/make-hostile.py");
+        let o = run(Command::new("python3").arg(&script).arg(&out), Duration::from_secs(300));
+        assert!(
+            o.ok(),
+            "make-hostile.py failed: {}\n{}\n{}",
+            o.describe(),
+            o.stdout_str(),
+            o.stderr_str()
+        );
+        out
+    })
+}
+
+/// A fact recorded by make-hostile.py (facts.json).
+pub fn hostile_fact(key: &str) -> serde_json::Value {
+    static FACTS: OnceLock<serde_json::Value> = OnceLock::new();
+    let facts = FACTS.get_or_init(|| {
+        let text = fs::read(hostile_fixtures().join("facts.json")).expect("facts.json");
+        serde_json::from_slice(&text).expect("facts.json is JSON")
+    });
+    let v = facts[key].clone();
+    assert!(!v.is_null(), "facts.json has no {key}");
+    v
+}
+
+/// Peak resident memory of a live process, from /proc/<pid>/status (VmHWM), in KiB.
+pub fn vm_hwm_kib(pid: u32) -> u64 {
+    let status =
+        fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_else(|e| panic!("/proc/{pid}/status: {e}"));
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or_else(|| panic!("no VmHWM in /proc/{pid}/status"))
+}
+
+/// True while `pid` exists (and is not a zombie we could reap).
+pub fn process_alive(pid: u32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
+        .unwrap_or(false)
+}
+
+/// Sends a signal to one process, by PID.
+pub fn send_signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) with a PID we started; no memory is shared.
+    let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
+    assert_eq!(r, 0, "kill({pid}, {sig}): {}", std::io::Error::last_os_error());
+}
+
+/// `imgfs mount -f SOURCE MNT ARGS...` run as a child of the test, so the daemon's PID is known
+/// (for VmHWM, signals and its open files); stderr (the log) goes to `log`. On drop: imgfs umount
+/// (lazy when busy), wait for the daemon to exit, SIGKILL it by PID if it does not, then
+/// `fusermount3 -u -z` whatever is left; nothing may stay mounted.
+pub struct Daemon {
+    pub child: Option<std::process::Child>,
+    pub dir: PathBuf,
+    pub log: PathBuf,
+    pub source: String,
+    _tmp: Option<tempfile::TempDir>,
+}
+
+impl Daemon {
+    /// Mounts on a fresh directory; panics with the log when the mount fails.
+    pub fn start(source: &Path, args: &[&str]) -> Daemon {
+        let tmp = tempdir();
+        let dir = fs::canonicalize(tmp.path()).unwrap().join("mnt");
+        fs::create_dir(&dir).unwrap();
+        let log = tmp.path().join("daemon.log");
+        let mut d = Self::start_at(source, &dir, &log, args, None).unwrap_or_else(|e| panic!("{e}"));
+        d._tmp = Some(tmp);
+        d
+    }
+
+    /// Mounts on `dir` (which the caller owns), with the daemon's working directory `cwd`.
+    pub fn start_at(
+        source: &Path,
+        dir: &Path,
+        log: &Path,
+        args: &[&str],
+        cwd: Option<&Path>,
+    ) -> Result<Daemon, String> {
+        let err = File::create(log).expect("log file");
+        let mut cmd = imgfs_cmd(["mount".as_ref(), "-f".as_ref(), source.as_os_str(), dir.as_os_str()]);
+        cmd.args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(err)
+            .env_remove("RUST_LOG");
+        if let Some(cwd) = cwd {
+            cmd.current_dir(cwd);
+        }
+        let mut child = cmd.spawn().expect("spawn imgfs mount -f");
+        let start = Instant::now();
+        loop {
+            if is_mounted(dir) {
+                break;
+            }
+            if let Some(st) = child.try_wait().expect("wait") {
+                let text = fs::read_to_string(log).unwrap_or_default();
+                return Err(format!(
+                    "imgfs mount -f {} exited ({st}) before mounting:\n{text}",
+                    source.display()
+                ));
+            }
+            if start.elapsed() > MOUNT_TIMEOUT {
+                let _ = child.kill();
+                let _ = child.wait();
+                force_unmount(dir);
+                return Err(format!(
+                    "imgfs mount -f {} did not mount within {MOUNT_TIMEOUT:?}",
+                    source.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Daemon {
+            child: Some(child),
+            dir: dir.to_path_buf(),
+            log: log.to_path_buf(),
+            source: source.display().to_string(),
+            _tmp: None,
+        })
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().expect("daemon child").id()
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.join(rel)
+    }
+
+    pub fn log_text(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    /// Peak RSS of the daemon so far, KiB.
+    pub fn peak_kib(&self) -> u64 {
+        vm_hwm_kib(self.pid())
+    }
+
+    /// Waits up to `timeout` for the daemon to exit; its status, or None if it is still running.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        let start = Instant::now();
+        loop {
+            if let Some(st) = child.try_wait().expect("wait") {
+                return Some(st);
+            }
+            if start.elapsed() > timeout {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+
+    /// Sends `sig` to the daemon (by PID).
+    pub fn signal(&self, sig: libc::c_int) {
+        send_signal(self.pid(), sig);
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let Some(mut child) = self.child.take() else { return };
+        if child.try_wait().ok().flatten().is_none() && is_mounted(&self.dir) {
+            let o = imgfs_umount(&self.dir);
+            if !o.ok() && is_mounted(&self.dir) {
+                let _ = run(
+                    &mut imgfs_cmd(["umount".as_ref(), "--lazy".as_ref(), self.dir.as_os_str()]),
+                    MOUNT_TIMEOUT,
+                );
+            }
+        }
+        let start = Instant::now();
+        while child.try_wait().ok().flatten().is_none() && start.elapsed() < Duration::from_secs(10) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        if child.try_wait().ok().flatten().is_none() {
+            eprintln!("warning: imgfs daemon {} did not exit; SIGKILL", child.id());
+            let _ = child.kill(); // by PID
+            let _ = child.wait();
+        }
+        force_unmount(&self.dir);
+        if !std::thread::panicking() {
+            assert!(!is_mounted(&self.dir), "{} is still mounted", self.dir.display());
+        }
+    }
+}
+
+/// A small tmpfs (`mount -t tmpfs -o size=SIZE`), unmounted on drop.
+pub struct Tmpfs {
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    pub fn new(size: &str) -> Tmpfs {
+        let tmp = tempdir();
+        let dir = fs::canonicalize(tmp.path()).unwrap().join("tmpfs");
+        fs::create_dir(&dir).unwrap();
+        let opt = format!("size={size},mode=0755");
+        run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "-o", &opt, "tmpfs"])
+                .arg(&dir),
+            CMD_TIMEOUT,
+        )
+        .assert_ok();
+        Tmpfs { dir, _tmp: tmp }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let o = run(Command::new("umount").arg(&self.dir), CMD_TIMEOUT);
+        if !o.ok() {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.dir), CMD_TIMEOUT);
+        }
+    }
+}
