@@ -96,7 +96,7 @@ impl Cache {
         Some((Arc::new(map), HEADER_LEN..len))
     }
 
-    /// Stores a payload atomically.    /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
+    /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
     /// next time, so it is a warning, not an error.
     pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
         let Some(path) = self.path(kind, key) else { return };
