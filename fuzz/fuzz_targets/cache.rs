@@ -2,14 +2,15 @@
 //!
 //! Input: byte 0 = mode, the rest depends on it. Modes (byte 0 % 3):
 //! - 0, envelope: bytes 1..3 = position, byte 3 = xor mask, byte 4 = truncation flag, the rest =
-//!   payload. The target stores the payload with `Cache::store`, checks `Cache::load` returns it,
-//!   (and `Cache::load_with`, the streaming loader) return it, then flips one byte of the file (or
-//!   cuts the file at that position) and checks both refuse it. Invariant: ANY one-byte change and
-//!   any truncation is rejected.
+//!   payload. The target stores the payload with `Cache::store`, checks `Cache::load` and
+//!   `Cache::map` (the mapped loader warm mounts use) return it, then flips one byte of the file
+//!   (or cuts the file at that position) and checks both refuse it. Invariant: ANY one-byte
+//!   change and any truncation is rejected.
 //! - 1, layer index (`imgfs::layer::format::decode`): bytes 1..9 = blob length, the rest = the
-//!   encoding. Invariant: no panic, no allocation beyond what the input can hold; a decoded index
-//!   re-encodes to bytes that decode and re-encode identically.
-//! - 2, merged tree (`view/persist.rs` `decode`, compiled read-only into this target): byte 1 =
+//!   encoding. Invariant: no panic, no allocation beyond what the input can hold; every accessor
+//!   of every member answers without panicking (members are decoded on access: damaged ones give
+//!   `None`); a decoded index re-encodes to bytes that decode and re-encode identically.
+//! - 2, merged tree (`imgfs::view::persist::decode`): byte 1 =
 //!   layer count (0..4), byte 2 = members per layer; the rest = the encoding. Invariant: no
 //!   panic; a decoded tree passes `fsck` and every entry reference exists; it round-trips through
 //!   `encode`.
@@ -20,25 +21,7 @@ use libfuzzer_sys::fuzz_target;
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
-// `view::persist` is private to the view module, which this target must not change; it is
-// compiled here from its source, with these modules standing in for the `crate::` paths it uses.
-mod digest {
-    pub use imgfs::digest::*;
-}
-mod layer {
-    pub mod entries {
-        pub use imgfs::layer::entries::*;
-    }
-}
-mod merge {
-    pub use imgfs::merge::*;
-}
-mod varint {
-    pub use imgfs::varint::*;
-}
-#[allow(dead_code)]
-#[path = "../../src/view/persist.rs"]
-mod persist;
+use imgfs::view::persist;
 
 fuzz_target!(|data: &[u8]| {
     let Some((&mode, rest)) = data.split_first() else {
@@ -80,11 +63,8 @@ fn envelope(data: &[u8]) {
         Some(payload),
         "stored payload not loaded back"
     );
-    assert_eq!(
-        cache.load_with("fuzz", "k", whole).as_deref(),
-        Some(payload),
-        "load_with differs"
-    );
+    let mapped = cache.map("fuzz", "k").map(|(m, r)| m[r].to_vec());
+    assert_eq!(mapped.as_deref(), Some(payload), "map differs");
     let file = cache_dir().join("fuzz-k");
     let mut bytes = std::fs::read(&file).unwrap();
     let at = pos % bytes.len();
@@ -102,15 +82,9 @@ fn envelope(data: &[u8]) {
     );
     let n = bytes.len();
     assert!(
-        cache.load_with("fuzz", "k", whole).is_none(),
-        "load_with: {what} at byte {at} of {n} accepted"
+        cache.map("fuzz", "k").is_none(),
+        "map: {what} at byte {at} of {n} accepted"
     );
-}
-
-/// A `load_with` decoder that takes the whole payload.
-fn whole(c: &mut imgfs::varint::Chunked<std::fs::File>) -> Result<Vec<u8>, String> {
-    let n = c.remaining() as usize;
-    c.next(|r| r.take(n).map(<[u8]>::to_vec)).map_err(|e| e.0.to_string())
 }
 
 fn layer_index(data: &[u8]) {
@@ -121,12 +95,9 @@ fn layer_index(data: &[u8]) {
     let Ok(index) = imgfs::layer::format::decode(&data[8..], blob_len) else {
         return;
     };
-    for i in 0..index.entries.len() {
-        assert!(
-            index.entries.entry(i).is_some(),
-            "member {i} of {} missing",
-            index.entries.len()
-        );
+    let e = &index.entries;
+    for i in 0..e.len() + 1 {
+        let _ = (e.entry(i), e.meta(i), e.path(i), e.kind(i), e.link(i));
     }
     let once = imgfs::layer::format::encode(&index, blob_len);
     let back = imgfs::layer::format::decode(&once, blob_len).expect("re-encoded index decodes");
