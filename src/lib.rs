@@ -3,8 +3,10 @@
 //! Data flows top to bottom, one module per stage:
 //!
 //! ```text
-//! source::SourceRef::parse     what the user typed (oci:, oci-archive:, docker-archive:, dir:, path)
+//! source::SourceRef::parse     what the user typed (oci:, oci-archive:, docker-archive:, dir:,
+//!                              docker://, path or bare registry reference)
 //!   -> source::open            files (dir or tar, maybe gzip/zstd as a whole) -> format -> RawLayout
+//!        or registry::open     manifests and configs fetched and verified; layers remote -> RawLayout
 //!        uses blob::*          random-access bytes: pread, ranges, seekable gzip/zstd
 //!        uses tarindex         tar headers only -> member offsets
 //!   -> image::ImageSet::load   walk index.json, verify documents -> refs, manifests, layers, blobs
@@ -23,6 +25,7 @@ pub mod layer;
 pub mod merge;
 pub mod mount;
 pub mod oci;
+pub mod registry;
 pub mod source;
 pub mod tarindex;
 pub mod tree;
@@ -34,8 +37,17 @@ use std::sync::Arc;
 
 /// Opens a source reference all the way to the tree a mount shows.
 pub fn open_tree(reference: &str, cache: &cache::Cache) -> Result<Arc<tree::Tree>, source::SourceError> {
+    open_tree_with(reference, cache, &registry::RegistryOptions::default())
+}
+
+/// [`open_tree`] with options for registry references.
+pub fn open_tree_with(
+    reference: &str,
+    cache: &cache::Cache,
+    registry: &registry::RegistryOptions,
+) -> Result<Arc<tree::Tree>, source::SourceError> {
     let r = source::SourceRef::parse(reference)?;
-    let raw = source::open(&r, cache)?;
+    let raw = source::open_with(&r, cache, registry)?;
     let set = image::ImageSet::load(raw)?;
     Ok(Arc::new(tree::build(Arc::new(set))))
 }

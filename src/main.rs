@@ -34,18 +34,88 @@ struct CacheArgs {
     no_cache: bool,
 }
 
+/// How to reach registries (`docker://` and bare `HOST/REPO` references); docs/registry.md.
+#[derive(clap::Args, Clone)]
+struct RegistryArgs {
+    /// Image to pick from a multi-platform registry image (default: this host's platform).
+    #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
+    platform: Option<String>,
+    /// Registry credentials (default: auth files, then docker's config and credential helpers).
+    #[arg(long, value_name = "USER:PASSWORD")]
+    creds: Option<String>,
+    /// Read registry credentials from this file only (auth.json / config.json format).
+    #[arg(long, value_name = "FILE")]
+    authfile: Option<PathBuf>,
+    /// Verify the registry's TLS certificate; false also allows plain HTTP.
+    #[arg(long, value_name = "BOOL", default_value_t = true, action = clap::ArgAction::Set,
+          num_args = 0..=1, default_missing_value = "true", require_equals = true)]
+    tls_verify: bool,
+    /// Also trust the CA certificates (*.crt) in DIR for the registry (repeatable).
+    #[arg(long, value_name = "DIR")]
+    cert_dir: Vec<PathBuf>,
+    /// Seconds a registry may stay silent before an operation fails (reads then fail with EIO).
+    #[arg(long, value_name = "SECONDS", default_value_t = 30.0)]
+    registry_timeout: f64,
+}
+
+impl RegistryArgs {
+    fn options(&self) -> anyhow::Result<imgfs::registry::RegistryOptions> {
+        let creds = match &self.creds {
+            Some(c) => Some(imgfs::registry::auth::Credentials::parse(c)?),
+            None => None,
+        };
+        if !(self.registry_timeout.is_finite() && self.registry_timeout > 0.0) {
+            return Err(anyhow!("--registry-timeout must be a positive number of seconds"));
+        }
+        Ok(imgfs::registry::RegistryOptions {
+            platform: self.platform.clone(),
+            creds,
+            authfile: self.authfile.clone(),
+            tls_verify: self.tls_verify,
+            cert_dirs: self.cert_dir.clone(),
+            timeout: std::time::Duration::from_secs_f64(self.registry_timeout),
+        })
+    }
+
+    /// Takes the registry options out of a `-o` list (mount helper style) and returns the rest.
+    fn take_mount_options(&mut self, list: &str) -> anyhow::Result<String> {
+        let mut rest = Vec::new();
+        for opt in list.split(',') {
+            match opt.trim().split_once('=') {
+                Some(("platform", v)) => self.platform = Some(v.to_owned()),
+                Some(("authfile", v)) => self.authfile = Some(v.into()),
+                Some(("cert_dir", v)) => self.cert_dir.push(v.into()),
+                Some(("tls_verify", v)) => {
+                    self.tls_verify = v
+                        .parse()
+                        .map_err(|_| anyhow!("-o tls_verify={v}: expected true or false"))?
+                }
+                Some(("registry_timeout", v)) => {
+                    self.registry_timeout = v
+                        .parse()
+                        .map_err(|_| anyhow!("-o registry_timeout={v}: expected seconds"))?
+                }
+                _ => rest.push(opt),
+            }
+        }
+        Ok(rest.join(","))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mount SOURCE (OCI layout, oci-archive, docker save tar, dir:, maybe gzip'd) on MOUNTPOINT.
     Mount {
-        /// Image reference: a path, or oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG|@N], dir:DIR.
+        /// Image reference: a path, oci:DIR[:REF], oci-archive:FILE[:REF], docker-archive:FILE[:NAME:TAG|@N], dir:DIR,
+        /// docker://[HOST/]REPO[:TAG][@DIGEST], or HOST/REPO[:TAG][@DIGEST] when no such path exists.
         source: String,
         /// An empty directory.
         mountpoint: PathBuf,
         /// Stay in the foreground (for debugging and systemd).
         #[arg(short, long)]
         foreground: bool,
-        /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE.
+        /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE;
+        /// for registries platform=, authfile=, cert_dir=, tls_verify=, registry_timeout=.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
         /// Log file of the background daemon.
@@ -53,6 +123,8 @@ enum Command {
         log_file: Option<PathBuf>,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Unmount an imgfs mount.
     Umount {
@@ -68,6 +140,8 @@ enum Command {
         source: String,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// List a directory of the tree a mount of SOURCE shows, without mounting.
     Ls {
@@ -81,6 +155,8 @@ enum Command {
         recursive: bool,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Write a file of the tree a mount of SOURCE shows to stdout, without mounting.
     Cat {
@@ -90,6 +166,8 @@ enum Command {
         path: String,
         #[command(flatten)]
         cache: CacheArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -168,16 +246,19 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             options,
             log_file,
             cache,
+            mut registry,
         } => {
             let mut opts = Options::default();
             for o in &options {
-                opts.parse_into(o)?;
+                let rest = registry.take_mount_options(o)?;
+                opts.parse_into(&rest)?;
             }
+            let registry = registry.options()?;
             if log_file.is_some() {
                 opts.log_file = log_file;
             }
             if foreground || std::env::var_os(NOTIFY_ENV).is_some() {
-                mount_foreground(&source, &mountpoint, &opts, &cache_of(&cache, Some(&opts)))
+                mount_foreground(&source, &mountpoint, &opts, &cache_of(&cache, Some(&opts)), &registry)
             } else {
                 mount_background(&mountpoint, &opts)
             }
@@ -186,8 +267,12 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             mount::unmount(&mountpoint, lazy)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Inspect { source, cache } => {
-            let tree = imgfs::open_tree(&source, &cache_of(&cache, None))?;
+        Command::Inspect {
+            source,
+            cache,
+            registry,
+        } => {
+            let tree = imgfs::open_tree_with(&source, &cache_of(&cache, None), &registry.options()?)?;
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &inspect_json(&tree))?;
             writeln!(out)?;
@@ -198,28 +283,40 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             path,
             recursive,
             cache,
+            registry,
         } => {
             let cache = cache_of(&cache, None);
-            let fs = Fs::new(imgfs::open_tree(&source, &cache)?, cache);
+            let fs = Fs::new(imgfs::open_tree_with(&source, &cache, &registry.options()?)?, cache);
             let ino = fs.resolve(&path).with_context(|| format!("{path} in {source}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
             list(&fs, ino, "", recursive, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Cat { source, path, cache } => {
+        Command::Cat {
+            source,
+            path,
+            cache,
+            registry,
+        } => {
             let cache = cache_of(&cache, None);
-            let fs = Fs::new(imgfs::open_tree(&source, &cache)?, cache);
+            let fs = Fs::new(imgfs::open_tree_with(&source, &cache, &registry.options()?)?, cache);
             cat(&fs, &source, &path)?;
             Ok(ExitCode::SUCCESS)
         }
     }
 }
 
-fn mount_foreground(source: &str, mountpoint: &Path, opts: &Options, cache: &Cache) -> anyhow::Result<ExitCode> {
+fn mount_foreground(
+    source: &str,
+    mountpoint: &Path,
+    opts: &Options,
+    cache: &Cache,
+    registry: &imgfs::registry::RegistryOptions,
+) -> anyhow::Result<ExitCode> {
     mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
-    let fs = Fs::new(imgfs::open_tree(source, cache)?, cache.clone());
+    let fs = Fs::new(imgfs::open_tree_with(source, cache, registry)?, cache.clone());
     mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
         if std::env::var_os(NOTIFY_ENV).is_some() {

@@ -25,6 +25,16 @@ pub trait ReadAt: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
+    /// Advice that the caller is about to read everything from offset 0 in order (a layer's
+    /// index pass). Local data ignores it; a registry blob starts one streaming download
+    /// instead of answering the reads with Range requests.
+    fn advise_sequential(&self) {}
+    /// True when the data refuses any read that reaches its end unless all of it matches its
+    /// digest, so `verify::Verifier` need not hash it (registry blobs: hashing would
+    /// download them whole).
+    fn verifies_itself(&self) -> bool {
+        false
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.

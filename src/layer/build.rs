@@ -57,6 +57,7 @@ pub fn build_index(
         digest: digest.clone(),
         reason: e.to_string(),
     };
+    blob.advise_sequential();
     let compression = sniff(blob).map_err(io_err)?;
     // The gzip and zstd index builders hash the compressed stream themselves (sha256): hash
     // here only what they don't.

@@ -110,6 +110,9 @@ pub enum SourceError {
     /// The reference itself is malformed.
     #[error("invalid image reference {reference:?}: {reason}")]
     BadReference { reference: String, reason: String },
+    /// A registry image cannot be opened.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
 }
 
 /// Result alias for this module.
@@ -141,6 +144,8 @@ pub enum Format {
     DockerV1,
     /// containers-image `dir:` (manifest.json, version, blobs named by hex).
     Dir,
+    /// A registry (`docker://`): documents fetched at open, layers read on demand.
+    Registry,
 }
 
 /// The transport a reference names, as skopeo spells it.
@@ -156,6 +161,9 @@ pub enum Transport {
     DockerArchive,
     /// `dir:`
     Dir,
+    /// `docker://`, or a bare reference that names its registry; `path` holds the reference
+    /// without the prefix.
+    Docker,
 }
 
 /// A parsed source reference: transport, path and an optional image selector.
@@ -171,7 +179,8 @@ pub struct SourceRef {
 
 impl SourceRef {
     /// Parses `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:NAME:TAG|@N]`,
-    /// `dir:DIR` or a bare path. Registry references are refused with a clear message.
+    /// `dir:DIR`, `docker://REFERENCE`, or a bare path or registry reference (a path that
+    /// exists always wins: see [`crate::registry::reference::is_bare_reference`]).
     pub fn parse(text: &str) -> Result<SourceRef> {
         let bad = |reason: &str| SourceError::BadReference {
             reference: text.to_owned(),
@@ -204,8 +213,23 @@ impl SourceRef {
                 });
             }
         }
-        if text.starts_with("docker://") || text.starts_with("containers-storage:") {
-            return Err(bad("registry and containers-storage references are not supported yet"));
+        if let Some(rest) = text.strip_prefix("docker://") {
+            crate::registry::ImageRef::parse(rest).map_err(|reason| bad(&reason))?;
+            return Ok(SourceRef {
+                transport: Transport::Docker,
+                path: rest.into(),
+                selector: None,
+            });
+        }
+        if text.starts_with("containers-storage:") {
+            return Err(bad("containers-storage references are not supported"));
+        }
+        if crate::registry::reference::is_bare_reference(text) {
+            return Ok(SourceRef {
+                transport: Transport::Docker,
+                path: text.into(),
+                selector: None,
+            });
         }
         Ok(SourceRef {
             transport: Transport::Auto,
@@ -253,6 +277,14 @@ pub const OCI_LAYOUT_BYTES: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
 
 /// Opens a source: finds its files, detects the format and produces its OCI view.
 pub fn open(r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
+    open_with(r, cache, &crate::registry::RegistryOptions::default())
+}
+
+/// [`open`] with the options registry references use (platform, credentials, TLS).
+pub fn open_with(r: &SourceRef, cache: &Cache, registry: &crate::registry::RegistryOptions) -> Result<RawLayout> {
+    if r.transport == Transport::Docker {
+        return crate::registry::open(&r.path.to_string_lossy(), registry, cache);
+    }
     let meta = std::fs::metadata(&r.path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound { path: r.path.clone() },
         _ => SourceError::io(&r.path, "cannot open", e),
@@ -394,7 +426,11 @@ mod tests {
             assert_eq!(r.path, PathBuf::from(path), "{text}");
             assert_eq!(r.selector.as_deref(), *sel, "{text}");
         }
-        assert!(SourceRef::parse("docker://busybox").is_err());
+        let hub = SourceRef::parse("docker://busybox").unwrap();
+        assert_eq!((hub.transport, hub.path), (Transport::Docker, PathBuf::from("busybox")));
+        let bare = SourceRef::parse("127.0.0.1:5000/app:1").unwrap();
+        assert_eq!(bare.transport, Transport::Docker);
+        assert!(SourceRef::parse("docker://UPPER").is_err());
         assert!(SourceRef::parse("oci:").is_err());
     }
 
