@@ -215,8 +215,10 @@ fn mount_helper_args(mut args: Vec<String>) -> Vec<String> {
 fn init_logging(verbose: u8) {
     // fuser logs every unimplemented request at warn: keep it quieter than our own messages.
     let level = match verbose {
-        0 => "warn,fuser=error",
-        1 => "info,fuser=warn",
+        // rustls-platform-verifier logs each refused certificate at error level; the one-line
+        // error of imgfs says the same.
+        0 => "warn,fuser=error,rustls_platform_verifier=off",
+        1 => "info,fuser=warn,rustls_platform_verifier=off",
         _ => "debug",
     };
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))

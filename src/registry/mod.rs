@@ -344,10 +344,9 @@ impl Walker<'_> {
     fn top(&self, image: &ImageRef) -> Result<(Desc, Vec<u8>), RegistryError> {
         let selector = image.selector();
         let what = format!("manifest {selector}");
-        let bytes = match image.digest.as_ref().and_then(|d| self.cached_doc(d)) {
-            Some(b) => b,
-            None => self.client.block_on(self.client.manifest(&selector))?,
-        };
+        // Always asked for, even when pinned and cached: the repository must have it (and
+        // may require credentials for it).
+        let bytes = self.client.block_on(self.client.manifest(&selector))?;
         let digest = match &image.digest {
             Some(d) => {
                 self.check_digest(&what, d, &bytes)?;
@@ -499,8 +498,8 @@ impl Walker<'_> {
         }
     }
 
-    /// Documents are kept in the cache by digest (and hashed again whenever loaded), so a
-    /// pinned reference remounts without fetching them.
+    /// Documents below the top one are kept in the cache by digest (and hashed again whenever
+    /// loaded), so a remount fetches only the manifest the reference names.
     fn cached_doc(&self, digest: &Digest) -> Option<Vec<u8>> {
         let bytes = self.cache.load("doc", &cache_key(digest))?;
         (digest.same_alg_of(&bytes) == *digest).then_some(bytes)

@@ -17,6 +17,9 @@
 //! - `load`: 16 readers for 60 s, readers during the first index build, umount / fusermount3 /
 //!   SIGTERM / SIGKILL under load, kill during a cache write, the source changing while mounted,
 //!   a full cache disk.
+//! - `registry`: `docker://` references against a real registry on 127.0.0.1: media types,
+//!   platforms, digests, auth (basic over TLS, tokens, credential files and helpers), laziness
+//!   and the cache, and faults (stopped/killed registry, wrong bytes, redirects, 5xx, 404).
 //!
 //! See docs/testing.md.
 
@@ -27,6 +30,7 @@ mod hostile;
 mod layers;
 mod load;
 mod nfs;
+mod registry;
 mod rootfs;
 mod sources;
 mod util;

@@ -29,7 +29,7 @@ pub fn edge() -> &'static Path {
 }
 
 /// The canonical dump of a tree (tests/fixtures/edge/treedump.py).
-fn dump(dir: &Path) -> String {
+pub fn dump(dir: &Path) -> String {
     let script = crate_root().join("tests/fixtures/edge/treedump.py");
     let o = run(Command::new("python3").arg(&script).arg(dir), Duration::from_secs(300));
     assert!(
@@ -42,7 +42,7 @@ fn dump(dir: &Path) -> String {
     o.stdout_str()
 }
 
-fn assert_same_tree(what: &str, got: &str, want: &str) {
+pub fn assert_same_tree(what: &str, got: &str, want: &str) {
     if got == want {
         return;
     }

@@ -54,7 +54,7 @@ class Issuer:
             parts = scope.split(":")
             if len(parts) == 3 and parts[0] == "repository":
                 access.append({"type": "repository", "name": parts[1],
-                               "actions": [a for a in parts[2].split(",") if a == "pull"]})
+                               "actions": parts[2].split(",")})
         header = {"typ": "JWT", "alg": "RS256", "kid": self.kid}
         claims = {"iss": self.args.issuer, "sub": subject, "aud": self.args.service,
                   "exp": now + self.args.ttl, "nbf": now - 5, "iat": now, "jti": jti,
