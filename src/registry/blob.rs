@@ -39,8 +39,11 @@ pub const CACHED_BLOCKS: usize = 32;
 /// A read this far ahead of a running download waits for it instead of asking for a range.
 const FOLLOW_WINDOW: u64 = 16 << 20;
 
+/// Blocks by (blob, block index).
+type Blocks = lru::LruCache<(Digest, u64), Arc<Vec<u8>>>;
+
 /// Recently fetched blocks of every remote blob of a mount.
-pub struct BlockCache(Mutex<lru::LruCache<(Digest, u64), Arc<Vec<u8>>>>);
+pub struct BlockCache(Mutex<Blocks>);
 
 impl BlockCache {
     /// An empty cache of [`CACHED_BLOCKS`] blocks.
@@ -49,7 +52,7 @@ impl BlockCache {
         Arc::new(BlockCache(Mutex::new(lru::LruCache::new(cap))))
     }
 
-    fn lock(&self) -> MutexGuard<'_, lru::LruCache<(Digest, u64), Arc<Vec<u8>>>> {
+    fn lock(&self) -> MutexGuard<'_, Blocks> {
         self.0.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
@@ -365,7 +368,7 @@ impl RemoteBlob {
         while seq.upto == i * BLOCK && !seq.verified {
             let Some(h) = seq.hasher.as_mut() else { break };
             h.update(&block);
-            seq.upto += block.len() as u64;
+            seq.upto += block.as_slice().len() as u64;
             if seq.upto == self.len {
                 let actual = seq.hasher.take().map(Hasher::finish);
                 if actual.as_ref() == Some(&self.digest) {

@@ -31,6 +31,11 @@ impl ImageRef {
     /// Parses a reference without its `docker://` prefix.
     pub fn parse(text: &str) -> Result<ImageRef, String> {
         let r = oci_client::Reference::try_from(text).map_err(|e| e.to_string())?;
+        // The grammar lets a host-like first component without a dot through as part of the
+        // repository (`UPPER/x` on docker.io); Docker refuses upper case in repositories.
+        if r.repository().bytes().any(|b| b.is_ascii_uppercase()) {
+            return Err("repository names must be lowercase".into());
+        }
         let digest = match r.digest() {
             Some(d) => Some(d.parse::<Digest>().map_err(|e| e.to_string())?),
             None => None,
@@ -118,8 +123,9 @@ mod tests {
 
     #[test]
     fn normalization() {
+        type Case<'a> = (&'a str, &'a str, &'a str, Option<&'a str>, bool, &'a str);
         let d = "sha256:".to_owned() + &"ab".repeat(32);
-        let cases: &[(&str, &str, &str, Option<&str>, bool, &str)] = &[
+        let cases: &[Case] = &[
             // text, registry, repository, tag, has digest, endpoint
             (
                 "busybox",
