@@ -139,5 +139,5 @@ def main(src, out):
 if __name__ == "__main__":
     try:
         main(sys.argv[1], sys.argv[2])
-    except (tarfile.TarError, OSError, KeyError, UnicodeError):
+    except (tarfile.TarError, OSError, KeyError, UnicodeError, ValueError):
         pass  # not an archive this seeding can use
