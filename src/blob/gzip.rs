@@ -43,7 +43,7 @@ use std::sync::Arc;
 use flate2::Crc;
 
 use super::chunk_cache::{CacheConfig, ChunkCache, ChunkedReader, Decoder, ReaderStats, Source};
-use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource};
+use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource, Trailer};
 use super::ReadAt;
 use zlib::{Inflater, Z_BLOCK, Z_NO_FLUSH};
 
@@ -245,12 +245,18 @@ impl GzipIndex {
     /// the rest) and any inconsistency: points not strictly increasing or out of range, windows
     /// that do not inflate to their length, counts the input cannot hold.
     pub fn from_bytes(data: &[u8]) -> Result<GzipIndex> {
-        decode_index(data).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Check).map_err(Error::BadIndex)
+    }
+
+    /// [`Self::from_bytes`] for bytes inside a file whose own checksum was verified: the sha256
+    /// trailer is not hashed again; every other check is made.
+    pub fn from_checksummed_bytes(data: &[u8]) -> Result<GzipIndex> {
+        decode_index(data, Trailer::Skip).map_err(Error::BadIndex)
     }
 }
 
-fn decode_index(data: &[u8]) -> std::result::Result<GzipIndex, String> {
-    let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION)?;
+fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<GzipIndex, String> {
+    let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
     let spacing = r.u64()?;

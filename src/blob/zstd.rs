@@ -40,7 +40,7 @@ use std::sync::Arc;
 use ::zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
 use super::chunk_cache::{CacheConfig, ChunkCache, ChunkedReader, Decoder, ReaderStats, Source};
-use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource};
+use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource, Trailer};
 use super::ReadAt;
 
 /// Magic number opening every zstd data frame (little-endian on disk).
@@ -169,12 +169,18 @@ impl ZstdIndex {
     /// Decodes [`Self::to_bytes`] output, rejecting any damage (sha256 trailer) and any
     /// inconsistency (frames overlapping, out of range, not contiguous in output).
     pub fn from_bytes(data: &[u8]) -> Result<ZstdIndex> {
-        decode_index(data).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Check).map_err(Error::BadIndex)
+    }
+
+    /// [`Self::from_bytes`] for bytes inside a file whose own checksum was verified: the sha256
+    /// trailer is not hashed again; every other check is made.
+    pub fn from_checksummed_bytes(data: &[u8]) -> Result<ZstdIndex> {
+        decode_index(data, Trailer::Skip).map_err(Error::BadIndex)
     }
 }
 
-fn decode_index(data: &[u8]) -> std::result::Result<ZstdIndex, String> {
-    let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION)?;
+fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex, String> {
+    let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
     let compressed_sha256 = r.array32()?;

@@ -71,7 +71,7 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
 
 /// Decodes an index, checking it belongs to a blob of `blob_len` bytes (members copied).
 pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
-    let (head, index, members) = decode_head(data, blob_len)?;
+    let (head, index, members) = decode_head(data, blob_len, false)?;
     let entries = Entries::from_encoded(data.get(members).unwrap_or(&[]), index.starts, &index.rare)?;
     Ok(LayerIndex {
         entries,
@@ -85,7 +85,8 @@ pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>, blob_len: u
     let data = map
         .get(payload.clone())
         .ok_or(FormatError("payload outside the file"))?;
-    let (head, index, members) = decode_head(data, blob_len)?;
+    // The cache file's CRC covers the seek index: its own sha256 need not be hashed again.
+    let (head, index, members) = decode_head(data, blob_len, true)?;
     let range = payload.start + members.start..payload.start + members.end;
     // The head was copied out (seek index, member starts): its pages need not stay resident.
     crate::cache::release(&map, payload.start..range.start);
@@ -106,7 +107,7 @@ struct MemberIndex {
 }
 
 /// Everything before the members, their index, and where they are in `data`.
-fn decode_head(data: &[u8], blob_len: u64) -> Result<(Head, MemberIndex, Range<usize>)> {
+fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, MemberIndex, Range<usize>)> {
     let mut r = Reader(data);
     if r.take(4)? != FORMAT_VERSION.to_le_bytes() {
         return Err(FormatError("other format version"));
@@ -118,7 +119,7 @@ fn decode_head(data: &[u8], blob_len: u64) -> Result<(Head, MemberIndex, Range<u
         .ok()
         .and_then(|s| s.parse().ok())
         .ok_or(FormatError("bad diff_id"))?;
-    let seek = r.seek()?;
+    let seek = r.seek(checksummed)?;
     let count = r.count(4)?;
     let starts = r.take(count * 4)?.chunks_exact(4);
     let starts = starts.map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -133,14 +134,22 @@ fn decode_head(data: &[u8], blob_len: u64) -> Result<(Head, MemberIndex, Range<u
 }
 
 impl Reader<'_> {
-    fn seek(&mut self) -> Result<SeekIndex> {
+    fn seek(&mut self, checksummed: bool) -> Result<SeekIndex> {
+        let gzip = |b| match checksummed {
+            true => gzip::GzipIndex::from_checksummed_bytes(b),
+            false => gzip::GzipIndex::from_bytes(b),
+        };
+        let zstd = |b| match checksummed {
+            true => zstd::ZstdIndex::from_checksummed_bytes(b),
+            false => zstd::ZstdIndex::from_bytes(b),
+        };
         Ok(match self.byte()? {
             0 => SeekIndex::None,
             1 => SeekIndex::Gzip(Arc::new(
-                gzip::GzipIndex::from_bytes(self.bytes()?).map_err(|_| FormatError("bad gzip index"))?,
+                gzip(self.bytes()?).map_err(|_| FormatError("bad gzip index"))?,
             )),
             2 => SeekIndex::Zstd(Arc::new(
-                zstd::ZstdIndex::from_bytes(self.bytes()?).map_err(|_| FormatError("bad zstd index"))?,
+                zstd(self.bytes()?).map_err(|_| FormatError("bad zstd index"))?,
             )),
             _ => return Err(FormatError("bad seek kind")),
         })

@@ -272,7 +272,7 @@ fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
     let (map, payload) = cache.map("view", key)?;
     let start = payload.start;
     let mut release = |done: usize| crate::cache::release(&map, start..start + done);
-    match persist::decode_tree_with(map.get(payload.clone()).unwrap_or(&[]), &mut release) {
+    match persist::decode_checksummed(map.get(payload.clone()).unwrap_or(&[]), &mut release) {
         Ok(tree) => Some(tree),
         Err(e) => {
             log::warn!("cached rootfs tree {key} is unusable ({e}); merging again");
