@@ -267,7 +267,7 @@ impl View {
     }
 }
 
-/// The cached rootfs tree under `key`, decoded and structurally checked, if usable.
+/// The cached rootfs tree under `key`, if its file is intact (see `persist::decode_checksummed`).
 fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
     let (map, payload) = cache.map("view", key)?;
     let start = payload.start;
