@@ -85,6 +85,9 @@ impl Cache {
                 return None;
             }
         };
+        // One readahead of the whole file now, rather than a synchronous read per page fault
+        // while the checksum walks it (tens of milliseconds when the page cache is cold).
+        let _ = map.advise(memmap2::Advice::WillNeed);
         if !check_mapped(&map) {
             log::warn!(
                 "cache file {} is corrupt or from another version; rebuilding",
