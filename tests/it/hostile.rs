@@ -495,7 +495,7 @@ fn hostile_layers() {
         ("truncated-zstd", "truncated zstd frame"),
         ("bad-digest", "not to the layer's digest"),
         // A NUL in a PAX path is a corrupt header to the tar reader: the whole layer fails
-        // (docs/merge.md; docs/FINDINGS-hostile.md #1).
+        // (docs/merge.md).
         ("nul-path", "NUL byte in path value"),
     ];
     for (image, why) in cases {
