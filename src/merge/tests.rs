@@ -984,8 +984,11 @@ fn hostile_wide_directory() {
     check_invariants(&tree2, true);
     let dir = tree2.lookup(b"dir").unwrap();
     assert_eq!(tree2.child_count(dir), N as usize / 2);
+    // A complexity guard, not a speed figure (those are in scripts/bench): merging is
+    // ~0.1 s here, and a quadratic directory would take minutes, so only that can fail this on a
+    // busy machine (a 1 s bound did, once, under full load).
     if !cfg!(debug_assertions) {
-        assert!(one.as_secs_f64() < 1.0, "100k entries took {one:?}");
+        assert!(one.as_secs_f64() < 20.0, "100k entries in one directory took {one:?}: quadratic?");
     }
 }
 
