@@ -988,7 +988,10 @@ fn hostile_wide_directory() {
     // ~0.1 s here, and a quadratic directory would take minutes, so only that can fail this on a
     // busy machine (a 1 s bound did, once, under full load).
     if !cfg!(debug_assertions) {
-        assert!(one.as_secs_f64() < 20.0, "100k entries in one directory took {one:?}: quadratic?");
+        assert!(
+            one.as_secs_f64() < 20.0,
+            "100k entries in one directory took {one:?}: quadratic?"
+        );
     }
 }
 
