@@ -37,7 +37,7 @@ pub enum SourceError {
     #[error("{}: no such file or directory", path.display())]
     NotFound { path: PathBuf },
     /// An I/O error while reading the source.
-    #[error("{}: {what}", path.display())]
+    #[error("{}: {}", path.display(), one_line(what))]
     Io {
         path: PathBuf,
         what: String,
@@ -50,31 +50,31 @@ pub enum SourceError {
         source: crate::tarindex::TarError,
     },
     /// None of the known formats matches.
-    #[error("{}: not a container image: {reason}", path.display())]
+    #[error("{}: not a container image: {}", path.display(), one_line(reason))]
     NotAnImage { path: PathBuf, reason: String },
     /// A JSON document does not parse.
-    #[error("{}: {file}: invalid JSON", path.display())]
+    #[error("{}: {}: invalid JSON", path.display(), one_line(file))]
     Json {
         path: PathBuf,
         file: String,
         source: serde_json::Error,
     },
     /// A document is valid JSON but not what the format requires.
-    #[error("{}: {file}: {reason}", path.display())]
+    #[error("{}: {}: {}", path.display(), one_line(file), one_line(reason))]
     Invalid {
         path: PathBuf,
         file: String,
         reason: String,
     },
     /// A digest field is malformed or uses an algorithm we cannot verify.
-    #[error("{}: {file}: bad digest", path.display())]
+    #[error("{}: {}: bad digest", path.display(), one_line(file))]
     BadDigest {
         path: PathBuf,
         file: String,
         source: DigestError,
     },
     /// A blob's bytes do not hash to its name.
-    #[error("{}: blob {digest} ({what}) does not match its digest: its bytes hash to {actual}", path.display())]
+    #[error("{}: blob {digest} ({}) does not match its digest: its bytes hash to {actual}", path.display(), one_line(what))]
     DigestMismatch {
         path: PathBuf,
         digest: Digest,
@@ -82,7 +82,7 @@ pub enum SourceError {
         actual: Digest,
     },
     /// A blob's size differs from its descriptor.
-    #[error("{}: blob {digest} ({what}) is {actual} bytes, its descriptor says {expected}", path.display())]
+    #[error("{}: blob {digest} ({}) is {actual} bytes, its descriptor says {expected}", path.display(), one_line(what))]
     SizeMismatch {
         path: PathBuf,
         digest: Digest,
@@ -91,24 +91,24 @@ pub enum SourceError {
         actual: u64,
     },
     /// A descriptor names a blob the source does not hold.
-    #[error("{}: {what} {digest} is missing from the image", path.display())]
+    #[error("{}: {} {digest} is missing from the image", path.display(), one_line(what))]
     MissingBlob {
         path: PathBuf,
         digest: Digest,
         what: String,
     },
     /// The image uses something imgfs does not read.
-    #[error("{}: {reason}", path.display())]
+    #[error("{}: {}", path.display(), one_line(reason))]
     Unsupported { path: PathBuf, reason: String },
     /// The reference selects an image the source does not have.
-    #[error("{}: no image {selector:?} in this source (it has: {available})", path.display())]
+    #[error("{}: no image {selector:?} in this source (it has: {})", path.display(), one_line(available))]
     NoSuchImage {
         path: PathBuf,
         selector: String,
         available: String,
     },
     /// The reference itself is malformed.
-    #[error("invalid image reference {reference:?}: {reason}")]
+    #[error("invalid image reference {reference:?}: {}", one_line(reason))]
     BadReference { reference: String, reason: String },
     /// A registry image cannot be opened.
     #[error(transparent)]
@@ -117,6 +117,19 @@ pub enum SourceError {
 
 /// Result alias for this module.
 pub type Result<T> = std::result::Result<T, SourceError>;
+
+/// Text that may come from the image (member names, media types, refs) as one line: control
+/// characters escaped, so a hostile name can neither split an error nor forge a log line.
+pub(crate) fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return std::borrow::Cow::Borrowed(s);
+    }
+    let escaped = s.chars().map(|c| match c.is_control() {
+        true => c.escape_default().to_string(),
+        false => c.to_string(),
+    });
+    std::borrow::Cow::Owned(escaped.collect())
+}
 
 impl SourceError {
     pub(crate) fn io(path: &Path, what: &str, source: io::Error) -> SourceError {
@@ -404,6 +417,19 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Pa
 mod tests {
     use super::*;
 
+
+    #[test]
+    fn errors_naming_image_text_stay_on_one_line() {
+        // Found by the `source` fuzz target: a docker-archive manifest naming its config
+        // "<hex>.js\n" gave a two-line error.
+        let e = SourceError::Invalid {
+            path: PathBuf::from("/x.tar"),
+            file: "abc.js\n\u{1b}[31m".into(),
+            reason: "missing\r".into(),
+        };
+        assert_eq!(e.to_string(), "/x.tar: abc.js\\n\\u{1b}[31m: missing\\r");
+        assert_eq!(one_line("plain name"), "plain name");
+    }
     #[test]
     fn parse_references() {
         let cases: &[(&str, Transport, &str, Option<&str>)] = &[
