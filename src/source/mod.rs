@@ -417,7 +417,6 @@ pub(crate) fn parse_json<T: serde::de::DeserializeOwned>(bytes: &[u8], path: &Pa
 mod tests {
     use super::*;
 
-
     #[test]
     fn errors_naming_image_text_stay_on_one_line() {
         // Found by the `source` fuzz target: a docker-archive manifest naming its config
