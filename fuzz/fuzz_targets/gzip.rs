@@ -25,6 +25,10 @@ use flate2::Compression;
 use imgfs::blob::chunk_cache::{CacheConfig, MIN_CHUNK_SIZE};
 use imgfs::blob::gzip::{build_index, GzipIndex, GzipReader};
 use imgfs::blob::ReadAt;
+#[path = "common.rs"]
+mod common;
+
+use common::{read_ranges, signed_index, Rng};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
 use std::io::{self, Read, Write};
@@ -44,35 +48,9 @@ fuzz_target!(|data: &[u8]| {
         0 => check_stream(payload, param, seed),
         1 => check_stream(&compress(payload, param), param, seed),
         2 => check_decoded(payload, seed),
-        _ => {
-            let mut body = b"IMGFSGZI".to_vec();
-            body.extend_from_slice(&1u32.to_le_bytes());
-            body.extend_from_slice(payload);
-            let sum = Sha256::digest(&body);
-            body.extend_from_slice(&sum);
-            check_decoded(&body, seed);
-        }
+        _ => check_decoded(&signed_index(b"IMGFSGZI", payload), seed),
     }
 });
-
-/// xorshift64*: the read ranges, reproducible from the input.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        if n == 0 {
-            0
-        } else {
-            self.next() % n
-        }
-    }
-}
 
 /// Compresses `plain` into gzip members with flushes placed by the bytes of `plain` itself.
 fn compress(plain: &[u8], param: u8) -> Vec<u8> {
@@ -172,26 +150,6 @@ fn reader(blob: Arc<dyn ReadAt>, index: GzipIndex, param: u8, seed: u64) -> Gzip
         max_decoders: (seed >> 1) as usize % 3,
     };
     GzipReader::with_config(blob, Arc::new(index), config).expect("blob has the index's length")
-}
-
-/// Reads pseudo-random ranges; with `want`, each must equal the same slice of `want`.
-fn read_ranges(r: &dyn ReadAt, want: Option<&[u8]>, seed: u64) {
-    let mut rng = Rng(seed | 1);
-    let len = r.len();
-    for _ in 0..1 + rng.below(16) {
-        let off = rng.below(len + 2);
-        let n = rng.below(70_000).min(MAX_OUT as u64) as usize;
-        let mut buf = vec![0u8; n];
-        let res = imgfs::blob::read_exact_at(r, &mut buf, off);
-        let Some(want) = want else { continue };
-        let end = off.saturating_add(n as u64);
-        if end <= len {
-            res.unwrap_or_else(|e| panic!("read {off}+{n} of {len} failed: {e}"));
-            assert!(buf[..] == want[off as usize..end as usize], "read {off}+{n} differs");
-        } else {
-            assert!(res.is_err(), "read {off}+{n} past the end ({len}) succeeded");
-        }
-    }
 }
 
 fn check_decoded(bytes: &[u8], seed: u64) {
