@@ -488,38 +488,20 @@ decompress_times() {
   done
 }
 
-# warm_first_byte_row LABEL SOURCE CACHE REF FILE: RUNS x (drop the page cache, mount with the
-# warm CACHE, head -c1 of rootfs/FILE).
+# warm_first_byte_row LABEL SOURCE CACHE REF FILE [PAGECACHE]: RUNS x (mount with the warm CACHE,
+# head -c1 of rootfs/FILE). PAGECACHE "cold" (the default) drops the page cache before each run;
+# "warm" makes one untimed mount and read first instead: what a second mount of an image just
+# used costs.
 warm_first_byte_row() {
-  local label=$1 src=$2 cache=$3 ref=$4 file=$5 i t0 times=() ok=1
-  for ((i = 1; i <= RUNS; i++)); do
+  local label=$1 src=$2 cache=$3 ref=$4 file=$5 pagecache=${6:-cold} i t0 times=() ok=1
+  if [[ $pagecache == warm ]]; then
     new_mnt
-    drop_caches
-    t0=$EPOCHREALTIME
-    if imgfs_mount "$src" "$MNT" "$cache" && head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null; then
-      times+=("$(since "$t0")")
-    else
-      ok=0
-    fi
+    if imgfs_mount "$src" "$MNT" "$cache"; then head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null || ok=0; else ok=0; fi
     unmount_all
-  done
-  if ((ok)); then
-    time_row "$label" "" "" "head -c1 of $file" "${times[@]}"
-  else
-    fail_row "$label" "mount or read of $file failed (see $LOG)"
   fi
-}
-
-# warm_pagecache_first_byte_row LABEL SOURCE CACHE REF FILE: as warm_first_byte_row, but with the
-# page cache warm (one untimed mount and read first): what a second mount of an image just used,
-# or of one on a busy machine, costs.
-warm_pagecache_first_byte_row() {
-  local label=$1 src=$2 cache=$3 ref=$4 file=$5 i t0 times=() ok=1
-  new_mnt
-  if imgfs_mount "$src" "$MNT" "$cache"; then head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null || ok=0; else ok=0; fi
-  unmount_all
   for ((i = 1; i <= RUNS; i++)); do
     new_mnt
+    [[ $pagecache == warm ]] || drop_caches
     t0=$EPOCHREALTIME
     if imgfs_mount "$src" "$MNT" "$cache" && head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null; then
       times+=("$(since "$t0")")
