@@ -387,13 +387,6 @@ impl MergedTree {
         self.names.shrink_to_fit();
     }
 
-    /// Bytes of memory the tree holds (capacity, not length).
-    pub fn heap_bytes(&self) -> usize {
-        self.inodes.capacity() * std::mem::size_of::<Inode>()
-            + self.dirents.capacity() * std::mem::size_of::<Dirent>()
-            + self.names.capacity()
-    }
-
     fn dirents_of(&self, dir: u32) -> &[Dirent] {
         let Some(i) = self.inodes.get(dir as usize) else {
             return &[];
