@@ -122,6 +122,7 @@ pub struct Fs {
     views: Views,
     verifier: Arc<Verifier>,
     read_errors: FirstErrors,
+    sequential: Sequential,
 }
 
 /// Which inodes have had a read error logged: one line per file, not one per failed read (a
@@ -137,6 +138,30 @@ impl FirstErrors {
     fn first(&self, ino: u64) -> bool {
         let mut seen = self.0.lock().unwrap_or_else(|e| e.into_inner());
         seen.len() >= Self::MAX || seen.insert(ino)
+    }
+}
+
+/// Recognises files read in order (each read starting about where the previous read of the
+/// same inode ended), so the data after them can be decompressed ahead on other cores.
+struct Sequential(std::sync::Mutex<lru::LruCache<u64, u64>>);
+
+impl Sequential {
+    /// Files followed at once (the most recently read ones).
+    const FILES: usize = 64;
+    /// How far a read may start from the previous read's end and still count as in order: the
+    /// kernel sends its read-ahead requests in parallel, so they arrive slightly shuffled.
+    const SLACK: u64 = 1 << 20;
+
+    fn new() -> Self {
+        let cap = std::num::NonZeroUsize::new(Self::FILES).unwrap_or(std::num::NonZeroUsize::MIN);
+        Self(std::sync::Mutex::new(lru::LruCache::new(cap)))
+    }
+
+    /// Records a read of `[offset, end)` of `ino`; true when it continues an earlier read.
+    fn follows(&self, ino: u64, offset: u64, end: u64) -> bool {
+        let mut last = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        let prev = last.put(ino, end);
+        offset > 0 && prev.is_some_and(|p| offset.abs_diff(p) <= Self::SLACK)
     }
 }
 
@@ -159,6 +184,7 @@ impl Fs {
             views,
             verifier,
             read_errors: FirstErrors::default(),
+            sequential: Sequential::new(),
         }
     }
 
@@ -413,6 +439,10 @@ impl Fs {
                 (Arc::new(file), Cow::Owned(format!("inode {ino}")))
             }
         };
+        let end = offset.saturating_add(size as u64);
+        if self.sequential.follows(ino, offset, end) {
+            reader.read_ahead(end, reader.len());
+        }
         read_range(reader.as_ref(), offset, size).map_err(|e| {
             if self.read_errors.first(ino) {
                 log::error!("read of {name} at {offset}: {e} (further read errors of this file are not logged)");
@@ -481,6 +511,24 @@ fn read_range(r: &dyn crate::blob::ReadAt, offset: u64, size: usize) -> std::io:
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reads_in_order_are_recognised() {
+        let s = Sequential::new();
+        assert!(!s.follows(7, 0, 4096), "a first read is not yet a sequence");
+        assert!(s.follows(7, 4096, 8192));
+        assert!(
+            s.follows(7, 4096 + 131_072, 300_000),
+            "requests arrive a little shuffled"
+        );
+        assert!(!s.follows(7, 50 << 20, (50 << 20) + 10), "a jump is random access");
+        assert!(!s.follows(8, 4096, 8192), "another file has its own history");
+        assert!(!s.follows(7, 0, 10), "a read from the start begins a new sequence");
+        for ino in 100..100 + Sequential::FILES as u64 {
+            s.follows(ino, 0, 1);
+        }
+        assert!(!s.follows(7, 10, 20), "the least recently read files are forgotten");
+    }
 
     #[test]
     fn inode_numbers_round_trip() {

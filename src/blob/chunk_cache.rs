@@ -22,8 +22,13 @@
 //!   condition variable instead of decompressing it twice. A thread whose best option is a decoder
 //!   that another thread is currently advancing *towards* this chunk waits for it too, rather than
 //!   restarting from further back (this is what keeps parallel readahead requests O(n)).
+//! - Read-ahead: a reader that reads a range in order may call
+//!   [`ChunkedReader::read_ahead`]; the next segments (restart point to restart point) are then
+//!   decompressed into the cache by the pool of `super::readahead`, each from its own restart
+//!   point, so one sequential reader keeps several cores inflating. Read-ahead never waits: a
+//!   job stops at the first chunk another thread is producing.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
@@ -38,6 +43,14 @@ pub const DEFAULT_CACHE_BYTES: usize = 64 << 20;
 pub const DEFAULT_MAX_DECODERS: usize = 8;
 /// Smallest chunk size accepted; smaller requests are raised to it.
 pub const MIN_CHUNK_SIZE: usize = 4 << 10;
+/// Segments (restart point to restart point) decompressed ahead of a sequential reader: one
+/// per spare core on the machines this is made for (2 cores: the reader's core serves the
+/// FUSE requests and inflates what is not ready, two jobs run beside it).
+pub const READ_AHEAD_SEGMENTS: usize = 2;
+/// One read-ahead job fills at most this fraction of the cache budget.
+const READ_AHEAD_CACHE_SHARE: usize = 16;
+/// Segment starts remembered per reader to avoid queueing one twice.
+const RECENT_SEGMENTS: usize = 16;
 
 /// Tuning of a `GzipReader` / `ZstdReader` (their shared `ChunkedReader` engine).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +153,8 @@ pub struct ReaderStats {
     pub decoders_reused: u64,
     /// Times a thread waited for another thread's chunk or decoder.
     pub waits: u64,
+    /// Chunks decompressed by read-ahead jobs (not counted in `cache_misses`).
+    pub read_ahead_chunks: u64,
 }
 
 /// A forward-only decompressor positioned at some uncompressed offset.
@@ -158,6 +173,8 @@ pub(crate) trait Source: Send + Sync {
     fn len(&self) -> u64;
     /// The uncompressed offset (<= `offset`) at which [`Self::open`] starts for `offset`.
     fn restart_point(&self, offset: u64) -> u64;
+    /// The first restart point after `offset`, if there is one before the end.
+    fn next_restart_point(&self, offset: u64) -> Option<u64>;
     /// A fresh decoder positioned at `restart_point(offset)`.
     fn open(&self, offset: u64) -> io::Result<Self::Decoder>;
 }
@@ -176,6 +193,9 @@ struct State<D> {
     slots: Vec<Slot<D>>,
     next_id: u64,
     clock: u64,
+    /// Starts of the segments most recently handed to the read-ahead pool (newest last), so
+    /// each sequential read does not queue them again.
+    ahead: VecDeque<u64>,
 }
 
 /// What a thread that missed the cache does next.
@@ -281,6 +301,7 @@ struct Counters {
     opened: AtomicU64,
     reused: AtomicU64,
     waits: AtomicU64,
+    ahead: AtomicU64,
 }
 
 fn bump(c: &AtomicU64, n: u64) {
@@ -336,6 +357,7 @@ impl<S: Source> ChunkedReader<S> {
                 slots: Vec::new(),
                 next_id: 0,
                 clock: 0,
+                ahead: VecDeque::new(),
             }),
             ready: Condvar::new(),
             counters: Counters::default(),
@@ -360,6 +382,7 @@ impl<S: Source> ChunkedReader<S> {
             decoders_opened: get(&c.opened),
             decoders_reused: get(&c.reused),
             waits: get(&c.waits),
+            read_ahead_chunks: get(&c.ahead),
         }
     }
 
@@ -395,9 +418,7 @@ impl<S: Source> ChunkedReader<S> {
 
     /// The decompressed chunk starting at `start` (a multiple of the chunk size, below `len`).
     fn chunk(&self, start: u64) -> io::Result<Arc<Vec<u8>>> {
-        let len = self.source.len();
-        let end = start.saturating_add(self.config.chunk_size as u64).min(len);
-        let restart = self.source.restart_point(start);
+        let (restart, end) = self.bounds(start);
         let key = (self.id, start);
         // Lock order: the reader's state, then the (possibly shared) cache; never the reverse.
         let mut st = self.lock();
@@ -417,6 +438,20 @@ impl<S: Source> ChunkedReader<S> {
         };
         drop(st);
         bump(&self.counters.misses, 1);
+        self.produce_planned(start, end, taken, slot)
+    }
+
+    /// The restart point and the end of the chunk starting at `start`.
+    fn bounds(&self, start: u64) -> (u64, u64) {
+        let end = start
+            .saturating_add(self.config.chunk_size as u64)
+            .min(self.source.len());
+        (self.source.restart_point(start), end)
+    }
+
+    /// Produces chunk `[start, end)` with the decoder (or a fresh one) a plan reserved in
+    /// `slot`, caches it and gives the decoder back. The chunk is marked in flight.
+    fn produce_planned(&self, start: u64, end: u64, taken: Option<S::Decoder>, slot: u64) -> io::Result<Arc<Vec<u8>>> {
         let mut guard = InFlight {
             reader: self,
             chunk: start,
@@ -437,12 +472,98 @@ impl<S: Source> ChunkedReader<S> {
         guard.armed = false;
         let mut st = self.lock();
         st.in_flight.remove(&start);
-        self.cache.insert(key, Arc::clone(&data));
-        let dropped = st.return_decoder(slot, dec, len, self.config.max_decoders);
+        self.cache.insert((self.id, start), Arc::clone(&data));
+        let dropped = st.return_decoder(slot, dec, self.source.len(), self.config.max_decoders);
         drop(st);
         self.ready.notify_all();
         drop(dropped);
         Ok(data)
+    }
+
+    /// Hint from a reader that is reading `[from, to)` in order: the next
+    /// [`READ_AHEAD_SEGMENTS`] segments (restart point to restart point) after `from` and
+    /// before `to` are decompressed into the cache on the read-ahead pool, one job per segment,
+    /// so they inflate on other cores while this one serves the current segment.
+    pub(crate) fn read_ahead(self: &Arc<Self>, from: u64, to: u64)
+    where
+        S: 'static,
+    {
+        if self.cache.budget() == 0 {
+            return;
+        }
+        let to = to.min(self.source.len());
+        let mut at = from;
+        for _ in 0..READ_AHEAD_SEGMENTS {
+            let Some(start) = self.source.next_restart_point(at).filter(|&s| s < to) else {
+                return;
+            };
+            // Long segments (big zstd frames) are filled only in part, so that read-ahead for a
+            // few readers never pushes out of the cache what it fetched before it is used.
+            let cap = start.saturating_add((self.cache.budget() / READ_AHEAD_CACHE_SHARE) as u64);
+            let end = self.source.next_restart_point(start).map_or(to, |e| e.min(to)).min(cap);
+            if self.claim_segment(start) {
+                let me = Arc::clone(self);
+                if !super::readahead::submit(move || me.fill(start, end)) {
+                    self.lock().ahead.retain(|&s| s != start);
+                    return;
+                }
+            }
+            at = start;
+        }
+    }
+
+    /// Records that segment `start` goes to the pool; false if it went there recently.
+    fn claim_segment(&self, start: u64) -> bool {
+        let mut st = self.lock();
+        if st.ahead.contains(&start) {
+            return false;
+        }
+        if st.ahead.len() >= RECENT_SEGMENTS {
+            st.ahead.pop_front();
+        }
+        st.ahead.push_back(start);
+        true
+    }
+
+    /// A read-ahead job: decompresses into the cache the chunks that start in `[from, to)`,
+    /// beginning with the first chunk boundary at or after `from` (whose restart point is
+    /// `from`, so the job never needs the segment before). Stops at the first chunk another
+    /// thread already has in hand: the reader caught up and streams on by itself.
+    fn fill(&self, from: u64, to: u64) {
+        let chunk = self.config.chunk_size as u64;
+        let mut start = from.div_ceil(chunk).saturating_mul(chunk);
+        while start < to {
+            match self.fill_chunk(start) {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    // The reader meets the same error on its own read and reports it there.
+                    log::debug!("read-ahead of chunk at {start} failed: {e}");
+                    return;
+                }
+            }
+            start = start.saturating_add(chunk);
+        }
+    }
+
+    /// Makes sure chunk `start` is cached without waiting for anyone; false when another
+    /// thread is producing it (or advancing a decoder towards it).
+    fn fill_chunk(&self, start: u64) -> io::Result<bool> {
+        let (restart, end) = self.bounds(start);
+        let mut st = self.lock();
+        if self.cache.get((self.id, start)).is_some() {
+            return Ok(true);
+        }
+        if st.in_flight.contains(&start) {
+            return Ok(false);
+        }
+        let Plan::Produce(dec, slot) = st.plan(restart, start, end) else {
+            return Ok(false);
+        };
+        st.in_flight.insert(start);
+        drop(st);
+        bump(&self.counters.ahead, 1);
+        self.produce_planned(start, end, dec, slot).map(|_| true)
     }
 
     /// Advances `dec` to `start` and returns the bytes `[start, end)`.
@@ -521,6 +642,10 @@ mod tests {
         fn restart_point(&self, offset: u64) -> u64 {
             offset - offset % self.every
         }
+        fn next_restart_point(&self, offset: u64) -> Option<u64> {
+            let next = self.restart_point(offset).checked_add(self.every)?;
+            (next < self.len).then_some(next)
+        }
         fn open(&self, offset: u64) -> io::Result<CountingDecoder> {
             self.opened.fetch_add(1, Ordering::Relaxed);
             Ok(CountingDecoder {
@@ -587,6 +712,91 @@ mod tests {
         check(&r, (1 << 20) - 1, 10);
         check(&r, 1 << 20, 10);
         check(&r, u64::MAX, 10);
+    }
+
+    /// Waits (up to 10 s) until the read-ahead pool has produced `n` chunks of `r`.
+    fn await_read_ahead(r: &ChunkedReader<Counting>, n: u64) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while r.stats().read_ahead_chunks < n {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "read-ahead stalled: {:?}",
+                r.stats()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+    }
+
+    #[test]
+    fn read_ahead_fills_the_next_segments_from_their_own_restart_points() {
+        let config = CacheConfig {
+            chunk_size: 64 << 10,
+            cache_bytes: 8 << 20,
+            max_decoders: 8,
+        };
+        let r = Arc::new(reader(4 << 20, 256 << 10, config));
+        r.read_ahead(100, 4 << 20);
+        await_read_ahead(&r, 8);
+        // The two segments after the one holding offset 100, and nothing of the current one.
+        check(&r, 256 << 10, 512 << 10);
+        let s = r.stats();
+        assert_eq!((s.cache_misses, s.cache_hits, s.read_ahead_chunks), (0, 8, 8), "{s:?}");
+        // Two decoders, or one when the second job ran after the first and took its decoder.
+        assert!((1..=2).contains(&s.decoders_opened), "{s:?}");
+        assert_eq!(s.decompressed_bytes, 512 << 10, "{s:?}");
+        // Asking again for segments already fetched queues nothing.
+        r.read_ahead(200, 4 << 20);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(r.stats().read_ahead_chunks, 8);
+    }
+
+    #[test]
+    fn read_ahead_stops_at_the_end_of_the_file() {
+        let config = CacheConfig {
+            chunk_size: 64 << 10,
+            cache_bytes: 8 << 20,
+            max_decoders: 8,
+        };
+        let r = Arc::new(reader(4 << 20, 256 << 10, config));
+        r.read_ahead(0, 300 << 10);
+        await_read_ahead(&r, 1);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let s = r.stats();
+        assert_eq!((s.read_ahead_chunks, s.decompressed_bytes), (1, 64 << 10), "{s:?}");
+        // No cache, no read-ahead (it could not hand anything over).
+        let r = Arc::new(reader(
+            4 << 20,
+            256 << 10,
+            CacheConfig {
+                cache_bytes: 0,
+                ..config
+            },
+        ));
+        r.read_ahead(0, 4 << 20);
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        assert_eq!(r.stats().read_ahead_chunks, 0);
+    }
+
+    #[test]
+    fn sequential_reader_with_read_ahead_gets_every_byte_once() {
+        let config = CacheConfig {
+            chunk_size: 16 << 10,
+            cache_bytes: 4 << 20,
+            max_decoders: 8,
+        };
+        // Restart points off the chunk grid: a job skips to its first chunk boundary.
+        let (len, every) = (3_000_000u64, 100_000u64);
+        let r = Arc::new(reader(len, every, config));
+        let mut off = 0;
+        while off < len {
+            check(&r, off, 16 << 10);
+            off += 16 << 10;
+            r.read_ahead(off, len);
+        }
+        let s = r.stats();
+        let segments = len / every + 1;
+        assert!(s.read_ahead_chunks > 0, "{s:?}");
+        assert!(s.decompressed_bytes <= len + segments * (16 << 10), "{s:?}");
     }
 
     #[test]

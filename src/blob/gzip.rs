@@ -757,7 +757,7 @@ fn expect_zeros<R: Read>(input: &mut Input<R>) -> Result<()> {
 
 /// Random access to the decompressed bytes of a gzip blob through its [`GzipIndex`].
 pub struct GzipReader {
-    inner: ChunkedReader<GzipSource>,
+    inner: Arc<ChunkedReader<GzipSource>>,
 }
 
 impl GzipReader {
@@ -804,7 +804,7 @@ impl GzipReader {
             index,
         };
         Ok(Self {
-            inner: ChunkedReader::new(source, config, cache),
+            inner: Arc::new(ChunkedReader::new(source, config, cache)),
         })
     }
 
@@ -828,6 +828,9 @@ impl ReadAt for GzipReader {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.inner.read_at(buf, offset)
     }
+    fn read_ahead(&self, from: u64, to: u64) {
+        self.inner.read_ahead(from, to)
+    }
     fn len(&self) -> u64 {
         self.inner.source().index.uncompressed_len
     }
@@ -847,6 +850,12 @@ impl Source for GzipSource {
 
     fn restart_point(&self, offset: u64) -> u64 {
         self.index.point_for(offset).out
+    }
+
+    fn next_restart_point(&self, offset: u64) -> Option<u64> {
+        let points = &self.index.points;
+        let next = points.get(points.partition_point(|p| p.out <= offset))?.out;
+        (next < self.index.uncompressed_len).then_some(next)
     }
 
     fn open(&self, offset: u64) -> io::Result<GzipDecoder> {

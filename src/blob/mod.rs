@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub mod chunk_cache;
 mod codec_io;
 pub mod gzip;
+pub mod readahead;
 pub mod zstd;
 
 /// Positional reads; implementations are shared between threads.
@@ -29,6 +30,10 @@ pub trait ReadAt: Send + Sync {
     /// index pass). Local data ignores it; a registry blob starts one streaming download
     /// instead of answering the reads with Range requests.
     fn advise_sequential(&self) {}
+    /// Hint from a reader going through `[from, to)` in order (a file being read sequentially):
+    /// compressed streams decompress what follows `from` on other cores meanwhile
+    /// (`chunk_cache` read-ahead). Never blocks; others ignore it.
+    fn read_ahead(&self, _from: u64, _to: u64) {}
     /// True when the data refuses any read that reaches its end unless all of it matches its
     /// digest, so `verify::Verifier` need not hash it (registry blobs: hashing would
     /// download them whole).
@@ -182,6 +187,11 @@ impl ReadAt for Range {
     }
     fn len(&self) -> u64 {
         self.len
+    }
+    fn read_ahead(&self, from: u64, to: u64) {
+        if from < self.len {
+            self.parent.read_ahead(self.start + from, self.start + to.min(self.len));
+        }
     }
 }
 

@@ -371,7 +371,7 @@ fn decompress(dctx: &mut DCtx<'static>, src: &[u8], out: &mut [u8]) -> std::resu
 
 /// Random access to the decompressed bytes of a zstd blob through its [`ZstdIndex`].
 pub struct ZstdReader {
-    inner: ChunkedReader<ZstdSource>,
+    inner: Arc<ChunkedReader<ZstdSource>>,
 }
 
 impl ZstdReader {
@@ -422,7 +422,7 @@ impl ZstdReader {
             index,
         };
         Ok(Self {
-            inner: ChunkedReader::new(source, config, cache),
+            inner: Arc::new(ChunkedReader::new(source, config, cache)),
         })
     }
 
@@ -446,6 +446,9 @@ impl ReadAt for ZstdReader {
     fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.inner.read_at(buf, offset)
     }
+    fn read_ahead(&self, from: u64, to: u64) {
+        self.inner.read_ahead(from, to)
+    }
     fn len(&self) -> u64 {
         self.inner.source().index.uncompressed_len
     }
@@ -468,6 +471,12 @@ impl Source for ZstdSource {
             Some(i) => self.index.frames[i].out_off,
             None => 0,
         }
+    }
+
+    fn next_restart_point(&self, offset: u64) -> Option<u64> {
+        let frames = &self.index.frames;
+        let next = frames.get(frames.partition_point(|f| f.out_off <= offset))?.out_off;
+        (next < self.index.uncompressed_len).then_some(next)
     }
 
     fn open(&self, offset: u64) -> io::Result<ZstdDecoder> {

@@ -90,4 +90,12 @@ impl ReadAt for FileData {
     fn len(&self) -> u64 {
         self.size
     }
+    /// Sparse files are not read ahead: their stored data is not laid out by offset, and they
+    /// are rare and mostly holes.
+    fn read_ahead(&self, from: u64, to: u64) {
+        if self.chunks.is_none() && from < self.stored_size {
+            let at = |o: u64| self.data_offset.saturating_add(o.min(self.stored_size));
+            self.stream.read_ahead(at(from), at(to));
+        }
+    }
 }
