@@ -139,15 +139,21 @@ new_mnt() { MNT=$(mktemp -d "$RUN/mnt.XXXXXX"); }
 # imgfs_mount SOURCE MNT CACHE_DIR [LOG_FILE]: sets DPID to the daemon's PID. The daemon logs to
 # LOG_FILE (default $LOG) at the level RUST_LOG gives (imgfs's default: warnings).
 imgfs_mount() {
-  MOUNTS+=("imgfs|$2")
   DPID=""
+  imgfs_mount_only "$@" || return 1
+  DPID=$(pid_with_arg "$2") || DPID=""
+  [[ -n $DPID ]] || problem "mounted $2 but found no imgfs daemon with it in its command line"
+  return 0
+}
+
+# imgfs_mount_only SOURCE MNT CACHE_DIR [LOG_FILE]: the mount alone, for timed rows (finding the
+# daemon's PID scans /proc: 3-5 ms of this script's own work).
+imgfs_mount_only() {
+  MOUNTS+=("imgfs|$2")
   if ! timeout -k 5 "$LIMIT" "$IMGFS" mount "$1" "$2" --cache-dir "$3" -o "log=${4:-$LOG}" 2> "$RUN/mount.err"; then
     MOUNT_ERR=$(head -c 300 "$RUN/mount.err" | tr '\n' ' ')
     return 1
   fi
-  DPID=$(pid_with_arg "$2") || DPID=""
-  [[ -n $DPID ]] || problem "mounted $2 but found no imgfs daemon with it in its command line"
-  return 0
 }
 
 # Unmounts everything this script mounted (imgfs by `imgfs umount`, others by fusermount) and
@@ -488,32 +494,38 @@ decompress_times() {
   done
 }
 
-# warm_first_byte_row LABEL SOURCE CACHE REF FILE [PAGECACHE]: RUNS x (mount with the warm CACHE,
-# head -c1 of rootfs/FILE). PAGECACHE "cold" (the default) drops the page cache before each run;
-# "warm" makes one untimed mount and read first instead: what a second mount of an image just
-# used costs.
+# warm_first_byte_row LABEL SOURCE CACHE REF FILE [PAGECACHE]: imgfs's first_byte_row.
 warm_first_byte_row() {
-  local label=$1 src=$2 cache=$3 ref=$4 file=$5 pagecache=${6:-cold} i t0 times=() ok=1
-  if [[ $pagecache == warm ]]; then
+  local label=$1 src=$2 cache=$3 ref=$4 file=$5
+  first_byte_row "$label" "${6:-cold}" "images/$ref/rootfs/$file" imgfs_mount_only "$src" MNT "$cache"
+}
+
+# first_byte_row LABEL PAGECACHE PATH MOUNT_CMD ARGS...: RUNS x (MOUNT_CMD ARGS, with the word MNT
+# in ARGS replaced by a fresh mount dir, then head -c1 of MNT/PATH), timed together and nothing
+# else. PAGECACHE "cold" drops the page cache before each run; "warm" makes one untimed mount and
+# read first instead: what a second mount of an image just used costs.
+first_byte_row() {
+  local label=$1 pagecache=$2 path=$3 i t0 times=() ok=1
+  shift 3
+  # Run 0 is the untimed warm-up of the warm page cache case.
+  for ((i = 0; i <= RUNS; i++)); do
+    ((i == 0)) && [[ $pagecache != warm ]] && continue
     new_mnt
-    if imgfs_mount "$src" "$MNT" "$cache"; then head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null || ok=0; else ok=0; fi
-    unmount_all
-  fi
-  for ((i = 1; i <= RUNS; i++)); do
-    new_mnt
+    local cmd=() a
+    for a in "$@"; do if [[ $a == MNT ]]; then cmd+=("$MNT"); else cmd+=("$a"); fi; done
     [[ $pagecache == warm ]] || drop_caches
     t0=$EPOCHREALTIME
-    if imgfs_mount "$src" "$MNT" "$cache" && head -c1 "$MNT/images/$ref/rootfs/$file" > /dev/null; then
-      times+=("$(since "$t0")")
+    if "${cmd[@]}" && head -c1 "$MNT/$path" > /dev/null; then
+      ((i > 0)) && times+=("$(since "$t0")")
     else
       ok=0
     fi
     unmount_all
   done
   if ((ok)); then
-    time_row "$label" "" "" "head -c1 of $file" "${times[@]}"
+    time_row "$label" "" "" "head -c1 of ${path##*rootfs/}" "${times[@]}"
   else
-    fail_row "$label" "mount or read of $file failed (see $LOG)"
+    fail_row "$label" "mount or read of $path failed (see $LOG)"
   fi
 }
 
@@ -692,11 +704,14 @@ ensure_ratarmount() {
 }
 
 rat_mount() { # gs index mnt
+  rat_mount_only "$@" || return 1
+  DPID=$(pid_with_arg "$3") || DPID=""
+}
+rat_mount_only() { # gs index mnt
   local args=()
   [[ -n $1 ]] && args+=(--gzip-seek-point-spacing "$1")
   MOUNTS+=("ratarmount|$3")
-  timeout -k 5 "$LIMIT" "$RAT" "${args[@]}" --index-file "$2" "$TGZ" "$3" >> "$RUN/ratarmount.log" 2>&1 || return 1
-  DPID=$(pid_with_arg "$3") || DPID=""
+  timeout -k 5 "$LIMIT" "$RAT" "${args[@]}" --index-file "$2" "$TGZ" "$3" >> "$RUN/ratarmount.log" 2>&1
 }
 
 # ratarmount_rows GS: cold index (PEER_RUNS x), then random files and the largest file with the
@@ -762,6 +777,8 @@ ratarmount_rows() {
   done
   local runs=""
   ((PEER_RUNS == 1)) && runs="1 run; "
+  [[ -n $err ]] || RUNS=$PEER_RUNS first_byte_row "$name warm mount + first byte (warm page cache)" warm \
+    "$DEEP" rat_mount_only "$gs" "$prev" MNT
   if ((${#times[@]})); then
     rand_row "$name" "${runs}warm index; $BYTES_NOTE${err:+; ERROR: $err}" "${times[@]}"
     seq_row "$name" "${runs}$SEQ_NOTE${err:+; ERROR: $err}" "${stimes[@]}"
