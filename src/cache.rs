@@ -52,6 +52,11 @@ impl Cache {
         Some(self.dir.as_ref()?.join(format!("{kind}-{key}")))
     }
 
+    /// True when a file is stored under (kind, key); says nothing of its contents.
+    pub fn contains(&self, kind: &str, key: &str) -> bool {
+        self.path(kind, key).is_some_and(|p| p.is_file())
+    }
+
     /// The payload stored under (kind, key), if present and intact.
     pub fn load(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
         let path = self.path(kind, key)?;
@@ -109,6 +114,86 @@ impl Cache {
         if let Err(e) = write_atomic(&path, &encode(payload)) {
             log::warn!("cannot write cache file {}: {e}; continuing without it", path.display());
         }
+    }
+}
+
+/// Bytes of a cache payload: owned (built in memory, or copied for tests) or a range of a
+/// mapped cache file used in place (page-cache memory the kernel may reclaim).
+#[derive(Clone)]
+pub struct Bytes {
+    owned: Vec<u8>,
+    /// When set, the bytes are this range of the map, and `owned` is empty.
+    mapped: Option<(Arc<memmap2::Mmap>, std::ops::Range<usize>)>,
+}
+
+impl Bytes {
+    /// Bytes of our own.
+    pub fn owned(owned: Vec<u8>) -> Bytes {
+        Bytes { owned, mapped: None }
+    }
+
+    /// `range` of `map`, used in place; `None` if the range is outside the map.
+    pub fn mapped(map: Arc<memmap2::Mmap>, range: std::ops::Range<usize>) -> Option<Bytes> {
+        map.get(range.clone())?;
+        Some(Bytes {
+            owned: Vec::new(),
+            mapped: Some((map, range)),
+        })
+    }
+
+    /// The bytes.
+    pub fn as_slice(&self) -> &[u8] {
+        match &self.mapped {
+            None => &self.owned,
+            // Checked in `mapped`; a mapping never shrinks.
+            Some((m, r)) => m.get(r.clone()).unwrap_or(&[]),
+        }
+    }
+
+    /// The bytes, to append to or change (mapped bytes are copied first).
+    pub fn to_mut(&mut self) -> &mut Vec<u8> {
+        if self.mapped.is_some() {
+            self.owned = self.as_slice().to_vec();
+            self.mapped = None;
+        }
+        &mut self.owned
+    }
+
+    /// True for bytes used in place in a mapped file.
+    pub fn is_mapped(&self) -> bool {
+        self.mapped.is_some()
+    }
+
+    /// Gives back the spare capacity of owned bytes.
+    pub fn shrink_to_fit(&mut self) {
+        self.owned.shrink_to_fit();
+    }
+}
+
+impl Default for Bytes {
+    fn default() -> Self {
+        Bytes::owned(Vec::new())
+    }
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        self.as_slice()
+    }
+}
+
+impl PartialEq for Bytes {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_slice() == other.as_slice()
+    }
+}
+
+impl Eq for Bytes {}
+
+impl std::fmt::Debug for Bytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}", self.as_slice())
     }
 }
 

@@ -119,7 +119,7 @@ pub type DirEntry<'a> = (u64, Kind, Cow<'a, [u8]>);
 /// The served filesystem.
 pub struct Fs {
     tree: Arc<Tree>,
-    views: Views,
+    views: Arc<Views>,
     verifier: Arc<Verifier>,
     read_errors: FirstErrors,
     sequential: Sequential,
@@ -178,7 +178,7 @@ impl Fs {
         let verifier = Verifier::new(tree.image_set().clone());
         let v = verifier.clone();
         let store = LayerStore::new(tree.image_set().clone(), cache, Box::new(move |d| v.mark_good(d)));
-        let views = Views::new(tree.view_specs().to_vec(), store);
+        let views = Arc::new(Views::new(tree.view_specs().to_vec(), store));
         Fs {
             tree,
             views,
@@ -186,6 +186,12 @@ impl Fs {
             read_errors: FirstErrors::default(),
             sequential: Sequential::new(),
         }
+    }
+
+    /// Starts loading a rootfs whose index is cached (`Views::warm_up`); for a mount, which
+    /// calls this before the kernel has it, so the first lookup finds the rootfs (nearly) ready.
+    pub fn warm_up(&self) {
+        self.views.warm_up();
     }
 
     /// The tree behind the filesystem.

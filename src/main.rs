@@ -319,6 +319,7 @@ fn mount_foreground(
     mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
     let fs = Fs::new(imgfs::open_tree_with(source, cache, registry)?, cache.clone());
+    fs.warm_up();
     mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
         if std::env::var_os(NOTIFY_ENV).is_some() {

@@ -131,8 +131,8 @@ fn merged_tree(data: &[u8]) {
         return;
     };
     tree.fsck().expect("decode returned a tree that fails fsck");
-    for node in &tree.inodes {
-        if let Some(r) = node.entry {
+    for node in tree.inodes() {
+        if let Some(r) = node.entry() {
             assert!(
                 (r.layer as usize) < layers && (r.entry as usize) < members,
                 "dangling {r:?}"

@@ -133,7 +133,7 @@ fn check(tree: &MergedTree, merged: bool) {
     if let Err(e) = tree.fsck() {
         panic!("fsck: {e}");
     }
-    let n = tree.inodes.len();
+    let n = tree.inodes().len();
     let mut seen = vec![false; n];
     seen[0] = true;
     let mut dirs = vec![0u32];
@@ -148,7 +148,7 @@ fn check(tree: &MergedTree, merged: bool) {
             }
             let i = ino as usize;
             assert!(i < n, "child {ino} out of range");
-            let is_dir = tree.inodes[i].kind == InodeKind::Dir;
+            let is_dir = tree.inodes()[i].kind() == InodeKind::Dir;
             if is_dir {
                 assert!(!seen[i], "directory {ino} reached twice");
                 dirs.push(ino);

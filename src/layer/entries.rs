@@ -13,6 +13,7 @@ use std::fmt;
 use std::ops::Range;
 use std::sync::Arc;
 
+use crate::cache::Bytes;
 use crate::tarindex::{Entry, EntryKind, SparseChunk};
 use crate::varint::{Reader, Truncated, Writer};
 
@@ -30,24 +31,6 @@ impl From<Truncated> for EntriesError {
     }
 }
 
-/// Where the encoded members live.
-#[derive(Clone)]
-enum Store {
-    /// Built by indexing a layer (or copied for tests).
-    Owned(Vec<u8>),
-    /// A range of a mapped cache file.
-    Mapped(Arc<memmap2::Mmap>, Range<usize>),
-}
-
-impl Store {
-    fn bytes(&self) -> &[u8] {
-        match self {
-            Store::Owned(v) => v,
-            Store::Mapped(m, r) => m.get(r.clone()).unwrap_or(&[]),
-        }
-    }
-}
-
 /// The fields handed out as slices, decoded once.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct Rare {
@@ -56,28 +39,19 @@ struct Rare {
 }
 
 /// The members of one layer, in archive order.
-#[derive(Clone)]
+#[derive(Clone, Default)]
 pub struct Entries {
-    store: Store,
+    /// The encoded members: built in memory, or a range of a mapped cache file.
+    store: Bytes,
     /// Offset of each member in the store.
     starts: Vec<u32>,
     /// Rare fields by member index, sorted.
     rare: Vec<(u32, Rare)>,
 }
 
-impl Default for Entries {
-    fn default() -> Self {
-        Entries {
-            store: Store::Owned(Vec::new()),
-            starts: Vec::new(),
-            rare: Vec::new(),
-        }
-    }
-}
-
 impl PartialEq for Entries {
     fn eq(&self, other: &Self) -> bool {
-        self.store.bytes() == other.store.bytes() && self.starts == other.starts && self.rare == other.rare
+        self.store.as_slice() == other.store.as_slice() && self.starts == other.starts && self.rare == other.rare
     }
 }
 
@@ -85,8 +59,13 @@ impl Eq for Entries {}
 
 impl fmt::Debug for Entries {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mapped = matches!(self.store, Store::Mapped(..));
-        write!(f, "Entries({} members, {} bytes", self.len(), self.store.bytes().len())?;
+        let mapped = self.store.is_mapped();
+        write!(
+            f,
+            "Entries({} members, {} bytes",
+            self.len(),
+            self.store.as_slice().len()
+        )?;
         write!(f, "{})", if mapped { ", mapped" } else { "" })
     }
 }
@@ -144,14 +123,15 @@ impl Entries {
 
     /// The encoded members, back to back (what the cache file stores).
     pub fn encoded(&self) -> &[u8] {
-        self.store.bytes()
+        self.store.as_slice()
     }
 
     /// Appends a member (only to a set built in memory).
     pub fn push(&mut self, e: &Entry) -> Result<(), EntriesError> {
-        let Store::Owned(buf) = &mut self.store else {
+        if self.store.is_mapped() {
             return Err(EntriesError("a loaded index is read-only"));
-        };
+        }
+        let buf = self.store.to_mut();
         let start = u32::try_from(buf.len()).map_err(|_| EntriesError("over 4 GiB of members"))?;
         let index = u32::try_from(self.starts.len()).map_err(|_| EntriesError("too many members"))?;
         let mut w = Writer(std::mem::take(buf));
@@ -187,7 +167,7 @@ impl Entries {
     /// Members from their encoding and its index (see [`Entries::encoded`],
     /// [`Entries::starts`], [`Entries::rare_members`]), copied.
     pub fn from_encoded(bytes: &[u8], starts: Vec<u32>, rare: &[u32]) -> Result<Entries, EntriesError> {
-        Self::assemble(Store::Owned(bytes.to_vec()), starts, rare)
+        Self::assemble(Bytes::owned(bytes.to_vec()), starts, rare)
     }
 
     /// The same, with the members in `range` of a mapped cache file, used in place.
@@ -197,18 +177,16 @@ impl Entries {
         starts: Vec<u32>,
         rare: &[u32],
     ) -> Result<Entries, EntriesError> {
-        if map.get(range.clone()).is_none() {
-            return Err(EntriesError("members outside the file"));
-        }
-        Self::assemble(Store::Mapped(map, range), starts, rare)
+        let store = Bytes::mapped(map, range).ok_or(EntriesError("members outside the file"))?;
+        Self::assemble(store, starts, rare)
     }
 
     /// Checks the index against the bytes and decodes the rare fields. The members themselves
     /// are not decoded here (that is what makes a warm mount fast): the checksum of the cache
     /// file vouches for them, and every accessor still decodes with bounds checks, so damage
     /// that got past the checksum yields `None` (EIO), never a panic.
-    fn assemble(store: Store, starts: Vec<u32>, rare_members: &[u32]) -> Result<Entries, EntriesError> {
-        let len = store.bytes().len();
+    fn assemble(store: Bytes, starts: Vec<u32>, rare_members: &[u32]) -> Result<Entries, EntriesError> {
+        let len = store.as_slice().len();
         if u32::try_from(len).is_err() {
             return Err(EntriesError("over 4 GiB of members"));
         }
@@ -240,9 +218,7 @@ impl Entries {
 
     /// Frees spare capacity once complete.
     pub fn shrink(&mut self) {
-        if let Store::Owned(v) = &mut self.store {
-            v.shrink_to_fit();
-        }
+        self.store.shrink_to_fit();
         self.starts.shrink_to_fit();
         self.rare.shrink_to_fit();
     }
@@ -250,7 +226,7 @@ impl Entries {
     /// A reader at member `i`.
     fn at(&self, i: usize) -> Option<Reader<'_>> {
         let start = *self.starts.get(i)? as usize;
-        Some(Reader(self.store.bytes().get(start..)?))
+        Some(Reader(self.store.as_slice().get(start..)?))
     }
 
     fn rare(&self, i: usize) -> Option<&Rare> {

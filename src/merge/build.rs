@@ -335,8 +335,7 @@ impl Builder {
         let mut tree = MergedTree::default();
         // At most one inode per node and one name per inode but the root: reserving that up
         // front avoids the growth that would briefly double the largest allocations.
-        tree.inodes.reserve_exact(self.nodes.len());
-        tree.dirents.reserve_exact(self.nodes.len());
+        tree.reserve(self.nodes.len(), self.nodes.len(), 0);
         let _ = tree.push_inode(InodeKind::Dir, self.node(ROOT).entry, 2, 0);
         // Old indices of directories in the order they were numbered; `head` is the BFS cursor.
         let mut dirs = vec![ROOT];
@@ -355,7 +354,11 @@ impl Builder {
                     continue;
                 }
                 // A new inode is numbered next; nodes.len() <= u32::MAX bounds the numbers.
-                let ino = if seen == UNSEEN { tree.inodes.len() as u32 } else { seen };
+                let ino = if seen == UNSEEN {
+                    tree.inodes().len() as u32
+                } else {
+                    seen
+                };
                 if let Err(e) = tree.push_child(new_dir, &name, ino) {
                     // Names were checked against NAME_MAX and dirs are walked one at a time,
                     // so only a tree past 4 GiB of names gets here.
@@ -369,7 +372,7 @@ impl Builder {
                         dirs.push(old);
                     }
                 }
-                let child = &mut tree.inodes[ino as usize];
+                let Some(child) = tree.inode_mut(ino) else { continue };
                 if kind == InodeKind::Dir {
                     child.nlink = 2;
                     subdirs = subdirs.saturating_add(1);
@@ -377,7 +380,9 @@ impl Builder {
                     child.nlink = child.nlink.saturating_add(1);
                 }
             }
-            tree.inodes[new_dir as usize].nlink = subdirs.saturating_add(2);
+            if let Some(dir) = tree.inode_mut(new_dir) {
+                dir.nlink = subdirs.saturating_add(2);
+            }
         }
         tree.shrink_to_fit();
         (tree, self.warnings)

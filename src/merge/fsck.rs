@@ -12,8 +12,8 @@ use super::{Inode, InodeKind, MergedTree};
 pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
     let inodes = &tree.inodes;
     let root = inodes.first().ok_or("no root inode")?;
-    if root.kind != InodeKind::Dir || root.parent != 0 {
-        return Err(format!("bad root: {:?}, parent {}", root.kind, root.parent));
+    if root.kind() != InodeKind::Dir || root.parent != 0 {
+        return Err(format!("bad root: {:?}, parent {}", root.kind(), root.parent));
     }
     let mut names = vec![0u32; inodes.len()];
     let mut next = 1usize; // the number the next newly reached inode must have
@@ -47,8 +47,8 @@ fn check_dir(
 ) -> Result<u32, String> {
     let inodes = &tree.inodes;
     let node = &inodes[dir as usize];
-    if node.kind != InodeKind::Dir {
-        return Err(format!("inode {dir} has children but is {:?}", node.kind));
+    if node.kind() != InodeKind::Dir {
+        return Err(format!("inode {dir} has children but is {:?}", node.kind()));
     }
     let first = node.first_child as usize;
     let run = tree
@@ -80,7 +80,7 @@ fn check_dir(
             return Err(format!("dir {dir}: {:?} names the root", shown()));
         }
         names[i] = names[i].saturating_add(1);
-        let is_dir = child.kind == InodeKind::Dir;
+        let is_dir = child.kind() == InodeKind::Dir;
         if i >= *next {
             if i != *next {
                 return Err(format!("inode {i} reached when {next} was expected"));
@@ -102,17 +102,17 @@ fn check_dir(
 
 fn check_non_dirs(inodes: &[Inode], names: &[u32]) -> Result<(), String> {
     for (i, (node, &n)) in inodes.iter().zip(names).enumerate() {
-        if node.kind == InodeKind::Dir {
+        if node.kind() == InodeKind::Dir {
             continue;
         }
         if node.nlink != n {
             return Err(format!("inode {i}: nlink {} but {n} names", node.nlink));
         }
         if node.child_count != 0 {
-            return Err(format!("inode {i}: {:?} with children", node.kind));
+            return Err(format!("inode {i}: {:?} with children", node.kind()));
         }
-        if node.entry.is_none() {
-            return Err(format!("inode {i}: {:?} without an entry", node.kind));
+        if node.entry().is_none() {
+            return Err(format!("inode {i}: {:?} without an entry", node.kind()));
         }
     }
     Ok(())

@@ -127,6 +127,7 @@ use std::fmt;
 
 use crate::tarindex::{Entry, EntryKind};
 
+use crate::cache::Bytes;
 use build::Builder;
 
 /// One tar entry: `layer` indexes the layers slice given to [`merge`] (0 for [`layer_tree`]),
@@ -148,13 +149,43 @@ pub enum InodeKind {
     Fifo,
 }
 
-/// One inode of the merged tree.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl InodeKind {
+    /// The code stored in an [`Inode`] record.
+    pub fn code(self) -> u8 {
+        match self {
+            InodeKind::Dir => 0,
+            InodeKind::File => 1,
+            InodeKind::Symlink => 2,
+            InodeKind::CharDev => 3,
+            InodeKind::BlockDev => 4,
+            InodeKind::Fifo => 5,
+        }
+    }
+
+    /// The kind stored as `code`, if it is one.
+    pub fn from_code(code: u8) -> Option<InodeKind> {
+        Some(match code {
+            0 => InodeKind::Dir,
+            1 => InodeKind::File,
+            2 => InodeKind::Symlink,
+            3 => InodeKind::CharDev,
+            4 => InodeKind::BlockDev,
+            5 => InodeKind::Fifo,
+            _ => return None,
+        })
+    }
+}
+
+/// One inode of the merged tree: a fixed 28-byte record of plain integers; read it through
+/// [`Inode::kind`] and [`Inode::entry`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inode {
-    pub kind: InodeKind,
-    /// The tar entry whose metadata (mode, uid, gid, mtime, xattrs, link target, rdev, data)
-    /// this inode shows; `None` only for implicit directories (and a root no entry described).
-    pub entry: Option<EntryRef>,
+    /// [`InodeKind::code`].
+    kind: u8,
+    /// 1 if `layer` and `entry` name the tar entry of this inode.
+    has_entry: u8,
+    layer: u32,
+    entry: u32,
     /// Directories: 2 + number of subdirectories; others: number of names in the final tree.
     pub nlink: u32,
     /// Directories: the parent directory (root: 0); others: the directory of the first name in
@@ -165,24 +196,75 @@ pub struct Inode {
     child_count: u32,
 }
 
+impl Inode {
+    /// An inode whose names (directories only) are `MergedTree` dirents `children`.
+    pub fn new(
+        kind: InodeKind,
+        entry: Option<EntryRef>,
+        nlink: u32,
+        parent: u32,
+        children: std::ops::Range<u32>,
+    ) -> Inode {
+        let r = entry.unwrap_or(EntryRef { layer: 0, entry: 0 });
+        Inode {
+            kind: kind.code(),
+            has_entry: u8::from(entry.is_some()),
+            layer: r.layer,
+            entry: r.entry,
+            nlink,
+            parent,
+            first_child: children.start,
+            child_count: children.end.saturating_sub(children.start),
+        }
+    }
+
+    /// The file type. Records are only made from an [`InodeKind`]; were a code wrong, the inode
+    /// would show as a fifo, which has neither data nor children.
+    pub fn kind(&self) -> InodeKind {
+        InodeKind::from_code(self.kind).unwrap_or(InodeKind::Fifo)
+    }
+
+    /// The tar entry whose metadata (mode, uid, gid, mtime, xattrs, link target, rdev, data)
+    /// this inode shows; `None` only for implicit directories (and a root no entry described).
+    pub fn entry(&self) -> Option<EntryRef> {
+        (self.has_entry != 0).then_some(EntryRef {
+            layer: self.layer,
+            entry: self.entry,
+        })
+    }
+
+    /// True if the stored kind code is valid.
+    pub fn kind_is_valid(&self) -> bool {
+        InodeKind::from_code(self.kind).is_some()
+    }
+}
+
 /// One name in a directory. `name` is the offset in `MergedTree::names` of a length byte
 /// followed by the name (names are at most 255 bytes), so a name costs 9 bytes plus its own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Dirent {
+pub struct Dirent {
     name: u32,
     ino: u32,
 }
 
-/// The merged tree: `inodes[0]` is the root directory.
+impl Dirent {
+    /// The name at offset `name` of the tree's name arena, for inode `ino`.
+    pub fn new(name: u32, ino: u32) -> Dirent {
+        Dirent { name, ino }
+    }
+}
+
+/// The merged tree: `inodes()[0]` is the root directory.
 ///
 /// Memory is what limits big images, so the tree is three flat arrays: fixed-size inodes, each
 /// directory's names as one contiguous run of `dirents`, and every name's bytes in one arena.
-/// Built with [`MergedTree::push_inode`] and [`MergedTree::push_child`].
+/// Built with [`MergedTree::push_inode`] and [`MergedTree::push_child`]; a cached tree uses its
+/// name arena in place in the mapped cache file ([`MergedTree::from_parts`], `view::persist`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MergedTree {
-    pub inodes: Vec<Inode>,
+    inodes: Vec<Inode>,
     dirents: Vec<Dirent>,
-    names: Vec<u8>,
+    names: Bytes,
 }
 
 /// Why [`MergedTree::push_child`] refused a name.
@@ -322,6 +404,16 @@ impl MergedTree {
         kids.get(skip..).unwrap_or(&[]).iter().map(|d| (self.name(d), d.ino))
     }
 
+    /// The inodes; `[0]` is the root.
+    pub fn inodes(&self) -> &[Inode] {
+        &self.inodes
+    }
+
+    /// A tree of its three arrays (see `view::persist` for the checks a loaded tree gets).
+    pub fn from_parts(inodes: Vec<Inode>, dirents: Vec<Dirent>, names: Bytes) -> MergedTree {
+        MergedTree { inodes, dirents, names }
+    }
+
     /// Number of names in directory `dir` (0 for anything else).
     pub fn child_count(&self, dir: u32) -> usize {
         self.inodes.get(dir as usize).map_or(0, |i| i.child_count as usize)
@@ -330,14 +422,7 @@ impl MergedTree {
     /// Appends an inode without children and returns its number (`None` past `u32::MAX`).
     pub fn push_inode(&mut self, kind: InodeKind, entry: Option<EntryRef>, nlink: u32, parent: u32) -> Option<u32> {
         let ino = u32::try_from(self.inodes.len()).ok()?;
-        self.inodes.push(Inode {
-            kind,
-            entry,
-            nlink,
-            parent,
-            first_child: 0,
-            child_count: 0,
-        });
+        self.inodes.push(Inode::new(kind, entry, nlink, parent, 0..0));
         Some(ino)
     }
 
@@ -352,7 +437,7 @@ impl MergedTree {
             return Err(PushError::TreeFull);
         }
         let node = self.inodes.get_mut(dir as usize).ok_or(PushError::NotLastDir)?;
-        if node.kind != InodeKind::Dir {
+        if node.kind() != InodeKind::Dir {
             return Err(PushError::NotLastDir);
         }
         if node.child_count == 0 {
@@ -361,10 +446,16 @@ impl MergedTree {
             return Err(PushError::NotLastDir);
         }
         node.child_count += 1;
-        self.names.push(len);
-        self.names.extend_from_slice(name);
+        let names = self.names.to_mut();
+        names.push(len);
+        names.extend_from_slice(name);
         self.dirents.push(Dirent { name: at, ino });
         Ok(())
+    }
+
+    /// Inode `i`, to change (the builder sets `nlink` last).
+    pub(crate) fn inode_mut(&mut self, i: u32) -> Option<&mut Inode> {
+        self.inodes.get_mut(i as usize)
     }
 
     /// Room for `inodes` more inodes and `names` more names of `name_bytes` bytes in all.
@@ -372,7 +463,7 @@ impl MergedTree {
         self.inodes.reserve_exact(inodes);
         self.dirents.reserve_exact(names);
         // Each name is stored after a length byte.
-        self.names.reserve_exact(name_bytes.saturating_add(names));
+        self.names.to_mut().reserve_exact(name_bytes.saturating_add(names));
     }
 
     /// Number of names in all directories, and their bytes (what [`MergedTree::reserve`] takes).

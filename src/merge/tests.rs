@@ -80,10 +80,10 @@ fn dump(tree: &MergedTree) -> Vec<String> {
     let line = |path: &str, ino: u32| {
         let node = &tree.inodes[ino as usize];
         let at = node
-            .entry
+            .entry()
             .map_or("-".to_string(), |e| format!("{}.{}", e.layer, e.entry));
-        let mut s = format!("{} {path} @{at}", kind_letter(node.kind));
-        if node.kind != InodeKind::Dir && node.nlink > 1 {
+        let mut s = format!("{} {path} @{at}", kind_letter(node.kind()));
+        if node.kind() != InodeKind::Dir && node.nlink > 1 {
             s += &format!(" n{}", node.nlink);
         }
         s
@@ -94,7 +94,7 @@ fn dump(tree: &MergedTree) -> Vec<String> {
         for (name, ino) in tree.children(dir) {
             let path = format!("{prefix}{}", String::from_utf8_lossy(name));
             out.push(line(&path, ino));
-            if tree.inodes[ino as usize].kind == InodeKind::Dir {
+            if tree.inodes[ino as usize].kind() == InodeKind::Dir {
                 stack.push((format!("{path}/"), ino));
             }
         }
@@ -479,7 +479,7 @@ fn symlink_target_kept_verbatim() {
     let entries = layer(&["l a -> ../x//./y/"]);
     let (tree, _) = merge(&[&entries]);
     let ino = tree.lookup(b"a").unwrap();
-    let at = tree.inodes[ino as usize].entry.unwrap();
+    let at = tree.inodes[ino as usize].entry().unwrap();
     assert_eq!(entries[at.entry as usize].link.as_deref(), Some(&b"../x//./y/"[..]));
 }
 
@@ -530,10 +530,10 @@ fn deterministic() {
     let (t2, _) = merge_specs(&[&["f a/y", "f b", "f a/x", "f c"]]);
     let strip = |t: &MergedTree| {
         (0u32..)
-            .zip(&t.inodes)
+            .zip(t.inodes.iter())
             .map(|(n, i)| {
                 let kids: Vec<(Vec<u8>, u32)> = t.children(n).map(|(k, c)| (k.to_vec(), c)).collect();
-                (i.kind, i.nlink, i.parent, kids)
+                (i.kind(), i.nlink, i.parent, kids)
             })
             .collect::<Vec<_>>()
     };
@@ -625,11 +625,11 @@ fn fsck_catches_corruption() {
         ("order", |t| t.dirents.swap(0, 1)),
         ("name", |t| {
             let at = t.dirents[0].name as usize;
-            t.names[at + 1] = b'/';
+            t.names.to_mut()[at + 1] = b'/';
         }),
         ("name length", |t| {
             let at = t.dirents[0].name as usize;
-            t.names[at] = 0;
+            t.names.to_mut()[at] = 0;
         }),
         ("name past the arena", |t| t.dirents[0].name = u32::MAX - 1),
         ("run past the names", |t| t.inodes[0].child_count = 99),
@@ -638,14 +638,15 @@ fn fsck_catches_corruption() {
             let b = t.lookup(b"b").unwrap();
             t.inodes[b as usize].child_count = 1;
         }),
-        ("root kind", |t| t.inodes[0].kind = InodeKind::File),
+        ("root kind", |t| t.inodes[0].kind = InodeKind::File.code()),
         ("unreachable", |t| {
-            t.inodes.push(t.inodes[2].clone());
+            let copy = t.inodes[2];
+            t.inodes.push(copy);
         }),
         ("dir twice", |t| {
             // The root's names are the first run; give it one more name for `a`.
             let a = t.dirents[0];
-            t.names.extend_from_slice(b"\x01z");
+            t.names.to_mut().extend_from_slice(b"\x01z");
             let z = (t.names.len() - 2) as u32;
             let n = t.inodes[0].child_count as usize;
             t.dirents.insert(n, super::Dirent { name: z, ino: a.ino });
@@ -814,7 +815,7 @@ fn model_check(layers: &[Vec<Entry>], whiteouts: bool) {
         layer_tree(&layers[0]).0
     };
     check_invariants(&tree, whiteouts);
-    assert_eq!(tree.inodes[0].entry, m.root);
+    assert_eq!(tree.inodes[0].entry(), m.root);
     let names: usize = (0..tree.inodes.len() as u32).map(|d| tree.child_count(d)).sum();
     assert_eq!(names, m.map.len(), "name count; tree {:#?}", dump(&tree));
     let mut ids: HashMap<u64, u32> = HashMap::new();
@@ -822,7 +823,7 @@ fn model_check(layers: &[Vec<Entry>], whiteouts: bool) {
     for (p, n) in &m.map {
         let ino = tree.lookup(&p.join(&b'/')).unwrap_or_else(|| panic!("missing {p:?}"));
         let node = &tree.inodes[ino as usize];
-        assert_eq!((node.kind, node.entry), (n.kind, n.entry), "at {p:?}");
+        assert_eq!((node.kind(), node.entry()), (n.kind, n.entry), "at {p:?}");
         assert_eq!(*ids.entry(n.id).or_insert(ino), ino, "sharing at {p:?}");
         assert_eq!(*inos.entry(ino).or_insert(n.id), n.id, "sharing at {p:?}");
     }
@@ -918,7 +919,7 @@ fn random_layers_match_the_model() {
         shared += tree
             .inodes
             .iter()
-            .filter(|i| i.kind != InodeKind::Dir && i.nlink > 1)
+            .filter(|i| i.kind() != InodeKind::Dir && i.nlink > 1)
             .count();
     }
     // The generator must actually exercise hardlink sharing in the final trees (most hardlinks

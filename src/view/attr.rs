@@ -33,7 +33,7 @@ impl ViewAttr {
     pub fn new(inode: &Inode, entry: Option<&Meta<'_>>, default_mtime: SystemTime) -> ViewAttr {
         let Some(e) = entry else {
             return ViewAttr {
-                kind: inode.kind,
+                kind: inode.kind(),
                 perm: IMPLICIT_DIR_MODE,
                 uid: 0,
                 gid: 0,
@@ -43,17 +43,17 @@ impl ViewAttr {
                 rdev: 0,
             };
         };
-        let size = match inode.kind {
+        let size = match inode.kind() {
             InodeKind::File => e.size,
             InodeKind::Symlink => e.link.map_or(0, |l| l.len() as u64),
             _ => 0,
         };
-        let rdev = match inode.kind {
+        let rdev = match inode.kind() {
             InodeKind::CharDev | InodeKind::BlockDev => encode_dev(e.dev_major, e.dev_minor),
             _ => 0,
         };
         ViewAttr {
-            kind: inode.kind,
+            kind: inode.kind(),
             perm: (e.mode & 0o7777) as u16,
             uid: e.uid,
             gid: e.gid,

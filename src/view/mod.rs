@@ -104,6 +104,28 @@ impl Views {
         slot.get_or_init(|| self.build(spec).map(Arc::new)).clone()
     }
 
+    /// Loads, on a background thread, the first rootfs view whose merged tree is in the cache
+    /// (its layers were indexed by an earlier mount), so that a mount's first access finds it
+    /// ready or half loaded. Views that would need indexing or merging stay lazy: that is
+    /// seconds of work and memory nobody may ask for. At most one view, for the same reason.
+    pub fn warm_up(self: &Arc<Self>) {
+        let cached = self.specs.iter().position(|spec| match spec {
+            ViewSpec::Rootfs(m) => {
+                let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
+                m.layers.iter().all(|l| l.present) && self.store.cache().contains("view", &persist::key(&digests))
+            }
+            ViewSpec::Layer(..) => false,
+        });
+        let Some(p) = cached else { return };
+        let views = Arc::clone(self);
+        let started = std::thread::Builder::new()
+            .name("imgfs-warm-up".into())
+            .spawn(move || views.get(PlacementId(p as u32)).map(|_| ()));
+        if let Err(e) = started {
+            log::debug!("no warm-up thread ({e}); views load on first access");
+        }
+    }
+
     fn build(&self, spec: &ViewSpec) -> Result<View, ViewError> {
         let wanted: Vec<(Digest, Option<String>)> = match spec {
             ViewSpec::Rootfs(m) => {
@@ -155,7 +177,7 @@ impl Views {
         };
         log::info!(
             "{context}: {} inodes {how} in {:.1} ms",
-            tree.inodes.len(),
+            tree.inodes().len(),
             started.elapsed().as_secs_f64() * 1e3
         );
         for w in warnings.iter().take(MAX_LOGGED_WARNINGS) {
@@ -195,12 +217,12 @@ impl Views {
 impl View {
     /// Number of inodes (index 0 is the view's root directory).
     pub fn len(&self) -> usize {
-        self.tree.inodes.len()
+        self.tree.inodes().len()
     }
 
     /// True if the view has no inodes (never: the root exists).
     pub fn is_empty(&self) -> bool {
-        self.tree.inodes.is_empty()
+        self.tree.inodes().is_empty()
     }
 
     fn entry(&self, r: EntryRef) -> Option<Meta<'_>> {
@@ -208,7 +230,7 @@ impl View {
     }
 
     fn inode(&self, i: u32) -> Option<&merge::Inode> {
-        self.tree.inodes.get(i as usize)
+        self.tree.inodes().get(i as usize)
     }
 
     /// Looks a name up in directory `dir`.
@@ -228,31 +250,31 @@ impl View {
 
     /// The kind of an inode.
     pub fn kind(&self, i: u32) -> Option<InodeKind> {
-        self.inode(i).map(|n| n.kind)
+        self.inode(i).map(|n| n.kind())
     }
 
     /// Attributes of an inode (`default_mtime` for directories no tar entry describes).
     pub fn attr(&self, i: u32, default_mtime: std::time::SystemTime) -> Option<ViewAttr> {
         let inode = self.inode(i)?;
-        let entry = inode.entry.and_then(|r| self.entry(r));
+        let entry = inode.entry().and_then(|r| self.entry(r));
         Some(ViewAttr::new(inode, entry.as_ref(), default_mtime))
     }
 
     /// Target of a symlink.
     pub fn readlink(&self, i: u32) -> Option<&[u8]> {
         let inode = self.inode(i)?;
-        if inode.kind != InodeKind::Symlink {
+        if inode.kind() != InodeKind::Symlink {
             return None;
         }
-        self.entry(inode.entry?)?.link
+        self.entry(inode.entry()?)?.link
     }
 
     /// The bytes of a regular file.
     pub fn file(&self, i: u32) -> Option<FileData> {
         let inode = self.inode(i)?;
-        let r = inode.entry?;
+        let r = inode.entry()?;
         let entry = self.entry(r)?;
-        if inode.kind != InodeKind::File || entry.kind == EntryKind::Hardlink {
+        if inode.kind() != InodeKind::File || entry.kind == EntryKind::Hardlink {
             return None;
         }
         Some(FileData::new(self.layers.get(r.layer as usize)?.stream.clone(), &entry))
@@ -261,18 +283,16 @@ impl View {
     /// Extended attributes of an inode.
     pub fn xattrs(&self, i: u32) -> &[crate::layer::entries::Xattr] {
         self.inode(i)
-            .and_then(|n| n.entry)
+            .and_then(|n| n.entry())
             .and_then(|r| self.entry(r))
             .map_or(&[], |e| e.xattrs)
     }
 }
 
-/// The cached rootfs tree under `key`, if its file is intact (see `persist::decode_checksummed`).
+/// The cached rootfs tree under `key`, used in place, if its file is intact (`persist::decode_mapped`).
 fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
     let (map, payload) = cache.map("view", key)?;
-    let start = payload.start;
-    let mut release = |done: usize| crate::cache::release(&map, start..start + done);
-    match persist::decode_checksummed(map.get(payload.clone()).unwrap_or(&[]), &mut release) {
+    match persist::decode_mapped(map, payload) {
         Ok(tree) => Some(tree),
         Err(e) => {
             log::warn!("cached rootfs tree {key} is unusable ({e}); merging again");

@@ -3,27 +3,34 @@
 //! Merging is the largest cost of the first access to a rootfs once the layer indexes are
 //! cached (tens of milliseconds for 100k members) and its scratch space is most of that
 //! access's peak memory. The result depends only on the layers, so it is stored under a key
-//! made of their digests and [`VIEW_FORMAT`]. A loaded tree is checked like a merged one
-//! (`MergedTree::fsck`) and every entry reference must exist in the layers it is used with.
+//! made of their digests and [`VIEW_FORMAT`].
 //!
-//! Encoding (varints, `crate::varint`): `VIEW_FORMAT u32 LE | inode count | name count | name
-//! bytes | inodes`, an inode being `kind u8 | entry flag u8 [layer, entry] | nlink | parent |
-//! child count | (name, inode)*`. The counts let the decoder reserve the tree's arrays exactly.
+//! Encoding: a 16-byte header `VIEW_FORMAT | inode count | name count | name bytes` (u32 LE);
+//! the name arena as the tree keeps it (each name a length byte and its bytes), names in
+//! directory order (inode by inode, each directory's names sorted); then per inode, varints
+//! `kind | entry flag [layer, entry] | nlink | parent | child count`; then each name's inode.
+//! A warm mount uses the name arena in place in the mapped file ([`decode_mapped`]): half the
+//! file is neither decoded nor copied, and those pages are the page cache's. The rest is
+//! small varints, a third of the size of the fixed records they become in memory.
 
+use std::ops::Range;
+use std::sync::Arc;
+
+use crate::cache::Bytes;
 use crate::digest::Digest;
 use crate::layer::entries::Entries;
-use crate::merge::{EntryRef, InodeKind, MergedTree};
+use crate::merge::{Dirent, EntryRef, Inode, InodeKind, MergedTree};
 use crate::varint::{Reader, Truncated, Writer};
 use sha2::{Digest as _, Sha256};
 
 /// Version of the merge rules and of this encoding; part of the cache key.
-/// History: 1 = first format; 2 = name totals after the inode count, flat name arrays.
-pub const VIEW_FORMAT: u32 = 2;
+/// History: 1 = first format; 2 = name totals after the inode count, flat name arrays;
+/// 3 = the name arena first, used in place.
+pub const VIEW_FORMAT: u32 = 3;
 
+const HEADER_BYTES: usize = 16;
 /// Smallest encoded inode (kind, flag, nlink, parent, child count).
 const MIN_INODE_BYTES: usize = 5;
-/// Smallest encoded name (length, inode).
-const MIN_NAME_BYTES: usize = 2;
 
 /// The cache key of the merged tree of `layers` (bottom first).
 pub fn key(layers: &[Digest]) -> String {
@@ -37,40 +44,25 @@ pub fn key(layers: &[Digest]) -> String {
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn kind_code(k: InodeKind) -> u8 {
-    match k {
-        InodeKind::Dir => 0,
-        InodeKind::File => 1,
-        InodeKind::Symlink => 2,
-        InodeKind::CharDev => 3,
-        InodeKind::BlockDev => 4,
-        InodeKind::Fifo => 5,
-    }
-}
-
-fn kind_from(c: u8) -> Result<InodeKind, Truncated> {
-    Ok(match c {
-        0 => InodeKind::Dir,
-        1 => InodeKind::File,
-        2 => InodeKind::Symlink,
-        3 => InodeKind::CharDev,
-        4 => InodeKind::BlockDev,
-        5 => InodeKind::Fifo,
-        _ => return Err(Truncated("bad inode kind")),
-    })
-}
-
 /// Encodes a merged tree.
 pub fn encode(tree: &MergedTree) -> Vec<u8> {
-    let mut w = Writer(Vec::with_capacity(16 + tree.inodes.len() * 24));
-    w.0.extend_from_slice(&VIEW_FORMAT.to_le_bytes());
-    w.num(tree.inodes.len() as u64);
+    let count = tree.inodes().len() as u32;
     let (names, name_bytes) = tree.name_totals();
-    w.num(names as u64);
-    w.num(name_bytes as u64);
-    for (ino, i) in (0u32..).zip(&tree.inodes) {
-        w.0.push(kind_code(i.kind));
-        match i.entry {
+    let arena = name_bytes + names;
+    let mut w = Writer(Vec::with_capacity(HEADER_BYTES + arena + tree.inodes().len() * 12));
+    for n in [VIEW_FORMAT as usize, count as usize, names, arena] {
+        // The tree's own limits keep every count within u32; a wrong one fails the decoder.
+        w.0.extend_from_slice(&u32::try_from(n).unwrap_or(u32::MAX).to_le_bytes());
+    }
+    for ino in 0..count {
+        for (name, _) in tree.children(ino) {
+            w.0.push(name.len() as u8);
+            w.0.extend_from_slice(name);
+        }
+    }
+    for (ino, i) in (0..count).zip(tree.inodes()) {
+        w.0.push(i.kind().code());
+        match i.entry() {
             None => w.0.push(0),
             Some(r) => {
                 w.0.push(1);
@@ -81,8 +73,9 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
         w.num(u64::from(i.nlink));
         w.num(u64::from(i.parent));
         w.num(tree.child_count(ino) as u64);
-        for (name, child) in tree.children(ino) {
-            w.bytes(name);
+    }
+    for ino in 0..count {
+        for (_, child) in tree.children(ino) {
             w.num(u64::from(child));
         }
     }
@@ -96,29 +89,35 @@ pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
     Ok(tree)
 }
 
-/// Decodes a tree and checks its structure ([`MergedTree::fsck`]); [`check_refs`] remains, so
-/// the layers need not be loaded yet.
+/// Decodes a tree into memory of its own and checks its structure ([`MergedTree::fsck`]);
+/// [`check_refs`] remains, so the layers need not be loaded yet.
 pub fn decode_tree(data: &[u8]) -> Result<MergedTree, String> {
-    let tree = decode_arrays(&mut Reader(data), data.len(), &mut |_| {}).map_err(|e| e.0.to_owned())?;
+    let l = layout(data)?;
+    let (inodes, dirents) = decode_records(data, &l)?;
+    let tree = MergedTree::from_parts(inodes, dirents, Bytes::owned(data[l.arena].to_vec()));
     tree.fsck()?;
     Ok(tree)
 }
 
-/// Decodes a tree from a cache file whose checksum has been verified, telling `done` now and
-/// then how many bytes of `data` it has decoded (so a caller can release the pages of a mapped
-/// file behind the decoder). The structural check ([`MergedTree::fsck`], a third of the time of a
-/// warm mount's first access) is left out: the file is byte for byte what imgfs wrote from a
-/// merge, and the cache directory is trusted like the binary (docs/security.md). A damaged tree
-/// could still not crash anything: every accessor is bounds-checked and nothing walks the tree.
-/// [`check_refs`] remains for the caller.
-pub fn decode_checksummed(data: &[u8], done: &mut dyn FnMut(usize)) -> Result<MergedTree, String> {
-    decode_arrays(&mut Reader(data), data.len(), done).map_err(|e| e.0.to_owned())
+/// The tree in the `payload` of a mapped cache file whose checksum has been verified, its names
+/// used in place. The structural check ([`MergedTree::fsck`], longer than everything else a
+/// warm mount's first access does) is left out: the file is byte for byte what imgfs wrote
+/// from a merge, and the cache directory is trusted like the binary (docs/security.md). A
+/// damaged tree could still not crash anything: every accessor is bounds-checked and nothing
+/// walks the tree. [`check_refs`] remains for the caller.
+pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>) -> Result<MergedTree, String> {
+    let data = map.get(payload.clone()).ok_or("payload outside the file")?;
+    let l = layout(data)?;
+    let (inodes, dirents) = decode_records(data, &l)?;
+    let at = payload.start + l.arena.start..payload.start + l.arena.end;
+    let names = Bytes::mapped(map, at).ok_or("name arena outside the file")?;
+    Ok(MergedTree::from_parts(inodes, dirents, names))
 }
 
 /// Every member a tree names must exist in the layers it is shown with.
 pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), String> {
-    for (n, i) in tree.inodes.iter().enumerate() {
-        if let Some(r) = i.entry {
+    for (n, i) in tree.inodes().iter().enumerate() {
+        if let Some(r) = i.entry() {
             let ok = layers
                 .get(r.layer as usize)
                 .is_some_and(|l| (r.entry as usize) < l.len());
@@ -130,43 +129,87 @@ pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), String> 
     Ok(())
 }
 
-fn decode_arrays(r: &mut Reader<'_>, len: usize, done: &mut dyn FnMut(usize)) -> Result<MergedTree, Truncated> {
-    if r.take(4)? != VIEW_FORMAT.to_le_bytes() {
-        return Err(Truncated("other format version"));
+/// Where the parts of an encoded tree are, from its header.
+struct Layout {
+    inodes: usize,
+    names: usize,
+    /// The name arena.
+    arena: Range<usize>,
+    /// The varints after it.
+    records: Range<usize>,
+}
+
+/// Reads and checks the header of `data`. The counts are bounded by what the data could hold,
+/// so a hostile header cannot make the decoder reserve memory.
+fn layout(data: &[u8]) -> Result<Layout, String> {
+    let word = |i: usize| -> Result<usize, String> {
+        let b = data.get(4 * i..4 * i + 4).ok_or("truncated header")?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
+    };
+    if word(0)? != VIEW_FORMAT as usize {
+        return Err("other format version".into());
     }
-    let count = r.count(MIN_INODE_BYTES)?;
-    let names = r.count(MIN_NAME_BYTES)?;
-    let name_bytes = r.count(1)?;
-    let mut tree = MergedTree::default();
-    tree.reserve(count, names, name_bytes);
-    for n in 0..count {
-        if n % 4096 == 4095 {
-            done(len - r.0.len());
-        }
-        let kind = kind_from(r.byte()?)?;
-        let entry = match r.byte()? {
+    let (inodes, names) = (word(1)?, word(2)?);
+    let end = HEADER_BYTES
+        .checked_add(word(3)?)
+        .filter(|&e| e <= data.len())
+        .ok_or("name arena past the end")?;
+    let records = end..data.len();
+    // Each inode takes at least MIN_INODE_BYTES, each name a length byte and a varint.
+    if inodes.saturating_mul(MIN_INODE_BYTES).saturating_add(names) > records.len() || names > end - HEADER_BYTES {
+        return Err("counts larger than the data".into());
+    }
+    Ok(Layout {
+        inodes,
+        names,
+        arena: HEADER_BYTES..end,
+        records,
+    })
+}
+
+/// The inodes and names of a tree from its varints, the names' offsets found by walking the
+/// name arena: every name must lie in it, and together they must fill it exactly.
+fn decode_records(data: &[u8], l: &Layout) -> Result<(Vec<Inode>, Vec<Dirent>), String> {
+    let err = |e: Truncated| e.0.to_owned();
+    let arena = &data[l.arena.clone()];
+    let mut r = Reader(&data[l.records.clone()]);
+    let mut inodes = Vec::with_capacity(l.inodes);
+    let mut first = 0u32;
+    for _ in 0..l.inodes {
+        let kind = InodeKind::from_code(r.byte().map_err(err)?).ok_or("bad inode kind")?;
+        let entry = match r.byte().map_err(err)? {
             0 => None,
             1 => Some(EntryRef {
-                layer: r.u32()?,
-                entry: r.u32()?,
+                layer: r.u32().map_err(err)?,
+                entry: r.u32().map_err(err)?,
             }),
-            _ => return Err(Truncated("bad entry flag")),
+            _ => return Err("bad entry flag".into()),
         };
-        let (nlink, parent) = (r.u32()?, r.u32()?);
-        let ino = tree
-            .push_inode(kind, entry, nlink, parent)
-            .ok_or(Truncated("too many inodes"))?;
-        for _ in 0..r.count(MIN_NAME_BYTES)? {
-            let (name, child) = (r.bytes()?, r.u32()?);
-            tree.push_child(ino, name, child)
-                .map_err(|_| Truncated("bad directory entry"))?;
+        let (nlink, parent, kids) = (r.u32().map_err(err)?, r.u32().map_err(err)?, r.u32().map_err(err)?);
+        if kids > 0 && kind != InodeKind::Dir {
+            return Err("names under a non-directory".into());
         }
+        let next = first.checked_add(kids).ok_or("too many names")?;
+        // As `MergedTree::push_inode` makes them: no names, no run.
+        let run = if kids == 0 { 0..0 } else { first..next };
+        inodes.push(Inode::new(kind, entry, nlink, parent, run));
+        first = next;
     }
-    if !r.0.is_empty() {
-        return Err(Truncated("trailing bytes"));
+    if first as usize != l.names {
+        return Err(format!("{first} names in the directories, {} in the header", l.names));
     }
-    tree.shrink_to_fit();
-    Ok(tree)
+    let mut dirents = Vec::with_capacity(l.names);
+    let mut at = 0usize;
+    for _ in 0..l.names {
+        let len = *arena.get(at).ok_or("names past the arena")? as usize;
+        let ino = r.u32().map_err(err)?;
+        dirents.push(Dirent::new(at as u32, ino));
+        at += 1 + len;
+    }
+    if at != arena.len() || !r.0.is_empty() {
+        return Err("names or records do not fill the file".into());
+    }
+    Ok((inodes, dirents))
 }
 
 #[cfg(test)]
@@ -196,5 +239,43 @@ mod tests {
             assert!(decode(&bytes[..n], &[&l0]).is_err(), "prefix {n}");
         }
         assert_ne!(key(&[Digest::sha256_of(b"x")]), key(&[Digest::sha256_of(b"y")]));
+    }
+
+    #[test]
+    fn mapped_tree_is_used_in_place_and_bad_kinds_are_refused() {
+        let mut l0 = Entries::new();
+        for (p, k) in [
+            ("d", EntryKind::Dir),
+            ("d/f", EntryKind::File),
+            ("s", EntryKind::Symlink),
+        ] {
+            l0.push(&Entry {
+                link: (k == EntryKind::Symlink).then(|| b"d/f".to_vec()),
+                ..entry(p, k)
+            })
+            .unwrap();
+        }
+        let (tree, _) = crate::merge::merge(&[&l0]);
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::new(Some(dir.path().to_path_buf()));
+        let mut bytes = encode(&tree);
+        cache.store("view", "k", &bytes);
+        let (map, payload) = cache.map("view", "k").unwrap();
+        let loaded = decode_mapped(map, payload).unwrap();
+        assert_eq!(loaded, tree);
+        assert_eq!(loaded.lookup(b"d/f"), tree.lookup(b"d/f"));
+        assert!(loaded.lookup(b"d/f").is_some());
+        check_refs(&loaded, &[&l0]).unwrap();
+        // The root's kind byte, just after the name arena: an unknown code is refused.
+        let arena = u32::from_le_bytes(bytes[12..16].try_into().unwrap()) as usize;
+        bytes[HEADER_BYTES + arena] = 9;
+        cache.store("view", "k", &bytes);
+        let (map, payload) = cache.map("view", "k").unwrap();
+        assert_eq!(decode_mapped(map, payload).unwrap_err(), "bad inode kind");
+        assert!(decode_tree(&bytes).is_err());
+        // A header that does not describe the data exactly.
+        let mut short = encode(&tree);
+        short.pop();
+        assert!(decode_tree(&short).is_err());
     }
 }
