@@ -109,8 +109,11 @@ pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>) -> Result<M
     let data = map.get(payload.clone()).ok_or("payload outside the file")?;
     let l = layout(data)?;
     let (inodes, dirents) = decode_records(data, &l)?;
-    let at = payload.start + l.arena.start..payload.start + l.arena.end;
-    let names = Bytes::mapped(map, at).ok_or("name arena outside the file")?;
+    let at = |r: Range<usize>| payload.start + r.start..payload.start + r.end;
+    // The varints now live in `inodes` and `dirents`, and the names are read one at a time from
+    // here on: the pages the decoder walked leave this process's memory (page cache keeps them).
+    crate::cache::release(&map, payload.clone());
+    let names = Bytes::mapped(map, at(l.arena)).ok_or("name arena outside the file")?;
     Ok(MergedTree::from_parts(inodes, dirents, names))
 }
 
