@@ -384,13 +384,38 @@ fn mount_and_dump(
             ],
         );
         let rootfs = m.path(&format!("images/{REF}/rootfs"));
-        std::thread::scope(|s| {
+        let (got, want) = std::thread::scope(|s| {
             let reference = s.spawn(|| want.unwrap_or_else(|| dump(tree, false)));
             let got = dump(&rootfs, true);
             (got, reference.join().expect("reference dump"))
-        })
+        });
+        // Files of several MiB were read in order: their next segments were inflated by the
+        // read-ahead pool (blob/readahead.rs), whose threads now exist in the daemon.
+        let threads = daemon_threads(&m.path(""));
+        assert!(
+            threads.iter().any(|t| t.starts_with("imgfs-readahea")),
+            "no read-ahead thread in the daemon: {threads:?}"
+        );
+        (got, want)
     };
     (got, want, fs::read_to_string(log).unwrap_or_default())
+}
+
+/// Thread names (`comm`, at most 15 bytes) of the imgfs daemon serving `mount_dir`.
+fn daemon_threads(mount_dir: &Path) -> Vec<String> {
+    let want = mount_dir.as_os_str().as_bytes();
+    for e in fs::read_dir("/proc").expect("/proc").flatten() {
+        let cmdline = fs::read(e.path().join("cmdline")).unwrap_or_default();
+        if cmdline.split(|&b| b == 0).any(|a| a == want) {
+            let tasks = fs::read_dir(e.path().join("task")).expect("task dir");
+            return tasks
+                .flatten()
+                .filter_map(|t| fs::read_to_string(t.path().join("comm")).ok())
+                .map(|c| c.trim_end().to_owned())
+                .collect();
+        }
+    }
+    panic!("no process serves {}", mount_dir.display());
 }
 
 fn count(log: &str, needle: &str) -> usize {

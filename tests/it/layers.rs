@@ -158,6 +158,52 @@ fn copy_layout(dst: &Path) -> PathBuf {
     out
 }
 
+/// A mount starts loading one rootfs whose merged tree is cached before anything is accessed
+/// (`Views::warm_up`); the first access then finds it built, and nothing is loaded twice.
+#[test]
+fn a_warm_mount_loads_one_cached_rootfs_before_any_access() {
+    let edge = edge();
+    let tmp = tempdir();
+    let (cache, log) = (tmp.path().join("cache"), tmp.path().join("log"));
+    let cold = mount_and_list(&edge.join("oci"), &cache, &log);
+    assert_eq!(count(&cold, "inodes merged"), 4, "cold mount log:\n{cold}");
+    let _ = fs::remove_file(&log);
+    let m = Mount::with_args(
+        edge.join("oci"),
+        &[
+            "--cache-dir",
+            &cache.display().to_string(),
+            "--log-file",
+            &log.display().to_string(),
+            "-v",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    let loaded = |log: &Path| {
+        count(
+            &fs::read_to_string(log).unwrap_or_default(),
+            "inodes loaded from the cache",
+        )
+    };
+    while loaded(&log) == 0 {
+        assert!(std::time::Instant::now() < deadline, "no rootfs was warmed up");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    assert_eq!(loaded(&log), 1, "exactly one rootfs is warmed up");
+    for r in m.ls("images") {
+        walk(&m.path(&format!("images/{r}/rootfs")));
+    }
+    drop(m);
+    let warm = fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(
+        count(&warm, "inodes loaded from the cache"),
+        4,
+        "warm mount log:\n{warm}"
+    );
+    assert_eq!(count(&warm, "inodes merged"), 0, "warm mount log:\n{warm}");
+}
+
 fn edge_manifest(layout: &Path) -> Value {
     let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let desc = index["manifests"]
