@@ -9,21 +9,18 @@ use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
 
+/// Mounts `source` with a cache dir and a fresh log file (-v).
+fn mount_logged(source: &Path, cache: &Path, log: &Path) -> Mount {
+    let _ = fs::remove_file(log);
+    let (cache, log) = (cache.display().to_string(), log.display().to_string());
+    Mount::with_args(source, &["--cache-dir", &cache, "--log-file", &log, "-v"])
+}
+
 /// Mounts `source` with a cache dir and a log file (-v), lists every rootfs fully, unmounts,
 /// and returns the log.
 fn mount_and_list(source: &Path, cache: &Path, log: &Path) -> String {
-    let _ = fs::remove_file(log);
     {
-        let m = Mount::with_args(
-            source,
-            &[
-                "--cache-dir",
-                &cache.display().to_string(),
-                "--log-file",
-                &log.display().to_string(),
-                "-v",
-            ],
-        );
+        let m = mount_logged(source, cache, log);
         for r in m.ls("images") {
             walk(&m.path(&format!("images/{r}/rootfs")));
         }
@@ -167,17 +164,7 @@ fn a_warm_mount_loads_one_cached_rootfs_before_any_access() {
     let (cache, log) = (tmp.path().join("cache"), tmp.path().join("log"));
     let cold = mount_and_list(&edge.join("oci"), &cache, &log);
     assert_eq!(count(&cold, "inodes merged"), 4, "cold mount log:\n{cold}");
-    let _ = fs::remove_file(&log);
-    let m = Mount::with_args(
-        edge.join("oci"),
-        &[
-            "--cache-dir",
-            &cache.display().to_string(),
-            "--log-file",
-            &log.display().to_string(),
-            "-v",
-        ],
-    );
+    let m = mount_logged(&edge.join("oci"), &cache, &log);
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
     let loaded = |log: &Path| {
         count(
