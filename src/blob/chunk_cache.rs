@@ -714,6 +714,13 @@ mod tests {
         check(&r, u64::MAX, 10);
     }
 
+    /// 64 KiB chunks over restart points every 256 KiB: four chunks per segment.
+    const AHEAD_CONFIG: CacheConfig = CacheConfig {
+        chunk_size: 64 << 10,
+        cache_bytes: 8 << 20,
+        max_decoders: 8,
+    };
+
     /// Waits (up to 10 s) until the read-ahead pool has produced `n` chunks of `r`.
     fn await_read_ahead(r: &ChunkedReader<Counting>, n: u64) {
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -729,12 +736,7 @@ mod tests {
 
     #[test]
     fn read_ahead_fills_the_next_segments_from_their_own_restart_points() {
-        let config = CacheConfig {
-            chunk_size: 64 << 10,
-            cache_bytes: 8 << 20,
-            max_decoders: 8,
-        };
-        let r = Arc::new(reader(4 << 20, 256 << 10, config));
+        let r = Arc::new(reader(4 << 20, 256 << 10, AHEAD_CONFIG));
         r.read_ahead(100, 4 << 20);
         await_read_ahead(&r, 8);
         // The two segments after the one holding offset 100, and nothing of the current one.
@@ -752,12 +754,7 @@ mod tests {
 
     #[test]
     fn read_ahead_stops_at_the_end_of_the_file() {
-        let config = CacheConfig {
-            chunk_size: 64 << 10,
-            cache_bytes: 8 << 20,
-            max_decoders: 8,
-        };
-        let r = Arc::new(reader(4 << 20, 256 << 10, config));
+        let r = Arc::new(reader(4 << 20, 256 << 10, AHEAD_CONFIG));
         r.read_ahead(0, 300 << 10);
         await_read_ahead(&r, 1);
         std::thread::sleep(std::time::Duration::from_millis(50));
@@ -769,7 +766,7 @@ mod tests {
             256 << 10,
             CacheConfig {
                 cache_bytes: 0,
-                ..config
+                ..AHEAD_CONFIG
             },
         ));
         r.read_ahead(0, 4 << 20);
