@@ -176,12 +176,11 @@ impl InodeKind {
     }
 }
 
-/// One inode of the merged tree: a fixed 28-byte record of plain integers; read it through
-/// [`Inode::kind`] and [`Inode::entry`].
+/// One inode of the merged tree, 28 bytes (the entry reference is not an `Option`, which would
+/// make it 32); read it through [`Inode::kind`] and [`Inode::entry`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Inode {
-    /// [`InodeKind::code`].
-    kind: u8,
+    kind: InodeKind,
     /// 1 if `layer` and `entry` name the tar entry of this inode.
     has_entry: u8,
     layer: u32,
@@ -207,7 +206,7 @@ impl Inode {
     ) -> Inode {
         let r = entry.unwrap_or(EntryRef { layer: 0, entry: 0 });
         Inode {
-            kind: kind.code(),
+            kind,
             has_entry: u8::from(entry.is_some()),
             layer: r.layer,
             entry: r.entry,
@@ -218,10 +217,9 @@ impl Inode {
         }
     }
 
-    /// The file type. Records are only made from an [`InodeKind`]; were a code wrong, the inode
-    /// would show as a fifo, which has neither data nor children.
+    /// The file type.
     pub fn kind(&self) -> InodeKind {
-        InodeKind::from_code(self.kind).unwrap_or(InodeKind::Fifo)
+        self.kind
     }
 
     /// The tar entry whose metadata (mode, uid, gid, mtime, xattrs, link target, rdev, data)
@@ -231,11 +229,6 @@ impl Inode {
             layer: self.layer,
             entry: self.entry,
         })
-    }
-
-    /// True if the stored kind code is valid.
-    pub fn kind_is_valid(&self) -> bool {
-        InodeKind::from_code(self.kind).is_some()
     }
 }
 

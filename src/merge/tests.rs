@@ -638,7 +638,7 @@ fn fsck_catches_corruption() {
             let b = t.lookup(b"b").unwrap();
             t.inodes[b as usize].child_count = 1;
         }),
-        ("root kind", |t| t.inodes[0].kind = InodeKind::File.code()),
+        ("root kind", |t| t.inodes[0].kind = InodeKind::File),
         ("unreachable", |t| {
             let copy = t.inodes[2];
             t.inodes.push(copy);
