@@ -150,7 +150,7 @@ pub enum InodeKind {
 }
 
 impl InodeKind {
-    /// The code stored in an [`Inode`] record.
+    /// The kind's code in the cached tree encoding (`view::persist`).
     pub fn code(self) -> u8 {
         match self {
             InodeKind::Dir => 0,
