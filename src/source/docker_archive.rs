@@ -5,12 +5,14 @@
 //! deterministically, so the same archive gives the same digests on every mount. Layer digests
 //! are the hash of the member's bytes. For an uncompressed Docker layer that is its diff_id,
 //! known from the config without reading the layer; other layers (gzip layers written by
-//! nixpkgs, every v1 layer) are hashed once while opening.
+//! nixpkgs, every v1 layer) are hashed while opening, once per file: the digest is cached
+//! under the file's identity.
 
 use super::files::Files;
 use super::outer::{sniff, Compression};
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::blob::ReadAt;
+use crate::cache::Cache;
 use crate::digest::{Algorithm, Digest};
 use crate::oci::{self, Descriptor, MT_OCI_CONFIG, MT_OCI_MANIFEST};
 use serde::Deserialize;
@@ -39,7 +41,7 @@ pub(super) fn save_entries(files: &Files) -> Result<Vec<SaveEntry>> {
 }
 
 /// Builds the OCI view of a docker-archive.
-pub fn read(files: Files) -> Result<RawLayout> {
+pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
     let mut extras = Vec::new();
     for name in ["manifest.json", "repositories"] {
         if let Some(blob) = files.open(name)? {
@@ -48,9 +50,9 @@ pub fn read(files: Files) -> Result<RawLayout> {
     }
     let mut known = BTreeMap::new();
     let (format, entries) = if files.is_file("manifest.json") {
-        (Format::DockerArchive, read_save_manifest(&files, &mut known)?)
+        (Format::DockerArchive, read_save_manifest(&files, &mut known, cache)?)
     } else {
-        (Format::DockerV1, read_v1(&files, &mut known)?)
+        (Format::DockerV1, read_v1(&files, &mut known, cache)?)
     };
     Ok(RawLayout {
         format,
@@ -67,7 +69,7 @@ pub fn read(files: Files) -> Result<RawLayout> {
 
 type Known = BTreeMap<Digest, Arc<dyn ReadAt>>;
 
-fn read_save_manifest(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
+fn read_save_manifest(files: &Files, known: &mut Known, cache: &Cache) -> Result<Vec<Descriptor>> {
     let saved = save_entries(files)?;
     let mut index = Vec::new();
     for entry in &saved {
@@ -77,7 +79,13 @@ fn read_save_manifest(files: &Files, known: &mut Known) -> Result<Vec<Descriptor
         let config_desc = add_doc(known, MT_OCI_CONFIG, config_bytes);
         let mut layers = Vec::new();
         for (i, path) in entry.layers.iter().enumerate() {
-            layers.push(add_layer(files, known, path, diff_ids.get(i).map(String::as_str))?);
+            layers.push(add_layer(
+                files,
+                known,
+                cache,
+                path,
+                diff_ids.get(i).map(String::as_str),
+            )?);
         }
         let manifest = oci::synthesize_manifest(&config_desc, &layers);
         let manifest_desc = add_doc(known, MT_OCI_MANIFEST, manifest);
@@ -103,7 +111,7 @@ fn add_doc(known: &mut Known, media_type: &str, bytes: Vec<u8>) -> Descriptor {
 
 /// Describes a layer member: its compression by magic bytes, its digest from its path
 /// (`blobs/sha256/<hex>`), from the diff_id when it is uncompressed, or by hashing it.
-fn add_layer(files: &Files, known: &mut Known, path: &str, diff_id: Option<&str>) -> Result<Descriptor> {
+fn add_layer(files: &Files, known: &mut Known, cache: &Cache, path: &str, diff_id: Option<&str>) -> Result<Descriptor> {
     let blob = files.open(path)?.ok_or_else(|| SourceError::Invalid {
         path: files.display().to_path_buf(),
         file: "manifest.json".into(),
@@ -128,7 +136,7 @@ fn add_layer(files: &Files, known: &mut Known, path: &str, diff_id: Option<&str>
                 source,
             })?
         }
-        _ => hash_blob(blob.as_ref(), files, path)?,
+        _ => name_by_hash(blob.as_ref(), files, cache, path)?,
     };
     let desc = Descriptor::new(media_type, digest.clone(), blob.len());
     known.insert(digest, blob);
@@ -143,6 +151,27 @@ pub(super) fn digest_from_blob_path(path: &str) -> Option<Digest> {
         (Some("blobs"), Some(alg), Some(hex), None) => Digest::from_parts(alg, hex).ok(),
         _ => None,
     }
+}
+
+/// The digest of a member no name or config gives, from the cache when this very file was
+/// hashed before (`Files::identity`: path, size, times, inode), else by hashing it (and caching
+/// that). A stale entry cannot serve wrong bytes: every layer's digest is checked again by its
+/// index pass, and `blobs/` reads verify theirs.
+fn name_by_hash(blob: &dyn ReadAt, files: &Files, cache: &Cache, path: &str) -> Result<Digest> {
+    let key = files.identity(path);
+    let cached = key
+        .as_deref()
+        .and_then(|k| cache.load("digest", k))
+        .and_then(|b| String::from_utf8(b).ok())
+        .and_then(|s| s.parse::<Digest>().ok());
+    if let Some(d) = cached {
+        return Ok(d);
+    }
+    let digest = hash_blob(blob, files, path)?;
+    if let Some(k) = key {
+        cache.store("digest", &k, digest.to_string().as_bytes());
+    }
+    Ok(digest)
 }
 
 fn hash_blob(blob: &dyn ReadAt, files: &Files, path: &str) -> Result<Digest> {
@@ -178,7 +207,7 @@ struct V1Json {
 
 /// The v1 format: `repositories` maps repo -> tag -> top layer id; each layer's json names its
 /// parent. A config is synthesized from the top layer's json with diff_ids of the layers.
-fn read_v1(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
+fn read_v1(files: &Files, known: &mut Known, cache: &Cache) -> Result<Vec<Descriptor>> {
     let bytes = read_doc(files, "repositories")?;
     let repos: BTreeMap<String, BTreeMap<String, String>> = parse_json(&bytes, files.display(), "repositories")?;
     let mut index = Vec::new();
@@ -188,7 +217,7 @@ fn read_v1(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
             let desc = match built.get(top) {
                 Some(d) => d.clone(),
                 None => {
-                    let d = v1_image(files, known, top)?;
+                    let d = v1_image(files, known, cache, top)?;
                     built.insert(top.clone(), d.clone());
                     d
                 }
@@ -199,13 +228,13 @@ fn read_v1(files: &Files, known: &mut Known) -> Result<Vec<Descriptor>> {
     Ok(index)
 }
 
-fn v1_image(files: &Files, known: &mut Known, top: &str) -> Result<Descriptor> {
+fn v1_image(files: &Files, known: &mut Known, cache: &Cache, top: &str) -> Result<Descriptor> {
     let chain = v1_chain(files, top)?;
     let top_json = &chain[chain.len() - 1].1;
     let mut layers = Vec::new();
     let mut diff_ids = Vec::new();
     for (id, _) in &chain {
-        let d = add_layer(files, known, &format!("{id}/layer.tar"), None)?;
+        let d = add_layer(files, known, cache, &format!("{id}/layer.tar"), None)?;
         diff_ids.push(d.digest.to_string());
         layers.push(d);
     }

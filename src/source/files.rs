@@ -110,6 +110,26 @@ impl Files {
         }
     }
 
+    /// A cache key for the file at `path` that changes whenever its bytes may have: for a
+    /// directory source the file's own path, size, mtime, inode and device; for an archive the
+    /// archive's, plus the member's path, offset and size. `None` when the file cannot be found.
+    pub fn identity(&self, path: &str) -> Option<String> {
+        let path = normalize(path)?;
+        match self {
+            Files::Dir { canonical_root, .. } => {
+                let real = canonical_root.join(&path).canonicalize().ok()?;
+                let meta = real.metadata().ok()?;
+                Some(super::outer::identity_key(&real, &meta))
+            }
+            Files::Archive { members, display, .. } => {
+                let m = resolve(members, &path)?;
+                let archive = super::outer::identity_key(display, &display.metadata().ok()?);
+                let id = format!("{archive}\0{path}\0{}\0{}", m.offset, m.size);
+                Some(crate::digest::Digest::sha256_of(id.as_bytes()).hex().to_owned())
+            }
+        }
+    }
+
     /// Names of the entries directly inside directory `dir` ("" is the top), sorted.
     pub fn list(&self, dir: &str) -> Vec<String> {
         let dir = if dir.is_empty() {

@@ -309,13 +309,13 @@ pub fn open_with(r: &SourceRef, cache: &Cache, registry: &crate::registry::Regis
         let data = outer::open_file(&r.path, &meta, cache)?;
         Files::archive(data, &r.path)?
     };
-    let mut raw = detect(files, r)?;
+    let mut raw = detect(files, r, cache)?;
     raw.mtime = mtime;
     raw.selector = r.selector.clone();
     Ok(raw)
 }
 
-fn detect(files: Files, r: &SourceRef) -> Result<RawLayout> {
+fn detect(files: Files, r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
     let has = |p: &str| files.is_file(p);
     let path = r.path.clone();
     let not_image = |reason: &str| SourceError::NotAnImage {
@@ -327,20 +327,20 @@ fn detect(files: Files, r: &SourceRef) -> Result<RawLayout> {
         Transport::DockerArchive if !has("manifest.json") && !has("repositories") => {
             return Err(not_image("no manifest.json or repositories (not a docker-archive)"))
         }
-        Transport::DockerArchive if !has("index.json") => return docker_archive::read(files),
+        Transport::DockerArchive if !has("index.json") => return docker_archive::read(files, cache),
         Transport::Oci | Transport::OciArchive if !has("index.json") && !has("oci-layout") => {
             return Err(not_image("no index.json (not an OCI image layout)"))
         }
         _ => {}
     }
     if has("index.json") {
-        oci_layout::read(files)
+        oci_layout::read(files, cache)
     } else if has("oci-layout") && !files.list("refs").is_empty() {
         oci_layout::read_pre1(files)
     } else if has("manifest.json") && has("version") {
         dir_transport::read(files)
     } else if has("manifest.json") || has("repositories") {
-        docker_archive::read(files)
+        docker_archive::read(files, cache)
     } else {
         Err(not_image(
             "found neither index.json (OCI layout), manifest.json (docker save, dir:) nor repositories (docker v1)",

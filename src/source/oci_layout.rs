@@ -4,12 +4,13 @@
 
 use super::files::Files;
 use super::{parse_json, read_doc, Format, RawLayout, Result, OCI_LAYOUT_BYTES};
+use crate::cache::Cache;
 use crate::oci::{synthesize_index, IndexEntry};
 use std::collections::BTreeMap;
 use std::time::SystemTime;
 
 /// Reads an OCI layout, keeping `index.json` and every blob as stored.
-pub fn read(files: Files) -> Result<RawLayout> {
+pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
     let index_json = read_doc(&files, "index.json")?;
     let oci_layout = layout_bytes(&files)?;
     let docker = files.is_file("manifest.json");
@@ -18,7 +19,7 @@ pub fn read(files: Files) -> Result<RawLayout> {
         // describe the images only in docker's manifest.json. Index the layout's own manifests
         // when they can be found, else read it as a docker archive.
         let Some(entries) = manifests_for_save_entries(&files)? else {
-            let mut raw = super::docker_archive::read(files)?;
+            let mut raw = super::docker_archive::read(files, cache)?;
             raw.format = Format::DockerOciArchive;
             return Ok(raw);
         };

@@ -59,7 +59,7 @@ pub fn open_file(path: &Path, meta: &Metadata, cache: &Cache) -> Result<Arc<dyn 
 }
 
 /// A key that changes whenever the file does: the index is only valid for these exact bytes.
-fn identity_key(path: &Path, meta: &Metadata) -> String {
+pub(super) fn identity_key(path: &Path, meta: &Metadata) -> String {
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
     let id = format!(
         "{}\0{}\0{}\0{}\0{}\0{}",

@@ -4,7 +4,7 @@
 //! line while the rest of the mount keeps working. Also the pre-1.0 OCI layout (`refs/`).
 
 use crate::rootfs::edge;
-use crate::util::{sha256_bytes, tempdir, Mount};
+use crate::util::{fx, sha256_bytes, tempdir, Mount};
 use serde_json::Value;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -189,6 +189,40 @@ fn a_warm_mount_loads_one_cached_rootfs_before_any_access() {
         "warm mount log:\n{warm}"
     );
     assert_eq!(count(&warm, "inodes merged"), 0, "warm mount log:\n{warm}");
+}
+
+/// Layers that no name or config gives a digest (every layer of the v1 format) are hashed at
+/// mount, once per file: the next mount of the same file takes the digest from the cache; a
+/// changed file (here: a new mtime) is hashed again.
+#[test]
+fn unnamed_layers_are_hashed_once_per_file() {
+    let tmp = tempdir();
+    let (cache, log) = (tmp.path().join("cache"), tmp.path().join("log"));
+    let archive = tmp.path().join("v1.tar");
+    fs::copy(fx("v1-legacy.tar"), &archive).unwrap();
+    let mount = || {
+        let m = mount_logged(&archive, &cache, &log);
+        let blobs = m.ls("blobs/sha256");
+        drop(m);
+        (
+            blobs,
+            count(&fs::read_to_string(&log).unwrap_or_default(), "to name it"),
+        )
+    };
+    let (first, hashed) = mount();
+    assert_eq!(hashed, 2, "the two v1 layers are hashed on the first mount");
+    let (second, hashed) = mount();
+    assert_eq!((&second, hashed), (&first, 0), "second mount of the same file");
+    let f = fs::File::options().write(true).open(&archive).unwrap();
+    f.set_modified(std::time::SystemTime::now() + std::time::Duration::from_secs(5))
+        .unwrap();
+    drop(f);
+    let (third, hashed) = mount();
+    assert_eq!(
+        (&third, hashed),
+        (&first, 2),
+        "a file with another mtime is hashed again"
+    );
 }
 
 fn edge_manifest(layout: &Path) -> Value {
