@@ -118,6 +118,10 @@ impl Files {
         match self {
             Files::Dir { canonical_root, .. } => {
                 let real = canonical_root.join(&path).canonicalize().ok()?;
+                // Like `open`: nothing outside the source is ever looked at.
+                if !real.starts_with(canonical_root) {
+                    return None;
+                }
                 let meta = real.metadata().ok()?;
                 Some(super::outer::identity_key(&real, &meta))
             }
