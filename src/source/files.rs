@@ -116,12 +116,8 @@ impl Files {
     pub fn identity(&self, path: &str) -> Option<String> {
         let path = normalize(path)?;
         match self {
-            Files::Dir { canonical_root, .. } => {
-                let real = canonical_root.join(&path).canonicalize().ok()?;
-                // Like `open`: nothing outside the source is ever looked at.
-                if !real.starts_with(canonical_root) {
-                    return None;
-                }
+            Files::Dir { root, canonical_root } => {
+                let real = real_file_in_dir(root, canonical_root, &path)?;
                 let meta = real.metadata().ok()?;
                 Some(super::outer::identity_key(&real, &meta))
             }
@@ -187,16 +183,22 @@ pub fn normalize(path: &str) -> Option<String> {
     Some(parts.join("/"))
 }
 
-fn open_in_dir(root: &Path, canonical_root: &Path, rel: &str) -> Result<Option<Arc<dyn ReadAt>>> {
-    let path = canonical_root.join(rel);
-    let Ok(real) = path.canonicalize() else { return Ok(None) };
+/// The regular file `rel` of a directory source, links resolved; `None` if there is none or it
+/// lies outside the source (which is logged: nothing outside is ever opened or looked at).
+fn real_file_in_dir(root: &Path, canonical_root: &Path, rel: &str) -> Option<PathBuf> {
+    let real = canonical_root.join(rel).canonicalize().ok()?;
     if !real.starts_with(canonical_root) {
         log::warn!("{}: {rel} points outside the source; ignored", root.display());
-        return Ok(None);
+        return None;
     }
-    if !real.is_file() {
+    real.is_file().then_some(real)
+}
+
+fn open_in_dir(root: &Path, canonical_root: &Path, rel: &str) -> Result<Option<Arc<dyn ReadAt>>> {
+    let path = canonical_root.join(rel);
+    let Some(real) = real_file_in_dir(root, canonical_root, rel) else {
         return Ok(None);
-    }
+    };
     let file = File::open(&real).map_err(|e| SourceError::io(&path, "cannot open", e))?;
     let blob = FileBlob::new(file).map_err(|e| SourceError::io(&path, "cannot stat", e))?;
     Ok(Some(Arc::new(blob.with_path(&path))))
