@@ -473,6 +473,18 @@ impl Fs {
         }
     }
 
+    /// True for the root of a view (`rootfs/`, `layers/<n>/`, or the root of a one-image mount):
+    /// the image root a symlink inside the view resolves against (`crate::show::walk`).
+    pub fn is_view_root(&self, ino: u64) -> bool {
+        matches!(
+            Ino::decode(ino).and_then(|i| match i {
+                Ino::Static(id) => self.tree.get(id).map(|n| matches!(n.kind, NodeKind::View(_))),
+                Ino::View(..) => None,
+            }),
+            Some(true)
+        )
+    }
+
     /// Resolves a slash-separated path from the root (for `imgfs ls` / `cat`).
     pub fn resolve(&self, path: &str) -> Result<u64> {
         let mut ino = Self::ROOT;

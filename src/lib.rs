@@ -26,6 +26,7 @@ pub mod merge;
 pub mod mount;
 pub mod oci;
 pub mod registry;
+pub mod show;
 pub mod source;
 pub mod tarindex;
 pub mod tree;

@@ -1,10 +1,11 @@
 //! The `imgfs` command line: argument parsing, wiring and exit codes. All work is in the library.
 
 use anyhow::{anyhow, Context};
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use imgfs::cache::Cache;
 use imgfs::fs::{Fs, Kind};
 use imgfs::mount::{self, Options};
+use imgfs::show::{ls, walk};
 use imgfs::tree::Tree;
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
@@ -153,6 +154,9 @@ enum Command {
         /// List recursively, one path per line.
         #[arg(short = 'R', long)]
         recursive: bool,
+        /// Long listing, like `ls -ln`: mode, links, owner, group, size, UTC time, name, `-> target`.
+        #[arg(short = 'l')]
+        long: bool,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -201,13 +205,16 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// mount.fuse3 runs `imgfs SOURCE MOUNTPOINT -o OPTS`: read that as `imgfs mount ...`.
+/// mount.fuse3 runs `imgfs SOURCE MOUNTPOINT -o OPTS` (always with `-o`: it adds `dev,suid`
+/// at least): read exactly that form as `imgfs mount ...`. Anything else goes to clap, so a
+/// mistyped subcommand gets "did you mean".
 fn mount_helper_args(mut args: Vec<String>) -> Vec<String> {
-    const COMMANDS: &[&str] = &["mount", "umount", "inspect", "ls", "cat", "help"];
-    if let Some(first) = args.get(1) {
-        if !first.starts_with('-') && !COMMANDS.contains(&first.as_str()) {
-            args.insert(1, "mount".into());
-        }
+    let operand = |i: usize| args.get(i).is_some_and(|a| !a.starts_with('-'));
+    let is_command = args
+        .get(1)
+        .is_some_and(|a| Cli::command().get_subcommands().any(|c| c.get_name() == a) || a == "help");
+    if operand(1) && operand(2) && !is_command && args.get(3).is_some_and(|a| a.starts_with("-o")) {
+        args.insert(1, "mount".into());
     }
     args
 }
@@ -284,14 +291,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             source,
             path,
             recursive,
+            long,
             cache,
             registry,
         } => {
             let cache = cache_of(&cache, None);
             let fs = Fs::new(imgfs::open_tree_with(&source, &cache, &registry.options()?)?, cache);
-            let ino = fs.resolve(&path).with_context(|| format!("{path} in {source}"))?;
+            // Like ls(1): `-l` shows a symlink itself, unless the path ends with `/`.
+            let follow_last = !long || path.ends_with('/');
+            let ino = walk::resolve(&fs, &path, follow_last).with_context(|| format!("{path} in {source}"))?;
             let mut out = std::io::BufWriter::new(std::io::stdout().lock());
-            list(&fs, ino, "", recursive, &mut out)?;
+            let listing = Listing { long, recursive };
+            if fs.getattr(ino)?.kind == Kind::Dir {
+                listing.dir(&fs, ino, "", &mut out)?;
+            } else {
+                listing.write(
+                    &fs,
+                    vec![(ino, path.trim_end_matches('/').as_bytes().to_vec())],
+                    &mut out,
+                )?;
+            }
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
@@ -404,38 +423,83 @@ fn inspect_json(tree: &Tree) -> serde_json::Value {
     })
 }
 
-fn list(fs: &Fs, ino: u64, prefix: &str, recursive: bool, out: &mut impl Write) -> anyhow::Result<()> {
-    if fs.getattr(ino)?.kind != Kind::Dir {
-        writeln!(out, "{prefix}")?;
-        return Ok(());
-    }
-    let mut entries = Vec::new();
-    fs.readdir(ino, 2, |child, kind, name| {
-        entries.push((child, kind, name.to_vec()));
-        false
-    })?;
-    for (child, kind, name) in entries {
-        let name = String::from_utf8_lossy(&name);
-        let path = if prefix.is_empty() {
-            name.to_string()
-        } else {
-            format!("{prefix}/{name}")
-        };
-        let suffix = match kind {
-            Kind::Dir => "/",
-            Kind::Symlink => "@",
-            _ => "",
-        };
-        writeln!(out, "{}{suffix}", if recursive { path.as_str() } else { name.as_ref() })?;
-        if recursive && kind == Kind::Dir {
-            list(fs, child, &path, true, out)?;
+/// How `imgfs ls` prints.
+struct Listing {
+    long: bool,
+    recursive: bool,
+}
+
+impl Listing {
+    /// Lists directory `ino`, whose path (for `-R`) is `prefix`.
+    fn dir(&self, fs: &Fs, ino: u64, prefix: &str, out: &mut impl Write) -> anyhow::Result<()> {
+        let mut entries = Vec::new();
+        fs.readdir(ino, 2, |child, kind, name| {
+            entries.push((child, kind, name.to_vec()));
+            false
+        })?;
+        let shown = entries
+            .iter()
+            .map(|(child, _, name)| {
+                let name = String::from_utf8_lossy(name);
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                (
+                    *child,
+                    if self.recursive { path } else { name.to_string() }.into_bytes(),
+                )
+            })
+            .collect();
+        self.write(fs, shown, out)?;
+        if self.recursive {
+            for (child, kind, name) in entries {
+                if kind == Kind::Dir {
+                    let name = String::from_utf8_lossy(&name);
+                    let path = if prefix.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{prefix}/{name}")
+                    };
+                    self.dir(fs, child, &path, out)?;
+                }
+            }
         }
+        Ok(())
     }
-    Ok(())
+
+    /// Writes one listing: names with a type suffix (`/`, `@`), or `-l` lines aligned together.
+    fn write(&self, fs: &Fs, entries: Vec<(u64, Vec<u8>)>, out: &mut impl Write) -> anyhow::Result<()> {
+        if self.long {
+            let mut long = Vec::with_capacity(entries.len());
+            for (ino, name) in entries {
+                let attr = fs.getattr(ino)?;
+                let target = (attr.kind == Kind::Symlink).then(|| fs.readlink(ino)).transpose()?;
+                long.push(ls::Entry { attr, name, target });
+            }
+            for line in ls::long_lines(&long) {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+            return Ok(());
+        }
+        for (ino, name) in entries {
+            let suffix: &[u8] = match fs.getattr(ino)?.kind {
+                Kind::Dir => b"/",
+                Kind::Symlink => b"@",
+                _ => b"",
+            };
+            out.write_all(&name)?;
+            out.write_all(suffix)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
 }
 
 fn cat(fs: &Fs, source: &str, path: &str) -> anyhow::Result<()> {
-    let ino = fs.resolve(path).with_context(|| format!("{path} in {source}"))?;
+    let ino = walk::resolve(fs, path, true).with_context(|| format!("{path} in {source}"))?;
     let attr = fs.getattr(ino)?;
     if attr.kind == Kind::Dir {
         return Err(anyhow!("{path}: is a directory in {source}"));

@@ -9,6 +9,8 @@
 //! - `rootfs`: merged rootfs and layer trees against `umoci unpack` of an edge-case image.
 //! - `layers`: layers indexed once, the index cache, corrupt layers and caches, pre-1.0 layouts.
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
+//! - `cli`: the everyday CLI: typo suggestions, `ls -l` like ls(1), `cat` through symlinks
+//!   inside the image.
 //! - `bench_layer`: a realistic ~160 MiB gzip layer of this machine's /usr reads back, every file
 //!   and path, exactly like `tar -xzf` of it (cold and warm index).
 //! - `hostile`: the hostile corpus (tests/fixtures/hostile) mounted for real: safe results or one
@@ -24,6 +26,7 @@
 //! See docs/testing.md.
 
 mod bench_layer;
+mod cli;
 mod errors;
 mod fs_semantics;
 mod hostile;

@@ -1,0 +1,1 @@
+//! The JSON of `imgfs inspect` (docs/cli.md).
