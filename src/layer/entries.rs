@@ -289,7 +289,14 @@ impl Entries {
 fn encode_member(w: &mut Writer, e: &Entry) {
     w.bytes(&e.path);
     w.0.push(kind_code(e.kind));
-    w.num(u64::from(e.mode & 0o7777));
+    // A symlink's mode is always 0777 on Linux (lstat says so, nothing can change it), and
+    // GNU tar, bsdtar and umoci show it so: the header's bits (0755, 0644, even 0) are dropped.
+    let mode = if e.kind == EntryKind::Symlink {
+        0o777
+    } else {
+        e.mode & 0o7777
+    };
+    w.num(u64::from(mode));
     w.num(e.uid.min(u64::from(u32::MAX)));
     w.num(e.gid.min(u64::from(u32::MAX)));
     w.num(((e.mtime << 1) ^ (e.mtime >> 63)) as u64);
@@ -466,7 +473,11 @@ mod tests {
         assert_eq!(es.len(), 3);
         for (i, e) in [plain, link, rare].into_iter().enumerate() {
             let mut want = e.clone();
-            want.mode &= 0o7777;
+            want.mode = if e.kind == EntryKind::Symlink {
+                0o777
+            } else {
+                e.mode & 0o7777
+            };
             want.gid = u64::from(u32::MAX);
             assert_eq!(es.entry(i).unwrap(), want, "member {i}");
         }

@@ -15,9 +15,13 @@ use crate::varint::{Reader, Writer};
 use std::ops::Range;
 use std::sync::Arc;
 
-/// Version of this encoding. History: 1 = first format; 2 = with total name bytes; 3 = members
-/// as kept in memory (used in place from the mapped file), no header offsets.
-pub const FORMAT_VERSION: u32 = 3;
+/// Version of this encoding and of what the members mean; part of the cached rootfs trees' key
+/// too (`view::persist::key`), since those name members by number. History: 1 = first format;
+/// 2 = with total name bytes; 3 = members as kept in memory (used in place from the mapped
+/// file), no header offsets; 4 = links, devices, directories and fifos carry no data whatever
+/// their size field says (indexes built before skipped it and lost the members after), symlinks
+/// have mode 0777.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// Why a cached index was refused.
 #[derive(Debug, thiserror::Error)]
@@ -198,6 +202,17 @@ mod tests {
         assert_eq!(back.entries, sample().entries);
         assert_eq!(back.diff_id, sample().diff_id);
         assert!(decode(&bytes, 4097).is_err());
+    }
+
+    /// Indexes of another version are refused (and so rebuilt by `LayerStore`): format 3 ones
+    /// were built by a tar reader that skipped data after links and devices.
+    #[test]
+    fn other_versions_are_refused() {
+        let mut bytes = encode(&sample(), 4096);
+        for v in [3u32, 5] {
+            bytes[..4].copy_from_slice(&v.to_le_bytes());
+            assert!(matches!(decode(&bytes, 4096), Err(FormatError("other format version"))));
+        }
     }
 
     #[test]

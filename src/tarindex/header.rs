@@ -2,9 +2,19 @@
 //!
 //! [`Decoder`] is a block-level state machine: a driver hands it one 512-byte block at a time
 //! and it answers with a [`Step`]: feed the next block, skip N bytes of member data (the
-//! decoder never sees data it does not need), or stop. Extension data it does need (PAX
-//! records, GNU long names, sparse maps) arrives through the same block calls, so drivers need
-//! no format knowledge, and the decoder needs no I/O.
+//! decoder never sees data it does not need), or stop; finished entries go to the driver's
+//! list. Extension data it does need (PAX records, GNU long names, sparse maps) arrives through
+//! the same block calls, so drivers need no format knowledge, and the decoder needs no I/O.
+//!
+//! Which members carry data: POSIX stores no data records for typeflags `1`-`6` whatever the
+//! size field says, and real archives set it (a symlink with the length of its target, old-GNU
+//! hardlinks with their target's size). GNU tar, libarchive and Go's archive/tar skip nothing
+//! after such headers, and neither do we (an old-style directory, a regular member named
+//! `x/`, is header-only too). The one exception is pax, which lets a hardlink carry data:
+//! a hardlink with a size is read as carrying data only in a pax archive (a PAX header seen
+//! before it, as libarchive decides), with a POSIX ustar header, and when the block after it is
+//! neither a valid header nor the end-of-archive block (libarchive's test for old archives; for
+//! pax it trusts the size and would read the next header as data, GNU tar never does).
 
 use super::entry::{Entry, EntryKind, Result, SparseChunk, TarError};
 use super::pax::{self, PaxValues};
@@ -19,19 +29,17 @@ pub(crate) const MAX_EXTENSION: u64 = 1 << 20;
 /// every following entry, so a large one would multiply memory by the entry count.
 pub(crate) const MAX_GLOBAL_STORED: usize = 4 << 10;
 
-/// What the driver must do after handing the decoder a block.
+/// What the driver must do after handing the decoder a block. Completed entries are not part
+/// of the step: the decoder appends them to the list the driver passes in (a block may
+/// complete two: a hardlink whose data it had to look ahead for, and the member it turned out
+/// to be the header of).
 #[derive(Debug)]
 pub(crate) enum Step {
     /// Hand over the next block.
     More,
-    /// A member is complete: skip `bytes` (padded data) after the current block, then hand
-    /// over the next block. `entry` is `None` for members that are not indexed (unknown
-    /// typeflags). `unit_start` is the member's first header, for truncation errors.
-    Skip {
-        bytes: u64,
-        entry: Option<Box<Entry>>,
-        unit_start: u64,
-    },
+    /// Skip `bytes` (padded member data) after the current block, then hand over the next
+    /// block. `unit_start` is the member's first header, for truncation errors.
+    Skip { bytes: u64, unit_start: u64 },
     /// End-of-archive marker (a zero block): ignore the rest of the stream.
     End,
 }
@@ -46,6 +54,9 @@ pub(crate) fn padded(n: u64) -> Option<u64> {
 pub(crate) struct Decoder {
     /// Accumulated PAX global ('g') values.
     global: PaxValues,
+    /// A PAX header ('x' or 'g') has been seen: from here on the archive is pax, where a
+    /// hardlink may carry data.
+    pax_seen: bool,
     /// Extension headers seen for the member that has not arrived yet.
     local: Local,
     mode: Mode,
@@ -73,6 +84,8 @@ enum Mode {
     OldSparse(Box<Pending>),
     /// Reading the PAX 1.0 sparse map at the start of the member data.
     SparseMap(Box<Pending>, MapParser),
+    /// A pax hardlink with a size: the next block tells whether data follows (module docs).
+    LinkData(Box<Pending>),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -115,29 +128,60 @@ impl Decoder {
         match &self.mode {
             Mode::Header => self.local.start,
             Mode::Extension(e) => Some(self.local.start.unwrap_or(e.header_offset)),
-            Mode::OldSparse(p) | Mode::SparseMap(p, _) => Some(p.entry.header_offset),
+            Mode::OldSparse(p) | Mode::SparseMap(p, _) | Mode::LinkData(p) => Some(p.entry.header_offset),
         }
     }
 
-    /// Checks that the stream may end here (at a block boundary).
-    pub fn at_eof(&self) -> Result<()> {
+    /// Checks that the stream may end here (at a block boundary); a hardlink still waiting for
+    /// its next block had no data after all and goes to `out`.
+    pub fn at_eof(&mut self, out: &mut Vec<Entry>) -> Result<()> {
+        if matches!(self.mode, Mode::LinkData(_)) {
+            if let Mode::LinkData(p) = std::mem::take(&mut self.mode) {
+                out.push(header_only(p.entry));
+            }
+            return Ok(());
+        }
         match self.unit_start() {
             Some(offset) => Err(TarError::Truncated { offset }),
             None => Ok(()),
         }
     }
 
-    /// Consumes the block found at archive offset `offset`.
-    pub fn block(&mut self, block: &[u8; BLOCK], offset: u64) -> Result<Step> {
+    /// Consumes the block found at archive offset `offset`; completed entries go to `out`.
+    pub fn block(&mut self, block: &[u8; BLOCK], offset: u64, out: &mut Vec<Entry>) -> Result<Step> {
         match std::mem::take(&mut self.mode) {
-            Mode::Header => self.header(block, offset),
+            Mode::Header => self.header(block, offset, out),
             Mode::Extension(ext) => self.extension_block(ext, block),
-            Mode::OldSparse(p) => self.old_sparse_block(p, block, offset),
-            Mode::SparseMap(p, parser) => self.sparse_map_block(p, parser, block, offset),
+            Mode::OldSparse(p) => self.old_sparse_block(p, block, offset, out),
+            Mode::SparseMap(p, parser) => self.sparse_map_block(p, parser, block, offset, out),
+            Mode::LinkData(p) => self.link_data_block(p, block, offset, out),
         }
     }
 
-    fn header(&mut self, block: &[u8; BLOCK], offset: u64) -> Result<Step> {
+    /// The block after a pax hardlink with a size: a header (or the end) means the hardlink
+    /// had no data; anything else is its first data block.
+    fn link_data_block(
+        &mut self,
+        p: Box<Pending>,
+        block: &[u8; BLOCK],
+        offset: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<Step> {
+        if block.iter().all(|&b| b == 0) || verify_checksum(block, offset).is_ok() {
+            out.push(header_only(p.entry));
+            return self.header(block, offset, out);
+        }
+        match finish(*p, offset, out)? {
+            // This block was the first of the data (`stored_total > 0`, so at least one).
+            Step::Skip { bytes, unit_start } => Ok(Step::Skip {
+                bytes: bytes - BLOCK as u64,
+                unit_start,
+            }),
+            step => Ok(step),
+        }
+    }
+
+    fn header(&mut self, block: &[u8; BLOCK], offset: u64, out: &mut Vec<Entry>) -> Result<Step> {
         if block.iter().all(|&b| b == 0) {
             if let Some(start) = self.local.start {
                 return Err(TarError::OrphanExtension { offset: start });
@@ -150,7 +194,7 @@ impl Decoder {
             b'K' => ExtKind::LongLink,
             b'x' => ExtKind::Pax,
             b'g' => ExtKind::GlobalPax,
-            _ => return self.member(&h),
+            _ => return self.member(&h, out),
         };
         self.start_extension(kind, &h)
     }
@@ -173,6 +217,9 @@ impl Decoder {
             }
             self.local.ext_bytes = total;
             self.local.start.get_or_insert(h.offset);
+        }
+        if matches!(kind, ExtKind::Pax | ExtKind::GlobalPax) {
+            self.pax_seen = true;
         }
         let ext = Extension {
             kind,
@@ -226,7 +273,7 @@ impl Decoder {
     }
 
     /// A real member header: resolves all extension values into an entry.
-    fn member(&mut self, h: &Header) -> Result<Step> {
+    fn member(&mut self, h: &Header, out: &mut Vec<Entry>) -> Result<Step> {
         let mut local = std::mem::take(&mut self.local);
         let unit_start = local.start.unwrap_or(h.offset);
         let stored_total = match pax::pick(&local.pax.size, &self.global.size) {
@@ -237,13 +284,26 @@ impl Decoder {
         let Some(kind) = kind_of(typeflag) else {
             log::debug!("skipping tar member with typeflag {typeflag:#04x} at {}", h.offset);
             let bytes = padded(stored_total).ok_or(TarError::SizeOverflow { offset: unit_start })?;
-            return Ok(Step::Skip {
-                bytes,
-                entry: None,
-                unit_start,
-            });
+            return Ok(Step::Skip { bytes, unit_start });
         };
-        let entry = build_entry(h, kind, &mut local, &self.global, stored_total, unit_start)?;
+        let mut entry = build_entry(h, kind, &mut local, &self.global, stored_total, unit_start)?;
+        let data_offset = next_block(h.offset, unit_start)?;
+        // Module docs: only regular files, GNU dumpdirs and some pax hardlinks carry data.
+        if entry.kind != EntryKind::File && typeflag != b'D' {
+            entry.data_offset = data_offset;
+            if entry.kind == EntryKind::Hardlink && stored_total > 0 && self.pax_seen && h.format == Format::Ustar {
+                self.mode = Mode::LinkData(Box::new(Pending {
+                    entry,
+                    stored_total,
+                    chunks: Vec::new(),
+                    ext_bytes: 0,
+                    map_bytes: 0,
+                }));
+                return Ok(Step::More);
+            }
+            out.push(header_only(entry));
+            return Ok(Step::Skip { bytes: 0, unit_start });
+        }
         let is_file = entry.kind == EntryKind::File;
         let pending = Box::new(Pending {
             entry,
@@ -252,18 +312,23 @@ impl Decoder {
             ext_bytes: 0,
             map_bytes: 0,
         });
-        let data_offset = next_block(h.offset, unit_start)?;
         if typeflag == b'S' {
-            return self.old_sparse_header(pending, h, data_offset);
+            return self.old_sparse_header(pending, h, data_offset, out);
         }
         match local.pax.sparse {
-            Some(keys) if is_file => self.pax_sparse(pending, keys, data_offset),
-            _ => finish(*pending, data_offset),
+            Some(keys) if is_file => self.pax_sparse(pending, keys, data_offset, out),
+            _ => finish(*pending, data_offset, out),
         }
     }
 
     /// Old GNU sparse ('S'): four runs in the header, more in extension blocks.
-    fn old_sparse_header(&mut self, mut p: Box<Pending>, h: &Header, data_offset: u64) -> Result<Step> {
+    fn old_sparse_header(
+        &mut self,
+        mut p: Box<Pending>,
+        h: &Header,
+        data_offset: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<Step> {
         p.entry.size = h.unsigned(483..495, "realsize")?;
         let more = old_sparse_runs(h.block, 386, 4, 482, h.offset, &mut p.chunks)?;
         if more {
@@ -271,10 +336,16 @@ impl Decoder {
             return Ok(Step::More);
         }
         p.entry.sparse = Some(std::mem::take(&mut p.chunks));
-        finish(*p, data_offset)
+        finish(*p, data_offset, out)
     }
 
-    fn old_sparse_block(&mut self, mut p: Box<Pending>, block: &[u8; BLOCK], offset: u64) -> Result<Step> {
+    fn old_sparse_block(
+        &mut self,
+        mut p: Box<Pending>,
+        block: &[u8; BLOCK],
+        offset: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<Step> {
         p.ext_bytes += BLOCK as u64;
         if p.ext_bytes > MAX_EXTENSION {
             return Err(TarError::ExtensionTooLarge {
@@ -289,11 +360,17 @@ impl Decoder {
         }
         p.entry.sparse = Some(std::mem::take(&mut p.chunks));
         let data_offset = next_block(offset, p.entry.header_offset)?;
-        finish(*p, data_offset)
+        finish(*p, data_offset, out)
     }
 
     /// PAX sparse formats: 0.0 and 0.1 carry the map in the PAX header, 1.0 in the data.
-    fn pax_sparse(&mut self, mut p: Box<Pending>, keys: pax::SparseKeys, data_offset: u64) -> Result<Step> {
+    fn pax_sparse(
+        &mut self,
+        mut p: Box<Pending>,
+        keys: pax::SparseKeys,
+        data_offset: u64,
+        out: &mut Vec<Entry>,
+    ) -> Result<Step> {
         let offset = p.entry.header_offset;
         let bad = |reason: &str| TarError::BadSparse {
             offset,
@@ -326,7 +403,7 @@ impl Decoder {
             return Err(bad("GNU.sparse.numblocks disagrees with the map"));
         }
         p.entry.sparse = Some(chunks);
-        finish(*p, data_offset)
+        finish(*p, data_offset, out)
     }
 
     fn sparse_map_block(
@@ -335,6 +412,7 @@ impl Decoder {
         mut parser: MapParser,
         block: &[u8; BLOCK],
         offset: u64,
+        out: &mut Vec<Entry>,
     ) -> Result<Step> {
         let header_offset = p.entry.header_offset;
         p.map_bytes += BLOCK as u64;
@@ -361,7 +439,7 @@ impl Decoder {
         }
         p.entry.sparse = Some(parser.into_chunks());
         let data_offset = next_block(offset, header_offset)?;
-        finish(*p, data_offset)
+        finish(*p, data_offset, out)
     }
 }
 
@@ -446,8 +524,16 @@ fn next_block(offset: u64, unit_start: u64) -> Result<u64> {
         .ok_or(TarError::SizeOverflow { offset: unit_start })
 }
 
+/// A member stored without data whatever its size field says (its `data_offset` is already
+/// the block after its header, where `finish` would have put it).
+fn header_only(mut e: Entry) -> Entry {
+    e.size = 0;
+    e.stored_size = 0;
+    e
+}
+
 /// Completes a member: the data starts at `data_offset`; validates any sparse map against it.
-fn finish(p: Pending, data_offset: u64) -> Result<Step> {
+fn finish(p: Pending, data_offset: u64, out: &mut Vec<Entry>) -> Result<Step> {
     let mut entry = p.entry;
     let offset = entry.header_offset;
     // For PAX 1.0 the in-data map blocks are part of the declared size but not file data.
@@ -462,9 +548,9 @@ fn finish(p: Pending, data_offset: u64) -> Result<Step> {
     data_offset
         .checked_add(bytes)
         .ok_or(TarError::SizeOverflow { offset })?;
+    out.push(entry);
     Ok(Step::Skip {
         bytes,
-        entry: Some(Box::new(entry)),
         unit_start: offset,
     })
 }

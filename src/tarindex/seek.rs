@@ -16,7 +16,7 @@ pub fn index_seekable(archive: &dyn ReadAt) -> Result<Vec<Entry>> {
     let mut block = [0u8; BLOCK];
     loop {
         if pos == len {
-            dec.at_eof()?;
+            dec.at_eof(&mut entries)?;
             break;
         }
         if len - pos < BLOCK as u64 {
@@ -27,17 +27,13 @@ pub fn index_seekable(archive: &dyn ReadAt) -> Result<Vec<Entry>> {
         read_block(archive, &mut block, pos, &dec)?;
         let here = pos;
         pos += BLOCK as u64;
-        match dec.block(&block, here)? {
+        match dec.block(&block, here, &mut entries)? {
             Step::More => {}
             Step::End => {
                 warn_lone_zero_block(archive, pos);
                 break;
             }
-            Step::Skip {
-                bytes,
-                entry,
-                unit_start,
-            } => {
+            Step::Skip { bytes, unit_start } => {
                 // Checked here, not in the decoder: only this driver knows the length up front,
                 // and it makes `data_offset + stored_size <= len` hold for every entry.
                 let end = pos
@@ -47,7 +43,6 @@ pub fn index_seekable(archive: &dyn ReadAt) -> Result<Vec<Entry>> {
                     return Err(TarError::Truncated { offset: unit_start });
                 }
                 pos = end;
-                entries.extend(entry.map(|e| *e));
             }
         }
     }
@@ -985,6 +980,180 @@ mod tests {
         a.pax(b'x', &[(b"GNU.sparse.size", b"9"), (b"GNU.sparse.map", b"0,5")]);
         a.header(Hdr::new(Fmt::Ustar, b"dir/", b'5', 0)).end();
         assert_eq!(one(&a.0).sparse, None);
+    }
+
+    // ---- members that carry no data whatever their size field says (issue 17) ----
+
+    /// Names of what GNU tar extracts from `archive` (`tar -xf`, which must succeed), sorted.
+    /// Not `tar -tf`: listing skips `size` bytes after a symlink, device or fifo header, where
+    /// extracting does not.
+    fn gnu_tar_extracts(archive: &[u8]) -> Vec<Vec<u8>> {
+        assert!(have_gnu_tar(), "GNU tar is needed: scripts/install-deps.sh");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("a.tar");
+        std::fs::write(&file, archive).unwrap();
+        let out_dir = dir.path().join("x");
+        std::fs::create_dir(&out_dir).unwrap();
+        let out = std::process::Command::new("tar")
+            .arg("-xf")
+            .arg(&file)
+            .arg("-C")
+            .arg(&out_dir)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        let mut names: Vec<Vec<u8>> = std::fs::read_dir(&out_dir)
+            .unwrap()
+            .map(|d| std::os::unix::ffi::OsStrExt::as_bytes(d.unwrap().file_name().as_os_str()).to_vec())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// Our member names without a trailing '/', sorted (every test member is at the top).
+    fn sorted_names(v: &[Entry]) -> Vec<Vec<u8>> {
+        let mut names: Vec<Vec<u8>> = v
+            .iter()
+            .map(|e| e.path.strip_suffix(b"/").unwrap_or(&e.path).to_vec())
+            .collect();
+        names.sort();
+        names
+    }
+
+    /// `a` ("hello"), then `header` with no data after it, an empty `c` and `d` ("ddd").
+    fn around(fmt: Fmt, header: Hdr) -> Vec<u8> {
+        let mut a = Ar::new();
+        a.file(fmt, b"a", b"hello").header(header);
+        a.header(Hdr::new(fmt, b"c", b'0', 0)).file(fmt, b"d", b"ddd").end();
+        a.0
+    }
+
+    fn check_header_only(archive: &[u8], what: &str) {
+        let v = index_all(archive).unwrap_or_else(|e| panic!("{what}: {e}"));
+        assert_eq!(
+            sorted_names(&v),
+            gnu_tar_extracts(archive),
+            "{what}: GNU tar extracts other members"
+        );
+        assert_eq!(v.len(), 4, "{what}: {v:?}");
+        let x = &v[1];
+        assert_eq!(
+            (x.size, x.stored_size, x.data_offset),
+            (0, 0, x.header_offset + 512),
+            "{what}"
+        );
+        assert_eq!(read_data(archive, &v[3]), b"ddd", "{what}");
+    }
+
+    /// Typeflags 1-6 (and a regular member named like a directory) store no data records: a
+    /// size field set anyway must not swallow the next headers. The issue's case: a hardlink with
+    /// size 5, then an empty file, lost `c` with no error.
+    #[test]
+    fn link_device_dir_fifo_sizes_carry_no_data() {
+        for fmt in [Fmt::Ustar, Fmt::Gnu, Fmt::V7] {
+            for t in *b"123456" {
+                for size in [5, 512, 600, 5000] {
+                    let h = Hdr::new(fmt, b"x", t, size).set(157, b"a");
+                    check_header_only(&around(fmt, h), &format!("{fmt:?} typeflag {} size {size}", t as char));
+                }
+            }
+            let h = Hdr::new(fmt, b"olddir/", b'0', 600);
+            check_header_only(&around(fmt, h), &format!("{fmt:?} old-style directory"));
+        }
+        // The size may come from PAX too: a symlink with `size=600`.
+        let mut a = Ar::new();
+        a.file(Fmt::Ustar, b"a", b"hello").pax(b'x', &[(b"size", b"600")]);
+        a.header(Hdr::new(Fmt::Ustar, b"x", b'2', 0).set(157, b"a"));
+        a.header(Hdr::new(Fmt::Ustar, b"c", b'0', 0))
+            .file(Fmt::Ustar, b"d", b"ddd")
+            .end();
+        let v = index_all(&a.0).unwrap();
+        let got: Vec<_> = v.iter().map(|e| (e.path.as_slice(), e.kind, e.stored_size)).collect();
+        assert_eq!(
+            got,
+            [
+                (&b"a"[..], EntryKind::File, 5),
+                (b"x", EntryKind::Symlink, 0),
+                (b"c", EntryKind::File, 0),
+                (b"d", EntryKind::File, 3)
+            ]
+        );
+        // A GNU dumpdir ('D') does carry its name list.
+        let mut a = Ar::new();
+        a.header(Hdr::new(Fmt::Gnu, b"dump/", b'D', 6)).data(b"Yabc\0\0");
+        a.file(Fmt::Gnu, b"d", b"ddd").end();
+        let v = index_all(&a.0).unwrap();
+        assert_eq!((v[0].kind, v[0].stored_size, v.len()), (EntryKind::Dir, 6, 2));
+        assert_eq!(read_data(&a.0, &v[1]), b"ddd");
+    }
+
+    /// A hardlink in a pax archive may carry data (POSIX.1-2001): it does when the block after
+    /// it is neither a header nor the end, as libarchive reads it; a header there means it has
+    /// none (libarchive would read that header as data; GNU tar does not). Outside pax (no PAX
+    /// header before it, or a GNU header) a hardlink never has data.
+    #[test]
+    fn pax_hardlinks_carry_data_only_when_no_header_follows() {
+        let pax_hardlink = |fmt: Fmt, size: u64, data: Option<&[u8]>, end: bool| {
+            let mut a = Ar::new();
+            a.file(Fmt::Ustar, b"a", b"hello").pax(b'x', &[(b"mtime", b"1.5")]);
+            a.file(Fmt::Ustar, b"z", b"");
+            a.header(Hdr::new(fmt, b"b", b'1', size).set(157, b"a"));
+            if let Some(d) = data {
+                a.data(d);
+            }
+            if end {
+                a.header(Hdr::new(Fmt::Ustar, b"c", b'0', 0))
+                    .file(Fmt::Ustar, b"d", b"ddd")
+                    .end();
+            }
+            a.0
+        };
+        // Data (1000 bytes: two blocks, the first one probed).
+        let data = [b'W'; 1000];
+        let ar = pax_hardlink(Fmt::Ustar, 1000, Some(&data), true);
+        let v = index_all(&ar).unwrap();
+        let b = &v[2];
+        assert_eq!(
+            (&b.path[..], b.kind, b.stored_size, b.size),
+            (&b"b"[..], EntryKind::Hardlink, 1000, 1000)
+        );
+        assert_eq!(read_data(&ar, b), data);
+        assert_eq!(
+            v.iter().map(|e| &e.path[..]).collect::<Vec<_>>(),
+            [&b"a"[..], b"z", b"b", b"c", b"d"]
+        );
+        assert_eq!(read_data(&ar, &v[4]), b"ddd");
+        // A header (or the end of the archive) follows: no data.
+        check_pax_link_without_data(&pax_hardlink(Fmt::Ustar, 5, None, true), 5);
+        let v = index_all(&pax_hardlink(Fmt::Ustar, 5, None, false)).unwrap();
+        assert_eq!((v.len(), v[2].stored_size), (3, 0), "hardlink last, no end marker");
+        let mut ended = pax_hardlink(Fmt::Ustar, 5, None, false);
+        ended.extend_from_slice(&[0; 1024]);
+        let v = index_all(&ended).unwrap();
+        assert_eq!((v.len(), v[2].stored_size), (3, 0), "hardlink then end marker");
+        // A GNU header, or no PAX header before: never data, so what follows is a header (here
+        // a bad one: the references complain too).
+        check_pax_link_without_data(&pax_hardlink(Fmt::Gnu, 5, None, true), 5);
+        let r = index_all(&pax_hardlink(Fmt::Gnu, 1000, Some(&data), true));
+        assert!(matches!(r, Err(TarError::BadChecksum { offset: 3072 })), "{r:?}");
+        let mut a = Ar::new();
+        a.file(Fmt::Ustar, b"a", b"hello");
+        a.header(Hdr::new(Fmt::Ustar, b"b", b'1', 1000).set(157, b"a"))
+            .data(&data);
+        let r = index_all(&a.0);
+        assert!(matches!(r, Err(TarError::BadChecksum { offset: 1536 })), "{r:?}");
+        // Truncated inside the data of a hardlink that has data.
+        let ar = pax_hardlink(Fmt::Ustar, 1000, Some(&data), false);
+        let r = index_all(&ar[..ar.len() - 512]);
+        assert!(matches!(r, Err(TarError::Truncated { offset: 2560 })), "{r:?}");
+    }
+
+    fn check_pax_link_without_data(archive: &[u8], size: u64) {
+        let v = index_all(archive).unwrap();
+        assert_eq!(sorted_names(&v), gnu_tar_extracts(archive));
+        assert_eq!(v.len(), 5, "size {size}");
+        assert_eq!((v[2].kind, v[2].stored_size), (EntryKind::Hardlink, 0));
+        assert_eq!(read_data(archive, &v[4]), b"ddd");
     }
 
     // ---- hostile input ----

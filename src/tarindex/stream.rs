@@ -111,17 +111,12 @@ impl StreamIndexer {
     fn block(&mut self, block: &[u8; BLOCK]) -> Result<()> {
         let here = self.pos;
         self.pos += BLOCK as u64;
-        match self.dec.block(block, here)? {
+        match self.dec.block(block, here, &mut self.entries)? {
             Step::More => {}
             Step::End => self.ended = true,
-            Step::Skip {
-                bytes,
-                entry,
-                unit_start,
-            } => {
+            Step::Skip { bytes, unit_start } => {
                 self.skip = bytes;
                 self.skip_unit = unit_start;
-                self.entries.extend(entry.map(|e| *e));
             }
         }
         Ok(())
@@ -129,7 +124,7 @@ impl StreamIndexer {
 
     /// Ends the stream: errors if it stopped inside a header or inside member data. An
     /// archive may end with two zero blocks, one, or none (right after a member).
-    pub fn finish(self) -> Result<Vec<Entry>> {
+    pub fn finish(mut self) -> Result<Vec<Entry>> {
         if self.failed {
             return Err(TarError::Poisoned);
         }
@@ -145,7 +140,7 @@ impl StreamIndexer {
                 offset: self.dec.unit_start().unwrap_or(block_start),
             });
         }
-        self.dec.at_eof()?;
+        self.dec.at_eof(&mut self.entries)?;
         Ok(self.entries)
     }
 }

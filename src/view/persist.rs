@@ -3,7 +3,7 @@
 //! Merging is the largest cost of the first access to a rootfs once the layer indexes are
 //! cached (tens of milliseconds for 100k members) and its scratch space is most of that
 //! access's peak memory. The result depends only on the layers, so it is stored under a key
-//! made of their digests and [`VIEW_FORMAT`].
+//! made of their digests, [`VIEW_FORMAT`] and the layer index format (which numbers members).
 //!
 //! Encoding: a 16-byte header `VIEW_FORMAT | inode count | name count | name bytes` (u32 LE);
 //! the name arena as the tree keeps it (each name a length byte and its bytes), names in
@@ -37,6 +37,9 @@ pub fn key(layers: &[Digest]) -> String {
     let mut h = Sha256::new();
     h.update(b"imgfs rootfs view\0");
     h.update(VIEW_FORMAT.to_le_bytes());
+    // The tree names layer members by number: an index rebuilt under another layer format
+    // may number them differently.
+    h.update(crate::layer::format::FORMAT_VERSION.to_le_bytes());
     for d in layers {
         h.update(d.to_string().as_bytes());
         h.update(b"\0");
