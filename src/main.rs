@@ -14,6 +14,10 @@ use std::process::{ExitCode, Stdio};
 
 /// Set in the environment of the background daemon: its stdout is the readiness pipe.
 const NOTIFY_ENV: &str = "IMGFS_NOTIFY_STDOUT";
+/// Set for a mount daemon whose stdin carries the `--creds` its command line no longer has.
+const CREDS_STDIN_ENV: &str = "IMGFS_CREDS_STDIN";
+/// Registry credentials from the environment (USER:PASSWORD).
+const CREDS_ENV: &str = "IMGFS_CREDS";
 
 #[derive(Parser)]
 #[command(name = "imgfs", version, about = "Mount a container image read-only with FUSE")]
@@ -41,9 +45,13 @@ struct RegistryArgs {
     /// Image to pick from a multi-platform registry image (default: this host's platform).
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
-    /// Registry credentials (default: auth files, then docker's config and credential helpers).
+    /// Registry credentials (default: --creds-file, $IMGFS_CREDS, auth files, then docker's config
+    /// and credential helpers). A mount daemon does not keep them in its command line.
     #[arg(long, value_name = "USER:PASSWORD")]
     creds: Option<String>,
+    /// Read USER:PASSWORD from the first line of FILE (not visible in process lists).
+    #[arg(long, value_name = "FILE")]
+    creds_file: Option<PathBuf>,
     /// Read registry credentials from this file only (auth.json / config.json format).
     #[arg(long, value_name = "FILE")]
     authfile: Option<PathBuf>,
@@ -61,10 +69,7 @@ struct RegistryArgs {
 
 impl RegistryArgs {
     fn options(&self) -> anyhow::Result<imgfs::registry::RegistryOptions> {
-        let creds = match &self.creds {
-            Some(c) => Some(imgfs::registry::auth::Credentials::parse(c)?),
-            None => None,
-        };
+        let creds = self.credentials()?;
         if !(self.registry_timeout.is_finite() && self.registry_timeout > 0.0) {
             return Err(anyhow!("--registry-timeout must be a positive number of seconds"));
         }
@@ -78,6 +83,37 @@ impl RegistryArgs {
         })
     }
 
+    /// Credentials given to imgfs itself, first found: `--creds`, the pipe of a daemon started
+    /// with them (see [`hide_creds`]), `--creds-file`, `$IMGFS_CREDS`.
+    fn credentials(&self) -> anyhow::Result<Option<imgfs::registry::auth::Credentials>> {
+        use imgfs::registry::auth::Credentials;
+        if let Some(c) = &self.creds {
+            return Ok(Some(Credentials::parse(c)?));
+        }
+        if std::env::var_os(CREDS_STDIN_ENV).is_some() {
+            let mut line = String::new();
+            std::io::stdin()
+                .lock()
+                .read_line(&mut line)
+                .context("cannot read the credentials from the parent imgfs")?;
+            return Ok(Some(Credentials::parse(line.trim_end_matches(['\n', '\r']))?));
+        }
+        if let Some(f) = &self.creds_file {
+            let text =
+                std::fs::read_to_string(f).with_context(|| format!("--creds-file {}: cannot read it", f.display()))?;
+            let line = text.lines().next().unwrap_or("");
+            return Credentials::parse(line)
+                .map(Some)
+                .map_err(|_| anyhow!("--creds-file {}: the first line must be USER:PASSWORD", f.display()));
+        }
+        if let Ok(c) = std::env::var(CREDS_ENV) {
+            return Credentials::parse(&c)
+                .map(Some)
+                .map_err(|_| anyhow!("${CREDS_ENV} must be USER:PASSWORD"));
+        }
+        Ok(None)
+    }
+
     /// Takes the registry options out of a `-o` list (mount helper style) and returns the rest.
     fn take_mount_options(&mut self, list: &str) -> anyhow::Result<String> {
         let mut rest = Vec::new();
@@ -85,6 +121,7 @@ impl RegistryArgs {
             match opt.trim().split_once('=') {
                 Some(("platform", v)) => self.platform = Some(v.to_owned()),
                 Some(("authfile", v)) => self.authfile = Some(v.into()),
+                Some(("creds_file", v)) => self.creds_file = Some(v.into()),
                 Some(("cert_dir", v)) => self.cert_dir.push(v.into()),
                 Some(("tls_verify", v)) => {
                     self.tls_verify = v
@@ -116,7 +153,7 @@ enum Command {
         #[arg(short, long)]
         foreground: bool,
         /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE;
-        /// for registries platform=, authfile=, cert_dir=, tls_verify=, registry_timeout=.
+        /// for registries platform=, authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
         /// Log file of the background daemon.
@@ -233,6 +270,11 @@ fn init_logging(verbose: u8) {
         .init();
 }
 
+/// `p` made absolute against the working directory (not resolved: symlinks stay as given).
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
 fn cache_of(args: &CacheArgs, opts: Option<&Options>) -> Cache {
     let no_cache = args.no_cache || opts.is_some_and(|o| o.no_cache);
     let dir = args
@@ -262,9 +304,32 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 let rest = registry.take_mount_options(o)?;
                 opts.parse_into(&rest)?;
             }
-            let registry = registry.options()?;
             if log_file.is_some() {
                 opts.log_file = log_file;
+            }
+            // Absolute paths everywhere: /proc/self/mounts records the source as given to the
+            // kernel, and the background daemon leaves its working directory (below).
+            let source = mount::absolute_source(&source);
+            let mountpoint = absolute(&mountpoint);
+            opts.cache_dir = opts.cache_dir.as_deref().map(absolute);
+            opts.log_file = opts.log_file.as_deref().map(absolute);
+            let cache = CacheArgs {
+                cache_dir: cache.cache_dir.as_deref().map(absolute),
+                ..cache
+            };
+            registry.authfile = registry.authfile.as_deref().map(absolute);
+            registry.cert_dir = registry.cert_dir.iter().map(|d| absolute(d)).collect();
+            let creds_on_command_line = registry.creds.is_some();
+            let registry = registry.options()?;
+            if std::env::var_os(NOTIFY_ENV).is_some() {
+                // The daemon must not keep the caller's working directory busy (`umount` of the
+                // filesystem it was started from would fail with "target is busy").
+                std::env::set_current_dir("/").context("cannot change to /")?;
+            }
+            if foreground && creds_on_command_line {
+                // Serving for hours with the password in /proc/PID/cmdline: start again (same
+                // PID) without it, the password on a pipe.
+                return Err(reexec_without_creds());
             }
             if foreground || std::env::var_os(NOTIFY_ENV).is_some() {
                 mount_foreground(&source, &mountpoint, &opts, &cache_of(&cache, Some(&opts)), &registry)
@@ -372,20 +437,23 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
         ),
         None => Stdio::null(),
     };
-    // Same arguments; the environment variable makes the child serve in the foreground.
-    let args: Vec<String> = mount_helper_args(std::env::args().collect())
-        .into_iter()
-        .skip(1)
-        .collect();
-    let mut child = std::process::Command::new(exe)
-        .args(args)
+    // Same arguments but --creds (sent on stdin); the environment variable makes the child
+    // serve in the foreground.
+    let (args, creds) = strip_creds(mount_helper_args(std::env::args().collect()));
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(&args[1..])
         .env(NOTIFY_ENV, "1")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(stderr)
-        .process_group(0)
-        .spawn()
-        .context("cannot start the mount daemon")?;
+        .process_group(0);
+    if creds.is_some() {
+        cmd.env(CREDS_STDIN_ENV, "1").stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().context("cannot start the mount daemon")?;
+    if let (Some(c), Some(mut stdin)) = (creds, child.stdin.take()) {
+        writeln!(stdin, "{c}").context("cannot pass the credentials to the mount daemon")?;
+    }
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
         std::io::BufReader::new(out).read_line(&mut line)?;
@@ -401,6 +469,62 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
             ))
         }
     }
+}
+
+/// The arguments without `--creds VALUE` / `--creds=VALUE`, and that value.
+fn strip_creds(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut creds = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(it.by_ref());
+            break;
+        }
+        if a == "--creds" {
+            creds = it.next();
+        } else if let Some(v) = a.strip_prefix("--creds=") {
+            creds = Some(v.to_owned());
+        } else {
+            out.push(a);
+        }
+    }
+    (out, creds)
+}
+
+/// Replaces this process (same PID, so `-f` under systemd is unaffected) by imgfs run with the
+/// same arguments less `--creds`, whose value it reads from a pipe on stdin. Returns only on
+/// failure.
+fn reexec_without_creds() -> anyhow::Error {
+    use std::os::fd::{FromRawFd, OwnedFd};
+    let (args, creds) = strip_creds(mount_helper_args(std::env::args().collect()));
+    let Some(creds) = creds else {
+        return anyhow!("--creds: cannot find it on the command line");
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return anyhow!("cannot find the imgfs executable: {e}"),
+    };
+    let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return anyhow!("cannot make a pipe: {}", std::io::Error::last_os_error());
+    }
+    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
+    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    // One short line fits in the pipe's buffer: no reader is needed yet.
+    let mut w = std::fs::File::from(write);
+    if let Err(e) = writeln!(w, "{creds}") {
+        return anyhow!("cannot pass the credentials on: {e}");
+    }
+    drop(w);
+    let e = std::process::Command::new(exe)
+        .args(&args[1..])
+        .env(CREDS_STDIN_ENV, "1")
+        .stdin(Stdio::from(read))
+        .exec();
+    anyhow!("cannot start imgfs again without --creds on its command line: {e}")
 }
 
 fn inspect_json(tree: &Tree) -> serde_json::Value {

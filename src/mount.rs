@@ -122,6 +122,37 @@ impl Options {
     }
 }
 
+/// The source reference with a relative path made absolute (what /proc/self/mounts records
+/// and what a daemon that left its working directory opens): `oci1` run in /srv becomes
+/// `/srv/oci1`, `oci:img:v1` becomes `oci:/srv/img:v1`. Registry references are unchanged.
+pub fn absolute_source(text: &str) -> String {
+    use crate::source::{SourceRef, Transport};
+    let Ok(parsed) = SourceRef::parse(text) else {
+        return text.to_owned();
+    };
+    if parsed.transport == Transport::Docker || parsed.path.is_absolute() {
+        return text.to_owned();
+    }
+    let Ok(cwd) = std::env::current_dir() else {
+        return text.to_owned();
+    };
+    // Resolved when it exists, so `../../img` is recorded as the directory it names.
+    let abs = cwd.join(&parsed.path);
+    let abs = std::fs::canonicalize(&abs).unwrap_or(abs);
+    let abs = abs.to_string_lossy();
+    let prefix = match parsed.transport {
+        Transport::Oci => "oci:",
+        Transport::OciArchive => "oci-archive:",
+        Transport::DockerArchive => "docker-archive:",
+        Transport::Dir => "dir:",
+        _ => "",
+    };
+    match &parsed.selector {
+        Some(sel) => format!("{prefix}{abs}:{sel}"),
+        None => format!("{prefix}{abs}"),
+    }
+}
+
 /// Checks that this machine can mount FUSE: /dev/fuse exists, and without root, fusermount3 is
 /// on PATH (fuser mounts directly as root and through fusermount3 otherwise).
 pub fn check_fuse_available() -> Result<(), MountError> {
@@ -174,25 +205,85 @@ pub fn check_mount_point(path: &Path, nonempty: bool) -> Result<PathBuf, MountEr
 
 /// True if `path` (canonical) is a mount point, from /proc/self/mountinfo.
 pub fn is_mounted(path: &Path) -> bool {
-    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
-    };
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter_map(|l| l.split(' ').nth(4))
-        .any(|mp| unescape_mountinfo(mp) == want)
+    mount_at(path).is_some()
 }
 
-/// The device ("major:minor") of the topmost mount at `path` (canonical), from mountinfo: no
-/// access to the mount itself, so it cannot hang on a FUSE mount nobody serves.
-pub fn mounted_device(path: &Path) -> Option<String> {
+/// What /proc/self/mountinfo says of one mount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MountEntry {
+    /// "major:minor".
+    pub device: String,
+    /// The filesystem type (`fuse.imgfs` for imgfs mounts).
+    pub fstype: String,
+    /// The mount source (imgfs records the image reference, paths absolute).
+    pub source: String,
+}
+
+impl MountEntry {
+    /// True for a mount made by imgfs (root mounts included: they carry the subtype too).
+    pub fn is_imgfs(&self) -> bool {
+        self.fstype == FSTYPE
+    }
+}
+
+/// The type imgfs mounts show in /proc/self/mounts.
+pub const FSTYPE: &str = "fuse.imgfs";
+
+/// The topmost mount at `path` (canonical), from mountinfo: no access to the mount itself, so
+/// it cannot hang on a FUSE mount nobody serves.
+pub fn mount_at(path: &Path) -> Option<MountEntry> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
     // Later lines are mounted on top of earlier ones: the last match is the visible mount.
     info.lines().rev().find_map(|l| {
-        let f: Vec<&str> = l.split(' ').collect();
-        (unescape_mountinfo(f.get(4)?) == want).then(|| f.get(2).map(|d| d.to_string()))?
+        let (before, after) = l.split_once(" - ")?;
+        let f: Vec<&str> = before.split(' ').collect();
+        if unescape_mountinfo(f.get(4)?) != want {
+            return None;
+        }
+        let mut a = after.split(' ');
+        Some(MountEntry {
+            device: f.get(2)?.to_string(),
+            fstype: a.next()?.to_owned(),
+            source: unescape_mountinfo(a.next().unwrap_or("")),
+        })
     })
+}
+
+/// Every imgfs mount of this mount namespace, as (mount point, entry).
+pub fn imgfs_mounts() -> Vec<(PathBuf, MountEntry)> {
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return Vec::new();
+    };
+    let mut found: Vec<(PathBuf, MountEntry)> = Vec::new();
+    for l in info.lines() {
+        let Some((before, after)) = l.split_once(" - ") else {
+            continue;
+        };
+        let f: Vec<&str> = before.split(' ').collect();
+        let mut a = after.split(' ');
+        let (Some(dev), Some(mp), Some(fstype)) = (f.get(2), f.get(4), a.next()) else {
+            continue;
+        };
+        let mp = PathBuf::from(unescape_mountinfo(mp));
+        // A later mount on the same path hides the earlier one.
+        found.retain(|(p, _)| *p != mp);
+        found.push((
+            mp,
+            MountEntry {
+                device: dev.to_string(),
+                fstype: fstype.to_owned(),
+                source: unescape_mountinfo(a.next().unwrap_or("")),
+            },
+        ));
+    }
+    found.retain(|(_, e)| e.is_imgfs());
+    found
+}
+
+/// The device ("major:minor") of the topmost mount at `path` (canonical).
+pub fn mounted_device(path: &Path) -> Option<String> {
+    mount_at(path).map(|e| e.device)
 }
 
 /// mountinfo escapes space, tab, newline and backslash as octal.
@@ -219,22 +310,46 @@ pub fn serve(
     };
     let imgfs = ImgFs::new(fs);
     let record = imgfs.mount_record();
-    let mut session = Session::new(imgfs, mountpoint, &config).map_err(mount_err)?;
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let root = unsafe { libc::geteuid() } == 0;
+    // As root fuser would mount(2) with type "fuse" and drop the subtype (only fusermount3
+    // sets it), so root mounts are made here with type "fuse.imgfs": `findmnt -t fuse.imgfs`,
+    // `umount -t fuse.imgfs` and `imgfs umount`'s own check then see every imgfs mount.
+    let (session, mut unmounter) = if root {
+        let fd = mount_direct(mountpoint, options, &config).map_err(mount_err)?;
+        let session = Session::from_fd(imgfs, fd, config.acl, config.clone()).map_err(|e| {
+            let _ = detach(mountpoint);
+            mount_err(e)
+        })?;
+        (session, Unmounter::Direct(mountpoint.to_path_buf()))
+    } else {
+        let mut session = Session::new(imgfs, mountpoint, &config).map_err(mount_err)?;
+        let u = Unmounter::Fuser(session.unmount_callable());
+        (session, u)
+    };
     if let Some(dev) = mounted_device(mountpoint) {
         let _ = record.set((mountpoint.to_path_buf(), dev));
     }
-    let mut unmounter = session.unmount_callable();
-    let mut signals =
-        signal_hook::iterator::Signals::new([libc::SIGTERM, libc::SIGINT, libc::SIGHUP]).map_err(mount_err)?;
+    let mut signals = signal_hook::iterator::SignalsInfo::<signal_hook::iterator::exfiltrator::WithOrigin>::new([
+        libc::SIGTERM,
+        libc::SIGINT,
+        libc::SIGHUP,
+    ])
+    .map_err(mount_err)?;
     let mp = mountpoint.to_path_buf();
     std::thread::Builder::new()
         .name("imgfs-signals".into())
         .spawn(move || {
             let mut signalled = false;
-            for sig in signals.forever() {
+            for origin in signals.forever() {
+                let sig = signal_name(origin.signal);
+                let from = match &origin.process {
+                    Some(p) => format!("from PID {} (uid {})", p.pid, p.uid),
+                    None => "from the kernel".to_owned(),
+                };
                 if signalled {
-                    log::info!(
-                        "signal {sig}: {} is unmounted already; exiting once its open files are closed",
+                    log::warn!(
+                        "{sig} {from}: {} is unmounted already; exiting once its open files are closed",
                         mp.display()
                     );
                     continue;
@@ -244,13 +359,13 @@ pub fn serve(
                 // mount: unmounting it by path would take the new mount down.
                 let ours = record.get().map(|(_, dev)| dev.clone());
                 if ours.is_some() && mounted_device(&mp) != ours {
-                    log::info!(
-                        "signal {sig}: {} no longer holds this mount; exiting once its open files are closed",
+                    log::warn!(
+                        "{sig} {from}: {} no longer holds this mount; exiting once its open files are closed",
                         mp.display()
                     );
                     continue;
                 }
-                log::info!("signal {sig}: unmounting {}", mp.display());
+                log::warn!("{sig} {from}: unmounting {}", mp.display());
                 let Err(e) = unmounter.unmount() else { continue };
                 // Busy (a file or a working directory is open in it): detach the mount now, so
                 // no stale mount point is left, and serve the open files until they are closed;
@@ -277,6 +392,98 @@ pub fn serve(
         .map_err(mount_err)?;
     ready();
     session.run().map_err(mount_err)
+}
+
+/// How the signal thread unmounts: through fuser (fusermount3) or, for a mount made here as
+/// root, with umount(2).
+enum Unmounter {
+    Fuser(fuser::SessionUnmounter),
+    Direct(PathBuf),
+}
+
+impl Unmounter {
+    fn unmount(&mut self) -> std::io::Result<()> {
+        match self {
+            Unmounter::Fuser(u) => u.unmount(),
+            Unmounter::Direct(path) => {
+                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
+                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+                if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
+                    Ok(())
+                } else {
+                    Err(std::io::Error::last_os_error())
+                }
+            }
+        }
+    }
+}
+
+/// The usual name of a signal imgfs handles.
+fn signal_name(sig: i32) -> String {
+    match sig {
+        libc::SIGTERM => "SIGTERM".into(),
+        libc::SIGINT => "SIGINT".into(),
+        libc::SIGHUP => "SIGHUP".into(),
+        n => format!("signal {n}"),
+    }
+}
+
+/// Mounts /dev/fuse on `mountpoint` with mount(2) as root, type `fuse.imgfs`, with the same
+/// options fuser would use. Returns the FUSE device to serve.
+fn mount_direct(mountpoint: &Path, options: &Options, config: &Config) -> std::io::Result<std::os::fd::OwnedFd> {
+    use std::os::fd::{AsRawFd, OwnedFd};
+    use std::os::unix::fs::MetadataExt;
+    let mode = std::fs::metadata(mountpoint)?.mode() & libc::S_IFMT;
+    let dev: OwnedFd = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")?
+        .into();
+    // SAFETY: getuid/getgid have no preconditions and cannot fail.
+    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let mut data = format!("fd={},rootmode={mode:o},user_id={uid},group_id={gid}", dev.as_raw_fd());
+    if options.default_permissions {
+        data.push_str(",default_permissions");
+    }
+    if config.acl != SessionACL::Owner {
+        data.push_str(",allow_other");
+    }
+    let mut flags = libc::MS_RDONLY;
+    if !options.dev {
+        flags |= libc::MS_NODEV;
+    }
+    if !options.suid {
+        flags |= libc::MS_NOSUID;
+    }
+    let fsname = config
+        .mount_options
+        .iter()
+        .find_map(|o| match o {
+            MountOption::FSName(n) => Some(n.clone()),
+            _ => None,
+        })
+        .unwrap_or_else(|| "imgfs".into());
+    let cstr = |s: &[u8]| std::ffi::CString::new(s).map_err(std::io::Error::other);
+    let (src, target, fstype, data) = (
+        cstr(fsname.as_bytes())?,
+        cstr(mountpoint.as_os_str().as_encoded_bytes())?,
+        cstr(FSTYPE.as_bytes())?,
+        cstr(data.as_bytes())?,
+    );
+    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
+    let r = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr().cast(),
+        )
+    };
+    if r != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(dev)
 }
 
 /// Detaches a mount now (`umount -l`): open files keep working until they are closed.
@@ -313,8 +520,15 @@ pub fn unmount(path: &Path, lazy: bool) -> Result<(), MountError> {
         reason,
     };
     let canonical = path.canonicalize().unwrap_or_else(|_| path.to_path_buf());
-    if !is_mounted(&canonical) {
+    let Some(entry) = mount_at(&canonical) else {
         return Err(bad("is not mounted".into()));
+    };
+    // Only our own mounts: a tmpfs, a bind mount or /proc is never imgfs's to take down.
+    if !entry.is_imgfs() {
+        return Err(bad(format!(
+            "is not an imgfs mount ({} {} is mounted there); nothing unmounted",
+            entry.fstype, entry.source
+        )));
     }
     let flags: &[&str] = if lazy { &["-u", "-z", "--"] } else { &["-u", "--"] };
     let output = std::process::Command::new("fusermount3")

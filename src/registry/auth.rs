@@ -2,9 +2,10 @@
 //! and Docker's config.json, including `docker-credential-*` helpers.
 //!
 //! Order (the first source with an entry for the registry wins; docs/registry.md):
-//! 1. `--creds USER:PASSWORD`;
+//! 1. `--creds USER:PASSWORD`, `--creds-file FILE` or `$IMGFS_CREDS` (the CLI reads those);
 //! 2. `--authfile FILE`, and then no other file;
-//! 3. `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json`,
+//! 3. `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json` (without
+//!    XDG_RUNTIME_DIR: `/run/containers/$UID/auth.json`, where `skopeo login` writes as root),
 //!    `$XDG_CONFIG_HOME/containers/auth.json` (default `~/.config`), then
 //!    `$DOCKER_CONFIG/config.json` (default `~/.docker/config.json`);
 //! 4. anonymous.
@@ -103,8 +104,15 @@ fn default_files() -> Vec<(PathBuf, bool)> {
     if let Some(f) = env("REGISTRY_AUTH_FILE") {
         files.push((f, true));
     }
-    if let Some(d) = env("XDG_RUNTIME_DIR") {
-        files.push((d.join("containers/auth.json"), false));
+    match env("XDG_RUNTIME_DIR") {
+        Some(d) => files.push((d.join("containers/auth.json"), false)),
+        // Where `skopeo login` and `podman login` write without XDG_RUNTIME_DIR (root under
+        // sudo, systemd services, containers): containers-auth.json(5).
+        None => {
+            // SAFETY: getuid has no preconditions and cannot fail.
+            let uid = unsafe { libc::getuid() };
+            files.push((PathBuf::from(format!("/run/containers/{uid}/auth.json")), false));
+        }
     }
     if let Some(d) = env("XDG_CONFIG_HOME").or_else(|| home.as_ref().map(|h| h.join(".config"))) {
         files.push((d.join("containers/auth.json"), false));

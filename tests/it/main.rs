@@ -23,6 +23,9 @@
 //!   platforms, digests, auth (basic over TLS, tokens, credential files and helpers), laziness
 //!   and the cache, and faults (stopped/killed registry, wrong bytes, redirects, 5xx, 404).
 //!
+//! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
+//!   healing layers, interrupts, the cache commands (docs/operations.md).
+//!
 //! See docs/testing.md.
 
 mod bench_layer;
@@ -33,6 +36,7 @@ mod hostile;
 mod layers;
 mod load;
 mod nfs;
+mod operations;
 mod registry;
 mod rootfs;
 mod sources;

@@ -524,7 +524,7 @@ fn registry_blob_with_wrong_bytes_fails_with_eio_and_a_log_line() {
 // ------------------------------------------------------------------------------------------------
 
 /// The registry shared by the read-only tests, with every fixture image pushed once.
-fn shared() -> &'static Registry {
+pub(crate) fn shared() -> &'static Registry {
     static SHARED: OnceLock<Registry> = OnceLock::new();
     SHARED.get_or_init(|| {
         let reg = Registry::start(Setup::default());
@@ -557,7 +557,7 @@ fn host_arch() -> &'static str {
 }
 
 /// The error line of a failed imgfs command: exactly one line.
-fn one_line_error(o: &crate::util::Outcome) -> String {
+pub(crate) fn one_line_error(o: &crate::util::Outcome) -> String {
     let text = o.stderr_str();
     let lines: Vec<&str> = text.lines().filter(|l| l.starts_with("imgfs: ")).collect();
     assert_eq!(lines.len(), 1, "want one error line, got:\n{text}");
@@ -565,7 +565,7 @@ fn one_line_error(o: &crate::util::Outcome) -> String {
 }
 
 /// Hex digest of the largest layer of images/v2.
-fn largest_layer(m: &Mount) -> String {
+pub(crate) fn largest_layer(m: &Mount) -> String {
     let manifest = m.json("images/v2/manifest.json");
     let layers = manifest["layers"].as_array().expect("layers");
     let big = layers.iter().max_by_key(|l| l["size"].as_u64()).expect("a layer");
@@ -573,30 +573,30 @@ fn largest_layer(m: &Mount) -> String {
 }
 
 /// `imgfs mount SRC DIR ARGS...` with owned arguments.
-fn mount(source: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Mount {
+pub(crate) fn mount(source: impl AsRef<std::ffi::OsStr>, args: &[String]) -> Mount {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     Mount::with_args(source, &args)
 }
 
 /// Lists a directory, failing if any step of it fails.
-fn list_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+pub(crate) fn list_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
     std::fs::read_dir(dir)?.collect()
 }
 
-fn auth_json(host: &str, user: &str, pass: &str) -> String {
+pub(crate) fn auth_json(host: &str, user: &str, pass: &str) -> String {
     use base64::Engine as _;
     let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"));
     format!("{{\"auths\":{{\"{host}\":{{\"auth\":\"{auth}\"}}}}}}")
 }
 
-fn free_port() -> u16 {
+pub(crate) fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())
         .expect("a free port")
 }
 
-fn wait_for_port(port: u16, what: &str) {
+pub(crate) fn wait_for_port(port: u16, what: &str) {
     let started = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         assert!(
@@ -607,7 +607,7 @@ fn wait_for_port(port: u16, what: &str) {
     }
 }
 
-fn wait_for_file(path: &Path, what: &str) -> String {
+pub(crate) fn wait_for_file(path: &Path, what: &str) -> String {
     let started = Instant::now();
     loop {
         if let Ok(s) = std::fs::read_to_string(path) {
@@ -620,14 +620,14 @@ fn wait_for_file(path: &Path, what: &str) -> String {
 
 /// A background process under `sh`, which kills it when our end of its stdin closes (also when
 /// the test process dies). Stopped by PID on drop.
-struct Daemon {
+pub(crate) struct Daemon {
     pid: i32,
     wrapper: Child,
     _stdin: ChildStdin,
 }
 
 impl Daemon {
-    fn spawn(log: &Path, argv: &[String], env: &[(&str, String)]) -> Daemon {
+    pub(crate) fn spawn(log: &Path, argv: &[String], env: &[(&str, String)]) -> Daemon {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
             .arg(
@@ -659,7 +659,7 @@ impl Daemon {
         }
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         // SAFETY: kill(2) on a PID we started.
         unsafe { libc::kill(self.pid, sig) };
     }
@@ -675,28 +675,28 @@ impl Drop for Daemon {
 }
 
 #[derive(Default)]
-struct Setup {
+pub(crate) struct Setup {
     /// Serve HTTPS with a self-signed certificate for 127.0.0.1.
-    tls: bool,
+    pub(crate) tls: bool,
     /// htpasswd basic auth (user, password).
-    basic: Option<(&'static str, &'static str)>,
+    pub(crate) basic: Option<(&'static str, &'static str)>,
     /// Token auth: (user, password, token lifetime in seconds).
-    token: Option<(&'static str, &'static str, u64)>,
+    pub(crate) token: Option<(&'static str, &'static str, u64)>,
 }
 
 /// A `docker-registry serve` on 127.0.0.1 with its storage in a temporary directory.
-struct Registry {
-    dir: tempfile::TempDir,
-    host: String,
-    port: u16,
-    tls: bool,
+pub(crate) struct Registry {
+    pub(crate) dir: tempfile::TempDir,
+    pub(crate) host: String,
+    pub(crate) port: u16,
+    pub(crate) tls: bool,
     push_creds: Option<String>,
     daemon: Option<Daemon>,
     _token_server: Option<Daemon>,
 }
 
 impl Registry {
-    fn start(setup: Setup) -> Registry {
+    pub(crate) fn start(setup: Setup) -> Registry {
         require(&["docker-registry", "skopeo", "openssl", "htpasswd", "python3"]);
         let dir = tempdir();
         let d = dir.path();
@@ -779,7 +779,7 @@ impl Registry {
         reg
     }
 
-    fn restart(&mut self) {
+    pub(crate) fn restart(&mut self) {
         self.daemon = None;
         let d = self.dir.path();
         let argv = vec![
@@ -792,26 +792,26 @@ impl Registry {
         wait_for_port(self.port, "docker-registry");
     }
 
-    fn kill(&mut self) {
+    pub(crate) fn kill(&mut self) {
         self.daemon = None;
     }
 
-    fn signal(&self, sig: i32) {
+    pub(crate) fn signal(&self, sig: i32) {
         if let Some(d) = &self.daemon {
             d.signal(sig);
         }
     }
 
-    fn cert_dir(&self) -> PathBuf {
+    pub(crate) fn cert_dir(&self) -> PathBuf {
         self.dir.path().join("certs")
     }
 
-    fn url(&self, name: &str) -> String {
+    pub(crate) fn url(&self, name: &str) -> String {
         format!("docker://{}/{name}", self.host)
     }
 
     /// imgfs flags to reach this registry: the CA (TLS) or plain HTTP, and a cache directory.
-    fn args(&self, cache: &Path) -> Vec<String> {
+    pub(crate) fn args(&self, cache: &Path) -> Vec<String> {
         let mut a = vec!["--cache-dir".to_owned(), cache.display().to_string()];
         if self.tls {
             a.extend(["--cert-dir".into(), self.cert_dir().display().to_string()]);
@@ -821,7 +821,7 @@ impl Registry {
         a
     }
 
-    fn push(&self, src: &str, name: &str, extra: &[&str]) {
+    pub(crate) fn push(&self, src: &str, name: &str, extra: &[&str]) {
         let mut cmd = Command::new("skopeo");
         cmd.args(["copy", "-q"]).args(extra);
         if self.tls {
@@ -912,15 +912,15 @@ fn make_cert(dir: &Path, name: &str, subject: &str, ext: Option<&str>) {
 }
 
 /// tests/registry/proxy.py in front of a plain-HTTP registry.
-struct Proxy {
-    host: String,
+pub(crate) struct Proxy {
+    pub(crate) host: String,
     log: PathBuf,
     _dir: tempfile::TempDir,
     _daemon: Daemon,
 }
 
 impl Proxy {
-    fn start(reg: &Registry, faults: &[&str]) -> Proxy {
+    pub(crate) fn start(reg: &Registry, faults: &[&str]) -> Proxy {
         assert!(!reg.tls, "the proxy speaks plain HTTP to its registry");
         let dir = tempdir();
         let port_file = dir.path().join("port");
@@ -946,11 +946,11 @@ impl Proxy {
         }
     }
 
-    fn log(&self) -> String {
+    pub(crate) fn log(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
 
-    fn blob_gets(&self) -> usize {
+    pub(crate) fn blob_gets(&self) -> usize {
         self.log()
             .lines()
             .filter(|l| l.starts_with("GET ") && l.contains("/blobs/"))

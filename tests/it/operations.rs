@@ -1,0 +1,363 @@
+//! The daemon as an operator meets it (docs/operations.md): `imgfs umount` acts only on imgfs
+//! mounts, mounts carry the `fuse.imgfs` type and an absolute source, the daemon leaves the
+//! caller's working directory, credentials stay out of process lists, unreachable registries
+//! fail fast, background mounts log somewhere, failed layers heal, `imgfs status`, interrupted
+//! waits, and the cache commands.
+
+use crate::util::*;
+use std::ffi::OsStr;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+const T: Duration = Duration::from_secs(60);
+
+/// A mount made by a test with its own command line, unmounted (by imgfs umount, else
+/// fusermount3) on drop.
+pub(crate) struct Mounted {
+    pub dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Mounted {
+    /// Runs `cmd` (an `imgfs mount ... <dir>` whose mount point is `dir` of `tmp`), which must succeed.
+    pub fn run(tmp: tempfile::TempDir, dir: PathBuf, cmd: &mut Command) -> Mounted {
+        let m = Mounted { dir, _tmp: tmp };
+        let o = run(cmd, T);
+        assert_no_panic(&o);
+        assert!(o.ok(), "{}: {}", o.describe(), o.stderr_str());
+        assert!(is_mounted(&m.dir), "nothing mounted at {}", m.dir.display());
+        m
+    }
+
+    /// A fresh mount point.
+    pub fn point() -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempdir();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap().join("mnt");
+        std::fs::create_dir(&dir).unwrap();
+        (tmp, dir)
+    }
+}
+
+impl Drop for Mounted {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) && !imgfs_umount(&self.dir).ok() {
+            force_unmount(&self.dir);
+        }
+    }
+}
+
+/// A tmpfs mounted on a fresh directory, unmounted on drop.
+struct Tmpfs {
+    dir: PathBuf,
+    _tmp: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn new() -> Tmpfs {
+        let tmp = tempdir();
+        let dir = std::fs::canonicalize(tmp.path()).unwrap().join("tmpfs");
+        std::fs::create_dir(&dir).unwrap();
+        let o = run(
+            Command::new("mount")
+                .args(["-t", "tmpfs", "imgfs-test-tmpfs"])
+                .arg(&dir),
+            T,
+        );
+        assert!(o.ok(), "mount -t tmpfs: {}", o.stderr_str());
+        Tmpfs { dir, _tmp: tmp }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        if is_mounted(&self.dir) {
+            let _ = run(Command::new("umount").arg("-l").arg(&self.dir), T);
+        }
+    }
+}
+
+#[test]
+fn umount_refuses_what_is_not_an_imgfs_mount() {
+    let tmpfs = Tmpfs::new();
+    std::fs::write(tmpfs.dir.join("keep"), b"x").unwrap();
+    let bind_src = tempdir();
+    let bind = tempdir();
+    let o = run(
+        Command::new("mount")
+            .arg("--bind")
+            .arg(bind_src.path())
+            .arg(bind.path()),
+        T,
+    );
+    assert!(o.ok(), "mount --bind: {}", o.stderr_str());
+    let bind_dir = std::fs::canonicalize(bind.path()).unwrap();
+    for (dir, what) in [
+        (tmpfs.dir.clone(), "tmpfs imgfs-test-tmpfs"),
+        (bind_dir.clone(), "is not an imgfs mount ("),
+        (PathBuf::from("/proc"), "proc proc"),
+    ] {
+        for lazy in [false, true] {
+            let mut args = vec!["umount".to_owned()];
+            if lazy {
+                args.push("-z".into());
+            }
+            args.push(dir.display().to_string());
+            let o = run_imgfs(&args, T);
+            assert!(!o.ok(), "imgfs {args:?} succeeded");
+            let err = o.stderr_str();
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with(&format!(
+                    "imgfs: mount point {}: is not an imgfs mount (",
+                    dir.display()
+                )) && err.contains(what)
+                    && err.contains("nothing unmounted"),
+                "{err}"
+            );
+            assert!(is_mounted(&dir), "{} was unmounted", dir.display());
+        }
+    }
+    assert!(tmpfs.dir.join("keep").exists());
+    let _ = run(Command::new("umount").arg(&bind_dir), T);
+}
+
+#[test]
+fn root_mounts_show_fuse_imgfs_an_absolute_source_and_free_the_working_directory() {
+    let fx = fixtures();
+    let (tmp, dir) = Mounted::point();
+    // A relative source, started from a tmpfs that must stay unmountable while mounted.
+    let tmpfs = Tmpfs::new();
+    std::fs::create_dir(tmpfs.dir.join("sub")).unwrap();
+    let rel = pathdiff(&fx.join("oci"), &tmpfs.dir.join("sub"));
+    let cache = tempdir();
+    let m = Mounted::run(
+        tmp,
+        dir.clone(),
+        imgfs_cmd(["mount".as_ref(), rel.as_os_str(), dir.as_os_str()])
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .current_dir(tmpfs.dir.join("sub")),
+    );
+    let info = mount_at(&m.dir).expect("mounted");
+    assert_eq!(info.fs_type, "fuse.imgfs");
+    assert_eq!(
+        info.source,
+        fx.join("oci").display().to_string(),
+        "source recorded as typed"
+    );
+    let o = run(
+        Command::new("findmnt").args(["-n", "-t", "fuse.imgfs", "-o", "TARGET"]),
+        T,
+    );
+    assert!(
+        o.stdout_str().lines().any(|l| l == m.dir.display().to_string()),
+        "{}",
+        o.stdout_str()
+    );
+    // The daemon does not hold the tmpfs it was started from.
+    let o = run(Command::new("umount").arg(&tmpfs.dir), T);
+    assert!(o.ok(), "umount of the caller's directory: {}", o.stderr_str());
+    assert!(ls(&m.dir).contains("index.json"));
+    // And it unmounts with the system's own tool by type.
+    let o = run(Command::new("umount").args(["-t", "fuse.imgfs"]).arg(&m.dir), T);
+    assert!(o.ok(), "umount -t fuse.imgfs: {}", o.stderr_str());
+    assert!(!is_mounted(&m.dir));
+}
+
+/// `to` relative to `from` (both absolute).
+fn pathdiff(to: &Path, from: &Path) -> PathBuf {
+    let to: Vec<_> = to.components().collect();
+    let from: Vec<_> = from.components().collect();
+    let common = to.iter().zip(&from).take_while(|(a, b)| a == b).count();
+    let mut out = PathBuf::new();
+    for _ in common..from.len() {
+        out.push("..");
+    }
+    for c in &to[common..] {
+        out.push(c);
+    }
+    out
+}
+
+/// Waits until `f` holds or `limit` passes.
+pub(crate) fn wait_until(limit: Duration, what: &str, mut f: impl FnMut() -> bool) {
+    let started = Instant::now();
+    while !f() {
+        assert!(started.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The PIDs of the imgfs processes whose command line names `dir`.
+pub(crate) fn daemons_of(dir: &Path) -> Vec<(i32, String)> {
+    let want = dir.display().to_string();
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(raw) = std::fs::read(e.path().join("cmdline")) else {
+            continue;
+        };
+        let cmdline = String::from_utf8_lossy(&raw).replace('\0', " ");
+        let exe = std::fs::read_link(e.path().join("exe")).unwrap_or_default();
+        if exe.file_name().is_some_and(|n| n == "imgfs") && cmdline.contains(&want) {
+            out.push((pid, cmdline));
+        }
+    }
+    out
+}
+
+#[test]
+fn credentials_stay_out_of_process_lists_and_come_from_files_and_the_environment() {
+    use crate::registry::{Registry, Setup};
+    let reg = Registry::start(Setup {
+        tls: true,
+        basic: Some(("bob", "s3cr3t-Pw")),
+        ..Setup::default()
+    });
+    reg.push(
+        &format!("oci:{}:v2", fixtures().join("oci").display()),
+        "imgfs/oci:v2",
+        &[],
+    );
+    let url = reg.url("imgfs/oci:v2");
+    let cache = tempdir();
+    let base = |cmd: &mut Command| {
+        cmd.arg("--cert-dir")
+            .arg(reg.cert_dir())
+            .arg("--cache-dir")
+            .arg(cache.path())
+            .env("HOME", cache.path())
+            .env_remove("XDG_RUNTIME_DIR");
+    };
+    let check = |m: &Mounted| {
+        assert!(m.dir.join("images/v2/rootfs/etc").is_dir());
+        let daemons = daemons_of(&m.dir);
+        assert_eq!(daemons.len(), 1, "{daemons:?}");
+        assert!(
+            !daemons[0].1.contains("s3cr3t"),
+            "password in /proc/PID/cmdline: {}",
+            daemons[0].1
+        );
+    };
+    // --creds: the background daemon never has it in its argv.
+    let (tmp, dir) = Mounted::point();
+    let mut cmd = imgfs_cmd([OsStr::new("mount"), url.as_ref(), dir.as_os_str()]);
+    cmd.args(["--creds", "bob:s3cr3t-Pw"]);
+    base(&mut cmd);
+    check(&Mounted::run(tmp, dir, &mut cmd));
+    // --creds with -f: the foreground daemon starts again without it, same PID.
+    let (tmp, dir) = Mounted::point();
+    let mut cmd = imgfs_cmd([OsStr::new("mount"), OsStr::new("-f"), url.as_ref(), dir.as_os_str()]);
+    cmd.args(["--creds=bob:s3cr3t-Pw"]);
+    base(&mut cmd);
+    let log = tmp.path().join("fg.log");
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let pid = child.id() as i32;
+    wait_until(T, "the -f mount", || is_mounted(&dir));
+    let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
+    assert!(cmdline.contains("mount") && !cmdline.contains("s3cr3t"), "{cmdline}");
+    assert!(dir.join("images/v2/rootfs/etc").is_dir());
+    assert!(imgfs_umount(&dir).ok());
+    let status = child.wait().unwrap();
+    assert!(
+        status.success(),
+        "{status}: {}",
+        std::fs::read_to_string(&log).unwrap_or_default()
+    );
+    drop(tmp);
+    // --creds-file and -o creds_file=.
+    let file = cache.path().join("creds");
+    std::fs::write(&file, "bob:s3cr3t-Pw\n").unwrap();
+    for opt in [false, true] {
+        let (tmp, dir) = Mounted::point();
+        let mut cmd = imgfs_cmd([OsStr::new("mount"), url.as_ref(), dir.as_os_str()]);
+        if opt {
+            cmd.arg("-o").arg(format!("ro,creds_file={}", file.display()));
+        } else {
+            cmd.arg("--creds-file").arg(&file);
+        }
+        base(&mut cmd);
+        check(&Mounted::run(tmp, dir, &mut cmd));
+    }
+    // $IMGFS_CREDS.
+    let (tmp, dir) = Mounted::point();
+    let mut cmd = imgfs_cmd([OsStr::new("mount"), url.as_ref(), dir.as_os_str()]);
+    base(&mut cmd);
+    cmd.env("IMGFS_CREDS", "bob:s3cr3t-Pw");
+    check(&Mounted::run(tmp, dir, &mut cmd));
+    // Without any: refused, one line, no secret.
+    let mut cmd = imgfs_cmd(["inspect", url.as_str()]);
+    base(&mut cmd);
+    let o = run(&mut cmd, T);
+    assert!(
+        !o.ok() && o.stderr_str().contains("requires credentials"),
+        "{}",
+        o.stderr_str()
+    );
+}
+
+#[test]
+fn skopeo_login_as_root_is_found_without_flags() {
+    use crate::registry::{Registry, Setup};
+    require(&["skopeo"]);
+    let reg = Registry::start(Setup {
+        tls: true,
+        basic: Some(("carol", "l0gin-Pw")),
+        ..Setup::default()
+    });
+    reg.push(
+        &format!("oci:{}:v2", fixtures().join("oci").display()),
+        "imgfs/oci:v2",
+        &[],
+    );
+    let home = tempdir();
+    // As root without XDG_RUNTIME_DIR (sudo, a service): skopeo writes /run/containers/0/auth.json.
+    let login = |what: &str| {
+        let mut cmd = Command::new("skopeo");
+        cmd.arg(what);
+        if what == "login" {
+            cmd.args(["-u", "carol", "-p", "l0gin-Pw"]);
+        }
+        cmd.arg("--cert-dir")
+            .arg(reg.cert_dir())
+            .arg(&reg.host)
+            .env_remove("XDG_RUNTIME_DIR")
+            .env_remove("REGISTRY_AUTH_FILE")
+            .env("HOME", home.path());
+        run(&mut cmd, T)
+    };
+    let o = login("login");
+    assert!(o.ok(), "skopeo login: {}", o.stderr_str());
+    let written = std::fs::read_to_string("/run/containers/0/auth.json").unwrap_or_default();
+    let (tmp, dir) = Mounted::point();
+    let mut cmd = imgfs_cmd([
+        OsStr::new("mount"),
+        OsStr::new(&reg.url("imgfs/oci:v2")),
+        dir.as_os_str(),
+    ]);
+    cmd.arg("--cert-dir")
+        .arg(reg.cert_dir())
+        .arg("--cache-dir")
+        .arg(home.path().join("cache"))
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env("HOME", home.path());
+    let o = run(&mut cmd, T);
+    let mounted = o.ok() && is_mounted(&dir);
+    let m = Mounted { dir, _tmp: tmp };
+    let rootfs = m.dir.join("images/v2/rootfs/etc").is_dir();
+    drop(m);
+    let _ = login("logout");
+    assert!(
+        written.contains(&reg.host),
+        "skopeo login did not write /run/containers/0/auth.json"
+    );
+    assert!(mounted, "mount after skopeo login: {}", o.stderr_str());
+    assert!(rootfs);
+}
