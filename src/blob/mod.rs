@@ -14,6 +14,7 @@ pub mod chunk_cache;
 mod codec_io;
 pub mod gzip;
 pub mod readahead;
+pub mod verified;
 pub mod zstd;
 
 /// Positional reads; implementations are shared between threads.
@@ -40,12 +41,28 @@ pub trait ReadAt: Send + Sync {
     fn verifies_itself(&self) -> bool {
         false
     }
+    /// Like [`Self::read_at`], for a caller that verifies the bytes itself chunk by chunk
+    /// (`verified::VerifiedBlob`): a blob that checks its whole digest before serving its end
+    /// (a registry blob) skips that check, which would fail every read of a blob with one bad
+    /// chunk. Others read as usual.
+    fn read_raw_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        self.read_at(buf, offset)
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
-pub fn read_exact_at(r: &dyn ReadAt, mut buf: &mut [u8], mut offset: u64) -> io::Result<()> {
+pub fn read_exact_at(r: &dyn ReadAt, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    fill_at(buf, offset, |b, o| r.read_at(b, o))
+}
+
+/// [`read_exact_at`] through [`ReadAt::read_raw_at`].
+pub fn read_raw_exact_at(r: &dyn ReadAt, buf: &mut [u8], offset: u64) -> io::Result<()> {
+    fill_at(buf, offset, |b, o| r.read_raw_at(b, o))
+}
+
+fn fill_at(mut buf: &mut [u8], mut offset: u64, read: impl Fn(&mut [u8], u64) -> io::Result<usize>) -> io::Result<()> {
     while !buf.is_empty() {
-        let n = r.read_at(buf, offset)?;
+        let n = read(buf, offset)?;
         if n == 0 {
             return Err(io::Error::new(io::ErrorKind::UnexpectedEof, "short read"));
         }
@@ -192,6 +209,13 @@ impl ReadAt for Range {
         if from < self.len {
             self.parent.read_ahead(self.start + from, self.start + to.min(self.len));
         }
+    }
+    fn read_raw_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+        if offset >= self.len {
+            return Ok(0);
+        }
+        let n = buf.len().min((self.len - offset).min(usize::MAX as u64) as usize);
+        self.parent.read_raw_at(&mut buf[..n], self.start + offset)
     }
 }
 

@@ -3,6 +3,7 @@
 
 use super::entries::Entries;
 use super::{Compression, LayerError, LayerIndex, SeekIndex};
+use crate::blob::verified::{ChunkHasher, CHUNK_SHIFT};
 use crate::blob::{gzip, zstd, Cursor, ReadAt};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::tarindex::StreamIndexer;
@@ -28,10 +29,12 @@ pub fn sniff(blob: &dyn ReadAt) -> io::Result<Compression> {
     })
 }
 
-/// A reader that hashes everything read through it.
+/// A reader that hashes everything read through it: the whole blob (unless the codec does)
+/// and each of its chunks (`blob::verified`).
 struct HashingReader<R> {
     inner: R,
     hasher: Option<Hasher>,
+    chunks: ChunkHasher,
     read: u64,
 }
 
@@ -41,6 +44,7 @@ impl<R: Read> Read for HashingReader<R> {
         if let Some(h) = self.hasher.as_mut() {
             h.update(&buf[..n]);
         }
+        self.chunks.update(&buf[..n]);
         self.read += n as u64;
         Ok(n)
     }
@@ -65,6 +69,7 @@ pub fn build_index(
     let mut reader = HashingReader {
         inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
         hasher: (!codec_hashes).then(|| digest.hasher()),
+        chunks: ChunkHasher::new(CHUNK_SHIFT),
         read: 0,
     };
     let mut tar = StreamIndexer::new();
@@ -171,10 +176,20 @@ pub fn build_index(
         out_bytes >> 20,
         started.elapsed().as_secs_f64()
     );
+    let chunks = reader.chunks.finish();
+    if chunks.blob_len() != blob.len() {
+        return Err(io_err(io::Error::other(format!(
+            "read {} bytes of a {}-byte blob",
+            chunks.blob_len(),
+            blob.len()
+        ))));
+    }
     Ok(LayerIndex {
         entries,
         seek,
         diff_id: diff,
+        digest: digest.clone(),
+        chunks: Arc::new(chunks),
     })
 }
 

@@ -2,7 +2,8 @@
 //! adds magic, version and a checksum). Little-endian, varints for numbers. Decoding trusts
 //! nothing: every count is bounded by the bytes that remain, every member is checked once.
 //!
-//! Layout: `FORMAT_VERSION u32 | blob_len varint | diff_id str | seek kind u8 | seek bytes |
+//! Layout: `FORMAT_VERSION u32 | blob_len varint | diff_id str | layer digest str | chunk shift
+//! u8 | chunk digests bytes | seal (32 bytes) | seek kind u8 | seek bytes |
 //! member count varint | member starts (u32 LE each) | rare member count varint | rare member
 //! numbers (varints) | members length varint | members`, the members encoded as
 //! [`Entries::encoded`] keeps them in memory, so a warm mount uses them in place
@@ -10,7 +11,10 @@
 
 use super::entries::Entries;
 use super::{LayerIndex, SeekIndex};
+use crate::blob::verified::ChunkDigests;
 use crate::blob::{gzip, zstd};
+use crate::cache::Bytes;
+use crate::digest::Digest;
 use crate::varint::{Reader, Writer};
 use std::ops::Range;
 use std::sync::Arc;
@@ -20,8 +24,9 @@ use std::sync::Arc;
 /// 2 = with total name bytes; 3 = members as kept in memory (used in place from the mapped
 /// file), no header offsets; 4 = links, devices, directories and fifos carry no data whatever
 /// their size field says (indexes built before skipped it and lost the members after), symlinks
-/// have mode 0777.
-pub const FORMAT_VERSION: u32 = 4;
+/// have mode 0777; 5 = the layer digest and the sealed chunk digests of the blob
+/// (`blob::verified`).
+pub const FORMAT_VERSION: u32 = 5;
 
 /// Why a cached index was refused.
 #[derive(Debug, thiserror::Error)]
@@ -49,6 +54,10 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
     w.0.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     w.num(blob_len);
     w.bytes(index.diff_id.to_string().as_bytes());
+    w.bytes(index.digest.to_string().as_bytes());
+    w.0.push(index.chunks.shift());
+    w.bytes(index.chunks.hashes());
+    w.0.extend_from_slice(&index.chunks.seal(&index.digest));
     match &index.seek {
         SeekIndex::None => w.0.push(0),
         SeekIndex::Gzip(g) => {
@@ -77,11 +86,8 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
 pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
     let (head, index, members) = decode_head(data, blob_len, false)?;
     let entries = Entries::from_encoded(data.get(members).unwrap_or(&[]), index.starts, &index.rare)?;
-    Ok(LayerIndex {
-        entries,
-        seek: head.1,
-        diff_id: head.0,
-    })
+    let chunks = ChunkDigests::new(head.shift, blob_len, Bytes::owned(data[head.hashes.clone()].to_vec()))?;
+    head.finish(entries, chunks)
 }
 
 /// Decodes the index in `payload` of a mapped cache file; the members stay in the mapping.
@@ -92,17 +98,48 @@ pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>, blob_len: u
     // The cache file's CRC covers the seek index: its own sha256 need not be hashed again.
     let (head, index, members) = decode_head(data, blob_len, true)?;
     let range = payload.start + members.start..payload.start + members.end;
-    // The head was copied out (seek index, member starts): its pages need not stay resident.
+    // The chunk digests stay in the mapping (page cache), like the members.
+    let hashes = payload.start + head.hashes.start..payload.start + head.hashes.end;
+    let hashes = Bytes::mapped(map.clone(), hashes).ok_or(FormatError("chunk digests outside the file"))?;
+    let chunks = ChunkDigests::new(head.shift, blob_len, hashes)?;
+    // The head was decoded (seek index, member starts): its pages need not stay resident.
     crate::cache::release(&map, payload.start..range.start);
     let entries = Entries::from_mapped(map.clone(), range, index.starts, &index.rare)?;
-    Ok(LayerIndex {
-        entries,
-        seek: head.1,
-        diff_id: head.0,
-    })
+    head.finish(entries, chunks)
 }
 
-type Head = (crate::digest::Digest, SeekIndex);
+impl From<crate::blob::verified::ChunkListError> for FormatError {
+    fn from(_: crate::blob::verified::ChunkListError) -> Self {
+        FormatError("bad chunk digests")
+    }
+}
+
+/// Everything before the members.
+struct Head {
+    diff_id: Digest,
+    digest: Digest,
+    shift: u8,
+    /// Where the chunk digests are in the payload.
+    hashes: Range<usize>,
+    seal: [u8; 32],
+    seek: SeekIndex,
+}
+
+impl Head {
+    /// The index, once the chunk digests are shown to be the ones sealed for this layer.
+    fn finish(self, entries: Entries, chunks: ChunkDigests) -> Result<LayerIndex> {
+        if chunks.seal(&self.digest) != self.seal {
+            return Err(FormatError("chunk digests do not match their seal"));
+        }
+        Ok(LayerIndex {
+            entries,
+            seek: self.seek,
+            diff_id: self.diff_id,
+            digest: self.digest,
+            chunks: Arc::new(chunks),
+        })
+    }
+}
 
 /// Where the members start and which have rare fields.
 struct MemberIndex {
@@ -119,10 +156,19 @@ fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, M
     if r.num()? != blob_len {
         return Err(FormatError("blob length differs"));
     }
-    let diff_id = std::str::from_utf8(r.bytes()?)
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .ok_or(FormatError("bad diff_id"))?;
+    let digest = |b: &[u8], what| {
+        std::str::from_utf8(b)
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .ok_or(FormatError(what))
+    };
+    let diff_id = digest(r.bytes()?, "bad diff_id")?;
+    let layer = digest(r.bytes()?, "bad layer digest")?;
+    let shift = r.byte()?;
+    let hashes = r.bytes()?;
+    let hashes_at = hashes.as_ptr() as usize - data.as_ptr() as usize;
+    let hashes = hashes_at..hashes_at + hashes.len();
+    let seal = r.take(32)?.try_into().map_err(|_| FormatError("bad seal"))?;
     let seek = r.seek(checksummed)?;
     let count = r.count(4)?;
     let starts = r.take(count * 4)?.chunks_exact(4);
@@ -134,7 +180,15 @@ fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, M
         return Err(FormatError("trailing bytes"));
     }
     let start = data.len() - members.len();
-    Ok(((diff_id, seek), MemberIndex { starts, rare }, start..data.len()))
+    let head = Head {
+        diff_id,
+        digest: layer,
+        shift,
+        hashes,
+        seal,
+        seek,
+    };
+    Ok((head, MemberIndex { starts, rare }, start..data.len()))
 }
 
 impl Reader<'_> {
@@ -188,10 +242,14 @@ mod tests {
         let mut entries = Entries::new();
         entries.push(&e).unwrap();
         entries.push(&e).unwrap();
+        let mut chunks = crate::blob::verified::ChunkHasher::new(10);
+        chunks.update(&[7u8; 4096]);
         LayerIndex {
             entries,
             seek: SeekIndex::None,
             diff_id: Digest::sha256_of(b"x"),
+            digest: Digest::sha256_of(b"y"),
+            chunks: Arc::new(chunks.finish()),
         }
     }
 
@@ -201,6 +259,8 @@ mod tests {
         let back = decode(&bytes, 4096).unwrap();
         assert_eq!(back.entries, sample().entries);
         assert_eq!(back.diff_id, sample().diff_id);
+        assert_eq!(back.digest, sample().digest);
+        assert_eq!(back.chunks, sample().chunks);
         assert!(decode(&bytes, 4097).is_err());
     }
 
@@ -209,10 +269,29 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let mut bytes = encode(&sample(), 4096);
-        for v in [3u32, 5] {
+        for v in [4u32, 6] {
             bytes[..4].copy_from_slice(&v.to_le_bytes());
             assert!(matches!(decode(&bytes, 4096), Err(FormatError("other format version"))));
         }
+    }
+
+    #[test]
+    fn chunk_digests_are_sealed_to_the_layer() {
+        let bytes = encode(&sample(), 4096);
+        // A changed chunk digest (as if the CRC of the file had been fixed up) is refused.
+        let at = bytes
+            .windows(32)
+            .position(|w| w == &sample().chunks.hashes()[32..64])
+            .unwrap();
+        let mut bad = bytes.clone();
+        bad[at] ^= 1;
+        assert!(decode(&bad, 4096).is_err());
+        // So is the list moved to another layer: the seal names the layer digest.
+        let (mine, other) = (sample().digest.to_string(), Digest::sha256_of(b"z").to_string());
+        let at = bytes.windows(mine.len()).position(|w| w == mine.as_bytes()).unwrap();
+        let mut moved = bytes.clone();
+        moved[at..at + other.len()].copy_from_slice(other.as_bytes());
+        assert!(decode(&moved, 4096).is_err());
     }
 
     #[test]

@@ -12,6 +12,7 @@ pub mod file;
 pub mod format;
 
 use crate::blob::chunk_cache::{CacheConfig, ChunkCache};
+use crate::blob::verified::{ChunkDigests, VerifiedBlob};
 use crate::blob::{gzip, zstd, ReadAt};
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -86,6 +87,11 @@ pub struct LayerIndex {
     pub seek: SeekIndex,
     /// Uncompressed digest (the diff_id).
     pub diff_id: Digest,
+    /// The layer's digest (of the blob as stored).
+    pub digest: Digest,
+    /// Digests of the blob's chunks, recorded by the pass that verified `digest`: every read
+    /// of the blob is checked against them (`blob::verified`).
+    pub chunks: Arc<ChunkDigests>,
 }
 
 /// An indexed layer, ready to read files from.
@@ -98,6 +104,9 @@ pub struct Layer {
 
 impl Layer {
     fn open(blob: Arc<dyn ReadAt>, index: Arc<LayerIndex>, chunks: &Arc<ChunkCache>) -> std::io::Result<Layer> {
+        // Every byte of the blob is checked against the index's chunk digests the first time it
+        // is read, whichever source it comes from (the cache vouches only for bytes it checked).
+        let blob: Arc<dyn ReadAt> = Arc::new(VerifiedBlob::new(blob, index.chunks.clone(), index.digest.clone())?);
         let config = CacheConfig::default();
         let stream: Arc<dyn ReadAt> = match &index.seek {
             SeekIndex::None => blob,
@@ -203,7 +212,14 @@ impl LayerStore {
         let started = std::time::Instant::now();
         let cached = self.cache.map("layer", &key).and_then(|(map, payload)| {
             match format::decode_mapped(map, payload, blob.len()) {
-                Ok(index) => Some(index),
+                Ok(index) if &index.digest == digest => Some(index),
+                Ok(index) => {
+                    log::warn!(
+                        "cached index of layer {digest} describes layer {}; rebuilding",
+                        index.digest
+                    );
+                    None
+                }
                 Err(e) => {
                     log::warn!("cached index of layer {digest} is unusable ({e}); rebuilding");
                     None

@@ -22,9 +22,11 @@
 //! - `registry`: `docker://` references against a real registry on 127.0.0.1: media types,
 //!   platforms, digests, auth (basic over TLS, tokens, credential files and helpers), laziness
 //!   and the cache, and faults (stopped/killed registry, wrong bytes, redirects, 5xx, 404).
-//!
 //! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
 //!   healing layers, interrupts, the cache commands (docs/operations.md).
+//! - `verified`: a warm cache never serves unverified bytes: layers read from changed copies of
+//!   a source (docker-archive, OCI layout, registry; tar, gzip, zstd) fail only the reads that
+//!   touch changed chunks, damaged cache files are rebuilt.
 //!
 //! See docs/testing.md.
 
@@ -41,3 +43,4 @@ mod registry;
 mod rootfs;
 mod sources;
 mod util;
+mod verified;

@@ -2,12 +2,16 @@
 """A faulty HTTP proxy in front of a registry, for the imgfs registry fault tests.
 
     proxy.py --upstream http://127.0.0.1:PORT --port-file F [--log FILE]
-             [--corrupt DIGEST] [--redirect] [--fail-first N] [--cut-after BYTES]
+             [--corrupt DIGEST] [--replace DIGEST=FILE] [--redirect] [--fail-first N]
+             [--cut-after BYTES]
 
 Forwards every request (method, path, query, Range/Accept/Authorization headers) to the
 upstream registry and relays the answer, streaming the body, with these faults:
   --corrupt DIGEST   blob GETs of DIGEST get their first body byte flipped (right size, wrong
                      bytes), in full and in ranged answers that start at byte 0;
+  --replace D=FILE   blob GETs of D get the bytes of FILE (same length) in place of the
+                     registry's, in full and in ranged answers (a registry or cache that serves
+                     another copy of the blob: one flipped byte, or another valid tar);
   --redirect         blob GETs answer 307 to /storage/<digest>?X-Token=sekrit-query-token,
                      served here from upstream (like redirects to S3 with presigned URLs);
   --fail-first N     the first N blob GETs answer 503;
@@ -120,12 +124,22 @@ def make_handler(state: State):
                        and resp.status in (200, 206)
                        and (resp.status == 200 or
                             (resp.getheader("Content-Range") or "").startswith("bytes 0-")))
+            replace = None
+            if digest is not None and resp.status in (200, 206):
+                for spec in state.args.replace:
+                    d, _, path = spec.partition("=")
+                    if d == digest:
+                        replace = open(path, "rb")
+                        m = re.match(r"bytes (\d+)-", resp.getheader("Content-Range") or "")
+                        replace.seek(int(m.group(1)) if m else 0)
             sent = 0
             first = True
             while True:
                 chunk = resp.read(65536)
                 if not chunk:
                     break
+                if replace is not None:
+                    chunk = replace.read(len(chunk))
                 if first and corrupt:
                     chunk = bytes([chunk[0] ^ 0xFF]) + chunk[1:]
                 first = False
@@ -155,6 +169,7 @@ def main():
     p.add_argument("--port-file", required=True)
     p.add_argument("--log")
     p.add_argument("--corrupt")
+    p.add_argument("--replace", action="append", default=[])
     p.add_argument("--redirect", action="store_true")
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--cut-after", type=int)
