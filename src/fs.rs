@@ -175,7 +175,7 @@ struct InView {
 impl Fs {
     /// The filesystem of `tree`, indexing layers through `cache`.
     pub fn new(tree: Arc<Tree>, cache: Cache) -> Fs {
-        let verifier = Verifier::new(tree.image_set().clone());
+        let verifier = Verifier::new(tree.image_set().clone(), cache.clone());
         let v = verifier.clone();
         let store = LayerStore::new(tree.image_set().clone(), cache, Box::new(move |d| v.mark_good(d)));
         let views = Arc::new(Views::new(tree.view_specs().to_vec(), store));
@@ -426,15 +426,19 @@ impl Fs {
                 let NodeKind::File { content, size: len } = &node.kind else {
                     return Err(FsError::IsDir);
                 };
+                let mut checked = None;
                 if let Content::Blob(d) = content {
                     // A read that reaches the end waits for the blob's verification.
                     let at_end = offset.saturating_add(size as u64) >= *len;
                     self.verifier.check(d, at_end).map_err(|e| FsError::Io(e.to_string()))?;
+                    // A layer with a cached index is read through its chunk digests.
+                    checked = self.verifier.reader(d);
                 }
-                (
-                    self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?,
-                    String::from_utf8_lossy(&node.name),
-                )
+                let reader = match checked {
+                    Some(r) => r,
+                    None => self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?,
+                };
+                (reader, String::from_utf8_lossy(&node.name))
             }
             Err(InView { view, i, .. }) => {
                 let file = view.file(i).ok_or(if view.kind(i) == Some(InodeKind::Dir) {

@@ -149,6 +149,40 @@ struct MemberIndex {
 
 /// Everything before the members, their index, and where they are in `data`.
 fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, MemberIndex, Range<usize>)> {
+    let (mut r, chunks) = decode_chunk_part(data, blob_len)?;
+    let seek = r.seek(checksummed)?;
+    let count = r.count(4)?;
+    let starts = r.take(count * 4)?.chunks_exact(4);
+    let starts = starts.map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
+    let n = r.count(1)?;
+    let rare = (0..n).map(|_| r.u32()).collect::<std::result::Result<_, _>>()?;
+    let members = r.bytes()?;
+    if !r.0.is_empty() {
+        return Err(FormatError("trailing bytes"));
+    }
+    let start = data.len() - members.len();
+    let head = Head {
+        diff_id: chunks.diff_id,
+        digest: chunks.digest,
+        shift: chunks.shift,
+        hashes: chunks.hashes,
+        seal: chunks.seal,
+        seek,
+    };
+    Ok((head, MemberIndex { starts, rare }, start..data.len()))
+}
+
+/// The fields up to the seal.
+struct ChunkPart {
+    diff_id: Digest,
+    digest: Digest,
+    shift: u8,
+    hashes: Range<usize>,
+    seal: [u8; 32],
+}
+
+/// Decodes the fields up to the seal; returns the reader positioned after them.
+fn decode_chunk_part(data: &[u8], blob_len: u64) -> Result<(Reader<'_>, ChunkPart)> {
     let mut r = Reader(data);
     if r.take(4)? != FORMAT_VERSION.to_le_bytes() {
         return Err(FormatError("other format version"));
@@ -169,26 +203,28 @@ fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, M
     let hashes_at = hashes.as_ptr() as usize - data.as_ptr() as usize;
     let hashes = hashes_at..hashes_at + hashes.len();
     let seal = r.take(32)?.try_into().map_err(|_| FormatError("bad seal"))?;
-    let seek = r.seek(checksummed)?;
-    let count = r.count(4)?;
-    let starts = r.take(count * 4)?.chunks_exact(4);
-    let starts = starts.map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
-    let n = r.count(1)?;
-    let rare = (0..n).map(|_| r.u32()).collect::<std::result::Result<_, _>>()?;
-    let members = r.bytes()?;
-    if !r.0.is_empty() {
-        return Err(FormatError("trailing bytes"));
-    }
-    let start = data.len() - members.len();
-    let head = Head {
+    let part = ChunkPart {
         diff_id,
         digest: layer,
         shift,
         hashes,
         seal,
-        seek,
     };
-    Ok((head, MemberIndex { starts, rare }, start..data.len()))
+    Ok((r, part))
+}
+
+/// Only the chunk digests of an index of layer `layer` (a blob of `blob_len` bytes), checked
+/// against their seal: what `blobs/` reads of the layer need.
+pub fn decode_chunks(data: &[u8], blob_len: u64, layer: &Digest) -> Result<ChunkDigests> {
+    let (_, part) = decode_chunk_part(data, blob_len)?;
+    if &part.digest != layer {
+        return Err(FormatError("index of another layer"));
+    }
+    let chunks = ChunkDigests::new(part.shift, blob_len, Bytes::owned(data[part.hashes].to_vec()))?;
+    if chunks.seal(layer) != part.seal {
+        return Err(FormatError("chunk digests do not match their seal"));
+    }
+    Ok(chunks)
 }
 
 impl Reader<'_> {
@@ -278,6 +314,9 @@ mod tests {
     #[test]
     fn chunk_digests_are_sealed_to_the_layer() {
         let bytes = encode(&sample(), 4096);
+        let alone = decode_chunks(&bytes, 4096, &sample().digest).unwrap();
+        assert_eq!(alone, *sample().chunks);
+        assert!(decode_chunks(&bytes, 4096, &Digest::sha256_of(b"z")).is_err());
         // A changed chunk digest (as if the CRC of the file had been fixed up) is refused.
         let at = bytes
             .windows(32)
@@ -286,6 +325,7 @@ mod tests {
         let mut bad = bytes.clone();
         bad[at] ^= 1;
         assert!(decode(&bad, 4096).is_err());
+        assert!(decode_chunks(&bad, 4096, &sample().digest).is_err());
         // So is the list moved to another layer: the seal names the layer digest.
         let (mine, other) = (sample().digest.to_string(), Digest::sha256_of(b"z").to_string());
         let at = bytes.windows(mine.len()).position(|w| w == mine.as_bytes()).unwrap();

@@ -133,6 +133,18 @@ impl Layer {
     }
 }
 
+/// The name of a layer's index in the cache (`layer-<key>`).
+fn cache_key(digest: &Digest) -> String {
+    format!("{}-{}", digest.algorithm().name(), digest.hex())
+}
+
+/// The chunk digests of the cached index of layer `digest`, a blob of `blob_len` bytes, if the
+/// cache has an intact one (`blobs/` reads check the layer's chunks with them).
+pub fn cached_chunk_digests(cache: &Cache, digest: &Digest, blob_len: u64) -> Option<ChunkDigests> {
+    let (map, payload) = cache.map("layer", &cache_key(digest))?;
+    format::decode_chunks(map.get(payload)?, blob_len, digest).ok()
+}
+
 type Slot = Arc<OnceLock<Result<Arc<Layer>, LayerError>>>;
 
 /// The layers of one mount, each indexed at most once.
@@ -145,7 +157,8 @@ pub struct LayerStore {
 }
 
 impl LayerStore {
-    /// A store reading blobs of `set`; `on_verified` hears of every layer whose digest checked out.
+    /// A store reading blobs of `set`; `on_verified` hears of every layer whose whole blob was
+    /// hashed (and checked out) by an index pass of this mount.
     pub fn new(set: Arc<ImageSet>, cache: Cache, on_verified: Box<dyn Fn(&Digest) + Send + Sync>) -> LayerStore {
         LayerStore {
             set,
@@ -208,7 +221,7 @@ impl LayerStore {
             .get(digest)
             .map(|b| b.data.clone())
             .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
-        let key = format!("{}-{}", digest.algorithm().name(), digest.hex());
+        let key = cache_key(digest);
         let started = std::time::Instant::now();
         let cached = self.cache.map("layer", &key).and_then(|(map, payload)| {
             match format::decode_mapped(map, payload, blob.len()) {
@@ -238,10 +251,11 @@ impl LayerStore {
             None => {
                 let index = build_index(blob.as_ref(), digest, diff_id, GZIP_SPACING)?;
                 self.cache.store("layer", &key, &format::encode(&index, blob.len()));
+                // This pass hashed the whole blob; a cached index vouches for no byte of it.
+                (self.on_verified)(digest);
                 index
             }
         };
-        (self.on_verified)(digest);
         let layer = Layer::open(blob, Arc::new(index), &self.chunks).map_err(|e| LayerError::Io {
             digest: digest.clone(),
             reason: e.to_string(),

@@ -4,7 +4,7 @@
 //! - with that cache warm, a copy of the source whose layer has one flipped byte, and one whose
 //!   layer is another valid tar of the same length, serve every read that does not depend on
 //!   the changed bytes and fail every read that does with EIO, never a wrong byte, and the log
-//!   names the layer;
+//!   names the layer; `blobs/` reads of the layer fail exactly for the changed chunks;
 //! - a damaged cache file is rebuilt (the genuine source then reads back exactly; a changed
 //!   source then fails its layer), and for a registry a damaged downloaded blob behaves like a
 //!   changed source.
@@ -357,6 +357,29 @@ fn check_reads(root: &Path, genuine: &Layer, kind: Kind, change: Option<Change>,
     failed
 }
 
+/// Reads the layer through `blobs/`, one 64 KiB chunk at a time: a chunk `served` has as the
+/// genuine blob has it returns its true bytes, any other fails with EIO.
+fn check_blob_reads(m: &Mount, digest: &str, genuine: &[u8], served: &[u8], what: &str) {
+    let f = fs::File::open(m.path(&format!("blobs/sha256/{digest}"))).unwrap();
+    let mut problems = Vec::new();
+    for (k, (want, have)) in genuine
+        .chunks(CHUNK as usize)
+        .zip(served.chunks(CHUNK as usize))
+        .enumerate()
+    {
+        let mut buf = vec![0u8; want.len()];
+        let at = k as u64 * CHUNK;
+        match f.read_exact_at(&mut buf, at) {
+            Ok(()) if buf != want => problems.push(format!("{what}: blobs/ chunk at {at}: WRONG BYTES")),
+            Ok(()) if want != have => problems.push(format!("{what}: blobs/ chunk at {at}: read, want EIO")),
+            Err(e) if e.raw_os_error() != Some(EIO) => problems.push(format!("{what}: blobs/ chunk at {at}: {e}")),
+            Err(e) if want == have => problems.push(format!("{what}: blobs/ chunk at {at}: {e}, want the bytes")),
+            _ => {}
+        }
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 /// Where a source's rootfs is in its mount.
 fn rootfs(m: &Mount) -> PathBuf {
     let images = m.ls("images");
@@ -507,6 +530,7 @@ fn scenario(src: &dyn Source, kind: Kind, what: &str) {
         let source = src.place(&copy, &digest, &tmp.path().join(format!("copy{i}")));
         let m = mount(&source, &cache, &log, &args);
         let failed = check_reads(&rootfs(&m), &genuine, kind, Some(change), &format!("{what}, {case}"));
+        check_blob_reads(&m, &digest, &img.blob, &copy.blob, &format!("{what}, {case}"));
         drop(m);
         let text = fs::read_to_string(&log).unwrap_or_default();
         assert!(failed > 0, "{what}, {case}: no read failed\n{text}");
@@ -582,6 +606,7 @@ fn scenario(src: &dyn Source, kind: Kind, what: &str) {
         let m = mount(&source, &cache, &log, &args);
         let what_d = format!("{what}, damaged download");
         assert!(check_reads(&rootfs(&m), &genuine, kind, Some(change), &what_d) > 0);
+        check_blob_reads(&m, &digest, &img.blob, &bad, &what_d);
         drop(m);
         let text = fs::read_to_string(&log).unwrap_or_default();
         assert!(
