@@ -27,6 +27,7 @@ PKGS=(
   "python3-venv:dpkg"
   "archivemount:archivemount"
   "time:/usr/bin/time"
+  "libarchive-tools:bsdtar"
 )
 
 present() {

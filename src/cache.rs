@@ -83,6 +83,7 @@ impl Cache {
         // cache file in place (`write_atomic` writes a new file and renames it over the old
         // one, which leaves existing mappings on the old inode), and the directory is the
         // user's own; changing a cache file in place would be tampering with our own memory.
+        #[allow(unsafe_code)]
         let map = match unsafe { memmap2::Mmap::map(&file) } {
             Ok(m) => m,
             Err(e) => {
@@ -208,6 +209,7 @@ pub fn release(map: &memmap2::Mmap, range: std::ops::Range<usize>) {
         // SAFETY: a read-only shared file mapping; MADV_DONTNEED only unmaps its pages, whose
         // contents stay the file's (re-read from the page cache on the next access). Nothing
         // here writes through the mapping.
+        #[allow(unsafe_code)]
         let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
     }
 }
@@ -280,14 +282,13 @@ fn remove_stale_temporaries(dir: &Path) {
             .to_str()
             .and_then(|n| n.strip_prefix(".tmp-"))
             .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<libc::pid_t>().ok())
+            .and_then(|pid| pid.parse::<i32>().ok())
+            .and_then(rustix::process::Pid::from_raw)
         else {
             continue;
         };
-        // SAFETY: kill with signal 0 only checks whether the process exists.
-        let gone = pid > 0
-            && unsafe { libc::kill(pid, 0) } != 0
-            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH);
+        // Signal 0 only asks whether the process exists.
+        let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
         if gone {
             let _ = fs::remove_file(e.path());
         }

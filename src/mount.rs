@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 pub const FUSE_THREADS: usize = 4;
 
 /// Why a mount cannot be made. One line each, naming the mount point.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MountError {
@@ -163,8 +165,7 @@ pub fn check_fuse_available() -> Result<(), MountError> {
                 .into(),
         });
     }
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     let on_path = |name: &str| {
         std::env::var_os("PATH").is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(name).is_file()))
     };
@@ -308,7 +309,7 @@ pub fn serve(
         path: mountpoint.to_path_buf(),
         source,
     };
-    let imgfs = ImgFs::new(fs);
+    let imgfs = ImgFs::new(fs, |path, dev| mounted_device(path).as_deref() == Some(dev));
     let record = imgfs.mount_record();
     // SAFETY: geteuid has no preconditions and cannot fail.
     let root = unsafe { libc::geteuid() } == 0;
@@ -488,14 +489,8 @@ fn mount_direct(mountpoint: &Path, options: &Options, config: &Config) -> std::i
 
 /// Detaches a mount now (`umount -l`): open files keep working until they are closed.
 fn detach(path: &Path) -> std::io::Result<()> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    if unsafe { libc::geteuid() } == 0 {
-        let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-        // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0 {
-            return Ok(());
-        }
-        return Err(std::io::Error::last_os_error());
+    if rustix::process::geteuid().is_root() {
+        return rustix::mount::unmount(path, rustix::mount::UnmountFlags::DETACH).map_err(std::io::Error::from);
     }
     let out = std::process::Command::new("fusermount3")
         .args(["-u", "-z", "--"])

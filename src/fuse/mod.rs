@@ -34,19 +34,25 @@ fn errno(e: &FsError) -> Errno {
     }
 }
 
+/// Answers whether the mount point still holds our mount: (mount point, our device number as
+/// "major:minor"). Given by whoever mounts (`mount.rs`), so this adapter needs nothing of it.
+pub type StillMounted = fn(&std::path::Path, &str) -> bool;
+
 /// A mounted image.
 pub struct ImgFs {
     fs: Fs,
     /// The mount point and our mount's device number ("major:minor" in mountinfo), once mounted.
     mounted: std::sync::Arc<std::sync::OnceLock<(std::path::PathBuf, String)>>,
+    still_mounted: StillMounted,
 }
 
 impl ImgFs {
-    /// Serves `fs`.
-    pub fn new(fs: Fs) -> ImgFs {
+    /// Serves `fs`; `still_mounted` is asked at the end of the session (see `destroy`).
+    pub fn new(fs: Fs, still_mounted: StillMounted) -> ImgFs {
         ImgFs {
             fs,
             mounted: Default::default(),
+            still_mounted,
         }
     }
 
@@ -73,7 +79,7 @@ impl Filesystem for ImgFs {
         // new mount at the same path, that would unmount the new mount. So when the mount point no
         // longer holds our mount, leave without letting fuser unmount anything.
         if let Some((path, dev)) = self.mounted.get() {
-            if crate::mount::mounted_device(path).as_deref() != Some(dev.as_str()) {
+            if !(self.still_mounted)(path, dev) {
                 log::info!("{} no longer holds this mount; exiting", path.display());
                 std::process::exit(0);
             }

@@ -31,6 +31,8 @@ pub const GZIP_SPACING: u64 = 1 << 20;
 pub const CHUNK_CACHE_BYTES: usize = 64 << 20;
 
 /// Why a layer cannot be served. Logged once; reads of files in it then fail with EIO.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
 #[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum LayerError {

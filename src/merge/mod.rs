@@ -134,18 +134,26 @@ use build::Builder;
 /// `entry` indexes that layer's entries.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct EntryRef {
+    /// Index into the layers slice.
     pub layer: u32,
+    /// Index into that layer's entries.
     pub entry: u32,
 }
 
 /// The file type of a merged inode (hardlinks are not a type: they share an inode).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum InodeKind {
+    /// A directory.
     Dir,
+    /// A regular file.
     File,
+    /// A symbolic link.
     Symlink,
+    /// A character device.
     CharDev,
+    /// A block device.
     BlockDev,
+    /// A named pipe.
     Fifo,
 }
 
@@ -278,6 +286,7 @@ pub struct Warning {
     pub layer: u32,
     /// The entry's raw path (cut to 4096 bytes).
     pub path: Vec<u8>,
+    /// What is wrong with it, in a few words.
     pub reason: &'static str,
 }
 

@@ -9,7 +9,6 @@ pub mod platform;
 use crate::digest::Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::path::Path;
 
 /// The annotation naming a ref in an OCI layout's index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
@@ -124,36 +123,6 @@ impl Descriptor {
             self.annotations.insert(REF_NAME.to_owned(), name.to_owned());
         }
         self
-    }
-
-    /// Reads a descriptor from loose JSON (pre-1.0 `refs/` files), adding a ref name.
-    pub fn from_descriptor(
-        v: serde_json::Value,
-        path: &Path,
-        file: &str,
-        ref_name: Option<&str>,
-    ) -> crate::source::Result<Descriptor> {
-        use crate::source::SourceError;
-        let invalid = |reason: &str| SourceError::Invalid {
-            path: path.to_path_buf(),
-            file: file.to_owned(),
-            reason: reason.to_owned(),
-        };
-        let digest = v
-            .get("digest")
-            .and_then(|d| d.as_str())
-            .ok_or_else(|| invalid("no digest"))?;
-        let digest = digest.parse().map_err(|source| SourceError::BadDigest {
-            path: path.to_path_buf(),
-            file: file.to_owned(),
-            source,
-        })?;
-        let size = v
-            .get("size")
-            .and_then(|s| s.as_u64())
-            .ok_or_else(|| invalid("no size"))?;
-        let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(MT_OCI_MANIFEST);
-        Ok(Descriptor::new(mt, digest, size).with_ref_name(ref_name))
     }
 }
 

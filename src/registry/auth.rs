@@ -54,6 +54,8 @@ impl Credentials {
 }
 
 /// Why credentials could not be read. Never contains a secret.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum AuthError {

@@ -36,6 +36,8 @@ use std::time::SystemTime;
 
 /// Why a registry image cannot be opened or read. One line, naming the reference
 /// (`docker://...`); never a credential, token or URL query.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RegistryError {

@@ -19,11 +19,19 @@ const MAX_LINK_HOPS: usize = 16;
 /// A read-only set of files: a directory tree or the members of a tar archive.
 pub enum Files {
     /// A directory on the local filesystem.
-    Dir { root: PathBuf, canonical_root: PathBuf },
+    Dir {
+        /// The directory as the user named it (for messages).
+        root: PathBuf,
+        /// The same directory with every link resolved: members must stay inside it.
+        canonical_root: PathBuf,
+    },
     /// The members of a tar archive, read in place through the archive's own `ReadAt`.
     Archive {
+        /// The archive's bytes.
         data: Arc<dyn ReadAt>,
+        /// Its members by normalized path.
         members: BTreeMap<String, Member>,
+        /// The archive as the user named it (for messages).
         display: PathBuf,
     },
 }

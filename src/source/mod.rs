@@ -30,6 +30,8 @@ pub const MAX_JSON_BYTES: u64 = 64 << 20;
 pub const MAX_JSON_VALUES: usize = 1 << 20;
 
 /// Why a source cannot be opened. Display is one line that names the file and the problem.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SourceError {

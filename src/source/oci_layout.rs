@@ -3,10 +3,11 @@
 //! Layouts from before image-spec 1.0 kept one descriptor per ref in `refs/<name>`.
 
 use super::files::Files;
-use super::{parse_json, read_doc, Format, RawLayout, Result, OCI_LAYOUT_BYTES};
+use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
-use crate::oci::{synthesize_index, IndexEntry};
+use crate::oci::{synthesize_index, IndexEntry, MT_OCI_MANIFEST};
 use std::collections::BTreeMap;
+use std::path::Path;
 use std::time::SystemTime;
 
 /// Reads an OCI layout, keeping `index.json` and every blob as stored.
@@ -53,11 +54,35 @@ pub fn read_pre1(files: Files) -> Result<RawLayout> {
         let file = format!("refs/{name}");
         let bytes = read_doc(&files, &file)?;
         let desc: serde_json::Value = parse_json(&bytes, files.display(), &file)?;
-        entries.push(IndexEntry::from_descriptor(desc, files.display(), &file, Some(&name))?);
+        entries.push(descriptor_of(desc, files.display(), &file, &name)?);
     }
     let mut raw = read_with_index(files, synthesize_index(&entries))?;
     raw.format = Format::OciLayoutPre1;
     Ok(raw)
+}
+
+/// Reads a loose descriptor (a pre-1.0 `refs/` file) as an index entry named `ref_name`.
+fn descriptor_of(v: serde_json::Value, path: &Path, file: &str, ref_name: &str) -> Result<IndexEntry> {
+    let invalid = |reason: &str| SourceError::Invalid {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        reason: reason.to_owned(),
+    };
+    let digest = v
+        .get("digest")
+        .and_then(|d| d.as_str())
+        .ok_or_else(|| invalid("no digest"))?;
+    let digest = digest.parse().map_err(|source| SourceError::BadDigest {
+        path: path.to_path_buf(),
+        file: file.to_owned(),
+        source,
+    })?;
+    let size = v
+        .get("size")
+        .and_then(|s| s.as_u64())
+        .ok_or_else(|| invalid("no size"))?;
+    let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(MT_OCI_MANIFEST);
+    Ok(IndexEntry::new(mt, digest, size).with_ref_name(Some(ref_name)))
 }
 
 fn read_with_index(files: Files, index_json: Vec<u8>) -> Result<RawLayout> {

@@ -175,13 +175,13 @@ pub fn read_data(archive: &[u8], e: &Entry) -> Vec<u8> {
     out
 }
 
-/// True when `tar` is GNU tar (the fixtures need its options).
-pub fn have_gnu_tar() -> bool {
-    Command::new("tar")
+/// Fails the test unless `tar` is GNU tar (the fixtures need its options): tests never skip.
+pub fn require_gnu_tar() {
+    let gnu = Command::new("tar")
         .arg("--version")
         .output()
-        .map(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"))
-        .unwrap_or(false)
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("GNU tar"));
+    assert!(gnu, "GNU tar is required as `tar` (bash scripts/install-deps.sh)");
 }
 
 /// Runs a shell-free command, returning whether it succeeded.
@@ -193,12 +193,16 @@ pub fn run(cmd: &str, args: &[&OsStr]) -> bool {
         .unwrap_or(false)
 }
 
-/// True when libarchive's `bsdtar` is installed (optional: its tests skip without it).
-pub fn have_bsdtar() -> bool {
-    Command::new("bsdtar")
+/// Fails the test unless libarchive's `bsdtar` is installed: tests never skip.
+pub fn require_bsdtar() {
+    let there = Command::new("bsdtar")
         .arg("--version")
         .output()
-        .is_ok_and(|o| o.status.success())
+        .is_ok_and(|o| o.status.success());
+    assert!(
+        there,
+        "bsdtar is required (package libarchive-tools: bash scripts/install-deps.sh)"
+    );
 }
 
 /// Archives everything under `dir` with GNU tar and `args` (e.g. `--format=posix`).

@@ -305,6 +305,7 @@ fn load_tree(cache: &crate::cache::Cache, key: &str) -> Option<MergedTree> {
 /// merges through large temporary maps; glibc keeps such freed memory in its heaps (its mmap
 /// threshold grows after the first big free), so without this a mounted image would keep
 /// megabytes of garbage resident for its whole life.
+#[allow(unsafe_code)]
 fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only walks the allocator's own free lists; no Rust object is touched.
