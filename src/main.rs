@@ -497,7 +497,6 @@ fn strip_creds(args: Vec<String>) -> (Vec<String>, Option<String>) {
 /// same arguments less `--creds`, whose value it reads from a pipe on stdin. Returns only on
 /// failure.
 fn reexec_without_creds() -> anyhow::Error {
-    use std::os::fd::{FromRawFd, OwnedFd};
     let (args, creds) = strip_creds(mount_helper_args(std::env::args().collect()));
     let Some(creds) = creds else {
         return anyhow!("--creds: cannot find it on the command line");
@@ -506,13 +505,10 @@ fn reexec_without_creds() -> anyhow::Error {
         Ok(e) => e,
         Err(e) => return anyhow!("cannot find the imgfs executable: {e}"),
     };
-    let mut fds = [0; 2];
-    // SAFETY: `fds` has room for the two descriptors pipe2 writes.
-    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
-        return anyhow!("cannot make a pipe: {}", std::io::Error::last_os_error());
-    }
-    // SAFETY: pipe2 succeeded, so both descriptors are open and ours alone.
-    let (read, write) = unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) };
+    let (read, write) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok(fds) => fds,
+        Err(e) => return anyhow!("cannot make a pipe: {e}"),
+    };
     // One short line fits in the pipe's buffer: no reader is needed yet.
     let mut w = std::fs::File::from(write);
     if let Err(e) = writeln!(w, "{creds}") {

@@ -311,8 +311,7 @@ pub fn serve(
     };
     let imgfs = ImgFs::new(fs, |path, dev| mounted_device(path).as_deref() == Some(dev));
     let record = imgfs.mount_record();
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let root = unsafe { libc::geteuid() } == 0;
+    let root = rustix::process::geteuid().is_root();
     // As root fuser would mount(2) with type "fuse" and drop the subtype (only fusermount3
     // sets it), so root mounts are made here with type "fuse.imgfs": `findmnt -t fuse.imgfs`,
     // `umount -t fuse.imgfs` and `imgfs umount`'s own check then see every imgfs mount.
@@ -407,13 +406,7 @@ impl Unmounter {
         match self {
             Unmounter::Fuser(u) => u.unmount(),
             Unmounter::Direct(path) => {
-                let c = std::ffi::CString::new(path.as_os_str().as_encoded_bytes()).map_err(std::io::Error::other)?;
-                // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-                if unsafe { libc::umount2(c.as_ptr(), 0) } == 0 {
-                    Ok(())
-                } else {
-                    Err(std::io::Error::last_os_error())
-                }
+                rustix::mount::unmount(path.as_path(), rustix::mount::UnmountFlags::empty()).map_err(Into::into)
             }
         }
     }
@@ -440,8 +433,7 @@ fn mount_direct(mountpoint: &Path, options: &Options, config: &Config) -> std::i
         .write(true)
         .open("/dev/fuse")?
         .into();
-    // SAFETY: getuid/getgid have no preconditions and cannot fail.
-    let (uid, gid) = unsafe { (libc::getuid(), libc::getgid()) };
+    let (uid, gid) = (rustix::process::getuid().as_raw(), rustix::process::getgid().as_raw());
     let mut data = format!("fd={},rootmode={mode:o},user_id={uid},group_id={gid}", dev.as_raw_fd());
     if options.default_permissions {
         data.push_str(",default_permissions");
@@ -449,12 +441,12 @@ fn mount_direct(mountpoint: &Path, options: &Options, config: &Config) -> std::i
     if config.acl != SessionACL::Owner {
         data.push_str(",allow_other");
     }
-    let mut flags = libc::MS_RDONLY;
+    let mut flags = rustix::mount::MountFlags::RDONLY;
     if !options.dev {
-        flags |= libc::MS_NODEV;
+        flags |= rustix::mount::MountFlags::NODEV;
     }
     if !options.suid {
-        flags |= libc::MS_NOSUID;
+        flags |= rustix::mount::MountFlags::NOSUID;
     }
     let fsname = config
         .mount_options
@@ -464,26 +456,8 @@ fn mount_direct(mountpoint: &Path, options: &Options, config: &Config) -> std::i
             _ => None,
         })
         .unwrap_or_else(|| "imgfs".into());
-    let cstr = |s: &[u8]| std::ffi::CString::new(s).map_err(std::io::Error::other);
-    let (src, target, fstype, data) = (
-        cstr(fsname.as_bytes())?,
-        cstr(mountpoint.as_os_str().as_encoded_bytes())?,
-        cstr(FSTYPE.as_bytes())?,
-        cstr(data.as_bytes())?,
-    );
-    // SAFETY: all pointers are valid NUL-terminated strings for the duration of the call.
-    let r = unsafe {
-        libc::mount(
-            src.as_ptr(),
-            target.as_ptr(),
-            fstype.as_ptr(),
-            flags,
-            data.as_ptr().cast(),
-        )
-    };
-    if r != 0 {
-        return Err(std::io::Error::last_os_error());
-    }
+    let data = std::ffi::CString::new(data).map_err(std::io::Error::other)?;
+    rustix::mount::mount(fsname.as_str(), mountpoint, FSTYPE, flags, data.as_c_str())?;
     Ok(dev)
 }
 

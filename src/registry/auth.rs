@@ -111,8 +111,7 @@ fn default_files() -> Vec<(PathBuf, bool)> {
         // Where `skopeo login` and `podman login` write without XDG_RUNTIME_DIR (root under
         // sudo, systemd services, containers): containers-auth.json(5).
         None => {
-            // SAFETY: getuid has no preconditions and cannot fail.
-            let uid = unsafe { libc::getuid() };
+            let uid = rustix::process::getuid().as_raw();
             files.push((PathBuf::from(format!("/run/containers/{uid}/auth.json")), false));
         }
     }

@@ -980,7 +980,7 @@ mod tests {
     /// Not `tar -tf`: listing skips `size` bytes after a symlink, device or fifo header, where
     /// extracting does not.
     fn gnu_tar_extracts(archive: &[u8]) -> Vec<Vec<u8>> {
-        assert!(have_gnu_tar(), "GNU tar is needed: scripts/install-deps.sh");
+        require_gnu_tar();
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("a.tar");
         std::fs::write(&file, archive).unwrap();
