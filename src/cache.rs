@@ -1,4 +1,5 @@
-//! The on-disk cache of indexes (outer-archive gzip access points now; layer indexes later).
+//! The on-disk cache: layer indexes, merged rootfs trees, seek indexes of compressed outer
+//! archives, digests of unnamed docker-archive layers, downloaded registry blobs.
 //!
 //! Entries are keyed by content (a digest) or, for a local compressed archive whose digest we
 //! cannot know without reading it all, by its identity (path, size, mtime, inode). Each file is

@@ -1,8 +1,9 @@
 //! OCI and Docker documents: media types, the few fields imgfs needs, and the deterministic
 //! synthesis of index and manifest JSON for sources that have none (docker save, dir:).
 //!
-//! Parsing goes through `oci-spec`'s typed documents; the original bytes are always kept
-//! alongside, because digests are over bytes, never over a re-serialization.
+//! Documents are read as `serde_json::Value` for the few fields imgfs needs (oci-spec's typed
+//! documents are only used by the tests, to check that what imgfs writes parses); the original
+//! bytes are always kept, because digests are over bytes, never over a re-serialization.
 
 pub mod platform;
 
