@@ -1378,7 +1378,7 @@ fn pax_key_twice_last_wins() {
     let v = index_all(&a.0).unwrap();
     assert_eq!(v.len(), 1);
     assert_eq!(v[0].path, b"second");
-    let fuzzed = include_bytes!("../../fuzz/regressions/tarindex/pax-path-twice");
+    let fuzzed = include_bytes!("../../../fuzz/regressions/tarindex/pax-path-twice");
     let v = index_all(&fuzzed[1..]).unwrap();
     assert_eq!(v[0].path, b"17179869184");
 }
