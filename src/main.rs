@@ -218,7 +218,12 @@ fn main() -> ExitCode {
     // In the foreground on a terminal, show progress (info) without -v.
     let foreground_tty =
         matches!(cli.command, Command::Mount { foreground: true, .. }) && std::io::stderr().is_terminal();
-    init_logging(cli.verbose.max(u8::from(foreground_tty)));
+    // A mount's log lines name its mount point: several mounts may share syslog or a terminal.
+    let mount_point = match &cli.command {
+        Command::Mount { mountpoint, .. } => Some(absolute(mountpoint).display().to_string()),
+        _ => None,
+    };
+    init_logging(cli.verbose.max(u8::from(foreground_tty)), mount_point);
     match run(cli.command) {
         Ok(code) => code,
         Err(e) if is_broken_pipe(&e) => ExitCode::SUCCESS,
@@ -256,7 +261,7 @@ fn mount_helper_args(mut args: Vec<String>) -> Vec<String> {
     args
 }
 
-fn init_logging(verbose: u8) {
+fn init_logging(verbose: u8, mount_point: Option<String>) {
     // fuser logs every unimplemented request at warn: keep it quieter than our own messages.
     let level = match verbose {
         // rustls-platform-verifier logs each refused certificate at error level; the one-line
@@ -265,9 +270,38 @@ fn init_logging(verbose: u8) {
         1 => "info,fuser=warn,rustls_platform_verifier=off",
         _ => "debug",
     };
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level))
-        .format_timestamp_millis()
-        .init();
+    let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
+    builder.format_timestamp_millis();
+    if let Some(mp) = mount_point {
+        builder.format(move |buf, record| {
+            writeln!(
+                buf,
+                "[{} {:<5} {}] {mp}: {}",
+                buf.timestamp_millis(),
+                record.level(),
+                record.target(),
+                record.args()
+            )
+        });
+    }
+    builder.init();
+}
+
+/// Where a background mount logs without `--log-file`: one file per mount point, named like
+/// its systemd mount unit (`/mnt/img` -> `mnt-img.log`), in /var/log/imgfs for root and in
+/// `$XDG_STATE_HOME/imgfs` (default `~/.local/state/imgfs`) for other users. A file, not
+/// syslog: it works without a syslog daemon (containers, CI) and `imgfs status` can name it.
+fn default_log_file(mountpoint: &Path) -> Option<PathBuf> {
+    // SAFETY: geteuid has no preconditions and cannot fail.
+    let dir = if unsafe { libc::geteuid() } == 0 {
+        PathBuf::from("/var/log/imgfs")
+    } else {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("XDG_STATE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".local/state")))?
+            .join("imgfs")
+    };
+    Some(dir.join(format!("{}.log", mount::unit_name(mountpoint))))
 }
 
 /// `p` made absolute against the working directory (not resolved: symlinks stay as given).
@@ -435,7 +469,14 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
                 .open(f)
                 .with_context(|| format!("cannot open log file {}", f.display()))?,
         ),
-        None => Stdio::null(),
+        None => match default_log_file(mountpoint).map(|f| open_default_log(&f)) {
+            Some(Ok(file)) => Stdio::from(file),
+            Some(Err(e)) => {
+                eprintln!("imgfs: warning: {e:#}; the mount daemon logs nowhere (use --log-file)");
+                Stdio::null()
+            }
+            None => Stdio::null(),
+        },
     };
     // Same arguments but --creds (sent on stdin); the environment variable makes the child
     // serve in the foreground.
@@ -469,6 +510,24 @@ fn mount_background(mountpoint: &Path, opts: &Options) -> anyhow::Result<ExitCod
             ))
         }
     }
+}
+
+/// Opens (creating its directory) the default log file of a background mount.
+fn open_default_log(f: &Path) -> anyhow::Result<std::fs::File> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = f.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .with_context(|| format!("cannot create log directory {}", dir.display()))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(f)
+        .with_context(|| format!("cannot open log file {}", f.display()))
 }
 
 /// The arguments without `--creds VALUE` / `--creds=VALUE`, and that value.

@@ -124,6 +124,31 @@ impl Options {
     }
 }
 
+/// The name systemd gives the mount unit of an absolute path (`systemd-escape --path`):
+/// `/mnt/my img` -> `mnt-my\x20img`. Names per-mount files (log, status).
+pub fn unit_name(path: &Path) -> String {
+    let text = path.to_string_lossy();
+    let trimmed = text.trim_matches('/');
+    if trimmed.is_empty() {
+        return "-".into();
+    }
+    let mut out = String::new();
+    for (i, part) in trimmed.split('/').filter(|p| !p.is_empty()).enumerate() {
+        if i > 0 {
+            out.push('-');
+        }
+        for (j, b) in part.bytes().enumerate() {
+            let plain = b.is_ascii_alphanumeric() || b == b':' || b == b'_' || (b == b'.' && (i, j) != (0, 0));
+            if plain {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("\\x{b:02x}"));
+            }
+        }
+    }
+    out
+}
+
 /// The source reference with a relative path made absolute (what /proc/self/mounts records
 /// and what a daemon that left its working directory opens): `oci1` run in /srv becomes
 /// `/srv/oci1`, `oci:img:v1` becomes `oci:/srv/img:v1`. Registry references are unchanged.
@@ -558,5 +583,9 @@ mod tests {
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
+        assert_eq!(unit_name(Path::new("/mnt/my img/a-b")), "mnt-my\\x20img-a\\x2db");
+        assert_eq!(unit_name(Path::new("/")), "-");
+        assert_eq!(unit_name(Path::new("/srv/.hidden")), "srv-.hidden");
+        assert_eq!(unit_name(Path::new("/.a")), "\\x2ea");
     }
 }

@@ -92,6 +92,9 @@ enum Failure {
     Tls(String),
     /// Anything else: permanent.
     Fatal(String),
+    /// Nobody listens at the address, or the host name does not resolve: said at once, since
+    /// retrying within one operation only makes the user wait (a later operation tries again).
+    Unreachable(String),
 }
 
 /// How one streaming request ended badly.
@@ -394,7 +397,7 @@ impl Client {
                             secs,
                         }
                     } else {
-                        RegistryError::Transport {
+                        RegistryError::Unavailable {
                             reference,
                             what: what.to_owned(),
                             reason,
@@ -429,6 +432,7 @@ impl Client {
                 reason,
             }),
             Failure::Tls(reason) => Err(RegistryError::Tls { reference, reason }),
+            Failure::Unreachable(reason) => Err(RegistryError::Unreachable { reference, reason }),
         }
     }
 
@@ -448,6 +452,9 @@ impl Client {
             E::RequestError(re) => match re.status().map(|s| s.as_u16()) {
                 Some(code) => by_status(code, self.redact(&chain(re))),
                 None if is_tls(re) => Failure::Tls(self.redact(&tls_reason(re))),
+                None if unreachable(re).is_some() => {
+                    Failure::Unreachable(unreachable(re).unwrap_or_default().to_owned())
+                }
                 None => Failure::Transient(self.redact(&chain(re))),
             },
             E::ServerError { code, message, .. } => by_status(*code, self.redact(&short(message))),
@@ -534,6 +541,26 @@ fn tls_reason(e: &(dyn std::error::Error + 'static)) -> String {
         "check the registry's TLS setup"
     };
     format!("{text} ({hint})")
+}
+
+/// "connection refused" or "unknown host" when the request never reached a server because
+/// nothing listens at the address or the name does not resolve.
+fn unreachable(e: &(dyn std::error::Error + 'static)) -> Option<&'static str> {
+    let mut cur = Some(e);
+    while let Some(c) = cur {
+        if let Some(io) = c.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some("connection refused");
+            }
+        }
+        // hyper-util's resolver error has no public type: its text is the only mark.
+        let text = c.to_string();
+        if text.starts_with("dns error") || text.contains("failed to lookup address") {
+            return Some("unknown host (the name does not resolve)");
+        }
+        cur = c.source();
+    }
+    None
 }
 
 fn by_status(code: u16, text: String) -> Failure {

@@ -54,6 +54,17 @@ pub enum RegistryError {
         what: String,
         reason: String,
     },
+    /// A transient failure (connection reset, 5xx, 429, a cut stream) lasted longer than the
+    /// time budget.
+    #[error("{reference}: {what}: {reason}")]
+    Unavailable {
+        reference: String,
+        what: String,
+        reason: String,
+    },
+    /// Connection refused, or the host name does not resolve: not retried within an operation.
+    #[error("{reference}: cannot reach the registry: {reason}")]
+    Unreachable { reference: String, reason: String },
     /// The TLS handshake failed.
     #[error("{reference}: TLS with the registry failed: {reason}")]
     Tls { reference: String, reason: String },
@@ -106,6 +117,21 @@ pub enum RegistryError {
         wanted: String,
         available: String,
     },
+}
+
+impl RegistryError {
+    /// True when the same request may succeed later without anything changing on this side:
+    /// the registry was down, unreachable, slow or overloaded, or the local disk was full.
+    /// Wrong bytes, missing objects, refused credentials and bad documents are permanent.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            RegistryError::Unavailable { .. }
+                | RegistryError::Unreachable { .. }
+                | RegistryError::Timeout { .. }
+                | RegistryError::Local { .. }
+        )
+    }
 }
 
 fn unauthorized_text(with_credentials: bool, reason: &str) -> String {

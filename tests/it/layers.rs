@@ -141,7 +141,7 @@ fn no_cache_writes_nothing_and_the_default_cache_is_under_xdg_cache_home() {
 }
 
 /// A copy of the edge OCI layout (only what ref `edge` needs) in a fresh directory.
-fn copy_layout(dst: &Path) -> PathBuf {
+pub(crate) fn copy_layout(dst: &Path) -> PathBuf {
     let src = edge().join("oci");
     let out = dst.join("oci");
     fs::create_dir_all(out.join("blobs/sha256")).unwrap();
@@ -225,7 +225,7 @@ fn unnamed_layers_are_hashed_once_per_file() {
     );
 }
 
-fn edge_manifest(layout: &Path) -> Value {
+pub(crate) fn edge_manifest(layout: &Path) -> Value {
     let index: Value = serde_json::from_slice(&fs::read(layout.join("index.json")).unwrap()).unwrap();
     let desc = index["manifests"]
         .as_array()

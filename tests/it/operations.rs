@@ -361,3 +361,88 @@ fn skopeo_login_as_root_is_found_without_flags() {
     assert!(mounted, "mount after skopeo login: {}", o.stderr_str());
     assert!(rootfs);
 }
+
+#[test]
+fn unreachable_registries_fail_fast_with_one_line() {
+    let port = crate::registry::free_port();
+    let cache = tempdir();
+    let (_tmp, dir) = Mounted::point();
+    for reference in [
+        format!("docker://127.0.0.1:{port}/imgfs/oci:v2"),
+        "docker://no-such-host.invalid/imgfs/oci:v2".to_owned(),
+    ] {
+        for cmd in [
+            &["inspect", &reference][..],
+            &["mount", &reference, &dir.display().to_string()],
+        ] {
+            let mut c = imgfs_cmd(cmd);
+            c.arg("--tls-verify=false").arg("--cache-dir").arg(cache.path());
+            let o = run(&mut c, T);
+            assert!(!o.ok(), "{cmd:?} succeeded");
+            assert!(o.elapsed < Duration::from_secs(3), "{cmd:?} took {:?}", o.elapsed);
+            let err = o.stderr_str();
+            assert_eq!(err.lines().count(), 1, "{err}");
+            assert!(
+                err.starts_with(&format!("imgfs: {reference}: cannot reach the registry: ")),
+                "{err}"
+            );
+            assert!(!is_mounted(&dir));
+        }
+    }
+}
+
+#[test]
+fn background_mounts_log_to_a_file_per_mount_by_default() {
+    let tmp = tempdir();
+    let layout = crate::layers::copy_layout(tmp.path());
+    let manifest = crate::layers::edge_manifest(&layout);
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = layout.join("blobs/sha256").join(top.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5] ^= 0xff; // gzip MTIME: still inflates, digest wrong
+    std::fs::write(&path, &bytes).unwrap();
+    let (mtmp, dir) = Mounted::point();
+    let unit = run(Command::new("systemd-escape").arg("--path").arg(&dir), T);
+    let log = PathBuf::from(format!("/var/log/imgfs/{}.log", unit.stdout_str().trim()));
+    let _ = std::fs::remove_file(&log);
+    let m = Mounted::run(
+        mtmp,
+        dir.clone(),
+        imgfs_cmd([OsStr::new("mount"), layout.as_os_str(), dir.as_os_str()])
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache")),
+    );
+    let err = list_dir(&m.dir.join("images/edge/rootfs")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO));
+    let daemons = daemons_of(&m.dir);
+    assert_eq!(daemons.len(), 1, "{daemons:?}");
+    // SAFETY: kill(2) on the daemon this test started.
+    unsafe { libc::kill(daemons[0].0, libc::SIGTERM) };
+    wait_until(T, "the daemon to unmount", || !is_mounted(&m.dir));
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let _ = std::fs::remove_file(&log);
+    assert!(
+        text.lines()
+            .any(|l| l.contains("ERROR") && l.contains(&top) && l.contains("bytes hash to")),
+        "the EIO's reason is not in {}:\n{text}",
+        log.display()
+    );
+    let prefix = format!("] {}: ", dir.display());
+    assert!(
+        text.lines().all(|l| l.contains(&prefix)),
+        "a line without the mount point:\n{text}"
+    );
+    assert!(
+        text.lines().any(|l| l.contains("WARN")
+            && l.contains(&format!("SIGTERM from PID {} (uid 0): unmounting", std::process::id()))),
+        "{text}"
+    );
+}
+
+/// Lists a directory, failing if any step of it fails.
+pub(crate) fn list_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
+    std::fs::read_dir(dir)?.collect()
+}
