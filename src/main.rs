@@ -292,8 +292,7 @@ fn init_logging(verbose: u8, mount_point: Option<String>) {
 /// `$XDG_STATE_HOME/imgfs` (default `~/.local/state/imgfs`) for other users. A file, not
 /// syslog: it works without a syslog daemon (containers, CI) and `imgfs status` can name it.
 fn default_log_file(mountpoint: &Path) -> Option<PathBuf> {
-    // SAFETY: geteuid has no preconditions and cannot fail.
-    let dir = if unsafe { libc::geteuid() } == 0 {
+    let dir = if rustix::process::geteuid().is_root() {
         PathBuf::from("/var/log/imgfs")
     } else {
         let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
