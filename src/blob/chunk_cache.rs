@@ -158,7 +158,7 @@ pub struct ReaderStats {
 }
 
 /// A forward-only decompressor positioned at some uncompressed offset.
-pub(crate) trait Decoder: Send {
+pub trait Decoder: Send {
     /// Uncompressed offset of the next byte [`Self::read`] returns.
     fn position(&self) -> u64;
     /// Decompresses the next bytes into `out`; returns 0 only at the end of the data (or when
@@ -167,7 +167,9 @@ pub(crate) trait Decoder: Send {
 }
 
 /// Where decoders come from.
-pub(crate) trait Source: Send + Sync {
+#[allow(clippy::len_without_is_empty)] // a length to bound reads by, not a container
+pub trait Source: Send + Sync {
+    /// A live decoder of this source.
     type Decoder: Decoder;
     /// Uncompressed length of the whole stream.
     fn len(&self) -> u64;
@@ -362,10 +364,6 @@ impl<S: Source> ChunkedReader<S> {
             ready: Condvar::new(),
             counters: Counters::default(),
         }
-    }
-
-    pub(crate) fn source(&self) -> &S {
-        &self.source
     }
 
     pub(crate) fn config(&self) -> CacheConfig {
@@ -667,7 +665,7 @@ mod tests {
     fn check(r: &ChunkedReader<Counting>, off: u64, n: usize) {
         let mut buf = vec![0xAA; n];
         let got = r.read_at(&mut buf, off).unwrap();
-        let want = (n as u64).min(r.source().len().saturating_sub(off)) as usize;
+        let want = (n as u64).min(r.source.len().saturating_sub(off)) as usize;
         assert_eq!(got, want);
         for (i, b) in buf[..got].iter().enumerate() {
             assert_eq!(*b, (off + i as u64) as u8);

@@ -13,6 +13,7 @@ use std::sync::Arc;
 pub mod chunk_cache;
 mod codec_io;
 pub mod gzip;
+pub mod indexed;
 pub mod readahead;
 pub mod verified;
 pub mod zstd;

@@ -39,8 +39,9 @@ use std::sync::Arc;
 
 use ::zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
-use super::chunk_cache::{CacheConfig, ChunkCache, ChunkedReader, Decoder, ReaderStats, Source};
+use super::chunk_cache::{CacheConfig, Decoder, Source};
 use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource, Trailer};
+use super::indexed::{IndexedReader, StreamIndex};
 use super::ReadAt;
 
 /// Magic number opening every zstd data frame (little-endian on disk).
@@ -376,91 +377,35 @@ fn decompress(dctx: &mut DCtx<'static>, src: &[u8], out: &mut [u8]) -> std::resu
 }
 
 /// Random access to the decompressed bytes of a zstd blob through its [`ZstdIndex`].
-pub struct ZstdReader {
-    inner: Arc<ChunkedReader<ZstdSource>>,
-}
+pub type ZstdReader = IndexedReader<ZstdIndex>;
 
-impl ZstdReader {
-    /// A reader with the default chunk and cache sizes and [`DEFAULT_MAX_DECODERS`] decoders.
-    pub fn new(compressed: Arc<dyn ReadAt>, index: Arc<ZstdIndex>) -> io::Result<Self> {
-        let config = CacheConfig {
+impl StreamIndex for ZstdIndex {
+    const CODEC: &'static str = "zstd";
+    type Source = ZstdSource;
+
+    fn compressed_len(&self) -> u64 {
+        self.compressed_len
+    }
+
+    fn uncompressed_len(&self) -> u64 {
+        self.uncompressed_len
+    }
+
+    fn source(blob: Arc<dyn ReadAt>, index: Arc<Self>) -> ZstdSource {
+        ZstdSource { blob, index }
+    }
+
+    /// Fewer live decoders than gzip: each holds a window of up to 8 MiB (`--long`: 128 MiB).
+    fn default_config() -> CacheConfig {
+        CacheConfig {
             max_decoders: DEFAULT_MAX_DECODERS,
             ..CacheConfig::default()
-        };
-        Self::with_config(compressed, index, config)
-    }
-
-    /// A reader with explicit cache and pool sizes. Fails if `compressed` is not the length the
-    /// index was built from.
-    pub fn with_config(compressed: Arc<dyn ReadAt>, index: Arc<ZstdIndex>, config: CacheConfig) -> io::Result<Self> {
-        Self::build(compressed, index, config, None)
-    }
-
-    /// A reader whose chunks live in `cache`, shared with other readers (one budget for a whole
-    /// mount); `config.cache_bytes` is ignored.
-    pub fn with_shared_cache(
-        compressed: Arc<dyn ReadAt>,
-        index: Arc<ZstdIndex>,
-        config: CacheConfig,
-        cache: Arc<ChunkCache>,
-    ) -> io::Result<Self> {
-        Self::build(compressed, index, config, Some(cache))
-    }
-
-    fn build(
-        compressed: Arc<dyn ReadAt>,
-        index: Arc<ZstdIndex>,
-        config: CacheConfig,
-        cache: Option<Arc<ChunkCache>>,
-    ) -> io::Result<Self> {
-        if compressed.len() != index.compressed_len {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidInput,
-                format!(
-                    "zstd blob is {} bytes but its index was built from {} bytes",
-                    compressed.len(),
-                    index.compressed_len
-                ),
-            ));
         }
-        let source = ZstdSource {
-            blob: compressed,
-            index,
-        };
-        Ok(Self {
-            inner: Arc::new(ChunkedReader::new(source, config, cache)),
-        })
-    }
-
-    /// The index this reader uses.
-    pub fn index(&self) -> &Arc<ZstdIndex> {
-        &self.inner.source().index
-    }
-
-    /// The cache configuration in force.
-    pub fn config(&self) -> CacheConfig {
-        self.inner.config()
-    }
-
-    /// Work done so far.
-    pub fn stats(&self) -> ReaderStats {
-        self.inner.stats()
     }
 }
 
-impl ReadAt for ZstdReader {
-    fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
-        self.inner.read_at(buf, offset)
-    }
-    fn read_ahead(&self, from: u64, to: u64) {
-        self.inner.read_ahead(from, to)
-    }
-    fn len(&self) -> u64 {
-        self.inner.source().index.uncompressed_len
-    }
-}
-
-struct ZstdSource {
+/// Live decoders resumed at a [`ZstdIndex`]'s frames.
+pub struct ZstdSource {
     blob: Arc<dyn ReadAt>,
     index: Arc<ZstdIndex>,
 }
@@ -506,7 +451,7 @@ impl Source for ZstdSource {
 }
 
 /// A live decoder of a [`ZstdReader`]: inside frame `frame`, at uncompressed `pos`.
-struct ZstdDecoder {
+pub struct ZstdDecoder {
     index: Arc<ZstdIndex>,
     dctx: DCtx<'static>,
     /// Reads only the current frame's compressed range.
