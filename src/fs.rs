@@ -49,22 +49,8 @@ pub enum FsError {
 /// Result alias.
 pub type Result<T> = std::result::Result<T, FsError>;
 
-/// File types, as `stat` shows them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Kind {
-    /// Directory.
-    Dir,
-    /// Regular file.
-    File,
-    /// Symbolic link.
-    Symlink,
-    /// Character device.
-    CharDev,
-    /// Block device.
-    BlockDev,
-    /// Named pipe.
-    Fifo,
-}
+/// File types, as `stat` shows them: the merged tree's own type, which static nodes use too.
+pub use crate::merge::InodeKind as Kind;
 
 /// Attributes of an inode.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,7 +272,7 @@ impl Fs {
         let a = view.attr(i, self.tree.image_set().mtime).ok_or(FsError::NotFound)?;
         Ok(Attr {
             ino: Ino::View(p, i).encode(),
-            kind: kind_of(a.kind),
+            kind: a.kind,
             perm: a.perm,
             uid: a.uid,
             gid: a.gid,
@@ -382,7 +368,7 @@ impl Fs {
                 // Offsets 0 and 1 are the dots; the rest index the names directly, so reading a
                 // huge directory in many calls stays linear.
                 let rest = view.children_from(i, offset.saturating_sub(2)).map(|(name, c)| {
-                    let kind = view.kind(c).map_or(Kind::File, kind_of);
+                    let kind = view.kind(c).unwrap_or(Kind::File);
                     (Ino::View(p, c).encode(), kind, name)
                 });
                 let dots = dots.into_iter().skip(offset);
@@ -501,17 +487,6 @@ impl Fs {
     /// (total bytes of blobs, number of static nodes) for statfs.
     pub fn usage(&self) -> (u64, u64) {
         (self.tree.total_bytes(), self.tree.len() as u64)
-    }
-}
-
-fn kind_of(k: InodeKind) -> Kind {
-    match k {
-        InodeKind::Dir => Kind::Dir,
-        InodeKind::File => Kind::File,
-        InodeKind::Symlink => Kind::Symlink,
-        InodeKind::CharDev => Kind::CharDev,
-        InodeKind::BlockDev => Kind::BlockDev,
-        InodeKind::Fifo => Kind::Fifo,
     }
 }
 

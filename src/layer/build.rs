@@ -31,14 +31,14 @@ pub fn sniff(blob: &dyn ReadAt) -> io::Result<Compression> {
 
 /// A reader that hashes everything read through it: the whole blob (unless the codec does)
 /// and each of its chunks (`blob::verified`).
-struct HashingReader<R> {
+struct BlobHasher<R> {
     inner: R,
     hasher: Option<Hasher>,
     chunks: ChunkHasher,
     read: u64,
 }
 
-impl<R: Read> Read for HashingReader<R> {
+impl<R: Read> Read for BlobHasher<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if let Some(h) = self.hasher.as_mut() {
@@ -66,7 +66,7 @@ pub fn build_index(
     // The gzip and zstd index builders hash the compressed stream themselves (sha256): hash
     // here only what they don't.
     let codec_hashes = compression != Compression::None && digest.algorithm() == Algorithm::Sha256;
-    let mut reader = HashingReader {
+    let mut reader = BlobHasher {
         inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
         hasher: (!codec_hashes).then(|| digest.hasher()),
         chunks: ChunkHasher::new(CHUNK_SHIFT),
