@@ -24,6 +24,8 @@ PKGS=(
   "nfs-ganesha:ganesha.nfsd"
   "nfs-ganesha-vfs:/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"
   "libnfs-utils:nfs-ls"
+  "libnfs-dev:/usr/include/nfsc/libnfs.h"
+  "gcc:cc"
   "python3-venv:dpkg"
   "archivemount:archivemount"
   "time:/usr/bin/time"

@@ -12,8 +12,9 @@
 #                                                          mount (the old daemon then exits)
 #
 # The export's pseudo path is /img: `nfs-ls 'nfs://127.0.0.1:PORT/img?version=4'`.
-# Environment: FSID (default 4242, the export's Filesystem_id major number), GANESHA (the binary,
-# default ganesha.nfsd), START_TIMEOUT (seconds, default 20).
+# Environment: FSID (default 4242, the export's Filesystem_id major number), FSID_TYPE (default
+# Major64, the VFS FSAL's fsid_type: see below; empty leaves Ganesha's default), GANESHA (the
+# binary, default ganesha.nfsd), START_TIMEOUT (seconds, default 20).
 set -euo pipefail
 
 usage() {
@@ -44,6 +45,14 @@ start() {
     echo "$0: 127.0.0.1:$port is already in use" >&2
     exit 1
   fi
+  # Ganesha's VFS handles start with the fsid of the file system they belong to. A FUSE mount
+  # has f_fsid 0, so by default that fsid is its device number 0:N, and N changes on every mount:
+  # after an imgfs restart every handle a client holds would be NFS4ERR_STALE. Major64 puts only
+  # the major number (0) in handles, which stays the same; the FUSE part (the inode number) does
+  # too, so handles survive the restart (tests/it/nfs.rs, docs/nfs.md). It suits one FUSE export
+  # per server, which is what this script runs.
+  local fsid_type_line=""
+  [ -n "${FSID_TYPE-Major64}" ] && fsid_type_line="fsid_type = ${FSID_TYPE-Major64};"
   cat >"$state/ganesha.conf" <<EOF
 # Written by imgfs scripts/nfs-server.sh
 NFS_CORE_PARAM {
@@ -77,6 +86,7 @@ EXPORT {
     Filesystem_id = ${FSID:-4242}.0;
     FSAL {
         Name = VFS;
+        $fsid_type_line
     }
 }
 LOG {

@@ -7,6 +7,9 @@
 //!   the libnfs client tools list and read it and must agree with `umoci unpack`; 8 readers in
 //!   parallel; then imgfs is restarted under the running server (`imgfs umount -z`, `imgfs mount`,
 //!   `scripts/nfs-server.sh reexport`) and reading goes on.
+//! - One long-lived NFSv4 client (tests/it/nfs_client.c, built with `cc -lnfs`) holding a file
+//!   open and a directory's handle across that restart: what survives, with the script's
+//!   `fsid_type = Major64` and with Ganesha's default.
 //! - `allow_other` / `default_permissions` as an unprivileged user.
 //!
 //! Everything runs as root (drop_caches, open_by_handle_at, setpriv) and against 127.0.0.1 only.
@@ -389,15 +392,22 @@ struct Ganesha {
     state: tempfile::TempDir,
     export: PathBuf,
     port: u16,
+    /// Environment for scripts/nfs-server.sh start (FSID_TYPE...).
+    env: Vec<(&'static str, String)>,
     pid: Mutex<Option<u32>>,
 }
 
 impl Ganesha {
     fn new(export: &Path, port: u16) -> Ganesha {
+        Self::with_env(export, port, &[])
+    }
+
+    fn with_env(export: &Path, port: u16, env: &[(&'static str, &str)]) -> Ganesha {
         let g = Ganesha {
             state: tempdir(),
             export: export.to_path_buf(),
             port,
+            env: env.iter().map(|(k, v)| (*k, v.to_string())).collect(),
             pid: Mutex::new(None),
         };
         g.start();
@@ -418,7 +428,8 @@ impl Ganesha {
                 .arg("start")
                 .arg(&self.export)
                 .arg(self.port.to_string())
-                .arg(self.state.path()),
+                .arg(self.state.path())
+                .envs(self.env.iter().map(|(k, v)| (k, v))),
             Duration::from_secs(60),
         );
         let pid = o
@@ -921,40 +932,10 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
             "imgfs umount of an exported mount: want EBUSY with the mount left in place, got {busy_refusal}"
         );
 
-        // The restart under the running server: detach the old mount (its daemon goes on serving
-        // what ganesha holds open), mount the same source at the same directory, and have
-        // ganesha reopen its export (scripts/nfs-server.sh reexport: a config reload; the server
-        // process, its clients' connections and their file handles stay).
-        let server_pid = g.pid();
-        let old_daemon = daemon_of(&m.dir).expect("the imgfs daemon serving the export");
-        let gap_start = Instant::now();
-        let o = run(
-            &mut imgfs_cmd(["umount".as_ref(), "-z".as_ref(), m.dir.as_os_str()]),
-            MOUNT_TIMEOUT,
-        );
-        assert!(
-            o.ok(),
-            "imgfs umount -z of the exported mount: {} {}",
-            o.describe(),
-            o.stderr_str()
-        );
-        let t_detached = Instant::now();
-        let o = run(
-            &mut imgfs_cmd(["mount".as_ref(), source.as_os_str(), m.dir.as_os_str()]),
-            MOUNT_TIMEOUT,
-        );
-        assert!(
-            o.ok() && is_mounted(&m.dir),
-            "imgfs mount again: {} {}",
-            o.describe(),
-            o.stderr_str()
-        );
-        let t_remounted = Instant::now();
-        g.reexport();
-        let gap_end = Instant::now();
-        assert_eq!(g.pid(), server_pid, "the NFS server was restarted");
-        let new_daemon = daemon_of(&m.dir).expect("the new imgfs daemon");
-        assert_ne!(new_daemon, old_daemon, "the mount is still served by the old daemon");
+        // The restart under the running server (docs/nfs.md's recipe).
+        let r = restart_imgfs_under(&g, &m.dir, &source);
+        let (gap_start, t_detached, t_remounted, gap_end, old_daemon) =
+            (r.start, r.detached, r.remounted, r.end, r.old_daemon);
         // Once ganesha has let go of the old mount, its daemon exits on its own.
         let t = Instant::now();
         while Path::new(&format!("/proc/{old_daemon}")).exists() && t.elapsed() < Duration::from_secs(20) {
@@ -1075,6 +1056,307 @@ fn nfs_ganesha_export_lists_and_reads_like_umoci_unpack_and_survives_an_imgfs_re
     drop(g);
     fails.assert_none("NFS export of an imgfs mount");
     drop(m);
+}
+
+// ------------------------------------------------------------------------------------------------
+// A long-lived client across an imgfs restart (tests/it/nfs_client.c)
+// ------------------------------------------------------------------------------------------------
+
+/// tests/it/nfs_client.c compiled with `cc` into `dir`; fails with the install hint without
+/// libnfs-dev.
+fn build_nfs_client(dir: &Path) -> PathBuf {
+    require(&["cc"]);
+    let bin = dir.join("nfs_client");
+    let o = run(
+        Command::new("cc")
+            .args(["-O2", "-Wall", "-Werror", "-o"])
+            .arg(&bin)
+            .arg(crate_root().join("tests/it/nfs_client.c"))
+            .arg("-lnfs"),
+        Duration::from_secs(60),
+    );
+    assert!(
+        o.ok(),
+        "cc tests/it/nfs_client.c -lnfs failed (libnfs-dev: {INSTALL_HINT}): {}\n{}",
+        o.describe(),
+        o.stderr_str()
+    );
+    bin
+}
+
+/// A running nfs_client: its stdout lines arrive on a channel; killed by PID on drop.
+struct LongClient {
+    child: std::process::Child,
+    lines: std::sync::mpsc::Receiver<String>,
+    stderr: PathBuf,
+}
+
+impl LongClient {
+    fn spawn(bin: &Path, url: &str, file: &str, dir: &str, stderr: PathBuf) -> LongClient {
+        use std::io::BufRead;
+        use std::process::Stdio;
+        let mut child = Command::new(bin)
+            .args([url, file, dir])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr).expect("client stderr file"))
+            .spawn()
+            .expect("spawn nfs_client");
+        let out = child.stdout.take().expect("client stdout");
+        let (tx, lines) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        LongClient { child, lines, stderr }
+    }
+
+    /// The lines before `marker` (within `timeout`), or what went wrong with what came so far.
+    fn until(&mut self, marker: &str, timeout: Duration) -> Result<Vec<String>, String> {
+        let deadline = Instant::now() + timeout;
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(l) if l == marker => return Ok(got),
+                Ok(l) => got.push(l),
+                Err(e) => {
+                    let _ = self.child.try_wait();
+                    return Err(format!(
+                        "nfs_client: no {marker:?} line ({e}); stdout so far {got:?}; stderr: {}",
+                        fs::read_to_string(&self.stderr).unwrap_or_default().trim()
+                    ));
+                }
+            }
+        }
+    }
+
+    fn go_on(&mut self) {
+        use std::io::Write;
+        let stdin = self.child.stdin.as_mut().expect("client stdin");
+        stdin
+            .write_all(b"go\n")
+            .and_then(|_| stdin.flush())
+            .expect("write to nfs_client");
+    }
+}
+
+impl Drop for LongClient {
+    fn drop(&mut self) {
+        // Child::kill sends SIGKILL to this child's PID only.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `probe: result` lines as probe -> result, where an error keeps only its NFSv4 status
+/// ("error NFS4ERR_STALE"): that is what is asserted, the rest of libnfs's message is wording.
+fn outcomes(lines: &[String]) -> BTreeMap<String, String> {
+    lines
+        .iter()
+        .map(|l| {
+            let (probe, result) = l.split_once(": ").unwrap_or((l.as_str(), ""));
+            let result = match result.strip_prefix("error ") {
+                Some(msg) => match msg.find("NFS4ERR_") {
+                    Some(i) => {
+                        let status: String = msg[i..]
+                            .chars()
+                            .take_while(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || *c == '_')
+                            .collect();
+                        format!("error {status}")
+                    }
+                    None => result.to_owned(),
+                },
+                None => result.to_owned(),
+            };
+            (probe.to_owned(), result)
+        })
+        .collect()
+}
+
+/// One NFSv4 client that mounts once and keeps a file open and a directory's handle while imgfs
+/// is restarted under the running server by docs/nfs.md's recipe. With scripts/nfs-server.sh's
+/// `fsid_type = Major64` the handles it holds still work afterwards (only the open file's stateid
+/// is gone with the old export: NFS4ERR_BAD_STATEID, as after a server reboot); with Ganesha's
+/// default fsid (the FUSE device number) every handle is NFS4ERR_STALE, and so is libnfs's
+/// context, which keeps the export's root handle. Either way a new client reads the right bytes.
+#[test]
+fn nfs_long_lived_client_handles_across_an_imgfs_restart() {
+    require(NFS_TOOLS);
+    let source = edge().join("oci");
+    let want_root = bundle_rootfs();
+    let tmp = tempdir();
+    let bin = build_nfs_client(tmp.path());
+    let (file, dir) = ("data/big", "data");
+    let (file_rel, dir_rel) = (
+        format!("images/edge/rootfs/{file}"),
+        format!("images/edge/rootfs/{dir}"),
+    );
+    let want = fs::read(want_root.join(file)).unwrap();
+    let names = ls(&want_root.join(dir));
+    let listing: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let read_ok = format!("ok {} {}", want.len(), sha256_bytes(&want));
+    let readdir_ok = format!("ok {} {}", names.len(), sha256_bytes(listing.as_bytes()));
+    let stale = "error NFS4ERR_STALE".to_owned();
+
+    let mut fails = Failures::default();
+    // (FSID_TYPE for the script, what each probe must give after the restart)
+    let cases: [(&str, [(&str, String); 5]); 2] = [
+        (
+            "Major64",
+            [
+                ("file-handle read", "error NFS4ERR_BAD_STATEID".to_owned()),
+                ("file-handle getattr", String::new()), // filled in below: same size and inode
+                ("dir-handle readdir", readdir_ok.clone()),
+                ("path open+read", read_ok.clone()),
+                ("path lookup+readdir", readdir_ok.clone()),
+            ],
+        ),
+        (
+            "",
+            [
+                ("file-handle read", stale.clone()),
+                ("file-handle getattr", stale.clone()),
+                ("dir-handle readdir", stale.clone()),
+                ("path open+read", stale.clone()),
+                ("path lookup+readdir", readdir_ok.clone()),
+            ],
+        ),
+    ];
+    for (fsid_type, after) in cases {
+        let label = if fsid_type.is_empty() {
+            "ganesha's default fsid"
+        } else {
+            fsid_type
+        };
+        let m = Mount::new(&source);
+        let ino = fs::metadata(m.path(&file_rel)).unwrap().ino();
+        let getattr_ok = format!("ok size {} ino {ino}", want.len());
+        let g = Ganesha::with_env(&m.dir, free_port(), &[("FSID_TYPE", fsid_type)]);
+        let t = Instant::now();
+        let mut c = LongClient::spawn(
+            &bin,
+            &g.url("", ""),
+            &file_rel,
+            &dir_rel,
+            tmp.path().join(format!("client-{label}.err")),
+        );
+        let before = c
+            .until("ready", NFS_CMD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let want_before: BTreeMap<String, String> = [
+            ("file-handle read", &read_ok),
+            ("file-handle getattr", &getattr_ok),
+            ("dir-handle readdir", &readdir_ok),
+            ("path open+read", &read_ok),
+            ("path lookup+readdir", &readdir_ok),
+        ]
+        .iter()
+        .map(|(p, r)| (format!("before {p}"), r.to_string()))
+        .collect();
+        assert_eq!(
+            outcomes(&before),
+            want_before,
+            "{label}: before the restart: {before:#?}"
+        );
+
+        let r = restart_imgfs_under(&g, &m.dir, &source);
+        c.go_on();
+        let after_lines = c
+            .until("done", NFS_CMD_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{label}: {e}"));
+        let want_after: BTreeMap<String, String> = after
+            .iter()
+            .map(|(p, r)| {
+                let r = if r.is_empty() { getattr_ok.clone() } else { r.clone() };
+                (format!("after {p}"), r)
+            })
+            .collect();
+        let got_after = outcomes(&after_lines);
+        fails.check(got_after == want_after, || {
+            format!(
+                "{label}: after the restart the long-lived client got\n{got_after:#?}\nwant\n{want_after:#?}\n(lines: {after_lines:#?})"
+            )
+        });
+        // A new client (a fresh mount of the export) reads the right bytes.
+        let o = nfs_cat(&g, &file_rel, "");
+        fails.check(o.ok() && o.stdout == want, || {
+            format!(
+                "{label}: nfs-cat {file_rel} after the restart: {} {} bytes {}",
+                o.describe(),
+                o.stdout.len(),
+                o.stderr_str().trim()
+            )
+        });
+        eprintln!(
+            "nfs long-lived client, {label}: restart {:.2?}, whole case {:.1?}; after: {got_after:?}",
+            r.end - r.start,
+            t.elapsed()
+        );
+        drop(c);
+        if let Err(e) = g.stop() {
+            fails.push(e);
+        }
+        drop(g);
+        drop(m);
+    }
+    fails.assert_none("a long-lived NFS client across an imgfs restart");
+}
+
+/// When each step of an imgfs restart under a running server ended.
+struct Restart {
+    start: Instant,
+    detached: Instant,
+    remounted: Instant,
+    end: Instant,
+    old_daemon: u32,
+}
+
+/// docs/nfs.md's restart recipe under a running server: detach the old mount (its daemon goes on
+/// serving what ganesha holds open), mount the same source at the same directory, and have
+/// ganesha reopen its export (`scripts/nfs-server.sh reexport`: a config reload; the server
+/// process and its clients' connections stay). Panics unless each step did what it says.
+fn restart_imgfs_under(g: &Ganesha, dir: &Path, source: &Path) -> Restart {
+    let server_pid = g.pid();
+    let old_daemon = daemon_of(dir).expect("the imgfs daemon serving the export");
+    let start = Instant::now();
+    let o = run(
+        &mut imgfs_cmd(["umount".as_ref(), "-z".as_ref(), dir.as_os_str()]),
+        MOUNT_TIMEOUT,
+    );
+    assert!(
+        o.ok(),
+        "imgfs umount -z of the exported mount: {} {}",
+        o.describe(),
+        o.stderr_str()
+    );
+    let detached = Instant::now();
+    let o = run(
+        &mut imgfs_cmd(["mount".as_ref(), source.as_os_str(), dir.as_os_str()]),
+        MOUNT_TIMEOUT,
+    );
+    assert!(
+        o.ok() && is_mounted(dir),
+        "imgfs mount again: {} {}",
+        o.describe(),
+        o.stderr_str()
+    );
+    let remounted = Instant::now();
+    g.reexport();
+    let end = Instant::now();
+    assert_eq!(g.pid(), server_pid, "the NFS server was restarted");
+    let new_daemon = daemon_of(dir).expect("the new imgfs daemon");
+    assert_ne!(new_daemon, old_daemon, "the mount is still served by the old daemon");
+    Restart {
+        start,
+        detached,
+        remounted,
+        end,
+        old_daemon,
+    }
 }
 
 /// PID of the imgfs daemon serving the mount at `dir`: the process whose command line is an
