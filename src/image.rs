@@ -94,6 +94,30 @@ pub enum ImageNode {
     Manifest(ManifestInfo),
 }
 
+impl ImageNode {
+    /// Digest of the document (index or manifest).
+    pub fn digest(&self) -> &Digest {
+        match self {
+            ImageNode::Index { digest, .. } => digest,
+            ImageNode::Manifest(m) => &m.digest,
+        }
+    }
+
+    /// The node with this digest below this one (itself excluded), depth first.
+    pub fn find(&self, digest: &Digest) -> Option<Arc<ImageNode>> {
+        let ImageNode::Index { children, .. } = self else {
+            return None;
+        };
+        children.iter().find_map(|(_, c)| {
+            if c.digest() == digest {
+                Some(c.clone())
+            } else {
+                c.find(digest)
+            }
+        })
+    }
+}
+
 /// Everything a mount shows, verified.
 pub struct ImageSet {
     /// The detected source format.
@@ -195,17 +219,26 @@ fn view_count(node: &ImageNode, memo: &mut HashMap<Digest, usize>) -> usize {
     }
 }
 
-/// Applies the reference's selector (`REF`, `NAME:TAG` or `@N`) to the refs.
+/// Applies the reference's selector to the refs: `@N` (the N-th image, docker-archive style) or
+/// any spelling of an image's name or digest (`crate::refname`). The best match wins; among
+/// equals, the first in index order. A digest that names a platform's manifest inside an index
+/// selects that manifest.
 fn select(refs: Vec<(String, Arc<ImageNode>)>, raw: &RawLayout) -> Result<Vec<(String, Arc<ImageNode>)>> {
     let Some(sel) = raw.selector.as_deref() else {
         return Ok(refs);
     };
     let available = || refs.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>().join(", ");
-    let found = match sel.strip_prefix('@').map(str::parse::<usize>) {
-        Some(Ok(i)) => refs.get(i).cloned(),
-        _ => refs.iter().find(|(n, _)| n == sel).cloned(),
-    };
-    match found {
+    if let Some(Ok(i)) = sel.strip_prefix('@').map(str::parse::<usize>) {
+        return match refs.get(i) {
+            Some(r) => Ok(vec![r.clone()]),
+            None => Err(SourceError::NoSuchImage {
+                path: raw.path.clone(),
+                selector: sel.to_owned(),
+                available: available(),
+            }),
+        };
+    }
+    match select_ref(&refs, &crate::refname::Selector::parse(sel)) {
         Some(r) => Ok(vec![r]),
         None => Err(SourceError::NoSuchImage {
             path: raw.path.clone(),
@@ -213,6 +246,27 @@ fn select(refs: Vec<(String, Arc<ImageNode>)>, raw: &RawLayout) -> Result<Vec<(S
             available: available(),
         }),
     }
+}
+
+/// The ref a selector names (see [`select`]).
+pub fn select_ref(
+    refs: &[(String, Arc<ImageNode>)],
+    sel: &crate::refname::Selector,
+) -> Option<(String, Arc<ImageNode>)> {
+    let mut best: Option<(crate::refname::Match, usize)> = None;
+    for (i, (name, node)) in refs.iter().enumerate() {
+        if let Some(m) = sel.matches(name, node.digest()) {
+            if best.is_none_or(|(b, _)| m > b) {
+                best = Some((m, i));
+            }
+        }
+    }
+    if let Some((_, i)) = best {
+        return refs.get(i).cloned();
+    }
+    let digest = sel.digest()?;
+    refs.iter()
+        .find_map(|(name, node)| node.find(digest).map(|child| (name.clone(), child)))
 }
 
 /// The parts of a descriptor the walk needs, validated.

@@ -25,6 +25,8 @@ pub mod layer;
 pub mod merge;
 pub mod mount;
 pub mod oci;
+pub mod one_image;
+pub mod refname;
 pub mod registry;
 pub mod show;
 pub mod source;
@@ -51,4 +53,37 @@ pub fn open_tree_with(
     let raw = source::open_with(&r, cache, registry)?;
     let set = image::ImageSet::load(raw)?;
     Ok(Arc::new(tree::build(Arc::new(set))))
+}
+
+/// [`open_tree_with`], then `choice` (`--image`): a tree whose root is that one image's rootfs
+/// (or layer). Without a choice, `--platform` must name a registry source: a local source shows
+/// every platform, so the option would do nothing, and is refused.
+pub fn open_tree_choosing(
+    reference: &str,
+    cache: &cache::Cache,
+    registry: &registry::RegistryOptions,
+    choice: Option<&one_image::Choice>,
+) -> Result<Arc<tree::Tree>, source::SourceError> {
+    let r = source::SourceRef::parse(reference)?;
+    let raw = source::open_with(&r, cache, registry)?;
+    let set = image::ImageSet::load(raw)?;
+    match choice {
+        Some(c) => {
+            let c = one_image::Choice {
+                platform: c.platform.clone().or_else(|| registry.platform.clone()),
+                ..c.clone()
+            };
+            let chosen = one_image::choose(&set, &c)?;
+            Ok(Arc::new(tree::build_one(Arc::new(set), &chosen)))
+        }
+        None if registry.platform.is_some() && set.format != source::Format::Registry => {
+            Err(source::SourceError::Unsupported {
+                path: set.path.clone(),
+                reason: "--platform has no effect here: a local source shows every platform under \
+                         images/<ref>/; add --image [REF] to mount one platform's image"
+                    .into(),
+            })
+        }
+        None => Ok(Arc::new(tree::build(Arc::new(set)))),
+    }
 }

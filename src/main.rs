@@ -42,7 +42,7 @@ struct CacheArgs {
 /// How to reach registries (`docker://` and bare `HOST/REPO` references); docs/registry.md.
 #[derive(clap::Args, Clone)]
 struct RegistryArgs {
-    /// Image to pick from a multi-platform registry image (default: this host's platform).
+    /// Platform to pick from a multi-platform index (default: this host's): for registry images, and for local sources with --image.
     #[arg(long, value_name = "OS/ARCH[/VARIANT]")]
     platform: Option<String>,
     /// Registry credentials (default: --creds-file, $IMGFS_CREDS, auth files, then docker's config
@@ -140,6 +140,50 @@ impl RegistryArgs {
     }
 }
 
+/// One image instead of the whole source, like `podman image mount`; docs/cli.md.
+#[derive(clap::Args, Clone, Default)]
+struct ImageArgs {
+    /// Show only this image's merged rootfs at the top: REF as docker or skopeo spell it
+    /// (busybox, myorg/app:2, docker.io/..., NAME@sha256:...); no REF: the source's only image.
+    #[arg(long, value_name = "REF", num_args = 0..=1, default_missing_value = "")]
+    image: Option<String>,
+    /// One layer of the image as stored (0 = the bottom one) instead of its merged rootfs (implies --image).
+    #[arg(long, value_name = "N")]
+    layer: Option<usize>,
+}
+
+impl ImageArgs {
+    fn choice(&self) -> Option<imgfs::one_image::Choice> {
+        if self.image.is_none() && self.layer.is_none() {
+            return None;
+        }
+        Some(imgfs::one_image::Choice {
+            image: self.image.clone().filter(|r| !r.is_empty()),
+            layer: self.layer,
+            platform: None,
+        })
+    }
+
+    /// Takes `image[=REF]` and `layer=N` out of a `-o` list (fstab) and returns the rest.
+    fn take_mount_options(&mut self, list: &str) -> anyhow::Result<String> {
+        let mut rest = Vec::new();
+        for opt in list.split(',') {
+            match opt.trim().split_once('=') {
+                None if opt.trim() == "image" => self.image = Some(String::new()),
+                Some(("image", v)) => self.image = Some(v.to_owned()),
+                Some(("layer", v)) => {
+                    self.layer = Some(
+                        v.parse()
+                            .map_err(|_| anyhow!("-o layer={v}: expected a layer number"))?,
+                    )
+                }
+                _ => rest.push(opt),
+            }
+        }
+        Ok(rest.join(","))
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
     /// Mount SOURCE (OCI layout, oci-archive, docker save tar, dir:, maybe gzip'd) on MOUNTPOINT.
@@ -153,9 +197,11 @@ enum Command {
         #[arg(short, long)]
         foreground: bool,
         /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE;
-        /// for registries platform=, authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
+        /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
+        #[command(flatten)]
+        image: ImageArgs,
         /// Log file of the background daemon.
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
@@ -195,6 +241,8 @@ enum Command {
         #[arg(short = 'l')]
         long: bool,
         #[command(flatten)]
+        image: ImageArgs,
+        #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
         registry: RegistryArgs,
@@ -205,6 +253,8 @@ enum Command {
         source: String,
         /// Path inside the mount.
         path: String,
+        #[command(flatten)]
+        image: ImageArgs,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -328,6 +378,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             mountpoint,
             foreground,
             options,
+            mut image,
             log_file,
             cache,
             mut registry,
@@ -335,6 +386,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let mut opts = Options::default();
             for o in &options {
                 let rest = registry.take_mount_options(o)?;
+                let rest = image.take_mount_options(&rest)?;
                 opts.parse_into(&rest)?;
             }
             if log_file.is_some() {
@@ -365,7 +417,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 return Err(reexec_without_creds());
             }
             if foreground || std::env::var_os(NOTIFY_ENV).is_some() {
-                mount_foreground(&source, &mountpoint, &opts, &cache_of(&cache, Some(&opts)), &registry)
+                let cache = cache_of(&cache, Some(&opts));
+                mount_foreground(&source, &mountpoint, &opts, &cache, &registry, image.choice().as_ref())
             } else {
                 mount_background(&mountpoint, &opts)
             }
@@ -390,11 +443,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             path,
             recursive,
             long,
+            image,
             cache,
             registry,
         } => {
             let cache = cache_of(&cache, None);
-            let fs = Fs::new(imgfs::open_tree_with(&source, &cache, &registry.options()?)?, cache);
+            let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
+            let fs = Fs::new(tree, cache);
             // Like ls(1): `-l` shows a symlink itself, unless the path ends with `/`.
             let follow_last = !long || path.ends_with('/');
             let ino = walk::resolve(&fs, &path, follow_last).with_context(|| format!("{path} in {source}"))?;
@@ -415,11 +470,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Cat {
             source,
             path,
+            image,
             cache,
             registry,
         } => {
             let cache = cache_of(&cache, None);
-            let fs = Fs::new(imgfs::open_tree_with(&source, &cache, &registry.options()?)?, cache);
+            let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
+            let fs = Fs::new(tree, cache);
             cat(&fs, &source, &path)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -432,10 +489,14 @@ fn mount_foreground(
     opts: &Options,
     cache: &Cache,
     registry: &imgfs::registry::RegistryOptions,
+    choice: Option<&imgfs::one_image::Choice>,
 ) -> anyhow::Result<ExitCode> {
     mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
-    let fs = Fs::new(imgfs::open_tree_with(source, cache, registry)?, cache.clone());
+    let fs = Fs::new(
+        imgfs::open_tree_choosing(source, cache, registry, choice)?,
+        cache.clone(),
+    );
     fs.warm_up();
     mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());

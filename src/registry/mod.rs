@@ -5,8 +5,8 @@
 //! manifest or index the reference names, every manifest an index lists (every platform), and
 //! their configs. Layers are not fetched: each is a [`blob::RemoteReader`] that reads ranges on
 //! demand or downloads once into the cache when a view indexes it. The synthesized
-//! `index.json` names the chosen image `<tag>` (the host platform, or `--platform`, out of a
-//! multi-platform index) and, for an index, the whole index `<tag>@index`. docs/registry.md
+//! `index.json` names the chosen image by its full reference (`quay.io/org/img:1`; the host platform, or `--platform`, out of a
+//! multi-platform index) and, for an index, the whole index `<reference>@index`. docs/registry.md
 //! has the details and the reasons.
 //!
 //! - `reference`: parsing, normalization, bare references versus paths;
@@ -189,7 +189,7 @@ impl Platform {
 
     /// Does an index entry's `platform` object match? Without a variant here, any variant
     /// does; arm64's `v8` is its only variant, so it matches none too.
-    fn matches(&self, p: &serde_json::Value) -> bool {
+    pub fn matches(&self, p: &serde_json::Value) -> bool {
         let field = |k: &str| p.get(k).and_then(|v| v.as_str()).unwrap_or("");
         let norm = |v: &str| {
             if self.architecture == "arm64" && v == "v8" {
@@ -304,8 +304,8 @@ fn open_image(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result
     })
 }
 
-/// The synthesized index.json entries: the chosen image as `<tag>`, plus the whole index as
-/// `<tag>@index` when a platform was picked out of one.
+/// The synthesized index.json entries: the chosen image as its reference, plus the whole index as
+/// `<reference>@index` when a platform was picked out of one.
 fn index_entries(
     image: &ImageRef,
     top: &Desc,

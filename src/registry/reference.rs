@@ -66,13 +66,16 @@ impl ImageRef {
         }
     }
 
-    /// The name of this image under `images/`: its tag, else its digest (as `skopeo copy
-    /// docker://R/N:T oci:DIR:T` would name it).
+    /// The ref name of this image in the synthesized index.json: the full reference with its
+    /// tag, else its digest (`quay.io/org/img:1`, `docker.io/library/busybox:latest`), which
+    /// `images/` shows as `docker images` would (`images/quay.io/org/img:1/`,
+    /// `images/busybox:latest/`; `crate::refname`).
     pub fn ref_name(&self) -> String {
+        let base = format!("{}/{}", self.registry, self.repository);
         match (&self.tag, &self.digest) {
-            (Some(t), _) => t.clone(),
-            (None, Some(d)) => d.to_string(),
-            (None, None) => "latest".to_owned(),
+            (Some(t), _) => format!("{base}:{t}"),
+            (None, Some(d)) => format!("{base}@{d}"),
+            (None, None) => format!("{base}:latest"),
         }
     }
 
@@ -179,7 +182,7 @@ mod tests {
             assert_eq!(r.endpoint(), *endpoint, "{text}");
         }
         let pinned = ImageRef::parse(&format!("quay.io/o/i@{d}")).unwrap();
-        assert_eq!(pinned.ref_name(), d);
+        assert_eq!(pinned.ref_name(), format!("quay.io/o/i@{d}"));
         assert_eq!(pinned.selector(), d);
         for bad in ["", "UPPER/case", "a//b", "x@sha256:12", "x:tag with space"] {
             assert!(ImageRef::parse(bad).is_err(), "{bad:?} parsed");

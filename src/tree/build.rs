@@ -1,7 +1,7 @@
 //! Building the tree from an image set (layout in docs/layout.md). The walk order is fixed
 //! (sorted names, depth first), so node ids — and inode numbers — are the same on every mount.
 
-use super::escape::escape_component;
+use super::escape::{escape_component, ref_path};
 use super::{Content, Node, NodeId, NodeKind, Tree};
 use crate::image::{ImageNode, ImageSet};
 use crate::view::{PlacementId, ViewSpec};
@@ -57,17 +57,77 @@ pub fn build(set: Arc<ImageSet>) -> Tree {
     }
     let images = root.dir("images");
     let mut shared = HashMap::new();
-    for (name, node) in &set.refs {
-        add_image(images.dir(&escape_component(name)), node, &set, &mut shared);
+    let paths = place_refs(set.refs.iter().map(|(name, _)| name.as_str()));
+    for ((_, node), path) in set.refs.iter().zip(&paths) {
+        let dir = path.iter().fold(&mut *images, |dir, part| dir.dir(part));
+        add_image(dir, node, &set, &mut shared);
     }
+    let ref_paths = paths.iter().map(|p| format!("images/{}", p.join("/"))).collect();
     let mut tree = Tree {
         nodes: Vec::new(),
         set,
         views: Vec::new(),
         view_nodes: Vec::new(),
+        ref_paths,
     };
     flatten(&mut tree, root);
     tree
+}
+
+/// The tree of a one-image mount (`--image`): its root is the image's rootfs view, or one layer.
+pub fn build_one(set: Arc<ImageSet>, chosen: &crate::one_image::Chosen) -> Tree {
+    let manifest = Arc::new(chosen.manifest.clone());
+    let spec = match chosen.layer {
+        Some(n) => ViewSpec::Layer(manifest, n),
+        None => ViewSpec::Rootfs(manifest),
+    };
+    Tree {
+        nodes: vec![Node {
+            name: Box::new([]),
+            parent: NodeId::ROOT,
+            kind: NodeKind::View(PlacementId(0)),
+        }],
+        set,
+        views: vec![spec],
+        view_nodes: vec![NodeId::ROOT],
+        ref_paths: Vec::new(),
+    }
+}
+
+/// The path (components under `images/`) of each ref, in the refs' order. A ref's directory
+/// holds an image, so no ref may be shown inside another's directory nor on one's path: with a
+/// ref `a` and a ref `a/b:1`, the one with fewer components keeps its path (the first in index
+/// order among equals) and the other is shown as one component (`a%2Fb:1`), then with `~2`,
+/// `~3`... appended until it is free. Depends only on the names and their order, so the same
+/// source always gives the same paths (and inode numbers).
+fn place_refs<'a>(names: impl Iterator<Item = &'a str>) -> Vec<Vec<String>> {
+    let names: Vec<&str> = names.collect();
+    let wanted: Vec<Vec<String>> = names.iter().map(|n| ref_path(n)).collect();
+    let mut order: Vec<usize> = (0..names.len()).collect();
+    order.sort_by_key(|&i| (wanted[i].len(), i));
+    let mut leaves = std::collections::HashSet::new();
+    let mut inner = std::collections::HashSet::new();
+    let mut out = vec![Vec::new(); names.len()];
+    for i in order {
+        let flat = escape_component(crate::refname::familiar(names[i]));
+        let candidates = std::iter::once(wanted[i].clone())
+            .chain(std::iter::once(vec![flat.clone()]))
+            .chain((2u64..).map(|n| vec![format!("{flat}~{n}")]));
+        for path in candidates {
+            let free = !leaves.contains(&path)
+                && !inner.contains(&path)
+                && (1..path.len()).all(|k| !leaves.contains(&path[..k]));
+            if free {
+                for k in 1..path.len() {
+                    inner.insert(path[..k].to_vec());
+                }
+                leaves.insert(path.clone());
+                out[i] = path;
+                break;
+            }
+        }
+    }
+    out
 }
 
 /// `shared` holds one `ManifestInfo` per manifest digest: every ref and every layer view of a
@@ -138,5 +198,39 @@ fn flatten(tree: &mut Tree, root: DirSpec) {
             });
         }
         nodes[id.0 as usize].kind = NodeKind::Dir { children };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::place_refs;
+
+    #[test]
+    fn refs_are_placed_without_collisions() {
+        let names = [
+            "a/b:1",
+            "a",
+            "docker.io/myorg/myapp:2.0",
+            "myorg/myapp:2.0",
+            "a%2Fb:1",
+            "quay.io/org/img:1",
+            "a/b:1/c",
+        ];
+        let got: Vec<String> = place_refs(names.into_iter()).iter().map(|p| p.join("/")).collect();
+        assert_eq!(
+            got,
+            [
+                // `a` has fewer components: it keeps its path; the literal one-component ref
+                // `a%2Fb:1` is placed before this two-component one
+                "a%2Fb:1~2",
+                "a",
+                "myorg/myapp:2.0",
+                // the same name shown twice: the first in index order keeps it
+                "myorg%2Fmyapp:2.0",
+                "a%2Fb:1",
+                "quay.io/org/img:1",
+                "a%2Fb:1%2Fc",
+            ]
+        );
     }
 }

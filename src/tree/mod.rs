@@ -14,7 +14,7 @@ use crate::image::ImageSet;
 use std::io;
 use std::sync::Arc;
 
-pub use build::build;
+pub use build::{build, build_one};
 
 /// Index of a node in the arena; the root is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -73,6 +73,8 @@ pub struct Tree {
     views: Vec<crate::view::ViewSpec>,
     /// The node where each placement is shown, indexed by `PlacementId`.
     view_nodes: Vec<NodeId>,
+    /// Where each ref of the image set is shown (`images/busybox:latest`), in the refs' order.
+    ref_paths: Vec<String>,
 }
 
 impl Tree {
@@ -99,6 +101,11 @@ impl Tree {
     /// The node where placement `p` is shown.
     pub fn placement_node(&self, p: crate::view::PlacementId) -> Option<NodeId> {
         self.view_nodes.get(p.0 as usize).copied()
+    }
+
+    /// The path of each ref's directory (`images/...`), in the order of the image set's refs.
+    pub fn ref_paths(&self) -> &[String] {
+        &self.ref_paths
     }
 
     /// The image set behind the tree.

@@ -119,3 +119,233 @@ fn cat_follows_symlinks_inside_the_image() {
         "{line}"
     );
 }
+
+/// The oci/ fixture's layout with index.json replaced: one entry per ref name, all naming the
+/// v2 manifest.
+fn layout_with_refs(dir: &std::path::Path, names: &[&str]) -> std::path::PathBuf {
+    let src = fx("oci");
+    let out = dir.join("layout");
+    let o = run(Command::new("cp").arg("-a").arg(&src).arg(&out), CMD_TIMEOUT);
+    o.assert_ok();
+    let digest = expect("OCI_V2_MANIFEST");
+    let size = std::fs::metadata(src.join("blobs/sha256").join(digest_hex(digest)))
+        .unwrap()
+        .len();
+    let manifests: Vec<serde_json::Value> = names
+        .iter()
+        .map(|n| {
+            serde_json::json!({
+                "mediaType": MT_MANIFEST, "digest": digest, "size": size,
+                "annotations": { "org.opencontainers.image.ref.name": n },
+            })
+        })
+        .collect();
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": manifests });
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    out
+}
+
+/// Refs are shown at the paths users write them as (docs/layout.md): docker's short names,
+/// `/` as directory levels, only impossible components escaped, collisions resolved the same
+/// way on every mount, inode numbers stable.
+#[test]
+fn images_shows_refs_as_paths() {
+    let t = tempdir();
+    let names = [
+        "a/b:1",
+        "a",
+        "docker.io/library/x:1",
+        "docker.io/myorg/myapp:2.0",
+        "quay.io/org/img:1",
+        "../up",
+        "v1",
+    ];
+    let layout = layout_with_refs(t.path(), &names);
+    let m = Mount::new(&layout);
+    assert_eq!(
+        ref_dirs(&m),
+        set(&[
+            "a",
+            "a%2Fb:1",
+            "x:1",
+            "myorg/myapp:2.0",
+            "quay.io/org/img:1",
+            "..%2Fup",
+            "v1"
+        ])
+    );
+    let ino = |m: &Mount, rel: &str| std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(m.path(rel)).unwrap());
+    let probes = [
+        "images/quay.io/org/img:1/config.json",
+        "images/myorg/myapp:2.0/rootfs/bin/busybox",
+        "images/a",
+    ];
+    let first: Vec<u64> = probes.iter().map(|p| ino(&m, p)).collect();
+    drop(m);
+    let m = Mount::new(&layout);
+    let again: Vec<u64> = probes.iter().map(|p| ino(&m, p)).collect();
+    assert_eq!(first, again, "inode numbers change between mounts");
+    assert_eq!(
+        m.read("images/quay.io/org/img:1/config.json"),
+        m.read("images/v1/config.json")
+    );
+
+    // Every spelling docker/skopeo accept selects the same ref (`oci:DIR:REF`).
+    let l = layout.display().to_string();
+    let d = expect("OCI_V2_MANIFEST");
+    for (sel, dir) in [
+        ("myorg/myapp:2.0", "myorg/myapp:2.0"),
+        ("docker.io/myorg/myapp:2.0", "myorg/myapp:2.0"),
+        ("x:1", "x:1"),
+        ("docker.io/library/x:1", "x:1"),
+        ("index.docker.io/library/x:1", "x:1"),
+        (&format!("quay.io/org/img@{d}"), "quay.io/org/img:1"),
+        (&format!("quay.io/org/img:1@{d}"), "quay.io/org/img:1"),
+        // alone, `a/b:1` collides with nothing: its own path
+        ("a/b:1", "a/b:1"),
+    ] {
+        let o = run_imgfs(["ls", &format!("oci:{l}:{sel}"), "images", "-R"], CMD_TIMEOUT);
+        let o = o.assert_ok();
+        let first = o.stdout_str().lines().next().unwrap_or("").to_owned();
+        assert!(
+            o.stdout_str().lines().any(|line| line == format!("{dir}/config.json")),
+            "oci:DIR:{sel} shows {first}..."
+        );
+    }
+    // `x` means `x:latest`, which this layout does not have.
+    let o = run_imgfs(["ls", &format!("oci:{l}:x"), "images"], CMD_TIMEOUT);
+    assert!(
+        !o.ok() && o.stderr_str().contains("no image \"x\" in this source"),
+        "{}",
+        o.stderr_str()
+    );
+}
+
+/// docker-archive RepoTags select by every spelling too: skopeo writes `docker.io/imgfs/test:v2`,
+/// docker writes `imgfs/test:v2`; both are `images/imgfs/test:v2/`.
+#[test]
+fn docker_archive_refs_select_by_any_spelling() {
+    for fixture in ["docker-archive.tar", "docker-save-legacy.tar"] {
+        let src = fx_required(fixture);
+        for sel in [
+            "imgfs/test:v2",
+            "docker.io/imgfs/test:v2",
+            "docker.io/imgfs/test:v2@",
+            "@0",
+        ] {
+            let sel = sel.trim_end_matches('@');
+            if sel == "@0" && fixture == "docker-archive.tar" {
+                continue; // its image 0 is :latest
+            }
+            let reference = format!("docker-archive:{}:{sel}", src.display());
+            let o = run_imgfs(["ls", &reference, "images/imgfs"], CMD_TIMEOUT).assert_ok();
+            assert_eq!(o.stdout_str(), "test:v2/\n", "{reference}");
+        }
+    }
+}
+
+/// `imgfs mount SRC MNT --image [REF]` mounts that image's merged rootfs at MNT (and `--layer N`
+/// one layer), for every kind of local source; `-o image=REF,layer=N` does the same for fstab.
+#[test]
+fn image_mounts_one_rootfs_for_every_source_kind() {
+    let cases: &[(&str, &[&str], &str)] = &[
+        // (fixture, extra mount arguments, the ref directory of the same image in a full mount)
+        ("oci", &["--image", "v2"], "images/v2"),
+        ("oci-archive.tar", &["--image", "v2"], "images/v2"),
+        (
+            "oci-archive.tar.gz",
+            &["--image=docker.io/library/v2:latest"],
+            "images/v2",
+        ),
+        (
+            "docker-archive.tar",
+            &["--image", "imgfs/test:v2"],
+            "images/imgfs/test:v2",
+        ),
+        (
+            "docker-save-legacy.tar",
+            &["--image", "docker.io/imgfs/test:v2"],
+            "images/imgfs/test:v2",
+        ),
+        ("v1-legacy.tar", &["--image"], "images/legacy:1"),
+        ("dir", &["--image"], "images/latest"),
+        ("dir.tar", &["-o", "image"], "images/latest"),
+        ("oci", &["-o", "ro,image=v2"], "images/v2"),
+        ("oci", &["--image", "v2", "--layer", "1"], "images/v2/layers/1"),
+        ("oci", &["-o", "image=v2,layer=0"], "images/v2/layers/0"),
+    ];
+    for (fixture, args, want_dir) in cases {
+        let src = fx_required(fixture);
+        let full = Mount::new(&src);
+        let want = if want_dir.contains("/layers/") {
+            tree_dump(&full.path(want_dir))
+        } else {
+            tree_dump(&full.path(&format!("{want_dir}/rootfs")))
+        };
+        drop(full);
+        let one = Mount::with_args(&src, args);
+        assert!(!want.is_empty());
+        assert_eq!(tree_dump(&one.dir), want, "{fixture} {args:?}: differs from {want_dir}");
+    }
+}
+
+/// `--platform` picks a platform of a local multi-platform index for `--image` (default: this
+/// host's), and is refused where it would do nothing.
+#[test]
+fn image_platform_on_a_local_multi_platform_index() {
+    let src = fx("multi");
+    let full = Mount::new(&src);
+    let host = match std::env::consts::ARCH {
+        "aarch64" => "linux-arm64",
+        _ => "linux-amd64",
+    };
+    for (args, dir) in [
+        (vec!["--image"], host),
+        (vec!["--image", "multi", "--platform", "linux/arm64"], "linux-arm64"),
+        (vec!["--image", "-o", "platform=linux/amd64"], "linux-amd64"),
+    ] {
+        let one = Mount::with_args(&src, &args);
+        assert_eq!(
+            tree_dump(&one.dir),
+            tree_dump(&full.path(&format!("images/multi/{dir}/rootfs"))),
+            "{args:?}"
+        );
+    }
+    let s = src.to_str().unwrap();
+    let t = tempdir();
+    for (args, want) in [
+        (
+            vec!["--platform", "linux/arm64"],
+            "--platform has no effect here: a local source shows every platform under images/<ref>/; \
+             add --image [REF] to mount one platform's image",
+        ),
+        (
+            vec!["--image", "--platform", "linux/s390x"],
+            "image \"multi\" has no image for platform linux/s390x (it has: linux/amd64, linux/arm64)",
+        ),
+    ] {
+        let o = run_imgfs(
+            [&["mount", s, t.path().to_str().unwrap()][..], &args].concat(),
+            ERROR_TIMEOUT,
+        );
+        assert_eq!(o.stderr_str(), format!("imgfs: {s}: {want}\n"), "{args:?}");
+        assert!(!is_mounted(t.path()));
+    }
+    let oci = fx("oci");
+    let o = run_imgfs(
+        [
+            "ls",
+            oci.to_str().unwrap(),
+            "--image",
+            "v2",
+            "--platform",
+            "linux/arm64",
+        ],
+        ERROR_TIMEOUT,
+    );
+    assert!(
+        o.stderr_str().contains("image \"v2\" is linux/amd64, not linux/arm64"),
+        "{}",
+        o.stderr_str()
+    );
+}

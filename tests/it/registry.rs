@@ -54,21 +54,27 @@ fn registry_images_show_the_same_tree_as_local_sources() {
         let cache = tempdir();
         let remote = mount(reg.url(name), &reg.args(cache.path()));
         let here = Mount::with_args(&local, &["--no-cache"]);
-        let rdir = format!("images/{r}");
+        let rdir = image_dir(&remote);
+        let ldir = format!("images/{r}");
+        assert_eq!(
+            rdir,
+            format!("images/{}/{name}", reg.host),
+            "the image's path is its reference"
+        );
         assert_eq!(
             tree_dump(&remote.path(&format!("{rdir}/rootfs"))),
-            tree_dump(&here.path(&format!("{rdir}/rootfs"))),
+            tree_dump(&here.path(&format!("{ldir}/rootfs"))),
             "{name}: rootfs differs from {local}"
         );
         assert_eq!(
             remote.read(&format!("{rdir}/config.json")),
-            here.read(&format!("{rdir}/config.json"))
+            here.read(&format!("{ldir}/config.json"))
         );
         let manifest = remote.json(&format!("{rdir}/manifest.json"));
         if same_digests {
             assert_eq!(
                 remote.read(&format!("{rdir}/manifest.json")),
-                here.read(&format!("{rdir}/manifest.json"))
+                here.read(&format!("{ldir}/manifest.json"))
             );
             let (mine, local) = (remote.ls("blobs/sha256"), here.ls("blobs/sha256"));
             assert!(mine.is_subset(&local), "{name}: {mine:?} not in {local:?}");
@@ -83,13 +89,14 @@ fn registry_images_show_the_same_tree_as_local_sources() {
             let bytes = remote.read(&format!("blobs/sha256/{hex}"));
             assert_eq!(crate::util::sha256_bytes(&bytes), hex, "{name}: blob {hex}");
         }
-        // index.json names the image by its tag, like `skopeo copy docker://... oci:DIR:TAG`.
+        // index.json names the image by its full reference, shown as a path under images/.
         let index = remote.json("index.json");
         assert_eq!(
             index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"],
-            r
+            format!("{}/{name}", reg.host)
         );
-        assert_eq!(remote.ls("images"), [r.to_owned()].into());
+        assert_eq!(remote.ls("images"), [reg.host.clone()].into());
+        let _ = r;
     }
 }
 
@@ -99,15 +106,22 @@ fn registry_multi_platform_picks_the_host_or_platform_flag_and_lists_every_platf
     for name in ["imgfs/multi:1", "imgfs/multi-docker:1"] {
         let cache = tempdir();
         let m = mount(reg.url(name), &reg.args(cache.path()));
-        assert_eq!(m.ls("images"), ["1".to_owned(), "1@index".to_owned()].into(), "{name}");
-        assert_eq!(m.json("images/1/config.json")["architecture"], host_arch(), "{name}");
-        assert!(m.path("images/1/rootfs/etc").is_dir(), "{name}");
-        let all = m.ls("images/1@index");
+        let (repo, last) = name.rsplit_once('/').unwrap();
+        let dir = format!("images/{}/{repo}", reg.host);
+        assert_eq!(m.ls(&dir), [last.to_owned(), format!("{last}@index")].into(), "{name}");
+        let (img, all_dir) = (format!("{dir}/{last}"), format!("{dir}/{last}@index"));
+        assert_eq!(
+            m.json(&format!("{img}/config.json"))["architecture"],
+            host_arch(),
+            "{name}"
+        );
+        assert!(m.path(&format!("{img}/rootfs/etc")).is_dir(), "{name}");
+        let all = m.ls(&all_dir);
         for want in ["index.json", "linux-amd64", "linux-arm64"] {
-            assert!(all.contains(want), "{name}: images/1@index lacks {want}: {all:?}");
+            assert!(all.contains(want), "{name}: {all_dir} lacks {want}: {all:?}");
         }
         assert_eq!(
-            m.json("images/1@index/linux-arm64/config.json")["architecture"],
+            m.json(&format!("{all_dir}/linux-arm64/config.json"))["architecture"],
             "arm64"
         );
         drop(m);
@@ -116,7 +130,7 @@ fn registry_multi_platform_picks_the_host_or_platform_flag_and_lists_every_platf
             reg.url(name),
             &[reg.args(cache.path()), vec!["--platform".into(), "linux/arm64".into()]].concat(),
         );
-        assert_eq!(m.json("images/1/config.json")["architecture"], "arm64", "{name}");
+        assert_eq!(m.json(&format!("{img}/config.json"))["architecture"], "arm64", "{name}");
         drop(m);
 
         let o = run_imgfs(
@@ -137,6 +151,41 @@ fn registry_multi_platform_picks_the_host_or_platform_flag_and_lists_every_platf
     }
 }
 
+/// `--image` mounts the registry image's rootfs at the mount point; `--platform` picks it.
+#[test]
+fn registry_image_mount_shows_the_rootfs_at_the_top() {
+    let reg = shared();
+    let cache = tempdir();
+    let url = reg.url("imgfs/multi:1");
+    let args = reg.args(cache.path());
+    let full = mount(
+        &url,
+        &[args.clone(), vec!["--platform".into(), "linux/arm64".into()]].concat(),
+    );
+    let want = tree_dump(&full.path(&format!("{}/rootfs", image_dir(&full))));
+    drop(full);
+    let one = mount(
+        &url,
+        &[
+            args.clone(),
+            vec!["--image".into(), "--platform".into(), "linux/arm64".into()],
+        ]
+        .concat(),
+    );
+    assert_eq!(tree_dump(&one.dir), want);
+    drop(one);
+    let named = format!("{}/imgfs/multi:1", reg.host);
+    let one = mount(
+        &url,
+        &[
+            args,
+            vec!["--image".into(), named, "--platform".into(), "linux/arm64".into()],
+        ]
+        .concat(),
+    );
+    assert_eq!(tree_dump(&one.dir), want);
+}
+
 #[test]
 fn registry_reference_by_digest_is_pinned_and_bare_references_work() {
     let reg = shared();
@@ -145,10 +194,10 @@ fn registry_reference_by_digest_is_pinned_and_bare_references_work() {
     // A bare reference (no docker://) naming its registry, pinned by digest.
     let bare = format!("{}/imgfs/oci@{digest}", reg.host);
     let m = mount(&bare, &reg.args(cache.path()));
-    let dir = crate::util::escape_ref(&digest);
-    assert_eq!(m.ls("images"), [dir.clone()].into());
+    let dir = format!("images/{}/imgfs/oci@{digest}", reg.host);
+    assert_eq!(image_dir(&m), dir);
     assert_eq!(
-        crate::util::sha256_bytes(&m.read(&format!("images/{dir}/manifest.json"))),
+        crate::util::sha256_bytes(&m.read(&format!("{dir}/manifest.json"))),
         digest["sha256:".len()..]
     );
     drop(m);
@@ -182,7 +231,11 @@ fn registry_rootfs_equals_umoci_unpack() {
     let cache = tempdir();
     for pass in ["cold cache", "warm cache"] {
         let m = mount(reg.url("imgfs/edge:1"), &reg.args(cache.path()));
-        assert_same_tree(&format!("registry ({pass})"), &dump(&m.path("images/1/rootfs")), &want);
+        assert_same_tree(
+            &format!("registry ({pass})"),
+            &dump(&m.path(&format!("{}/rootfs", image_dir(&m)))),
+            &want,
+        );
     }
 }
 
@@ -212,13 +265,13 @@ fn registry_blobs_read_by_range_and_layers_downloaded_once_into_the_cache() {
         .count();
     assert!(ranged >= 1, "no Range request for the layer:\n{}", proxy.log());
     // The rootfs view downloads each layer once into the cache...
-    assert!(m.path("images/v2/rootfs/etc").is_dir());
+    assert!(m.path(&format!("{}/rootfs/etc", image_dir(&m))).is_dir());
     assert!(cache.path().join(format!("blob-sha256-{big}")).is_file());
     drop(m);
     let before = proxy.blob_gets();
     // ...and a later mount reads it from there.
     let m = mount(&url, &args);
-    assert!(!tree_dump(&m.path("images/v2/rootfs")).is_empty());
+    assert!(!tree_dump(&m.path(&format!("{}/rootfs", image_dir(&m)))).is_empty());
     let _ = m.read(&format!("blobs/sha256/{big}"));
     assert_eq!(
         proxy.blob_gets(),
@@ -241,7 +294,11 @@ fn registry_redirects_to_storage_cut_streams_and_5xx_are_survived_without_leakin
         let mut args = reg.args(cache.path());
         args.extend(["--log-file".into(), log.display().to_string(), "-v".into()]);
         let m = mount(format!("docker://{}/imgfs/oci:v2", proxy.host), &args);
-        assert_eq!(tree_dump(&m.path("images/v2/rootfs")), want, "{faults:?}");
+        assert_eq!(
+            tree_dump(&m.path(&format!("{}/rootfs", image_dir(&m)))),
+            want,
+            "{faults:?}"
+        );
         for hex in m.ls("blobs/sha256") {
             assert_eq!(
                 crate::util::sha256_bytes(&m.read(&format!("blobs/sha256/{hex}"))),
@@ -326,7 +383,8 @@ fn registry_basic_auth_over_tls_from_every_credential_source() {
         }
         let o = run(&mut cmd, ERROR_TIMEOUT);
         assert!(o.ok(), "{extra:?}: {}", o.stderr_str());
-        assert!(o.stdout_str().contains("images/v2/rootfs/etc/"), "{extra:?}");
+        let want = format!("images/{}/imgfs/oci:v2/rootfs/etc/", reg.host);
+        assert!(o.stdout_str().contains(&want), "{extra:?}");
         assert!(!o.stderr_str().contains("pa55-w0rd"));
     };
     // --creds
@@ -395,7 +453,7 @@ fn registry_basic_auth_over_tls_from_every_credential_source() {
         &url,
         &[&tls[..], &cache_args, &["--creds".into(), "alice:pa55-w0rd".into()]].concat(),
     );
-    assert!(m.path("images/v2/rootfs/etc").is_dir());
+    assert!(m.path(&format!("{}/rootfs/etc", image_dir(&m))).is_dir());
 }
 
 #[test]
@@ -422,11 +480,11 @@ fn registry_token_auth_gets_and_refreshes_tokens() {
     let m = mount(reg.url("imgfs/oci:v2"), &args);
     let first = reg.token_requests();
     assert!(first >= 1, "no token was asked for");
-    let config = m.read("images/v2/config.json");
+    let config = m.read(&format!("{}/config.json", image_dir(&m)));
     assert!(!config.is_empty());
     // Tokens live 2 s: after 3 s the next request needs a new one.
     std::thread::sleep(Duration::from_secs(3));
-    assert!(m.path("images/v2/rootfs/etc").is_dir());
+    assert!(m.path(&format!("{}/rootfs/etc", image_dir(&m))).is_dir());
     assert!(reg.token_requests() > first, "no new token after the first expired");
     drop(m);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
@@ -462,7 +520,9 @@ fn registry_that_stops_answering_or_dies_fails_reads_with_eio_in_bounded_time() 
 
     reg.signal(libc::SIGSTOP);
     let started = Instant::now();
-    let err = list_dir(&m.path("images/v2/rootfs")).map(|_| ()).unwrap_err();
+    let err = list_dir(&m.path(&format!("{}/rootfs", image_dir(&m))))
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(EIO), "{err}");
     assert!(
         started.elapsed() < Duration::from_secs(20),
@@ -471,7 +531,7 @@ fn registry_that_stops_answering_or_dies_fails_reads_with_eio_in_bounded_time() 
     );
     // The mount stays usable.
     assert!(m.ls("").contains("index.json"));
-    assert!(!m.read("images/v2/manifest.json").is_empty());
+    assert!(!m.read(&format!("{}/manifest.json", image_dir(&m))).is_empty());
     reg.signal(libc::SIGCONT);
 
     reg.kill();
@@ -484,7 +544,7 @@ fn registry_that_stops_answering_or_dies_fails_reads_with_eio_in_bounded_time() 
         "took {:?}",
         started.elapsed()
     );
-    assert!(!m.read("images/v2/config.json").is_empty());
+    assert!(!m.read(&format!("{}/config.json", image_dir(&m))).is_empty());
     drop(m); // unmounts cleanly (the guard checks)
 }
 
@@ -502,11 +562,16 @@ fn registry_blob_with_wrong_bytes_fails_with_eio_and_a_log_line() {
     let mut args = reg.args(cache.path());
     args.extend(["--log-file".into(), log.display().to_string()]);
     let m = mount(format!("docker://{}/imgfs/oci:v2", proxy.host), &args);
-    let err = list_dir(&m.path("images/v2/rootfs")).map(|_| ()).unwrap_err();
+    let err = list_dir(&m.path(&format!("{}/rootfs", image_dir(&m))))
+        .map(|_| ())
+        .unwrap_err();
     assert_eq!(err.raw_os_error(), Some(EIO), "{err}");
     let err = std::fs::read(m.path(&format!("blobs/sha256/{digest}"))).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(EIO), "{err}");
-    assert!(!m.read("images/v2/config.json").is_empty(), "the mount stays usable");
+    assert!(
+        !m.read(&format!("{}/config.json", image_dir(&m))).is_empty(),
+        "the mount stays usable"
+    );
     drop(m);
     let text = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(
@@ -564,12 +629,22 @@ pub(crate) fn one_line_error(o: &crate::util::Outcome) -> String {
     lines[0].to_owned()
 }
 
-/// Hex digest of the largest layer of images/v2.
+/// Hex digest of the largest layer of the mount's image.
 pub(crate) fn largest_layer(m: &Mount) -> String {
-    let manifest = m.json("images/v2/manifest.json");
+    let manifest = m.json(&format!("{}/manifest.json", image_dir(m)));
     let layers = manifest["layers"].as_array().expect("layers");
     let big = layers.iter().max_by_key(|l| l["size"].as_u64()).expect("a layer");
     big["digest"].as_str().expect("digest")["sha256:".len()..].to_owned()
+}
+
+/// The path of a registry mount's image: `images/` and its reference (index.json's first ref).
+pub(crate) fn image_dir(m: &Mount) -> String {
+    let index = m.json("index.json");
+    let name = index["manifests"][0]["annotations"]["org.opencontainers.image.ref.name"]
+        .as_str()
+        .expect("a ref name")
+        .to_owned();
+    format!("images/{name}")
 }
 
 /// `imgfs mount SRC DIR ARGS...` with owned arguments.

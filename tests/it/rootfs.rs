@@ -3,7 +3,7 @@
 //! `umoci unpack` of the same image — paths, types, modes, owners, sizes, content hashes, symlink
 //! targets, hardlink groups, xattrs, mtimes — with a cold index cache and again with a warm one.
 
-use crate::util::{crate_root, imgfs, require, run, tempdir, Mount};
+use crate::util::{crate_root, imgfs, ref_dirs, require, run, tempdir, Mount};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -62,8 +62,8 @@ fn variants(edge: &Path) -> Vec<(String, &'static str)> {
         (p("oci"), "edge"),
         (p("edge-oci.tar"), "edge"),
         (p("oci-zstd"), "edge"),
-        (p("edge-docker.tar"), "docker.io%2Fimgfs%2Fedge:1"),
-        (p("edge-docker.tar.gz"), "docker.io%2Fimgfs%2Fedge:1"),
+        (p("edge-docker.tar"), "imgfs/edge:1"),
+        (p("edge-docker.tar.gz"), "imgfs/edge:1"),
     ]
 }
 
@@ -173,7 +173,7 @@ fn real_archives_rootfs_equal_umoci_unpack() {
         assert!(o.ok(), "umoci unpack {rel}: {}", o.stderr_str());
         let want = dump(&bundle.join("rootfs"));
         let m = Mount::new(&src);
-        let refs = m.ls("images");
+        let refs = ref_dirs(&m);
         assert_eq!(refs.len(), 1, "{rel}: expected one image, got {refs:?}");
         let r = refs.iter().next().unwrap();
         let got = dump(&m.path(&format!("images/{r}/rootfs")));

@@ -807,23 +807,47 @@ impl SourceFiles {
 // Image documents
 // ------------------------------------------------------------------------------------------------
 
-/// The ref escaping of docs/layout.md: one path component.
+/// The path of a ref under `images/` (docs/layout.md): its `docker images` name (`docker.io/`
+/// and `docker.io/library/` left out) with `/` as directory levels; control bytes as `%XX`.
+/// (Names with empty, `.` or `..` components and collisions are checked in tests/it/cli.rs.)
 pub fn escape_ref(r: &str) -> String {
+    let shown = match r.strip_prefix("docker.io/") {
+        Some(rest) => match rest.strip_prefix("library/") {
+            Some(short) if !short.contains('/') => short,
+            _ => rest,
+        },
+        None => r,
+    };
     let mut s = String::new();
-    for b in r.bytes() {
+    for b in shown.bytes() {
         match b {
-            b'/' => s += "%2F",
-            b'%' => s += "%25",
             0..=0x1f | 0x7f => s += &format!("%{b:02X}"),
             _ => s.push(b as char),
         }
     }
-    if s == "." {
-        s = "%2E".into();
-    } else if s == ".." {
-        s = "%2E%2E".into();
-    }
     s
+}
+
+/// The ref directories under a mount's `images/` (paths relative to it): the directories that
+/// hold a `manifest.json` or an `index.json`, not looking inside them.
+pub fn ref_dirs(m: &Mount) -> BTreeSet<String> {
+    fn walk(dir: &Path, rel: &str, out: &mut BTreeSet<String>) {
+        if dir.join("manifest.json").is_file() || dir.join("index.json").is_file() {
+            out.insert(rel.to_owned());
+            return;
+        }
+        for name in ls(dir) {
+            let child = if rel.is_empty() {
+                name.clone()
+            } else {
+                format!("{rel}/{name}")
+            };
+            walk(&dir.join(&name), &child, out);
+        }
+    }
+    let mut out = BTreeSet::new();
+    walk(&m.path("images"), "", &mut out);
+    out
 }
 
 pub fn digest_hex(d: &str) -> &str {
