@@ -5,8 +5,7 @@ use clap::{CommandFactory, Parser, Subcommand};
 use imgfs::cache::Cache;
 use imgfs::fs::{Fs, Kind};
 use imgfs::mount::{self, Options};
-use imgfs::show::{ls, walk};
-use imgfs::tree::Tree;
+use imgfs::show::{inspect, ls, walk};
 use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
@@ -222,6 +221,9 @@ enum Command {
     Inspect {
         /// Image reference.
         source: String,
+        /// Show only this image (any spelling docker or skopeo accept; with --platform, that platform's manifest).
+        #[arg(long, value_name = "REF", num_args = 0..=1, default_missing_value = "")]
+        image: Option<String>,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -429,12 +431,26 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Inspect {
             source,
+            image,
             cache,
             registry,
         } => {
-            let tree = imgfs::open_tree_with(&source, &cache_of(&cache, None), &registry.options()?)?;
+            let registry = registry.options()?;
+            let cache = cache_of(&cache, None);
+            let doc = match image {
+                None => inspect::inspect(&*imgfs::open_tree_choosing(&source, &cache, &registry, None)?, None),
+                Some(r) => {
+                    let tree = imgfs::open_tree_with(&source, &cache, &registry)?;
+                    let choice = imgfs::one_image::Choice {
+                        image: Some(r).filter(|r| !r.is_empty()),
+                        layer: None,
+                        platform: registry.platform.clone(),
+                    };
+                    inspect::inspect_one(&tree, &choice)?
+                }
+            };
             let mut out = std::io::stdout().lock();
-            serde_json::to_writer_pretty(&mut out, &inspect_json(&tree))?;
+            serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
             Ok(ExitCode::SUCCESS)
         }
@@ -640,26 +656,6 @@ fn reexec_without_creds() -> anyhow::Error {
         .stdin(Stdio::from(read))
         .exec();
     anyhow!("cannot start imgfs again without --creds on its command line: {e}")
-}
-
-fn inspect_json(tree: &Tree) -> serde_json::Value {
-    let set = tree.image_set();
-    let blobs: Vec<_> = set
-        .blobs
-        .iter()
-        .map(|(d, b)| serde_json::json!({ "digest": d, "size": b.data.len(), "role": b.role }))
-        .collect();
-    let refs: Vec<_> = set
-        .refs
-        .iter()
-        .map(|(name, node)| serde_json::json!({ "name": name, "image": node }))
-        .collect();
-    serde_json::json!({
-        "source": set.path,
-        "format": set.format,
-        "refs": refs,
-        "blobs": blobs,
-    })
 }
 
 /// How `imgfs ls` prints.

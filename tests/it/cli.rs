@@ -349,3 +349,184 @@ fn image_platform_on_a_local_multi_platform_index() {
         o.stderr_str()
     );
 }
+
+/// The oci/ fixture's v2 image with its config's run settings replaced by `settings` (a new
+/// config and manifest), as the only ref `rich` of a new layout.
+fn layout_with_config(dir: &std::path::Path, settings: serde_json::Value) -> std::path::PathBuf {
+    let out = layout_with_refs(dir, &["rich"]);
+    let blob = |d: &str| out.join("blobs/sha256").join(digest_hex(d));
+    let put = |bytes: &[u8]| {
+        let d = format!("sha256:{}", sha256_bytes(bytes));
+        std::fs::write(blob(&d), bytes).unwrap();
+        (d, bytes.len())
+    };
+    let mut manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(expect("OCI_V2_MANIFEST"))).unwrap()).unwrap();
+    let mut config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap()).unwrap();
+    config["config"] = settings;
+    config["variant"] = "v3".into();
+    let (cd, cs) = put(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = cd.into();
+    manifest["config"]["size"] = cs.into();
+    let (md, ms) = put(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({ "schemaVersion": 2, "manifests": [{
+        "mediaType": MT_MANIFEST, "digest": md, "size": ms,
+        "annotations": { "org.opencontainers.image.ref.name": "rich" },
+    }]});
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    out
+}
+
+fn json_of(o: crate::util::Outcome) -> serde_json::Value {
+    let o = o.assert_ok();
+    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("{e}: {}", o.stdout_str()))
+}
+
+/// `imgfs inspect` shows what `skopeo inspect` (and `--config`) shows of an image's config,
+/// and where each ref and layer is in the mount (docs/cli.md).
+#[test]
+fn inspect_shows_the_config_like_skopeo_and_the_paths() {
+    require(&["skopeo"]);
+    let t = tempdir();
+    let settings = serde_json::json!({
+        "Env": ["PATH=/usr/bin:/bin", "LANG=C.UTF-8"],
+        "Cmd": ["serve", "--port", "8080"],
+        "Entrypoint": ["/bin/app"],
+        "WorkingDir": "/srv",
+        "User": "1000:1000",
+        "Labels": { "org.opencontainers.image.title": "rich", "b": "2" },
+        "ExposedPorts": { "8080/tcp": {}, "53/udp": {} },
+    });
+    let layout = layout_with_config(t.path(), settings.clone());
+    let sources = [
+        (
+            format!("oci:{}:rich", layout.display()),
+            "images/rich",
+            layout.display().to_string(),
+        ),
+        (
+            format!("docker-archive:{}:imgfs/test:v2", fx("docker-archive.tar").display()),
+            "images/imgfs/test:v2",
+            format!(
+                "docker-archive:{}:docker.io/imgfs/test:v2",
+                fx("docker-archive.tar").display()
+            ),
+        ),
+    ];
+    for (source, path, skopeo_ref) in sources {
+        let skopeo_ref = if skopeo_ref.contains(':') {
+            skopeo_ref
+        } else {
+            format!("oci:{skopeo_ref}:rich")
+        };
+        let doc = json_of(run_imgfs(["inspect", &source], CMD_TIMEOUT));
+        assert_eq!(doc["version"], 1);
+        let r = &doc["refs"][0];
+        assert_eq!(r["path"], path, "{source}");
+        assert!(m_is_dir(&source, path), "{source}: {path} is not in the mount");
+        let img = &r["image"];
+        let sk = json_of(run(Command::new("skopeo").args(["inspect", &skopeo_ref]), CMD_TIMEOUT));
+        let skc = json_of(run(
+            Command::new("skopeo").args(["inspect", "--config", &skopeo_ref]),
+            CMD_TIMEOUT,
+        ));
+        assert_eq!(img["created"], sk["Created"], "{source}");
+        assert_eq!(img["architecture"], sk["Architecture"], "{source}");
+        assert_eq!(img["os"], sk["Os"], "{source}");
+        assert_eq!(img["env"], sk["Env"], "{source}");
+        let labels = if sk["Labels"].is_null() {
+            serde_json::Value::Null
+        } else {
+            sk["Labels"].clone()
+        };
+        assert_eq!(img["labels"], labels, "{source}");
+        let layers: Vec<&serde_json::Value> = img["layers"].as_array().unwrap().iter().map(|l| &l["digest"]).collect();
+        let sk_layers: Vec<&serde_json::Value> = sk["Layers"].as_array().unwrap().iter().collect();
+        assert_eq!(layers, sk_layers, "{source}");
+        let c = &skc["config"];
+        for (mine, theirs) in [
+            ("cmd", "Cmd"),
+            ("entrypoint", "Entrypoint"),
+            ("workingDir", "WorkingDir"),
+            ("user", "User"),
+        ] {
+            assert_eq!(img[mine], c[theirs], "{source}: {mine}");
+        }
+        assert_eq!(img["variant"], skc["variant"], "{source}");
+        let ports: Vec<String> = c["ExposedPorts"]
+            .as_object()
+            .map(|o| o.keys().cloned().collect())
+            .unwrap_or_default();
+        let mine: Vec<String> = img["exposedPorts"]
+            .as_array()
+            .map(|a| a.iter().map(|p| p.as_str().unwrap().to_owned()).collect())
+            .unwrap_or_default();
+        assert_eq!(mine, ports, "{source}");
+        let created_by: Vec<&serde_json::Value> = skc["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| &h["created_by"])
+            .collect();
+        let mine: Vec<&serde_json::Value> = img["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|h| &h["createdBy"])
+            .collect();
+        assert_eq!(mine, created_by, "{source}");
+        for (i, l) in img["layers"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(l["path"], format!("{path}/layers/{i}"));
+            assert!(l["size"].as_u64().unwrap() > 0 && l["mediaType"].as_str().unwrap().contains("layer"));
+        }
+    }
+    // the rich config, field by field
+    let doc = json_of(run_imgfs(
+        ["inspect", &format!("oci:{}", layout.display())],
+        CMD_TIMEOUT,
+    ));
+    let img = &doc["refs"][0]["image"];
+    assert_eq!(img["cmd"], settings["Cmd"]);
+    assert_eq!(img["exposedPorts"], serde_json::json!(["53/udp", "8080/tcp"]));
+    assert_eq!(
+        img["platform"],
+        serde_json::json!({"os": "linux", "architecture": "amd64", "variant": "v3"})
+    );
+    // an index: children are objects with their platform and path
+    let multi = fx("multi");
+    let doc = json_of(run_imgfs(["inspect", multi.to_str().unwrap()], CMD_TIMEOUT));
+    let idx = &doc["refs"][0]["image"];
+    assert_eq!(idx["type"], "index");
+    let arm = idx["children"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "linux-arm64")
+        .expect("linux-arm64");
+    assert_eq!(arm["path"], "images/multi/linux-arm64");
+    assert_eq!(
+        arm["image"]["platform"],
+        serde_json::json!({"os": "linux", "architecture": "arm64"})
+    );
+    // --image with --platform: that platform's manifest alone, at its path
+    let doc = json_of(run_imgfs(
+        [
+            "inspect",
+            multi.to_str().unwrap(),
+            "--image",
+            "multi",
+            "--platform",
+            "linux/arm64",
+        ],
+        CMD_TIMEOUT,
+    ));
+    assert_eq!(doc["refs"].as_array().unwrap().len(), 1);
+    assert_eq!(doc["refs"][0]["path"], "images/multi/linux-arm64");
+    assert_eq!(doc["refs"][0]["image"]["architecture"], "arm64");
+}
+
+/// `imgfs ls SOURCE PATH` succeeds on a directory.
+fn m_is_dir(source: &str, path: &str) -> bool {
+    run_imgfs(["ls", source, path], CMD_TIMEOUT).ok()
+}

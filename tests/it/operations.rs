@@ -233,7 +233,10 @@ fn credentials_stay_out_of_process_lists_and_come_from_files_and_the_environment
             .env_remove("XDG_RUNTIME_DIR");
     };
     let check = |m: &Mounted| {
-        assert!(m.dir.join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host)).is_dir());
+        assert!(m
+            .dir
+            .join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host))
+            .is_dir());
         let daemons = daemons_of(&m.dir);
         assert_eq!(daemons.len(), 1, "{daemons:?}");
         assert!(
@@ -262,7 +265,9 @@ fn credentials_stay_out_of_process_lists_and_come_from_files_and_the_environment
     wait_until(T, "the -f mount", || is_mounted(&dir));
     let cmdline = String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).unwrap()).replace('\0', " ");
     assert!(cmdline.contains("mount") && !cmdline.contains("s3cr3t"), "{cmdline}");
-    assert!(dir.join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host)).is_dir());
+    assert!(dir
+        .join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host))
+        .is_dir());
     assert!(imgfs_umount(&dir).ok());
     let status = child.wait().unwrap();
     assert!(
@@ -351,7 +356,10 @@ fn skopeo_login_as_root_is_found_without_flags() {
     let o = run(&mut cmd, T);
     let mounted = o.ok() && is_mounted(&dir);
     let m = Mounted { dir, _tmp: tmp };
-    let rootfs = m.dir.join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host)).is_dir();
+    let rootfs = m
+        .dir
+        .join(format!("images/{}/imgfs/oci:v2/rootfs/etc", reg.host))
+        .is_dir();
     drop(m);
     let _ = login("logout");
     assert!(
