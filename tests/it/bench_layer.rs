@@ -7,7 +7,9 @@
 //!
 //! scripts/bench runs the same check on its ~1 GiB layer (`--verify-all`).
 
-use crate::util::{require, run, sha256_file, tempdir, Mount, CMD_TIMEOUT, MT_MANIFEST};
+use crate::util::{
+    one_layer_manifest, require, run, sha256_file, tempdir, write_blob, Mount, CMD_TIMEOUT, MT_MANIFEST,
+};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -250,12 +252,6 @@ fn pick_files() -> (Vec<PathBuf>, u64, usize) {
     (paths, data, files)
 }
 
-fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
-    let hex = crate::util::sha256_bytes(bytes);
-    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
-    (format!("sha256:{hex}"), bytes.len())
-}
-
 /// The layer (`tar` of the picked paths, `gzip -6 -n`) in a hand-built OCI layout with one ref,
 /// and `tar -xzf` of the same blob. Returns (layout, extracted tree, summary).
 fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
@@ -314,20 +310,11 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
     let (config_digest, config_size) = write_blob(&layout, config.to_string().as_bytes());
     let layer_path = layout.join("blobs/sha256").join(&layer_hex);
     fs::rename(&gz, &layer_path).unwrap();
-    let manifest = json!({
-        "schemaVersion": 2,
-        "mediaType": MT_MANIFEST,
-        "config": {
-            "mediaType": "application/vnd.oci.image.config.v1+json",
-            "digest": config_digest,
-            "size": config_size,
-        },
-        "layers": [{
-            "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-            "digest": format!("sha256:{layer_hex}"),
-            "size": layer_size,
-        }],
-    });
+    let layer_digest = format!("sha256:{layer_hex}");
+    let manifest = one_layer_manifest(
+        (&config_digest, config_size),
+        ("application/vnd.oci.image.layer.v1.tar+gzip", &layer_digest, layer_size),
+    );
     let (manifest_digest, manifest_size) = write_blob(&layout, manifest.to_string().as_bytes());
     let index = json!({
         "schemaVersion": 2,

@@ -11,6 +11,8 @@
 //! - `fs_semantics`: read-only, mount options, stable inodes, attributes, statfs, mount.fuse3.
 //! - `cli`: the everyday CLI: typo suggestions, `ls -l` like ls(1), `cat` through symlinks
 //!   inside the image.
+//! - `tar_corpus`: 232 real-world tar archives (shared/fixtures/tar-corpus) as one-layer images,
+//!   uncompressed and gzip, cold and warm, against GNU tar, bsdtar and `umoci unpack`.
 //! - `bench_layer`: a realistic ~160 MiB gzip layer of this machine's /usr reads back, every file
 //!   and path, exactly like `tar -xzf` of it (cold and warm index).
 //! - `hostile`: the hostile corpus (tests/fixtures/hostile) mounted for real: safe results or one
@@ -46,5 +48,6 @@ mod operations;
 mod registry;
 mod rootfs;
 mod sources;
+mod tar_corpus;
 mod util;
 mod verified;

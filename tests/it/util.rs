@@ -855,6 +855,28 @@ pub fn digest_hex(d: &str) -> &str {
         .unwrap_or_else(|| panic!("not a sha256 digest: {d}"))
 }
 
+/// Writes `bytes` as a blob of the OCI layout `layout` (its `blobs/sha256` must exist); returns
+/// its digest and size.
+pub fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {
+    let hex = sha256_bytes(bytes);
+    fs::write(layout.join("blobs/sha256").join(&hex), bytes).unwrap();
+    (format!("sha256:{hex}"), bytes.len())
+}
+
+/// An OCI image manifest with one config (digest, size) and one layer (media type, digest, size).
+pub fn one_layer_manifest(config: (&str, usize), layer: (&str, &str, u64)) -> serde_json::Value {
+    serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": MT_MANIFEST,
+        "config": {
+            "mediaType": "application/vnd.oci.image.config.v1+json",
+            "digest": config.0,
+            "size": config.1,
+        },
+        "layers": [{"mediaType": layer.0, "digest": layer.1, "size": layer.2}],
+    })
+}
+
 pub const MT_INDEX: &str = "application/vnd.oci.image.index.v1+json";
 pub const MT_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
 pub const MT_DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
