@@ -555,38 +555,68 @@ local_read_rows() {
   seq_row "extracted tree on $FSTYPE" "" "${stimes[@]}"
 }
 
-# imgfs_read_rows NAME SOURCE CACHE REF: RUNS x (mount with the warm CACHE, open rootfs, drop the
-# page cache, read the random files; drop it again, read the largest file); bytes checked on the
-# last run. Adds to RAND_ROWS and SEQ_ROWS.
+# imgfs_read_once NAME SOURCE CACHE REF LAST: one run of the read rows (mount with the warm
+# CACHE, open rootfs, drop the page cache, read the random files; drop it again, read the largest
+# file) with the binary $IMGFS; bytes checked when LAST is 1. Sets T_RAND, T_SEQ, READ_ERR_ONCE.
+imgfs_read_once() {
+  local name=$1 src=$2 cache=$3 ref=$4 last=$5 t0 root
+  T_RAND="" T_SEQ="" READ_ERR_ONCE=""
+  new_mnt
+  imgfs_mount "$src" "$MNT" "$cache" || { READ_ERR_ONCE="mount failed: $MOUNT_ERR"; unmount_all; return 1; }
+  root=$MNT/images/$ref/rootfs
+  ls "$root" > /dev/null || { READ_ERR_ONCE="ls rootfs failed"; unmount_all; return 1; }
+  drop_caches
+  t0=$EPOCHREALTIME
+  if ! read_list "$root" "$RANDLIST"; then READ_ERR_ONCE="$READ_ERR"; fi
+  T_RAND=$(since "$t0")
+  drop_caches
+  t0=$EPOCHREALTIME
+  timeout -k 5 "$LIMIT" cat "$root/$LARGEST" > /dev/null || READ_ERR_ONCE="reading $LARGEST failed or timed out"
+  T_SEQ=$(since "$t0")
+  if ((last)); then
+    check_bytes "$name" "$root"
+  fi
+  unmount_all
+}
+
+# imgfs_read_rows NAME SOURCE CACHE REF [NAME2 BINARY2 CACHE2]: RUNS x imgfs_read_once; bytes
+# checked on the last run. With a second binary (--compare), its runs alternate with these, so
+# that both see the same machine. Adds to RAND_ROWS and SEQ_ROWS.
 imgfs_read_rows() {
-  local name=$1 src=$2 cache=$3 ref=$4 i t0 root times=() stimes=() err=""
+  local src=$2 ref=$4 i j n=1
+  local names=("$1") bins=("$IMGFS") caches=("$3") errs=("") notes=("")
+  local -A times stimes
+  if (($# > 4)); then
+    names+=("$5") bins+=("$6") caches+=("$7") errs+=("") notes+=("")
+    n=2
+  fi
+  local mine=$IMGFS
   for ((i = 1; i <= RUNS; i++)); do
-    new_mnt
-    imgfs_mount "$src" "$MNT" "$cache" || { err="mount failed: $MOUNT_ERR"; unmount_all; break; }
-    root=$MNT/images/$ref/rootfs
-    ls "$root" > /dev/null || { err="ls rootfs failed"; unmount_all; break; }
-    drop_caches
-    t0=$EPOCHREALTIME
-    if ! read_list "$root" "$RANDLIST"; then err="$READ_ERR"; fi
-    times+=("$(since "$t0")")
-    drop_caches
-    t0=$EPOCHREALTIME
-    timeout -k 5 "$LIMIT" cat "$root/$LARGEST" > /dev/null || err="reading $LARGEST failed or timed out"
-    stimes+=("$(since "$t0")")
-    if ((i == RUNS)); then
-      check_bytes "$name" "$root"
-    fi
-    unmount_all
+    for ((j = 0; j < n; j++)); do
+      [[ -z ${errs[j]} ]] || continue
+      IMGFS=${bins[j]}
+      if imgfs_read_once "${names[j]}" "$src" "${caches[j]}" "$ref" "$((i == RUNS))"; then
+        times[$j]+=" $T_RAND" stimes[$j]+=" $T_SEQ"
+        ((i == RUNS)) && notes[j]=$BYTES_NOTE
+      fi
+      [[ -z $READ_ERR_ONCE ]] || errs[j]=$READ_ERR_ONCE
+    done
   done
-  if [[ -n $err ]]; then
-    problem "$name random/sequential reads: $err"
-  fi
-  if ((${#times[@]})); then
-    rand_row "$name" "$BYTES_NOTE${err:+; ERROR: $err}" "${times[@]}"
-    seq_row "$name" "$SEQ_NOTE${err:+; ERROR: $err}" "${stimes[@]}"
-  else
-    RAND_ROWS+=("$(rand_label "$name")|FAILED|||$err") SEQ_ROWS+=("$(seq_label "$name")|FAILED|||$err")
-  fi
+  IMGFS=$mine
+  for ((j = 0; j < n; j++)); do
+    local name=${names[j]} err=${errs[j]}
+    if [[ -n $err ]]; then
+      problem "$name random/sequential reads: $err"
+    fi
+    if [[ -n ${times[$j]:-} ]]; then
+      # shellcheck disable=SC2086 # lists of times
+      rand_row "$name" "${notes[j]}${err:+; ERROR: $err}" ${times[$j]}
+      # shellcheck disable=SC2086
+      seq_row "$name" "$SEQ_NOTE${err:+; ERROR: $err}" ${stimes[$j]}
+    else
+      RAND_ROWS+=("$(rand_label "$name")|FAILED|||$err") SEQ_ROWS+=("$(seq_label "$name")|FAILED|||$err")
+    fi
+  done
 }
 
 # verify_all_row LABEL SOURCE CACHE REF TREE FILES SUMS [LISTING]: the sha256 of every regular
