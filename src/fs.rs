@@ -16,7 +16,7 @@ use crate::layer::LayerStore;
 use crate::merge::InodeKind;
 use crate::tree::{Content, NodeId, NodeKind, Tree};
 use crate::verify::Verifier;
-use crate::view::{PlacementId, View, Views};
+use crate::view::{PlacementId, View, ViewError, Views};
 use std::borrow::Cow;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -26,7 +26,7 @@ const META_FILE_MODE: u16 = 0o444;
 const META_DIR_MODE: u16 = 0o555;
 
 /// An error of a filesystem operation, mapped to an errno by the FUSE adapter.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum FsError {
     /// No such inode or name.
@@ -41,9 +41,63 @@ pub enum FsError {
     /// Not a symlink.
     #[error("not a symlink")]
     NotLink,
-    /// The data cannot be served (bad layer, corrupt blob, I/O error); already logged.
+    /// A view (rootfs, layer tree) cannot be built; already logged.
+    #[error(transparent)]
+    View(ViewError),
+    /// File data cannot be read (corrupt blob, a registry gone, a changed source); logged once
+    /// per file.
     #[error("{0}")]
-    Io(String),
+    Read(Arc<std::io::Error>),
+    /// The caller has a signal pending (Ctrl-C) and stopped waiting for a view being built.
+    #[error("interrupted")]
+    Interrupted,
+}
+
+impl From<ViewError> for FsError {
+    fn from(e: ViewError) -> FsError {
+        match e {
+            ViewError::Interrupted => FsError::Interrupted,
+            e => FsError::View(e),
+        }
+    }
+}
+
+fn read_error(e: std::io::Error) -> FsError {
+    FsError::Read(Arc::new(e))
+}
+
+thread_local! {
+    /// The thread (task id) a FUSE request came from, for the duration of the request.
+    static CALLER: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Records which thread the current FUSE request comes from (0: none, e.g. the CLI), so a
+/// request waiting for a view can stop when that thread gets a signal.
+///
+/// Why not FUSE_INTERRUPT: fuser 0.18 answers the kernel's INTERRUPT requests with ENOSYS
+/// itself (never telling the filesystem), after which the kernel sends none. The kernel sends
+/// INTERRUPT exactly when the waiting task has a signal pending, which /proc shows too.
+pub fn set_caller(pid: u32) {
+    CALLER.with(|c| c.set(pid));
+}
+
+/// True when the thread of the current request has an unblocked signal pending (SIGKILL
+/// included: a fatal SIGINT becomes one), from /proc/TID/status.
+fn caller_interrupted() -> bool {
+    let tid = CALLER.with(std::cell::Cell::get);
+    if tid == 0 {
+        return false;
+    }
+    let Ok(text) = std::fs::read_to_string(format!("/proc/{tid}/status")) else {
+        return false;
+    };
+    let mask = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+            .unwrap_or(0)
+    };
+    (mask("SigPnd:") | mask("ShdPnd:")) & !mask("SigBlk:") != 0
 }
 
 /// Result alias.
@@ -180,6 +234,11 @@ impl Fs {
         self.views.warm_up();
     }
 
+    /// What each layer is doing (`imgfs status`).
+    pub fn progress(&self) -> Arc<crate::progress::Progress> {
+        self.views.progress()
+    }
+
     /// The tree behind the filesystem.
     pub fn tree(&self) -> &Arc<Tree> {
         &self.tree
@@ -214,7 +273,7 @@ impl Fs {
     }
 
     fn view(&self, p: PlacementId) -> Result<Arc<View>> {
-        self.views.get(p).map_err(FsError::Io)
+        Ok(self.views.get(p, &caller_interrupted)?)
     }
 
     fn placement_node(&self, p: PlacementId) -> Option<NodeId> {
@@ -416,13 +475,13 @@ impl Fs {
                 if let Content::Blob(d) = content {
                     // A read that reaches the end waits for the blob's verification.
                     let at_end = offset.saturating_add(size as u64) >= *len;
-                    self.verifier.check(d, at_end).map_err(|e| FsError::Io(e.to_string()))?;
+                    self.verifier.check(d, at_end).map_err(read_error)?;
                     // A layer with a cached index is read through its chunk digests.
                     checked = self.verifier.reader(d);
                 }
                 let reader = match checked {
                     Some(r) => r,
-                    None => self.tree.reader(content).map_err(|e| FsError::Io(e.to_string()))?,
+                    None => self.tree.reader(content).map_err(read_error)?,
                 };
                 (reader, String::from_utf8_lossy(&node.name))
             }
@@ -443,7 +502,7 @@ impl Fs {
             if self.read_errors.first(ino) {
                 log::error!("read of {name} at {offset}: {e} (further read errors of this file are not logged)");
             }
-            FsError::Io(e.to_string())
+            read_error(e)
         })
     }
 

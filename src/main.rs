@@ -217,6 +217,15 @@ enum Command {
         #[arg(short = 'z', long)]
         lazy: bool,
     },
+    /// Show imgfs mounts (all, or the one at MOUNTPOINT): source, daemon, uptime, images, and
+    /// each layer's state, bytes done and last error.
+    Status {
+        /// One mount point (default: every imgfs mount).
+        mountpoint: Option<PathBuf>,
+        /// Print JSON (an array of mounts).
+        #[arg(long)]
+        json: bool,
+    },
     /// Print a JSON summary of SOURCE: format, refs, platforms, manifests, layers.
     Inspect {
         /// Image reference.
@@ -429,6 +438,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             mount::unmount(&mountpoint, lazy)?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Status { mountpoint, json } => status(mountpoint.as_deref(), json),
         Command::Inspect {
             source,
             image,
@@ -514,12 +524,113 @@ fn mount_foreground(
         cache.clone(),
     );
     fs.warm_up();
-    mount::serve(fs, source, &mountpoint, opts, || {
+    let daemon = std::env::var_os(NOTIFY_ENV).is_some();
+    let base = imgfs::status::MountStatus {
+        mount_point: mountpoint.clone(),
+        source: source.to_owned(),
+        pid: std::process::id(),
+        started: imgfs::status::now(),
+        log: opts
+            .log_file
+            .clone()
+            .or_else(|| daemon.then(|| default_log_file(&mountpoint)).flatten()),
+        images: fs.tree().image_set().refs.iter().map(|(n, _)| n.clone()).collect(),
+        layers: Vec::new(),
+    };
+    let progress = fs.progress();
+    let status_file = imgfs::status::file_for(&mountpoint);
+    let served = mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
-        if std::env::var_os(NOTIFY_ENV).is_some() {
+        if let Some(f) = status_file {
+            imgfs::status::spawn_writer(f, base, progress);
+        }
+        if daemon {
             notify_parent("ok");
         }
-    })?;
+    });
+    imgfs::status::remove(&mountpoint);
+    served?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `imgfs status [MNT] [--json]`.
+fn status(only: Option<&Path>, json: bool) -> anyhow::Result<ExitCode> {
+    use imgfs::status::MountStatus;
+    let mut mounts = mount::imgfs_mounts();
+    if let Some(mp) = only {
+        let mp = mp.canonicalize().unwrap_or_else(|_| absolute(mp));
+        mounts.retain(|(p, _)| *p == mp);
+        if mounts.is_empty() {
+            return Err(anyhow!("{}: not an imgfs mount", mp.display()));
+        }
+    }
+    let found: Vec<MountStatus> = mounts
+        .iter()
+        .map(|(mp, entry)| {
+            imgfs::status::read(mp).unwrap_or_else(|| MountStatus {
+                mount_point: mp.clone(),
+                source: entry.source.clone(),
+                pid: 0,
+                started: 0,
+                log: None,
+                images: Vec::new(),
+                layers: Vec::new(),
+            })
+        })
+        .collect();
+    let mut out = std::io::stdout().lock();
+    if json {
+        serde_json::to_writer_pretty(&mut out, &found)?;
+        writeln!(out)?;
+        return Ok(ExitCode::SUCCESS);
+    }
+    let now = imgfs::status::now();
+    for m in &found {
+        writeln!(out, "{}: {}", m.mount_point.display(), m.source)?;
+        if m.pid == 0 {
+            writeln!(
+                out,
+                "  daemon: unknown (no status file: another user's mount, or an older imgfs)"
+            )?;
+            continue;
+        }
+        let up = now.saturating_sub(m.started);
+        writeln!(
+            out,
+            "  daemon PID {}, up {}h{:02}m{:02}s, log {}",
+            m.pid,
+            up / 3600,
+            up / 60 % 60,
+            up % 60,
+            m.log.as_ref().map_or("stderr".into(), |l| l.display().to_string())
+        )?;
+        writeln!(out, "  images: {}", m.images.join(", "))?;
+        for l in &m.layers {
+            let mib = |b: u64| b as f64 / 1048576.0;
+            write!(
+                out,
+                "  layer {}: {} {:.1}/{:.1} MiB",
+                l.digest,
+                l.state.text(),
+                mib(l.done),
+                mib(l.total)
+            )?;
+            if let Some(e) = &l.error {
+                let kind = if e.transient {
+                    "retried on next access"
+                } else {
+                    "permanent"
+                };
+                write!(
+                    out,
+                    "; last error ({kind}, {}s ago): {}",
+                    now.saturating_sub(e.at),
+                    e.message
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
     Ok(ExitCode::SUCCESS)
 }
 

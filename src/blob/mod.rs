@@ -18,6 +18,48 @@ pub mod readahead;
 pub mod verified;
 pub mod zstd;
 
+/// A failed read whose cause knows whether it may go away by itself (a registry that was down
+/// or slow): carried inside an `io::Error` so the cause keeps its type through the readers.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{source}")]
+pub struct ClassifiedFailure {
+    /// True when the same read may succeed later (unreachable, timed out, 5xx, 429, cut stream).
+    pub transient: bool,
+    /// What went wrong.
+    pub source: Arc<dyn std::error::Error + Send + Sync>,
+}
+
+impl ClassifiedFailure {
+    /// `source` as an `io::Error`.
+    pub fn io(transient: bool, source: Arc<dyn std::error::Error + Send + Sync>) -> io::Error {
+        let kind = if transient {
+            io::ErrorKind::TimedOut
+        } else {
+            io::ErrorKind::Other
+        };
+        io::Error::new(kind, ClassifiedFailure { transient, source })
+    }
+}
+
+/// True when a failed read may succeed if tried again later: a [`ClassifiedFailure`] says so,
+/// else the kind does (timeouts, refused or reset connections, interrupted waits). Corrupt
+/// data, missing files and everything else are permanent.
+pub fn is_transient(e: &io::Error) -> bool {
+    if let Some(c) = e.get_ref().and_then(|i| i.downcast_ref::<ClassifiedFailure>()) {
+        return c.transient;
+    }
+    matches!(
+        e.kind(),
+        io::ErrorKind::TimedOut
+            | io::ErrorKind::ConnectionRefused
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+            | io::ErrorKind::NotConnected
+            | io::ErrorKind::Interrupted
+            | io::ErrorKind::WouldBlock
+    )
+}
+
 /// Positional reads; implementations are shared between threads.
 pub trait ReadAt: Send + Sync {
     /// Reads up to `buf.len()` bytes at `offset`. Returns 0 only at or past the end.

@@ -30,6 +30,7 @@ fn errno(e: &FsError) -> Errno {
         FsError::NotDir => Errno::ENOTDIR,
         FsError::IsDir => Errno::EISDIR,
         FsError::NotLink => Errno::EINVAL,
+        FsError::Interrupted => Errno::EINTR,
         _ => Errno::EIO,
     }
 }
@@ -86,28 +87,32 @@ impl Filesystem for ImgFs {
         }
     }
 
-    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+    fn lookup(&self, req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        crate::fs::set_caller(req.pid());
         match self.fs.lookup(parent.0, name.as_bytes()) {
             Ok(a) => reply.entry(&TTL, &file_attr(&a), GENERATION),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+    fn getattr(&self, req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
+        crate::fs::set_caller(req.pid());
         match self.fs.getattr(ino.0) {
             Ok(a) => reply.attr(&TTL, &file_attr(&a)),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+    fn readlink(&self, req: &Request, ino: INodeNo, reply: ReplyData) {
+        crate::fs::set_caller(req.pid());
         match self.fs.readlink(ino.0) {
             Ok(target) => reply.data(&target),
             Err(e) => reply.error(errno(&e)),
         }
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(&self, req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        crate::fs::set_caller(req.pid());
         if flags.0 & libc::O_ACCMODE != libc::O_RDONLY {
             return reply.error(Errno::EROFS);
         }
@@ -119,7 +124,7 @@ impl Filesystem for ImgFs {
 
     fn read(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         _fh: FileHandle,
         offset: u64,
@@ -128,6 +133,7 @@ impl Filesystem for ImgFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
+        crate::fs::set_caller(req.pid());
         match self.fs.read(ino.0, offset, (size as usize).min(MAX_READ)) {
             Ok(data) => reply.data(&data),
             Err(e) => reply.error(errno(&e)),
@@ -151,7 +157,8 @@ impl Filesystem for ImgFs {
         reply.ok();
     }
 
-    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    fn opendir(&self, req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        crate::fs::set_caller(req.pid());
         match self.fs.getattr(ino.0) {
             Ok(a) if a.kind == crate::fs::Kind::Dir => reply.opened(
                 FileHandle(0),
@@ -162,7 +169,8 @@ impl Filesystem for ImgFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(&self, req: &Request, ino: INodeNo, _fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+        crate::fs::set_caller(req.pid());
         let mut next = offset;
         let result = self.fs.readdir(ino.0, offset, |child, kind, name| {
             next += 1;
@@ -183,7 +191,8 @@ impl Filesystem for ImgFs {
         reply.statfs(bytes.div_ceil(4096), 0, 0, nodes, 0, 4096, 255, 4096);
     }
 
-    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+    fn getxattr(&self, req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        crate::fs::set_caller(req.pid());
         let xattrs = match self.fs.xattrs(ino.0) {
             Ok(x) => x,
             Err(e) => return reply.error(errno(&e)),
@@ -196,7 +205,8 @@ impl Filesystem for ImgFs {
         }
     }
 
-    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+    fn listxattr(&self, req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        crate::fs::set_caller(req.pid());
         let xattrs = match self.fs.xattrs(ino.0) {
             Ok(x) => x,
             Err(e) => return reply.error(errno(&e)),

@@ -36,11 +36,21 @@ struct BlobHasher<R> {
     hasher: Option<Hasher>,
     chunks: ChunkHasher,
     read: u64,
+    /// The blob's own read failure, kept typed: the codec above only passes its text on, and
+    /// whether it is transient (a registry that went away) decides if the layer is retried.
+    failed: Option<Arc<io::Error>>,
 }
 
 impl<R: Read> Read for BlobHasher<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
+        let n = match self.inner.read(buf) {
+            Ok(n) => n,
+            Err(e) => {
+                let copy = io::Error::new(e.kind(), e.to_string());
+                self.failed = Some(Arc::new(e));
+                return Err(copy);
+            }
+        };
         if let Some(h) = self.hasher.as_mut() {
             h.update(&buf[..n]);
         }
@@ -59,7 +69,7 @@ pub fn build_index(
 ) -> Result<LayerIndex, LayerError> {
     let io_err = |e: io::Error| LayerError::Io {
         digest: digest.clone(),
-        reason: e.to_string(),
+        source: Arc::new(e),
     };
     blob.advise_sequential();
     let compression = sniff(blob).map_err(io_err)?;
@@ -71,6 +81,7 @@ pub fn build_index(
         hasher: (!codec_hashes).then(|| digest.hasher()),
         chunks: ChunkHasher::new(CHUNK_SHIFT),
         read: 0,
+        failed: None,
     };
     let mut tar = StreamIndexer::new();
     let mut tar_error = None;
@@ -133,6 +144,12 @@ pub fn build_index(
         digest: digest.clone(),
         reason,
     };
+    if let Some(source) = reader.failed.take() {
+        return Err(LayerError::Io {
+            digest: digest.clone(),
+            source,
+        });
+    }
     if let Some(reason) = tar_error.or(store_error) {
         return Err(tar_err(reason));
     }

@@ -17,6 +17,7 @@ use crate::blob::{gzip, zstd, ReadAt};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::image::ImageSet;
+use crate::progress::{LayerState, Progress};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 
@@ -52,12 +53,27 @@ pub enum LayerError {
     /// The tar stream is broken.
     #[error("layer {digest}: not a readable tar stream: {reason}")]
     Tar { digest: Digest, reason: String },
-    /// Reading the blob failed.
-    #[error("layer {digest}: read error: {reason}")]
-    Io { digest: Digest, reason: String },
+    /// Reading the blob failed (the registry went away, the source file changed, ...).
+    #[error("layer {digest}: read error: {source}")]
+    Io {
+        digest: Digest,
+        #[source]
+        source: Arc<std::io::Error>,
+    },
     /// The layer is not in the source (foreign layer).
     #[error("layer {digest} is not in the source")]
     Absent { digest: Digest },
+}
+
+impl LayerError {
+    /// True when building the layer again later may succeed: its blob could not be read for a
+    /// transient reason (`blob::is_transient`). Wrong bytes and broken streams are permanent.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            LayerError::Io { source, .. } => crate::blob::is_transient(source),
+            _ => false,
+        }
+    }
 }
 
 /// How a layer's bytes are compressed, detected from its content.
@@ -156,6 +172,7 @@ pub struct LayerStore {
     slots: Mutex<HashMap<Digest, Slot>>,
     chunks: Arc<ChunkCache>,
     on_verified: Box<dyn Fn(&Digest) + Send + Sync>,
+    progress: Arc<Progress>,
 }
 
 impl LayerStore {
@@ -168,6 +185,30 @@ impl LayerStore {
             slots: Mutex::new(HashMap::new()),
             chunks: ChunkCache::new(CHUNK_CACHE_BYTES),
             on_verified,
+            progress: Arc::default(),
+        }
+    }
+
+    /// What each layer is doing (`imgfs status`). Every layer of the source is listed, those
+    /// not asked for yet as "not needed".
+    pub fn progress(&self) -> Arc<Progress> {
+        for (d, b) in &self.set.blobs {
+            if b.role == crate::image::BlobRole::Layer {
+                self.progress.layer(d, b.data.len());
+            }
+        }
+        self.progress.clone()
+    }
+
+    /// Forgets the failure of layer `digest` if it was transient (its blob could not be read:
+    /// the registry was down), so the next [`Self::get`] builds it again. Permanent failures
+    /// stay. The caller paces the retries.
+    pub fn forget_transient_failure(&self, digest: &Digest) {
+        let mut slots = self.slots.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(slot) = slots.get(digest) {
+            if matches!(slot.get(), Some(Err(e)) if e.is_transient()) {
+                slots.remove(digest);
+            }
         }
     }
 
@@ -187,6 +228,8 @@ impl LayerStore {
             let r = self.load(digest, diff_id);
             if let Err(e) = &r {
                 log::error!("{e}");
+                let total = self.set.blobs.get(digest).map_or(0, |b| b.data.len());
+                self.progress.layer(digest, total).fail(e.to_string(), e.is_transient());
             }
             r
         })
@@ -225,6 +268,7 @@ impl LayerStore {
             .ok_or_else(|| LayerError::Absent { digest: digest.clone() })?;
         let key = cache_key(digest);
         let started = std::time::Instant::now();
+        let progress = self.progress.layer(digest, blob.len());
         let cached = self.cache.map("layer", &key).and_then(|(map, payload)| {
             match format::decode_mapped(map, payload, blob.len()) {
                 Ok(index) if &index.digest == digest => Some(index),
@@ -251,7 +295,13 @@ impl LayerStore {
                 index
             }
             None => {
-                let index = build_index(blob.as_ref(), digest, diff_id, GZIP_SPACING)?;
+                // A registry blob is fetched as it is indexed: one pass, shown as downloading.
+                progress.set(if blob.verifies_itself() {
+                    LayerState::Downloading
+                } else {
+                    LayerState::Indexing
+                });
+                let index = build_index(&progress.counting(blob.as_ref()), digest, diff_id, GZIP_SPACING)?;
                 self.cache.store("layer", &key, &format::encode(&index, blob.len()));
                 // This pass hashed the whole blob; a cached index vouches for no byte of it.
                 (self.on_verified)(digest);
@@ -260,8 +310,9 @@ impl LayerStore {
         };
         let layer = Layer::open(blob, Arc::new(index), &self.chunks).map_err(|e| LayerError::Io {
             digest: digest.clone(),
-            reason: e.to_string(),
+            source: Arc::new(e),
         })?;
+        progress.set(LayerState::Ready);
         Ok(Arc::new(layer))
     }
 }

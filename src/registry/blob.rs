@@ -22,7 +22,8 @@
 //! (EIO) and is logged once; a failed download only fails the reads waiting for it.
 
 use super::client::Client;
-use crate::blob::ReadAt;
+use super::RegistryError;
+use crate::blob::{ClassifiedFailure, ReadAt};
 use crate::digest::{Digest, Hasher};
 use std::fs::File;
 use std::io;
@@ -66,7 +67,7 @@ enum Whole {
     /// All bytes local and verified.
     Complete(Arc<File>),
     /// The last download failed (the registry may come back: a later need starts another).
-    Failed(String),
+    Failed(Arc<RegistryError>),
     /// The bytes do not hash to the digest: every read fails.
     Bad(String),
 }
@@ -126,6 +127,15 @@ impl RemoteBlob {
         })
     }
 
+    /// A local failure to start a download (a full disk, no threads): may pass, so transient.
+    fn local_failure(&self, what: &str, e: &dyn std::fmt::Display) -> RegistryError {
+        RegistryError::Local {
+            reference: self.client.name().to_owned(),
+            what: format!("blob {}", self.digest),
+            reason: format!("{what}: {e}"),
+        }
+    }
+
     fn state(&self) -> MutexGuard<'_, Whole> {
         self.whole.lock().unwrap_or_else(|p| p.into_inner())
     }
@@ -151,10 +161,10 @@ impl RemoteBlob {
                         .name("imgfs-download".into())
                         .spawn(move || this.download(file, path));
                     if let Err(e) = spawned {
-                        *w = Whole::Failed(format!("cannot start a download thread: {e}"));
+                        *w = Whole::Failed(Arc::new(self.local_failure("cannot start a download thread", &e)));
                     }
                 }
-                Err(e) => *w = Whole::Failed(format!("cannot create a download file: {e}")),
+                Err(e) => *w = Whole::Failed(Arc::new(self.local_failure("cannot create a download file", &e))),
             }
         }
         w
@@ -209,7 +219,7 @@ impl RemoteBlob {
             .client
             .block_on(self.client.stream(&self.digest, self.len, 0, &mut sink));
         let outcome = match result {
-            Err(e) => Whole::Failed(e.to_string()),
+            Err(e) => Whole::Failed(Arc::new(e)),
             Ok(()) => {
                 let actual = hasher.finish();
                 if actual == self.digest {
@@ -236,7 +246,8 @@ impl RemoteBlob {
             }
         }
         match &outcome {
-            Whole::Failed(e) | Whole::Bad(e) => log::error!("{e}"),
+            Whole::Failed(e) => log::error!("{e}"),
+            Whole::Bad(e) => log::error!("{e}"),
             _ => {}
         }
         *self.state() = outcome;
@@ -278,7 +289,7 @@ impl RemoteBlob {
             match &*w {
                 Whole::Complete(f) => return Ok(f.clone()),
                 Whole::Bad(e) => return Err(io::Error::new(io::ErrorKind::InvalidData, e.clone())),
-                Whole::Failed(e) => return Err(io::Error::other(e.clone())),
+                Whole::Failed(e) => return Err(ClassifiedFailure::io(e.is_transient(), e.clone())),
                 Whole::Absent => w = self.start_download(w),
                 Whole::Running { have, .. } => {
                     if *have != last_have {
@@ -346,7 +357,7 @@ impl RemoteBlob {
         let data = self
             .client
             .range(&self.digest, self.len, start, BLOCK)
-            .map_err(|e| io::Error::other(e.to_string()))?;
+            .map_err(|e| ClassifiedFailure::io(e.is_transient(), Arc::new(e)))?;
         let expected = BLOCK.min(self.len - start);
         if data.len() as u64 != expected {
             return Err(io::Error::other(format!(

@@ -11,7 +11,7 @@ use std::collections::VecDeque;
 pub const MAX_LINKS: usize = 40;
 
 /// Why a path does not resolve; Display is the end of one line that starts with the path.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 #[non_exhaustive]
 pub enum WalkError {
     /// A component is missing.

@@ -13,11 +13,12 @@ use crate::digest::Digest;
 use crate::image::{LayerInfo, ManifestInfo};
 use crate::layer::entries::{Entries, Meta};
 use crate::layer::file::FileData;
-use crate::layer::{Layer, LayerStore};
+use crate::layer::{Layer, LayerError, LayerStore};
 use crate::merge::{self, EntryRef, InodeKind, MergedTree};
 use crate::tarindex::EntryKind;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::{Duration, Instant};
 
 pub use attr::ViewAttr;
 
@@ -46,6 +47,29 @@ impl ViewSpec {
         }
     }
 
+    /// The layers a view needs, as (digest, diff_id).
+    fn wanted_layers(&self) -> Vec<(Digest, Option<String>)> {
+        match self {
+            ViewSpec::Rootfs(m) => m.layers.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect(),
+            ViewSpec::Layer(..) => self
+                .layer()
+                .map(|l| (l.digest.clone(), l.diff_id.clone()))
+                .into_iter()
+                .collect(),
+        }
+    }
+
+    /// "rootfs of sha256:..." / "tree of layer sha256:...", for messages.
+    fn describe(&self) -> String {
+        match self {
+            ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
+            ViewSpec::Layer(..) => match self.layer() {
+                Some(l) => format!("tree of layer {}", l.digest),
+                None => "tree of a layer".to_owned(),
+            },
+        }
+    }
+
     /// The layer of a layer view (`tree::build` only makes views of layers that exist).
     fn layer(&self) -> Option<&LayerInfo> {
         match self {
@@ -61,16 +85,78 @@ pub struct View {
     layers: Vec<Arc<Layer>>,
 }
 
-/// Error text of a view that could not be built (already logged once).
-pub type ViewError = String;
+/// Why a view cannot be shown (already logged once).
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ViewError {
+    /// No view is placed there.
+    #[error("no such view")]
+    NoSuchView,
+    /// A rootfs needs a layer the source does not have (a foreign layer).
+    #[error("image {image}: layer {layer} is not in the source; its rootfs cannot be shown")]
+    LayerAbsent {
+        /// The manifest.
+        image: Digest,
+        /// The layer it lacks.
+        layer: Digest,
+    },
+    /// A layer could not be indexed.
+    #[error(transparent)]
+    Layer(#[from] LayerError),
+    /// No thread could be started for the build (tried again later).
+    #[error("cannot start a thread to build the view: {0}")]
+    NoThread(Arc<std::io::Error>),
+    /// The caller gave up waiting (a signal); the build goes on for the next access.
+    #[error("interrupted while the view was being built")]
+    Interrupted,
+}
 
-type Slot = Arc<OnceLock<Result<Arc<View>, ViewError>>>;
+impl ViewError {
+    /// True when building the view again later may succeed (see [`LayerError::is_transient`]).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            ViewError::Layer(e) => e.is_transient(),
+            ViewError::NoThread(_) => true,
+            _ => false,
+        }
+    }
+}
+
+/// First wait before a view that failed for a transient reason is built again; doubled after
+/// each failure up to [`MAX_RETRY_AFTER`].
+const FIRST_RETRY_AFTER: Duration = Duration::from_secs(1);
+/// Longest wait between two attempts.
+const MAX_RETRY_AFTER: Duration = Duration::from_secs(60);
+/// How often a waiting caller checks whether it was interrupted.
+const INTERRUPT_POLL: Duration = Duration::from_millis(100);
+
+/// Where the build of one view stands.
+enum BuildState {
+    /// Never asked for, or a transient failure may be retried now.
+    Idle,
+    /// A thread is building it.
+    Building,
+    /// Built: immutable from now on.
+    Ready(Arc<View>),
+    /// The last build failed `failures` times in a row, the last one at `at`.
+    Failed {
+        error: ViewError,
+        at: Instant,
+        failures: u32,
+    },
+}
+
+/// One view's build, shared by its placements and waited on by its readers.
+struct Slot {
+    state: Mutex<BuildState>,
+    changed: Condvar,
+}
 
 /// All views of a mount.
 pub struct Views {
     specs: Vec<ViewSpec>,
     store: LayerStore,
-    built: Mutex<HashMap<(bool, Digest), Slot>>,
+    built: Mutex<HashMap<(bool, Digest), Arc<Slot>>>,
 }
 
 impl Views {
@@ -93,15 +179,99 @@ impl Views {
         self.specs.is_empty()
     }
 
-    /// The view at a placement, building it on first use.
-    pub fn get(&self, p: PlacementId) -> Result<Arc<View>, ViewError> {
-        let spec = self.specs.get(p.0 as usize).ok_or_else(|| "no such view".to_owned())?;
-        let key = spec.key().ok_or_else(|| "no such view".to_owned())?;
+    /// What each layer is doing (`imgfs status`).
+    pub fn progress(&self) -> Arc<crate::progress::Progress> {
+        self.store.progress()
+    }
+
+    /// The view at a placement, building it on first use. The build runs on a thread of its
+    /// own, so a caller that `interrupted` (polled every 100 ms) says gave up gets
+    /// [`ViewError::Interrupted`] at once while the build goes on for the next access. A view
+    /// that failed for a transient reason is built again on an access after a backoff (1 s,
+    /// doubling up to 60 s); a permanent failure stays.
+    pub fn get(self: &Arc<Self>, p: PlacementId, interrupted: &dyn Fn() -> bool) -> Result<Arc<View>, ViewError> {
+        let spec = self.specs.get(p.0 as usize).ok_or(ViewError::NoSuchView)?;
+        let key = spec.key().ok_or(ViewError::NoSuchView)?;
         let slot = {
             let mut built = self.built.lock().unwrap_or_else(|e| e.into_inner());
-            built.entry(key).or_default().clone()
+            built
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(Slot {
+                        state: Mutex::new(BuildState::Idle),
+                        changed: Condvar::new(),
+                    })
+                })
+                .clone()
         };
-        slot.get_or_init(|| self.build(spec).map(Arc::new)).clone()
+        let mut state = slot.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match &*state {
+                BuildState::Ready(v) => return Ok(v.clone()),
+                BuildState::Failed { error, at, failures } => {
+                    let wait = FIRST_RETRY_AFTER
+                        .saturating_mul(1 << (*failures - 1).min(6))
+                        .min(MAX_RETRY_AFTER);
+                    if !error.is_transient() || at.elapsed() < wait {
+                        return Err(error.clone());
+                    }
+                    log::info!("building {} again after a transient failure", spec.describe());
+                    self.start_build(&slot, &mut state, p);
+                }
+                BuildState::Idle => self.start_build(&slot, &mut state, p),
+                BuildState::Building => {
+                    if interrupted() {
+                        return Err(ViewError::Interrupted);
+                    }
+                    state = slot
+                        .changed
+                        .wait_timeout(state, INTERRUPT_POLL)
+                        .unwrap_or_else(|e| e.into_inner())
+                        .0;
+                }
+            }
+        }
+    }
+
+    /// Starts the build of the view at `p` on a thread (inline if no thread can be had).
+    fn start_build(self: &Arc<Self>, slot: &Arc<Slot>, state: &mut BuildState, p: PlacementId) {
+        let failures = match state {
+            BuildState::Failed { failures, .. } => *failures,
+            _ => 0,
+        };
+        let Some(spec) = self.specs.get(p.0 as usize) else {
+            return;
+        };
+        if failures > 0 {
+            for (d, _) in spec.wanted_layers() {
+                self.store.forget_transient_failure(&d);
+            }
+        }
+        *state = BuildState::Building;
+        let (views, slot2) = (Arc::clone(self), Arc::clone(slot));
+        let work = move || {
+            let spec = &views.specs[p.0 as usize];
+            let result = views.build(spec).map(Arc::new);
+            let mut state = slot2.state.lock().unwrap_or_else(|e| e.into_inner());
+            *state = match result {
+                Ok(v) => BuildState::Ready(v),
+                Err(error) => BuildState::Failed {
+                    error,
+                    at: Instant::now(),
+                    failures: failures + 1,
+                },
+            };
+            slot2.changed.notify_all();
+        };
+        let spawned = std::thread::Builder::new().name("imgfs-view".into()).spawn(work);
+        if let Err(e) = spawned {
+            log::error!("cannot start a thread to build {}: {e}", spec.describe());
+            *state = BuildState::Failed {
+                error: ViewError::NoThread(Arc::new(e)),
+                at: Instant::now(),
+                failures: failures + 1,
+            };
+        }
     }
 
     /// Loads, on a background thread, the first rootfs view whose merged tree is in the cache
@@ -120,30 +290,27 @@ impl Views {
         let views = Arc::clone(self);
         let started = std::thread::Builder::new()
             .name("imgfs-warm-up".into())
-            .spawn(move || views.get(PlacementId(p as u32)).map(|_| ()));
+            .spawn(move || views.get(PlacementId(p as u32), &|| false).map(|_| ()));
         if let Err(e) = started {
             log::debug!("no warm-up thread ({e}); views load on first access");
         }
     }
 
     fn build(&self, spec: &ViewSpec) -> Result<View, ViewError> {
-        let wanted: Vec<(Digest, Option<String>)> = match spec {
-            ViewSpec::Rootfs(m) => {
-                if let Some(l) = m.layers.iter().find(|l| !l.present) {
-                    let msg = format!(
-                        "image {}: layer {} is not in the source; its rootfs cannot be shown",
-                        m.digest, l.digest
-                    );
-                    log::error!("{msg}");
-                    return Err(msg);
-                }
-                m.layers.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect()
+        if let ViewSpec::Rootfs(m) = spec {
+            if let Some(l) = m.layers.iter().find(|l| !l.present) {
+                let e = ViewError::LayerAbsent {
+                    image: m.digest.clone(),
+                    layer: l.digest.clone(),
+                };
+                log::error!("{e}");
+                return Err(e);
             }
-            ViewSpec::Layer(..) => {
-                let l = spec.layer().ok_or_else(|| "no such view".to_owned())?;
-                vec![(l.digest.clone(), l.diff_id.clone())]
-            }
-        };
+        }
+        let wanted = spec.wanted_layers();
+        if wanted.is_empty() && matches!(spec, ViewSpec::Layer(..)) {
+            return Err(ViewError::NoSuchView);
+        }
         let key = matches!(spec, ViewSpec::Rootfs(_)).then(|| {
             let digests: Vec<Digest> = wanted.iter().map(|(d, _)| d.clone()).collect();
             persist::key(&digests)
@@ -156,7 +323,7 @@ impl Views {
             let layers = self.store.get_all(&wanted);
             (layers, cached.and_then(|h| h.join().ok()).flatten())
         });
-        let layers = layers.map_err(|e| e.to_string())?;
+        let layers = layers?;
         // A cached tree was loaded beside the layers: its time is not in this figure.
         let started = std::time::Instant::now();
         let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
@@ -168,13 +335,7 @@ impl Views {
                 (tree, warnings, "merged")
             }
         };
-        let context = match spec {
-            ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
-            ViewSpec::Layer(..) => match spec.layer() {
-                Some(l) => format!("tree of layer {}", l.digest),
-                None => "tree of a layer".to_owned(),
-            },
-        };
+        let context = spec.describe();
         log::info!(
             "{context}: {} inodes {how} in {:.1} ms",
             tree.inodes().len(),

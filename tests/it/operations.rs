@@ -402,16 +402,7 @@ fn unreachable_registries_fail_fast_with_one_line() {
 #[test]
 fn background_mounts_log_to_a_file_per_mount_by_default() {
     let tmp = tempdir();
-    let layout = crate::layers::copy_layout(tmp.path());
-    let manifest = crate::layers::edge_manifest(&layout);
-    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
-        .as_str()
-        .unwrap()
-        .to_owned();
-    let path = layout.join("blobs/sha256").join(top.trim_start_matches("sha256:"));
-    let mut bytes = std::fs::read(&path).unwrap();
-    bytes[5] ^= 0xff; // gzip MTIME: still inflates, digest wrong
-    std::fs::write(&path, &bytes).unwrap();
+    let (layout, top) = corrupt_edge_layout(tmp.path());
     let (mtmp, dir) = Mounted::point();
     let unit = run(Command::new("systemd-escape").arg("--path").arg(&dir), T);
     let log = PathBuf::from(format!("/var/log/imgfs/{}.log", unit.stdout_str().trim()));
@@ -453,4 +444,234 @@ fn background_mounts_log_to_a_file_per_mount_by_default() {
 /// Lists a directory, failing if any step of it fails.
 pub(crate) fn list_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
     std::fs::read_dir(dir)?.collect()
+}
+
+/// `imgfs status MNT --json`: the one mount's status.
+fn status_json(dir: &Path) -> serde_json::Value {
+    let o = run_imgfs([OsStr::new("status"), dir.as_os_str(), OsStr::new("--json")], T);
+    assert!(o.ok(), "imgfs status: {}", o.stderr_str());
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).expect("status JSON");
+    v[0].clone()
+}
+
+fn layer_of<'a>(status: &'a serde_json::Value, hex: &str) -> &'a serde_json::Value {
+    status["layers"]
+        .as_array()
+        .expect("layers")
+        .iter()
+        .find(|l| l["digest"].as_str().is_some_and(|d| d.ends_with(hex)))
+        .unwrap_or_else(|| panic!("no layer {hex} in {status}"))
+}
+
+#[test]
+fn slow_registry_status_shows_progress_and_ctrl_c_frees_a_waiting_ls() {
+    use crate::registry::{shared, Proxy};
+    let reg = shared();
+    let proxy = Proxy::start(reg, &["--slow", "300000"]);
+    let cache = tempdir();
+    let (tmp, dir) = Mounted::point();
+    let url = format!("docker://{}/imgfs/oci:v2", proxy.host);
+    let m = Mounted::run(
+        tmp,
+        dir.clone(),
+        imgfs_cmd([OsStr::new("mount"), OsStr::new(&url), dir.as_os_str()])
+            .arg("--tls-verify=false")
+            .arg("--cache-dir")
+            .arg(cache.path()),
+    );
+    let big = {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(m.dir.join("images/v2/manifest.json")).unwrap()).unwrap();
+        let layers = manifest["layers"].as_array().unwrap().clone();
+        let l = layers.iter().max_by_key(|l| l["size"].as_u64()).unwrap();
+        l["digest"].as_str().unwrap()["sha256:".len()..].to_owned()
+    };
+    // Before any access: every layer "not needed"; the daemon, source, images and log shown.
+    let st = status_json(&m.dir);
+    assert_eq!(st["source"], url);
+    assert_eq!(st["mount_point"], m.dir.display().to_string());
+    assert!(st["images"].as_array().unwrap().iter().any(|i| i == "v2"), "{st}");
+    assert!(st["log"].as_str().unwrap().starts_with("/var/log/imgfs/"), "{st}");
+    let pid = st["pid"].as_u64().unwrap() as i32;
+    assert_eq!(daemons_of(&m.dir)[0].0, pid);
+    assert_eq!(layer_of(&st, &big)["state"], "not-needed");
+    // An `ls` that waits behind the slow registry.
+    let mut ls = Command::new("ls")
+        .arg(m.dir.join("images/v2/rootfs"))
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut seen = serde_json::Value::Null;
+    wait_until(T, "a layer downloading with bytes done", || {
+        seen = status_json(&m.dir);
+        let l = layer_of(&seen, &big);
+        l["state"] == "downloading" && l["done"].as_u64() > Some(0) && l["done"].as_u64() < l["total"].as_u64()
+    });
+    let text = run_imgfs([OsStr::new("status"), m.dir.as_os_str()], T).stdout_str();
+    assert!(
+        text.contains(&format!("daemon PID {pid}, up ")) && text.contains(&format!("{big}: downloading ")),
+        "{text}"
+    );
+    assert!(ls.try_wait().unwrap().is_none(), "ls did not wait for the layer");
+    // Ctrl-C: the waiting ls is answered (EINTR) and dies within a second.
+    // SAFETY: kill(2) on the ls this test started.
+    unsafe { libc::kill(ls.id() as i32, libc::SIGINT) };
+    let started = Instant::now();
+    let status = loop {
+        if let Some(s) = ls.try_wait().unwrap() {
+            break s;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "ls still waits 1 s after SIGINT"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    assert_eq!(
+        std::os::unix::process::ExitStatusExt::signal(&status),
+        Some(libc::SIGINT)
+    );
+    // The build went on: it finishes without anyone waiting, and the next ls succeeds.
+    assert!(
+        matches!(
+            layer_of(&status_json(&m.dir), &big)["state"].as_str(),
+            Some("downloading" | "ready")
+        ),
+        "the build stopped"
+    );
+    wait_until(Duration::from_secs(60), "the layer to be ready", || {
+        layer_of(&status_json(&m.dir), &big)["state"] == "ready"
+    });
+    assert!(ls_ok(&m.dir.join("images/v2/rootfs")).contains("etc"));
+    let l = layer_of(&status_json(&m.dir), &big).clone();
+    assert_eq!(l["done"], l["total"]);
+}
+
+fn ls_ok(dir: &Path) -> std::collections::BTreeSet<String> {
+    list_dir(dir)
+        .unwrap_or_else(|e| panic!("ls {}: {e}", dir.display()))
+        .into_iter()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect()
+}
+
+#[test]
+fn a_view_failed_by_a_dead_registry_heals_without_remount_and_corrupt_layers_stay_failed() {
+    use crate::registry::{Registry, Setup};
+    let mut reg = Registry::start(Setup::default());
+    reg.push(
+        &format!("oci:{}:v2", fixtures().join("oci").display()),
+        "imgfs/oci:v2",
+        &[],
+    );
+    let cache = tempdir();
+    let (tmp, dir) = Mounted::point();
+    let m = Mounted::run(
+        tmp,
+        dir.clone(),
+        imgfs_cmd([
+            OsStr::new("mount"),
+            OsStr::new(&reg.url("imgfs/oci:v2")),
+            dir.as_os_str(),
+        ])
+        .args(reg.args(cache.path()))
+        .args(["--registry-timeout", "3"]),
+    );
+    reg.kill();
+    let err = list_dir(&m.dir.join("images/v2/rootfs")).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
+    // The status file is rewritten once a second.
+    let mut st = serde_json::Value::Null;
+    wait_until(Duration::from_secs(5), "a failed layer in imgfs status", || {
+        st = status_json(&m.dir);
+        st["layers"].as_array().unwrap().iter().any(|l| l["state"] == "failed")
+    });
+    let failed: Vec<_> = st["layers"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|l| l["state"] == "failed")
+        .collect();
+    assert!(
+        failed.iter().all(|l| l["error"]["transient"] == true
+            && l["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains("cannot reach the registry")),
+        "{st}"
+    );
+    // The registry comes back on the same port: a later access builds the view again.
+    reg.restart();
+    let started = Instant::now();
+    let names = loop {
+        match list_dir(&m.dir.join("images/v2/rootfs")) {
+            Ok(entries) => break entries,
+            Err(e) => {
+                assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
+                assert!(started.elapsed() < Duration::from_secs(30), "no heal after 30 s: {e}");
+                std::thread::sleep(Duration::from_millis(200));
+            }
+        }
+    };
+    assert!(names.iter().any(|e| e.file_name() == "etc"));
+    wait_until(Duration::from_secs(5), "every layer ready in imgfs status", || {
+        st = status_json(&m.dir);
+        st["layers"].as_array().unwrap().iter().all(|l| l["state"] == "ready")
+    });
+
+    // A corrupt local layer fails for good: the same error, and status says permanent.
+    let tmp = tempdir();
+    let (layout, top) = corrupt_edge_layout(tmp.path());
+    let (mtmp, dir) = Mounted::point();
+    let log = tmp.path().join("log");
+    let m = Mounted::run(
+        mtmp,
+        dir.clone(),
+        imgfs_cmd([OsStr::new("mount"), layout.as_os_str(), dir.as_os_str()])
+            .arg("--cache-dir")
+            .arg(tmp.path().join("cache"))
+            .arg("--log-file")
+            .arg(&log),
+    );
+    for _ in 0..2 {
+        let err = list_dir(&m.dir.join("images/edge/rootfs")).unwrap_err();
+        assert_eq!(err.raw_os_error(), Some(libc::EIO));
+        std::thread::sleep(Duration::from_millis(1500));
+    }
+    let hex = top.trim_start_matches("sha256:");
+    wait_until(
+        Duration::from_secs(5),
+        "the corrupt layer failed in imgfs status",
+        || {
+            st = status_json(&m.dir);
+            layer_of(&st, hex)["state"] == "failed"
+        },
+    );
+    let l = layer_of(&st, hex);
+    assert_eq!(l["error"]["transient"], false);
+    assert!(l["error"]["message"].as_str().unwrap().contains("bytes hash to"), "{l}");
+    let text = run_imgfs([OsStr::new("status"), m.dir.as_os_str()], T).stdout_str();
+    assert!(
+        text.contains("failed") && text.contains("last error (permanent"),
+        "{text}"
+    );
+    let logged = std::fs::read_to_string(&log).unwrap_or_default();
+    assert_eq!(logged.matches("bytes hash to").count(), 1, "built again:\n{logged}");
+}
+
+/// A copy of the edge image's layout under `dir` whose top layer has one wrong byte (the gzip
+/// MTIME: it still inflates, its digest is wrong), and that layer's digest.
+fn corrupt_edge_layout(dir: &Path) -> (PathBuf, String) {
+    let layout = crate::layers::copy_layout(dir);
+    let manifest = crate::layers::edge_manifest(&layout);
+    let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let path = layout.join("blobs/sha256").join(top.trim_start_matches("sha256:"));
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[5] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    (layout, top)
 }

@@ -16,7 +16,8 @@ upstream registry and relays the answer, streaming the body, with these faults:
                      served here from upstream (like redirects to S3 with presigned URLs);
   --fail-first N     the first N blob GETs answer 503;
   --cut-after BYTES  each blob GET body stops after BYTES bytes and the connection closes
-                     (the client must resume with Range).
+                     (the client must resume with Range);
+  --slow BYTES_PER_S blob GET bodies are sent at about BYTES_PER_S (a slow registry).
 Each request is logged as one line "METHOD PATH STATUS" (query strings and headers are left
 out). Binds 127.0.0.1 on a free port and writes the port to --port-file once listening.
 """
@@ -27,6 +28,7 @@ import os
 import re
 import sys
 import threading
+import time
 from urllib.parse import urlparse
 
 BLOB_RE = re.compile(r"^/v2/(.+)/blobs/(sha256:[0-9a-f]{64})$")
@@ -153,6 +155,19 @@ def make_handler(state: State):
                     self.close_connection = True
                     conn.close()
                     return
+                if state.args.slow and digest is not None:
+                    # 16 KiB pieces, paced: the client sees steady progress.
+                    for i in range(0, len(chunk), 16384):
+                        piece = chunk[i:i + 16384]
+                        try:
+                            self.wfile.write(piece)
+                            self.wfile.flush()
+                        except OSError:
+                            conn.close()
+                            return
+                        time.sleep(len(piece) / state.args.slow)
+                    sent += len(chunk)
+                    continue
                 try:
                     self.wfile.write(chunk)
                 except OSError:
@@ -173,6 +188,7 @@ def main():
     p.add_argument("--redirect", action="store_true")
     p.add_argument("--fail-first", type=int, default=0)
     p.add_argument("--cut-after", type=int)
+    p.add_argument("--slow", type=int)
     args = p.parse_args()
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), make_handler(State(args)))
     server.daemon_threads = True
