@@ -479,9 +479,10 @@ fn slow_registry_status_shows_progress_and_ctrl_c_frees_a_waiting_ls() {
             .arg("--cache-dir")
             .arg(cache.path()),
     );
+    let img = format!("images/{}/imgfs/oci:v2", proxy.host);
     let big = {
         let manifest: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(m.dir.join("images/v2/manifest.json")).unwrap()).unwrap();
+            serde_json::from_slice(&std::fs::read(m.dir.join(format!("{img}/manifest.json"))).unwrap()).unwrap();
         let layers = manifest["layers"].as_array().unwrap().clone();
         let l = layers.iter().max_by_key(|l| l["size"].as_u64()).unwrap();
         l["digest"].as_str().unwrap()["sha256:".len()..].to_owned()
@@ -490,14 +491,21 @@ fn slow_registry_status_shows_progress_and_ctrl_c_frees_a_waiting_ls() {
     let st = status_json(&m.dir);
     assert_eq!(st["source"], url);
     assert_eq!(st["mount_point"], m.dir.display().to_string());
-    assert!(st["images"].as_array().unwrap().iter().any(|i| i == "v2"), "{st}");
+    assert!(
+        st["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|i| img.ends_with(i.as_str().unwrap_or("-"))),
+        "{st}"
+    );
     assert!(st["log"].as_str().unwrap().starts_with("/var/log/imgfs/"), "{st}");
     let pid = st["pid"].as_u64().unwrap() as i32;
     assert_eq!(daemons_of(&m.dir)[0].0, pid);
     assert_eq!(layer_of(&st, &big)["state"], "not-needed");
     // An `ls` that waits behind the slow registry.
     let mut ls = Command::new("ls")
-        .arg(m.dir.join("images/v2/rootfs"))
+        .arg(m.dir.join(format!("{img}/rootfs")))
         .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped())
         .spawn()
@@ -543,7 +551,7 @@ fn slow_registry_status_shows_progress_and_ctrl_c_frees_a_waiting_ls() {
     wait_until(Duration::from_secs(60), "the layer to be ready", || {
         layer_of(&status_json(&m.dir), &big)["state"] == "ready"
     });
-    assert!(ls_ok(&m.dir.join("images/v2/rootfs")).contains("etc"));
+    assert!(ls_ok(&m.dir.join(format!("{img}/rootfs"))).contains("etc"));
     let l = layer_of(&status_json(&m.dir), &big).clone();
     assert_eq!(l["done"], l["total"]);
 }
@@ -578,8 +586,9 @@ fn a_view_failed_by_a_dead_registry_heals_without_remount_and_corrupt_layers_sta
         .args(reg.args(cache.path()))
         .args(["--registry-timeout", "3"]),
     );
+    let rootfs = m.dir.join(format!("images/{}/imgfs/oci:v2/rootfs", reg.host));
     reg.kill();
-    let err = list_dir(&m.dir.join("images/v2/rootfs")).unwrap_err();
+    let err = list_dir(&rootfs).unwrap_err();
     assert_eq!(err.raw_os_error(), Some(libc::EIO), "{err}");
     // The status file is rewritten once a second.
     let mut st = serde_json::Value::Null;
@@ -605,7 +614,7 @@ fn a_view_failed_by_a_dead_registry_heals_without_remount_and_corrupt_layers_sta
     reg.restart();
     let started = Instant::now();
     let names = loop {
-        match list_dir(&m.dir.join("images/v2/rootfs")) {
+        match list_dir(&rootfs) {
             Ok(entries) => break entries,
             Err(e) => {
                 assert_eq!(e.raw_os_error(), Some(libc::EIO), "{e}");
