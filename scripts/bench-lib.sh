@@ -579,15 +579,15 @@ imgfs_read_once() {
   unmount_all
 }
 
-# imgfs_read_rows NAME SOURCE CACHE REF [NAME2 BINARY2 CACHE2]: RUNS x imgfs_read_once; bytes
+# imgfs_read_rows NAME SOURCE CACHE REF [NAME2 BINARY2 CACHE2 REF2]: RUNS x imgfs_read_once; bytes
 # checked on the last run. With a second binary (--compare), its runs alternate with these, so
 # that both see the same machine. Adds to RAND_ROWS and SEQ_ROWS.
 imgfs_read_rows() {
-  local src=$2 ref=$4 i j n=1
-  local names=("$1") bins=("$IMGFS") caches=("$3") errs=("") notes=("")
+  local src=$2 i j n=1
+  local names=("$1") bins=("$IMGFS") caches=("$3") refs=("$4") errs=("") notes=("")
   local -A times stimes
   if (($# > 4)); then
-    names+=("$5") bins+=("$6") caches+=("$7") errs+=("") notes+=("")
+    names+=("$5") bins+=("$6") caches+=("$7") refs+=("${8:-$4}") errs+=("") notes+=("")
     n=2
   fi
   local mine=$IMGFS
@@ -595,7 +595,7 @@ imgfs_read_rows() {
     for ((j = 0; j < n; j++)); do
       [[ -z ${errs[j]} ]] || continue
       IMGFS=${bins[j]}
-      if imgfs_read_once "${names[j]}" "$src" "${caches[j]}" "$ref" "$((i == RUNS))"; then
+      if imgfs_read_once "${names[j]}" "$src" "${caches[j]}" "${refs[j]}" "$((i == RUNS))"; then
         times[$j]+=" $T_RAND" stimes[$j]+=" $T_SEQ"
         ((i == RUNS)) && notes[j]=$BYTES_NOTE
       fi

@@ -314,14 +314,23 @@ impl ReadAt for VerifiedBlob {
             let k = pos >> shift;
             let (start, end) = c.digests.bounds(k);
             let take = (n - done).min((end - pos) as usize);
-            let dst = &mut buf[done..done + take];
             if bit(&c.good, k) {
-                super::read_raw_exact_at(c.inner.as_ref(), dst, pos)?;
-            } else {
-                let data = c.verify(k)?;
-                let at = (pos - start) as usize;
-                dst.copy_from_slice(&data[at..at + take]);
+                // One read for the whole run of verified chunks (a sequential reader's request
+                // spans several).
+                let mut last = k;
+                let want_end = offset + n as u64;
+                while last + 1 < c.digests.count() && c.digests.bounds(last).1 < want_end && bit(&c.good, last + 1) {
+                    last += 1;
+                }
+                let run_end = c.digests.bounds(last).1;
+                let take = (n - done).min((run_end - pos) as usize);
+                super::read_raw_exact_at(c.inner.as_ref(), &mut buf[done..done + take], pos)?;
+                done += take;
+                continue;
             }
+            let data = c.verify(k)?;
+            let at = (pos - start) as usize;
+            buf[done..done + take].copy_from_slice(&data[at..at + take]);
             done += take;
         }
         Ok(n)
