@@ -20,6 +20,7 @@ PKGS=(
   "apache2-utils:htpasswd"
   "docker.io:/usr/sbin/dockerd"
   "containerd:/usr/bin/containerd"
+  "oci-image-tool:oci-image-tool"
   "busybox-static:/bin/busybox"
   "nfs-ganesha:ganesha.nfsd"
   "nfs-ganesha-vfs:/usr/lib/x86_64-linux-gnu/ganesha/libfsalvfs.so"

@@ -77,6 +77,10 @@ pub struct ManifestInfo {
     pub platform: Option<String>,
     /// Layers, bottom first.
     pub layers: Vec<LayerInfo>,
+    /// The OCI conversion `index.json` points at, when this manifest is Docker-typed
+    /// (`crate::oci::convert`); the manifest itself stays at `digest`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub oci_digest: Option<Digest>,
 }
 
 /// A node of the ref graph: an index with named children, or a manifest.
@@ -87,6 +91,10 @@ pub enum ImageNode {
     Index {
         /// Digest of the index.
         digest: Digest,
+        /// The OCI conversion OCI clients see, when the index is a Docker manifest list or
+        /// lists converted children.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        oci_digest: Option<Digest>,
         /// (directory name, child) pairs.
         children: Vec<(String, Arc<ImageNode>)>,
     },
@@ -115,6 +123,22 @@ impl ImageNode {
                 c.find(digest)
             }
         })
+    }
+
+    /// The digest of its OCI conversion, when it has one.
+    pub fn oci_digest(&self) -> Option<&Digest> {
+        match self {
+            ImageNode::Index { oci_digest, .. } => oci_digest.as_ref(),
+            ImageNode::Manifest(m) => m.oci_digest.as_ref(),
+        }
+    }
+
+    /// The OCI media type of what OCI clients see for this node.
+    fn oci_media_type(&self) -> &'static str {
+        match self {
+            ImageNode::Index { .. } => oci::MT_OCI_INDEX,
+            ImageNode::Manifest(_) => oci::MT_OCI_MANIFEST,
+        }
     }
 }
 
@@ -158,9 +182,13 @@ impl ImageSet {
         };
         let mut refs: Vec<(String, Arc<ImageNode>)> = Vec::new();
         let mut names = std::collections::HashSet::new();
+        let mut image_names = HashMap::new();
         for d in &entries {
             let Some(node) = w.visit(d, 0)? else { continue };
             let name = d.ref_name.clone().unwrap_or_else(|| d.digest.to_string());
+            if let Some(full) = &d.image_name {
+                image_names.entry(name.clone()).or_insert_with(|| full.clone());
+            }
             if !names.insert(name.clone()) {
                 log::warn!(
                     "{}: ref {name:?} appears twice in index.json; the first wins",
@@ -170,6 +198,10 @@ impl ImageSet {
             }
             refs.push((name, node));
         }
+        let index_json = match oci_index_json(&index, &w) {
+            Some(bytes) => Arc::new(bytes),
+            None => Arc::new(raw.index_json.clone()),
+        };
         let blobs = w.blobs;
         let refs = select(refs, &raw)?;
         let mut memo = HashMap::new();
@@ -186,17 +218,120 @@ impl ImageSet {
                 ),
             });
         }
+        // The source's own manifest.json moves aside for the one `docker load` can use.
+        let mut extras: Vec<(String, Arc<dyn ReadAt>)> = raw
+            .extras
+            .iter()
+            .map(|(n, data)| match n.as_str() {
+                "manifest.json" => (SOURCE_MANIFEST.to_owned(), data.clone()),
+                _ => (n.clone(), data.clone()),
+            })
+            .collect();
+        let load = oci::docker_load::manifest_json(&load_entries(&refs, &image_names));
+        extras.push(("manifest.json".to_owned(), Arc::new(load)));
         Ok(ImageSet {
             format: raw.format,
             path: raw.path.clone(),
             mtime: raw.mtime,
             oci_layout: Arc::new(raw.oci_layout.clone()),
-            index_json: Arc::new(raw.index_json.clone()),
-            extras: raw.extras.clone(),
+            index_json,
+            extras,
             blobs,
             refs,
         })
     }
+}
+
+/// Where the mount shows a source's own `manifest.json` (docker save archives): the top-level
+/// `manifest.json` is the one `docker load` reads, synthesized for every source.
+pub const SOURCE_MANIFEST: &str = "manifest.source.json";
+
+/// The images `docker load` of a tar of the mount creates: one per image manifest a ref names
+/// (for a multi-platform ref, this host's platform), tagged with the ref's full image name
+/// (`io.containerd.image.name`) or the ref name when either is a Docker tag. An image with a
+/// layer the source lacks (foreign layers) cannot be loaded and is left out.
+fn load_entries(
+    refs: &[(String, Arc<ImageNode>)],
+    image_names: &HashMap<String, String>,
+) -> Vec<oci::docker_load::LoadEntry> {
+    let host = crate::registry::Platform::host();
+    let host = format!("{}-{}", host.os, host.architecture);
+    let mut out: Vec<(Digest, oci::docker_load::LoadEntry)> = Vec::new();
+    for (name, node) in refs {
+        let manifest = match node.as_ref() {
+            ImageNode::Manifest(m) => m,
+            ImageNode::Index { children, .. } => {
+                let pick = children.iter().find_map(|(n, c)| match c.as_ref() {
+                    ImageNode::Manifest(m) if *n == host || n.starts_with(&format!("{host}-")) => Some(m),
+                    _ => None,
+                });
+                match pick {
+                    Some(m) => m,
+                    None => continue,
+                }
+            }
+        };
+        if manifest.layers.iter().any(|l| !l.present) {
+            continue;
+        }
+        let tag = image_names
+            .get(name)
+            .and_then(|n| oci::docker_load::repo_tag(n))
+            .or_else(|| oci::docker_load::repo_tag(name));
+        let at = match out.iter().position(|(d, _)| *d == manifest.digest) {
+            Some(i) => i,
+            None => {
+                out.push((
+                    manifest.digest.clone(),
+                    oci::docker_load::LoadEntry {
+                        config: manifest.config.clone(),
+                        repo_tags: Vec::new(),
+                        layers: manifest.layers.iter().map(|l| l.digest.clone()).collect(),
+                    },
+                ));
+                out.len() - 1
+            }
+        };
+        if let Some(t) = tag {
+            if !out[at].1.repo_tags.contains(&t) {
+                out[at].1.repo_tags.push(t);
+            }
+        }
+    }
+    out.into_iter().map(|(_, e)| e).collect()
+}
+
+/// `index.json` with its Docker-typed entries pointing at their OCI conversions, or `None` when
+/// none was converted (the source's bytes are shown). A converted entry without a ref name gets
+/// the original's digest as its ref name, so it keeps the name `images/` shows it under and a
+/// reference pinned to the original digest still finds it.
+fn oci_index_json(index: &serde_json::Value, w: &Walker<'_>) -> Option<Vec<u8>> {
+    let mut out = index.clone();
+    let mut changed = false;
+    for entry in out.get_mut("manifests")?.as_array_mut()? {
+        let original = entry
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .unwrap_or_default()
+            .to_owned();
+        let Some(target) = original.parse().ok().and_then(|d: Digest| w.converted(&d)) else {
+            continue;
+        };
+        (entry["digest"], entry["size"], entry["mediaType"]) = (target.0.into(), target.1.into(), target.2.into());
+        let named = entry
+            .get("annotations")
+            .and_then(|a| a.get(oci::REF_NAME))
+            .and_then(|v| v.as_str())
+            .is_some_and(|s| !s.is_empty());
+        if !named {
+            if !entry.get("annotations").is_some_and(|a| a.is_object()) {
+                entry["annotations"] = serde_json::json!({});
+            }
+            entry["annotations"][oci::REF_NAME] = original.into();
+        }
+        changed = true;
+    }
+    changed.then(|| oci::convert::to_vec(&out))
 }
 
 /// How many views (`rootfs/` plus one `layers/<n>/` per present layer) an image node shows,
@@ -205,7 +340,7 @@ impl ImageSet {
 fn view_count(node: &ImageNode, memo: &mut HashMap<Digest, usize>) -> usize {
     match node {
         ImageNode::Manifest(m) => 1 + m.layers.iter().filter(|l| l.present).count(),
-        ImageNode::Index { digest, children } => {
+        ImageNode::Index { digest, children, .. } => {
             if let Some(&n) = memo.get(digest) {
                 return n;
             }
@@ -275,6 +410,8 @@ struct Desc {
     digest: Digest,
     size: u64,
     ref_name: Option<String>,
+    /// `io.containerd.image.name`: the image's full name, when the entry has one.
+    image_name: Option<String>,
     platform: Option<serde_json::Value>,
 }
 
@@ -311,16 +448,19 @@ fn desc(d: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Des
         .and_then(|v| v.as_u64())
         .ok_or_else(|| invalid(format!("descriptor {digest} has no valid size")))?;
     let media_type = d.get("mediaType").and_then(|v| v.as_str()).unwrap_or("").to_owned();
-    let ref_name = d
-        .pointer(&format!("/annotations/{}", oci::REF_NAME.replace('/', "~1")))
-        .and_then(|v| v.as_str())
-        .filter(|s| !s.is_empty())
-        .map(str::to_owned);
+    let annotation = |key: &str| {
+        d.get("annotations")
+            .and_then(|a| a.get(key))
+            .and_then(|v| v.as_str())
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+    };
     Ok(Desc {
         media_type,
         digest,
         size,
-        ref_name,
+        ref_name: annotation(oci::REF_NAME),
+        image_name: annotation(oci::IMAGE_NAME),
         platform: d.get("platform").cloned(),
     })
 }
@@ -380,8 +520,11 @@ impl Walker<'_> {
                 children.push((name, node));
             }
         }
+        let converted = oci::convert::index(doc, &|child| self.converted(&child.parse().ok()?));
+        let oci_digest = converted.map(|bytes| self.add_converted(bytes, BlobRole::Index));
         Ok(ImageNode::Index {
             digest: d.digest.clone(),
+            oci_digest,
             children,
         })
     }
@@ -422,12 +565,14 @@ impl Walker<'_> {
             d.media_type.clone()
         };
         self.set_role(&d.digest, BlobRole::Manifest);
+        let oci_digest = oci::convert::manifest(doc).map(|bytes| self.add_converted(bytes, BlobRole::Manifest));
         Ok(ImageNode::Manifest(ManifestInfo {
             digest: d.digest.clone(),
             media_type,
             config: config.digest,
             platform,
             layers,
+            oci_digest,
         }))
     }
 
@@ -490,6 +635,26 @@ impl Walker<'_> {
             },
         );
         Ok(bytes)
+    }
+
+    /// Adds a converted document to the blobs and returns its digest.
+    fn add_converted(&mut self, bytes: Vec<u8>, role: BlobRole) -> Digest {
+        let digest = Digest::sha256_of(&bytes);
+        self.blobs.entry(digest.clone()).or_insert(BlobInfo {
+            data: Arc::new(bytes),
+            role,
+            verified: true,
+        });
+        digest
+    }
+
+    /// For a visited document with an OCI conversion: the conversion's (digest, size, media
+    /// type), as an index entry pointing at it must say.
+    fn converted(&self, original: &Digest) -> Option<oci::convert::Target> {
+        let node = self.done.get(original)?;
+        let digest = node.oci_digest()?;
+        let size = self.blobs.get(digest)?.data.len();
+        Some((digest.to_string(), size, node.oci_media_type()))
     }
 
     fn set_role(&mut self, digest: &Digest, role: BlobRole) {

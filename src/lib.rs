@@ -51,10 +51,20 @@ pub fn open_tree_with(
     cache: &cache::Cache,
     registry: &registry::RegistryOptions,
 ) -> Result<Arc<tree::Tree>, source::SourceError> {
+    open_tree_shown(reference, cache, registry, false)
+}
+
+/// [`open_tree_with`]; `layout_only` shows the OCI layout without `images/` (`--layout-only`).
+pub fn open_tree_shown(
+    reference: &str,
+    cache: &cache::Cache,
+    registry: &registry::RegistryOptions,
+    layout_only: bool,
+) -> Result<Arc<tree::Tree>, source::SourceError> {
     let r = source::SourceRef::parse(reference)?;
     let raw = source::open_with(&r, cache, registry)?;
     let set = image::ImageSet::load(raw)?;
-    Ok(Arc::new(tree::build(Arc::new(set))))
+    Ok(Arc::new(tree::build_with(Arc::new(set), layout_only)))
 }
 
 /// [`open_tree_with`], then `choice` (`--image`): a tree whose root is that one image's rootfs

@@ -195,7 +195,7 @@ enum Command {
         /// Stay in the foreground (for debugging and systemd).
         #[arg(short, long)]
         foreground: bool,
-        /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE;
+        /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only;
         /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
         #[arg(short = 'o', value_name = "OPTS")]
         options: Vec<String>,
@@ -204,6 +204,10 @@ enum Command {
         /// Log file of the background daemon.
         #[arg(long, value_name = "FILE")]
         log_file: Option<PathBuf>,
+        /// Show only the OCI layout (index.json, blobs/, manifest.json), no images/ views:
+        /// for tools that open every path, such as `oci-image-tool validate` (-o layout_only).
+        #[arg(long)]
+        layout_only: bool,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -391,10 +395,14 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             options,
             mut image,
             log_file,
+            layout_only,
             cache,
             mut registry,
         } => {
-            let mut opts = Options::default();
+            let mut opts = Options {
+                layout_only,
+                ..Options::default()
+            };
             for o in &options {
                 let rest = registry.take_mount_options(o)?;
                 let rest = image.take_mount_options(&rest)?;
@@ -520,7 +528,15 @@ fn mount_foreground(
     mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
     let fs = Fs::new(
-        imgfs::open_tree_choosing(source, cache, registry, choice)?,
+        match (opts.layout_only, choice) {
+            (true, Some(_)) => {
+                return Err(anyhow!(
+                    "--layout-only shows the OCI layout and --image one image's rootfs: give one of them"
+                ))
+            }
+            (true, None) => imgfs::open_tree_shown(source, cache, registry, true)?,
+            (false, _) => imgfs::open_tree_choosing(source, cache, registry, choice)?,
+        },
         cache.clone(),
     );
     fs.warm_up();

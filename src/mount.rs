@@ -52,6 +52,8 @@ pub struct Options {
     pub no_cache: bool,
     /// Log file for the daemon (`log=`).
     pub log_file: Option<PathBuf>,
+    /// Show the OCI layout only, no `images/` views (`layout_only`, `--layout-only`).
+    pub layout_only: bool,
 }
 
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
@@ -82,6 +84,7 @@ impl Options {
                 ("setuid", None) => self.suid = true,
                 ("nonempty", None) => self.nonempty = true,
                 ("no_cache", None) => self.no_cache = true,
+                ("layout_only", None) => self.layout_only = true,
                 ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
                 ("cache_dir", Some(v)) => self.cache_dir = Some(v.into()),
                 ("log", Some(v)) => self.log_file = Some(v.into()),
@@ -578,8 +581,8 @@ mod tests {
             !o.dev && !o.suid,
             "mount(8)'s dev,suid defaults must not turn off nodev,nosuid"
         );
-        o.parse_into("devices,setuid").unwrap();
-        assert!(o.dev && o.suid);
+        o.parse_into("devices,setuid,layout_only").unwrap();
+        assert!(o.dev && o.suid && o.layout_only);
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");

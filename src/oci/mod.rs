@@ -5,6 +5,8 @@
 //! documents are only used by the tests, to check that what imgfs writes parses); the original
 //! bytes are always kept, because digests are over bytes, never over a re-serialization.
 
+pub mod convert;
+pub mod docker_load;
 pub mod platform;
 
 use crate::digest::Digest;
@@ -13,6 +15,8 @@ use std::collections::BTreeMap;
 
 /// The annotation naming a ref in an OCI layout's index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
+/// The annotation containerd (and Docker >= 25) give an index.json entry: the image's full name.
+pub const IMAGE_NAME: &str = "io.containerd.image.name";
 
 /// OCI image index.
 pub const MT_OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";

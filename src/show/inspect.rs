@@ -99,7 +99,11 @@ fn path_of(node: &ImageNode, digest: &Digest, path: &str) -> Option<String> {
 /// An index or a manifest shown at `path`.
 pub fn image(set: &ImageSet, node: &ImageNode, path: &str) -> Value {
     match node {
-        ImageNode::Index { digest, children } => {
+        ImageNode::Index {
+            digest,
+            children,
+            oci_digest,
+        } => {
             let children: Vec<Value> = children
                 .iter()
                 .map(|(name, child)| {
@@ -107,7 +111,11 @@ pub fn image(set: &ImageSet, node: &ImageNode, path: &str) -> Value {
                     json!({ "name": name, "path": path, "image": image(set, child, &path) })
                 })
                 .collect();
-            json!({ "type": "index", "digest": digest, "children": children })
+            let mut v = json!({ "type": "index", "digest": digest, "children": children });
+            if let Some(d) = oci_digest {
+                v["ociDigest"] = json!(d);
+            }
+            v
         }
         ImageNode::Manifest(m) => manifest(set, m, path),
     }
@@ -163,6 +171,9 @@ fn manifest(set: &ImageSet, m: &ManifestInfo, path: &str) -> Value {
     };
     put("type", json!("manifest"));
     put("digest", json!(m.digest));
+    if let Some(d) = &m.oci_digest {
+        put("ociDigest", json!(d));
+    }
     put("mediaType", json!(m.media_type));
     put(
         "config",

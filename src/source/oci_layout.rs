@@ -5,7 +5,9 @@
 use super::files::Files;
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
-use crate::oci::{synthesize_index, IndexEntry, MT_OCI_MANIFEST};
+use crate::digest::Digest;
+use crate::oci::{synthesize_index, DocKind, IndexEntry, MT_OCI_MANIFEST, REF_NAME};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::SystemTime;
@@ -30,6 +32,10 @@ pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
         return Ok(raw);
     }
     let extras = if docker { docker_extras(&files)? } else { Vec::new() };
+    let index_json = match docker {
+        true => named_by_repo_tags(&files, &index_json)?.unwrap_or(index_json),
+        false => index_json,
+    };
     Ok(RawLayout {
         format: if docker {
             Format::DockerOciArchive
@@ -123,16 +129,7 @@ fn manifests_for_save_entries(files: &Files) -> Result<Option<Vec<IndexEntry>>> 
         let Ok(digest) = crate::digest::Digest::from_parts("sha256", &name) else {
             continue;
         };
-        let Some(blob) = files.open(&format!("blobs/sha256/{name}"))? else {
-            continue;
-        };
-        if blob.len() > MAX_MANIFEST_BYTES {
-            continue;
-        }
-        let Ok(bytes) = crate::blob::read_all(blob.as_ref()) else {
-            continue;
-        };
-        let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        let Some((doc, len)) = small_json(files, &digest)? else {
             continue;
         };
         if crate::oci::kind_of_document(&doc) != crate::oci::DocKind::Manifest {
@@ -143,7 +140,7 @@ fn manifests_for_save_entries(files: &Files) -> Result<Option<Vec<IndexEntry>>> 
                 .get("mediaType")
                 .and_then(|m| m.as_str())
                 .unwrap_or(crate::oci::MT_OCI_MANIFEST);
-            by_config.insert(config.to_owned(), IndexEntry::new(mt, digest, bytes.len() as u64));
+            by_config.insert(config.to_owned(), IndexEntry::new(mt, digest, len));
         }
     }
     let mut entries = Vec::new();
@@ -163,6 +160,111 @@ fn manifests_for_save_entries(files: &Files) -> Result<Option<Vec<IndexEntry>>> 
         }
     }
     Ok(Some(entries))
+}
+
+/// A blob of the layout parsed as JSON, with its size; `None` when it is missing, larger than
+/// [`MAX_MANIFEST_BYTES`] or not JSON. Used only to name or find images: `crate::image`
+/// verifies every document it walks.
+fn small_json(files: &Files, digest: &Digest) -> Result<Option<(Value, u64)>> {
+    let Some(blob) = files.open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))? else {
+        return Ok(None);
+    };
+    if blob.len() > MAX_MANIFEST_BYTES {
+        return Ok(None);
+    }
+    let Ok(bytes) = crate::blob::read_all(blob.as_ref()) else {
+        return Ok(None);
+    };
+    Ok(serde_json::from_slice(&bytes).ok().map(|doc| (doc, blob.len())))
+}
+
+/// Docker >= 25 archives whose index.json entries carry no ref name while manifest.json tags
+/// the same images (RepoTags): those entries are named by their RepoTags, one entry per tag,
+/// as docker-archive sources are (docs/layout.md). An entry matches a manifest.json entry
+/// through its manifest's config (for an index, its platform manifests' configs). `None` when
+/// nothing is renamed; entries no RepoTag names keep their digest name.
+fn named_by_repo_tags(files: &Files, index_json: &[u8]) -> Result<Option<Vec<u8>>> {
+    let Ok(mut index) = serde_json::from_slice::<Value>(index_json) else {
+        return Ok(None);
+    };
+    let unnamed = |e: &Value| {
+        e.get("annotations")
+            .and_then(|a| a.get(REF_NAME))
+            .and_then(Value::as_str)
+            .is_none_or(str::is_empty)
+    };
+    let Some(entries) = index.get("manifests").and_then(Value::as_array) else {
+        return Ok(None);
+    };
+    if !entries.iter().any(unnamed) {
+        return Ok(None);
+    }
+    // A manifest.json that does not parse is only shown (as manifest.source.json), as before.
+    let Ok(saved) = super::docker_archive::save_entries(files) else {
+        return Ok(None);
+    };
+    let mut out = Vec::new();
+    let mut changed = false;
+    for e in entries {
+        let digest = e.get("digest").and_then(Value::as_str).and_then(|d| d.parse().ok());
+        let configs = match (unnamed(e), digest) {
+            (true, Some(d)) => configs_of(files, &d, 0)?,
+            _ => Vec::new(),
+        };
+        let mut tags: Vec<&String> = Vec::new();
+        for s in &saved {
+            let config = super::docker_archive::digest_from_blob_path(&s.config);
+            if config.is_some_and(|c| configs.contains(&c)) {
+                for t in s.repo_tags.iter().flatten() {
+                    if !tags.contains(&t) {
+                        tags.push(t);
+                    }
+                }
+            }
+        }
+        if tags.is_empty() {
+            out.push(e.clone());
+            continue;
+        }
+        for t in tags {
+            let mut named = e.clone();
+            if !named.get("annotations").is_some_and(Value::is_object) {
+                named["annotations"] = Value::Object(Default::default());
+            }
+            named["annotations"][REF_NAME] = Value::String(t.clone());
+            out.push(named);
+        }
+        changed = true;
+    }
+    if !changed {
+        return Ok(None);
+    }
+    index["manifests"] = Value::Array(out);
+    Ok(Some(crate::oci::convert::to_vec(&index)))
+}
+
+/// The configs an index.json entry leads to: its manifest's, or its index's manifests'.
+fn configs_of(files: &Files, digest: &Digest, depth: usize) -> Result<Vec<Digest>> {
+    let Some((doc, _)) = small_json(files, digest)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    match crate::oci::kind_of_document(&doc) {
+        DocKind::Manifest => out.extend(
+            doc.pointer("/config/digest")
+                .and_then(Value::as_str)
+                .and_then(|d| d.parse().ok()),
+        ),
+        DocKind::Index if depth == 0 => {
+            for child in doc.get("manifests").and_then(Value::as_array).into_iter().flatten() {
+                if let Some(d) = child.get("digest").and_then(Value::as_str).and_then(|d| d.parse().ok()) {
+                    out.extend(configs_of(files, &d, depth + 1)?);
+                }
+            }
+        }
+        _ => {}
+    }
+    Ok(out)
 }
 
 /// True when index.json parses but lists no manifest (missing, null or empty `manifests`).

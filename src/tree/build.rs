@@ -40,6 +40,12 @@ impl DirSpec {
 
 /// Builds the tree of a mount.
 pub fn build(set: Arc<ImageSet>) -> Tree {
+    build_with(set, false)
+}
+
+/// Builds the tree of a mount; `layout_only` leaves out `images/` (`--layout-only`: the OCI
+/// layout alone, for tools that walk and open every path, such as validators).
+pub fn build_with(set: Arc<ImageSet>, layout_only: bool) -> Tree {
     let mut root = DirSpec::default();
     let bytes = |b: &Arc<Vec<u8>>| (Content::Bytes(b.clone()), b.len() as u64);
     let (c, n) = bytes(&set.oci_layout);
@@ -55,14 +61,20 @@ pub fn build(set: Arc<ImageSet>) -> Tree {
             .dir(digest.algorithm().name())
             .file(digest.hex(), Content::Blob(digest.clone()), info.data.len());
     }
-    let images = root.dir("images");
-    let mut shared = HashMap::new();
     let paths = place_refs(set.refs.iter().map(|(name, _)| name.as_str()));
-    for ((_, node), path) in set.refs.iter().zip(&paths) {
-        let dir = path.iter().fold(&mut *images, |dir, part| dir.dir(part));
-        add_image(dir, node, &set, &mut shared);
+    if !layout_only {
+        let images = root.dir("images");
+        let mut shared = HashMap::new();
+        for ((_, node), path) in set.refs.iter().zip(&paths) {
+            let dir = path.iter().fold(&mut *images, |dir, part| dir.dir(part));
+            add_image(dir, node, &set, &mut shared);
+        }
     }
-    let ref_paths = paths.iter().map(|p| format!("images/{}", p.join("/"))).collect();
+    // Without images/ (--layout-only) no ref has a path.
+    let ref_paths = match layout_only {
+        true => Vec::new(),
+        false => paths.iter().map(|p| format!("images/{}", p.join("/"))).collect(),
+    };
     let mut tree = Tree {
         nodes: Vec::new(),
         set,
@@ -146,6 +158,10 @@ fn add_image(
         ImageNode::Manifest(m) => {
             let (c, n) = blob(&m.digest);
             dir.file("manifest.json", c, n);
+            if let Some(d) = &m.oci_digest {
+                let (c, n) = blob(d);
+                dir.file("manifest.oci.json", c, n);
+            }
             let (c, n) = blob(&m.config);
             dir.file("config.json", c, n);
             let manifest = shared.entry(m.digest.clone()).or_insert_with(|| Arc::new(m.clone()));
@@ -155,9 +171,17 @@ fn add_image(
                 layers.view(&i.to_string(), ViewSpec::Layer(manifest.clone(), i));
             }
         }
-        ImageNode::Index { digest, children } => {
+        ImageNode::Index {
+            digest,
+            oci_digest,
+            children,
+        } => {
             let (c, n) = blob(digest);
             dir.file("index.json", c, n);
+            if let Some(d) = oci_digest {
+                let (c, n) = blob(d);
+                dir.file("index.oci.json", c, n);
+            }
             for (name, child) in children {
                 add_image(dir.dir(&escape_component(name)), child, set, shared);
             }

@@ -14,7 +14,7 @@ use crate::image::ImageSet;
 use std::io;
 use std::sync::Arc;
 
-pub use build::{build, build_one};
+pub use build::{build, build_one, build_with};
 
 /// Index of a node in the arena; the root is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]

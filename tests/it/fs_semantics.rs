@@ -332,7 +332,12 @@ fn helper_mount(cmd: &mut Command, mnt: &Path) {
     if still {
         cleanup(mnt);
     }
-    assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]), "{}", o.what);
+    assert_eq!(
+        top,
+        set(&["blobs", "images", "index.json", "manifest.json", "oci-layout"]),
+        "{}",
+        o.what
+    );
     assert_eq!(idx.unwrap(), fs::read(src.join("index.json")).unwrap(), "{}", o.what);
     assert!(
         info.mount_options.iter().any(|o| o == "ro"),

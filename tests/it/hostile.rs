@@ -705,7 +705,10 @@ fn archives_with_hostile_members() {
     let h = hostile_fixtures();
     let s = Session::start(&h.join("accept/members.tar"), &[]);
     let d = &s.daemon;
-    assert_eq!(ls(&d.path("")), set(&["blobs", "images", "index.json", "oci-layout"]));
+    assert_eq!(
+        ls(&d.path("")),
+        set(&["blobs", "images", "index.json", "manifest.json", "oci-layout"])
+    );
     assert_eq!(ls(&d.path("images")), set(&["small"]));
     assert_eq!(fs::read(s.root("small").join("hello")).unwrap(), b"hello\n");
     for name in ls(&d.path("blobs/sha256")) {

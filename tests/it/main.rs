@@ -5,6 +5,9 @@
 //! - `sources`: every source format mounts and shows docs/layout.md's tree; skopeo and umoci
 //!   accept the mount; the same image reads the same from every format; the CLI without FUSE;
 //!   real archives from shared/fixtures.
+//! - `clients`: every image tool accepts the mount, for every source kind: skopeo, umoci,
+//!   `tar | docker load` (dockerd 20.10), `ctr images import`, `oci-image-tool validate` on a
+//!   `--layout-only` mount (issue 16).
 //! - `errors`: broken inputs and bad mount points fail quickly with one clear line.
 //! - `rootfs`: merged rootfs and layer trees against `umoci unpack` of an edge-case image.
 //! - `layers`: layers indexed once, the index cache, corrupt layers and caches, pre-1.0 layouts.
@@ -38,6 +41,7 @@
 
 mod bench_layer;
 mod cli;
+mod clients;
 mod errors;
 mod fs_semantics;
 mod hostile;

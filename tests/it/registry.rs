@@ -703,13 +703,31 @@ pub(crate) struct Daemon {
 
 impl Daemon {
     pub(crate) fn spawn(log: &Path, argv: &[String], env: &[(&str, String)]) -> Daemon {
+        let script =
+            r#"log=$1; shift; "$@" >"$log" 2>&1 & echo $!; read _; kill -CONT $! 2>/dev/null; kill $! 2>/dev/null"#;
+        Daemon::spawn_script(script, &[log], argv, env)
+    }
+
+    /// Like `spawn`, for a daemon that mounts things under `dir` (dockerd bind-mounts its data
+    /// root) and may outlive every guard (kept in a static): when our end of its stdin closes,
+    /// the wrapper stops it (TERM, KILL after 5 s), unmounts what is left under `dir` and
+    /// removes `dir`.
+    pub(crate) fn spawn_cleaning(log: &Path, argv: &[String], dir: &Path) -> Daemon {
+        let script = r#"dir=$1; log=$2; shift 2; "$@" >"$log" 2>&1 & pid=$!; echo $pid; read _;
+            kill $pid 2>/dev/null; i=0
+            while kill -0 $pid 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+            kill -9 $pid 2>/dev/null
+            grep -F " $dir/" /proc/self/mountinfo | awk '{print $5}' | sort -r | while read -r m; do umount -l "$m"; done
+            rm -rf "$dir""#;
+        Daemon::spawn_script(script, &[dir, log], argv, &[])
+    }
+
+    fn spawn_script(script: &str, paths: &[&Path], argv: &[String], env: &[(&str, String)]) -> Daemon {
         let mut cmd = Command::new("sh");
         cmd.arg("-c")
-            .arg(
-                r#"log=$1; shift; "$@" >"$log" 2>&1 & echo $!; read _; kill -CONT $! 2>/dev/null; kill $! 2>/dev/null"#,
-            )
+            .arg(script)
             .arg("sh")
-            .arg(log)
+            .args(paths)
             .args(argv)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
