@@ -1,6 +1,6 @@
 //! Every image tool accepts the mount (issue 16), for every source kind: OCI layout,
-//! oci-archive, docker save (Docker <= 24), a Docker >= 25 style archive (with and without
-//! ref names in index.json), `dir:` with schema2 and with OCI manifests, and a registry holding
+//! oci-archive, docker save (Docker <= 24, skopeo's docker-archive, the v1 format), a Docker
+//! >= 25 style archive (with and without ref names in index.json), `dir:` with schema2 and with OCI manifests, and a registry holding
 //! schema2, a Docker manifest list, OCI and zstd images. For each:
 //!
 //! - every ref: `skopeo inspect oci:MNT:REF` (the digest index.json names), `skopeo copy
@@ -440,6 +440,22 @@ fn clients_docker_save_legacy() {
     // The archive's own manifest.json, byte-exact, beside the one docker load reads.
     let own = SourceFiles::open(&src).get("manifest.json").unwrap();
     assert_eq!(m.read("manifest.source.json"), own);
+}
+
+#[test]
+fn clients_docker_archive_skopeo_and_v1() {
+    check(&Case::new(
+        "docker-archive",
+        p(&fx("docker-archive.tar")),
+        &["docker.io/imgfs/test:v2", "docker.io/imgfs/test:latest"],
+        &["imgfs/test:v2", "imgfs/test:latest"],
+    ));
+    check(&Case::new(
+        "docker-v1",
+        p(&fx("v1-legacy.tar")),
+        &["legacy:1"],
+        &["legacy:1"],
+    ));
 }
 
 #[test]
