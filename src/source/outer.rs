@@ -40,15 +40,35 @@ pub fn sniff(head: &[u8]) -> Compression {
     }
 }
 
+/// The name of a whole-file compression imgfs recognises but cannot read in place: xz and
+/// bzip2 streams have no access points to restart from, so a member could only be reached by
+/// decompressing everything before it on every read (docs/layout.md says why they are refused).
+pub fn unreadable_compression(head: &[u8]) -> Option<&'static str> {
+    match head {
+        [0xfd, b'7', b'z', b'X', b'Z', 0x00, ..] => Some("xz"),
+        [b'B', b'Z', b'h', b'1'..=b'9', ..] => Some("bzip2"),
+        _ => None,
+    }
+}
+
 /// Opens a file source, decompressing it transparently when it is gzip or zstd.
 pub fn open_file(path: &Path, meta: &Metadata, cache: &Cache) -> Result<Arc<dyn ReadAt>> {
     let file = File::open(path).map_err(|e| SourceError::io(path, "cannot open", e))?;
     let blob = FileBlob::new(file).map_err(|e| SourceError::io(path, "cannot stat", e))?;
     let blob: Arc<dyn ReadAt> = Arc::new(blob.with_path(path));
-    let mut head = [0u8; 4];
+    let mut head = [0u8; 6];
     let n = blob
         .read_at(&mut head, 0)
         .map_err(|e| SourceError::io(path, "cannot read", e))?;
+    if let Some(name) = unreadable_compression(&head[..n]) {
+        return Err(SourceError::Unsupported {
+            path: path.to_path_buf(),
+            reason: format!(
+                "compressed with {name} as a whole, which imgfs cannot read in place; decompress it first \
+                 ({name} -dk FILE), or compress it with gzip or zstd instead"
+            ),
+        });
+    }
     let key = identity_key(path, meta);
     let compressed = match sniff(&head[..n]) {
         Compression::None => return Ok(blob),

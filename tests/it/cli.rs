@@ -530,3 +530,37 @@ fn inspect_shows_the_config_like_skopeo_and_the_paths() {
 fn m_is_dir(source: &str, path: &str) -> bool {
     run_imgfs(["ls", source, path], CMD_TIMEOUT).ok()
 }
+
+/// An archive compressed as a whole with xz or bzip2 is refused in one line naming the
+/// compression (docs/layout.md), at mount and for the CLI.
+#[test]
+fn xz_and_bzip2_archives_are_refused_in_one_line() {
+    require(&["xz", "bzip2"]);
+    let t = tempdir();
+    let tar = fx("docker-archive.tar");
+    for (tool, ext) in [("xz", "xz"), ("bzip2", "bz2")] {
+        let out = t.path().join(format!("image.tar.{ext}"));
+        let o = run(
+            Command::new("sh")
+                .arg("-c")
+                .arg(format!("{tool} -1 -c \"$0\" > \"$1\""))
+                .arg(&tar)
+                .arg(&out),
+            CMD_TIMEOUT,
+        );
+        o.assert_ok();
+        let want = format!(
+            "imgfs: {}: compressed with {tool} as a whole, which imgfs cannot read in place; decompress it \
+             first ({tool} -dk FILE), or compress it with gzip or zstd instead\n",
+            out.display()
+        );
+        let o = run_imgfs(["ls", out.to_str().unwrap()], ERROR_TIMEOUT);
+        assert_eq!(o.stderr_str(), want, "imgfs ls");
+        let mnt = t.path().join(format!("mnt-{ext}"));
+        std::fs::create_dir(&mnt).unwrap();
+        let o = run_imgfs(["mount", out.to_str().unwrap(), mnt.to_str().unwrap()], ERROR_TIMEOUT);
+        assert_no_panic(&o);
+        assert!(!o.ok() && !is_mounted(&mnt));
+        assert_eq!(o.stderr_str(), want, "imgfs mount");
+    }
+}
