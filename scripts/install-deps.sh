@@ -31,6 +31,9 @@ PKGS=(
   "archivemount:archivemount"
   "time:/usr/bin/time"
   "libarchive-tools:bsdtar"
+  "xz-utils:xz"
+  "bzip2:bzip2"
+  "man-db:man"
 )
 
 present() {
@@ -93,4 +96,8 @@ for entry in "${PKGS[@]}"; do
   fi
 done
 [ $fail -eq 0 ] || exit 1
+# cargo-deb builds the Debian package (scripts/build-deb.sh, tests/it/cli.rs) from crates.io.
+if ! command -v cargo-deb >/dev/null 2>&1 && command -v cargo >/dev/null 2>&1; then
+  cargo install cargo-deb --locked >"$log" 2>&1 || { echo "install-deps: cargo install cargo-deb failed" >&2; exit 1; }
+fi
 echo "install-deps: done"

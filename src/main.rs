@@ -275,6 +275,13 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Print the man page imgfs(1) (roff; `imgfs man | man -l -`).
+    Man,
+    /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
 }
 
 fn main() -> ExitCode {
@@ -499,6 +506,15 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 )?;
             }
             out.flush()?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Man => {
+            let mut out = std::io::stdout().lock();
+            out.write_all(&man_page()?)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "imgfs", &mut std::io::stdout().lock());
             Ok(ExitCode::SUCCESS)
         }
         Command::Cat {
@@ -883,4 +899,34 @@ fn cat(fs: &Fs, source: &str, path: &str) -> anyhow::Result<()> {
         off += data.len() as u64;
     }
     Ok(())
+}
+
+/// imgfs(1): clap_mangen's page for the command, then one section per subcommand (its
+/// synopsis, description and options as subsections), all from the clap definitions above.
+fn man_page() -> anyhow::Result<Vec<u8>> {
+    let cmd = Cli::command();
+    let mut page = Vec::new();
+    clap_mangen::Man::new(cmd.clone()).render(&mut page)?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("imgfs {}", sub.get_name());
+        let mut text = Vec::new();
+        clap_mangen::Man::new(sub.clone().bin_name(name.clone())).render(&mut text)?;
+        page.extend_from_slice(format!(".SH \"{}\"\n", name.to_uppercase()).as_bytes());
+        for line in String::from_utf8_lossy(&text).lines() {
+            // One page: the subcommand's own title goes, its sections become subsections.
+            if line.starts_with(".TH ")
+                || line.starts_with(".SH NAME")
+                || line.starts_with(".ie ")
+                || line.starts_with(".el ")
+            {
+                continue;
+            }
+            let line = line
+                .strip_prefix(".SH ")
+                .map_or(line.to_owned(), |rest| format!(".SS {rest}"));
+            page.extend_from_slice(line.as_bytes());
+            page.push(b'\n');
+        }
+    }
+    Ok(page)
 }

@@ -3,6 +3,7 @@
 
 use crate::util::*;
 use std::process::Command;
+use std::time::Duration;
 
 fn imgfs_ok(args: &[&str]) -> Vec<u8> {
     run_imgfs(args, CMD_TIMEOUT).assert_ok().stdout
@@ -563,4 +564,92 @@ fn xz_and_bzip2_archives_are_refused_in_one_line() {
         assert!(!o.ok() && !is_mounted(&mnt));
         assert_eq!(o.stderr_str(), want, "imgfs mount");
     }
+}
+
+/// The Debian package (scripts/build-deb.sh, cargo-deb) installs with `apt install ./imgfs_*.deb`;
+/// then `mount -t fuse.imgfs` works with no manual link (mount.fuse3 finds /usr/bin/imgfs), and
+/// its man page renders. The package is removed again at the end.
+#[test]
+fn debian_package_installs_and_mount_t_fuse_imgfs_works() {
+    require(&["apt-get", "dpkg", "mount", "mount.fuse3", "man"]);
+    let root = crate_root();
+    let o = run(
+        Command::new("bash")
+            .arg(root.join("scripts/build-deb.sh"))
+            .env("IMGFS_DEB_NO_BUILD", "1"),
+        Duration::from_secs(600),
+    );
+    let o = o.assert_ok();
+    let deb = o
+        .stdout_str()
+        .lines()
+        .rev()
+        .find(|l| l.ends_with(".deb"))
+        .expect("the .deb path")
+        .trim()
+        .to_owned();
+    // `man ./imgfs.1` renders every subcommand.
+    let page = run(
+        Command::new("man")
+            .arg("-l")
+            .arg(root.join("target/assets/imgfs.1"))
+            .env("MANWIDTH", "100"),
+        CMD_TIMEOUT,
+    )
+    .assert_ok()
+    .stdout_str();
+    for sub in [
+        "IMGFS MOUNT",
+        "IMGFS UMOUNT",
+        "IMGFS INSPECT",
+        "IMGFS LS",
+        "IMGFS CAT",
+        "image[=REF]",
+    ] {
+        assert!(page.contains(sub), "the man page lacks {sub}:\n{page}");
+    }
+    let install = run(
+        Command::new("apt-get")
+            .args(["install", "-y"])
+            .arg(&deb)
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Duration::from_secs(300),
+    );
+    let t = tempdir();
+    let mnt = t.path().join("mnt");
+    std::fs::create_dir(&mnt).unwrap();
+    let src = fx("oci");
+    // mount(8) gives its helper no PATH: the default one of /bin/sh finds /usr/bin/imgfs.
+    let mounted = install.ok()
+        && run(
+            Command::new("mount")
+                .args(["-t", "fuse.imgfs"])
+                .arg(&src)
+                .arg(&mnt)
+                .args(["-o", "ro"])
+                .env_clear(),
+            MOUNT_TIMEOUT,
+        )
+        .ok();
+    let top = ls(&mnt);
+    let installed_man = std::path::Path::new("/usr/share/man/man1/imgfs.1.gz").is_file();
+    let _ = run(Command::new("umount").arg(&mnt), MOUNT_TIMEOUT);
+    force_unmount(&mnt);
+    let removed = run(
+        Command::new("dpkg")
+            .args(["-r", "imgfs"])
+            .env("DEBIAN_FRONTEND", "noninteractive"),
+        Duration::from_secs(120),
+    );
+    assert!(
+        install.ok(),
+        "apt-get install {deb}: {}\n{}",
+        install.stderr_str(),
+        install.stdout_str()
+    );
+    assert!(mounted, "mount -t fuse.imgfs failed");
+    assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]));
+    assert!(installed_man);
+    assert!(removed.ok(), "dpkg -r imgfs: {}", removed.stderr_str());
+    assert!(!std::path::Path::new("/usr/bin/imgfs").exists());
 }
