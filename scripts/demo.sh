@@ -35,12 +35,12 @@ skopeo copy --quiet "oci:$work/oci:demo" "docker-archive:$work/demo.tar:imgfs/de
 echo "== imgfs mount $work/demo.tar (a docker-archive) $mnt"
 mkdir "$mnt"
 "$imgfs" mount "$work/demo.tar" "$mnt"
-( cd "$mnt" && ls -l . images images/*/ )
+( cd "$mnt" && ls -l . images images/imgfs/demo:latest/ )
 echo "== merged rootfs (etc/motd was deleted in layer 2: a whiteout)"
-ls -l "$mnt"/images/*/rootfs/ "$mnt"/images/*/rootfs/etc/
-cat "$mnt"/images/*/rootfs/etc/layer2
+ls -l "$mnt"/images/imgfs/demo:latest/rootfs/ "$mnt"/images/imgfs/demo:latest/rootfs/etc/
+cat "$mnt"/images/imgfs/demo:latest/rootfs/etc/layer2
 echo "== each layer as stored (layer 1 holds the whiteout .wh.motd)"
-ls -la "$mnt"/images/*/layers/*/etc/
+ls -la "$mnt"/images/imgfs/demo:latest/layers/*/etc/
 echo "== blobs verify against their names"
 ( cd "$mnt/blobs/sha256" && for b in *; do echo "$b  $b"; done | sha256sum -c --quiet ) && echo "all blobs ok"
 "$imgfs" umount "$mnt"
