@@ -12,9 +12,6 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
 
-/// Nested indexes deeper than this are refused (a hostile image could nest forever).
-pub const MAX_INDEX_DEPTH: usize = 8;
-
 /// Most filesystem views (`rootfs/` and `layers/<n>/` directories) one mount may show. A small
 /// index.json can name one big manifest many times (2 MB of JSON: 10k refs to a 1000-layer
 /// manifest, 10M views), and each view costs ~250 bytes before it is ever opened (tree node,
@@ -471,7 +468,7 @@ impl Walker<'_> {
         if let Some(node) = self.done.get(&d.digest) {
             return Ok(Some(node.clone()));
         }
-        if depth > MAX_INDEX_DEPTH || self.visiting.contains(&d.digest) {
+        if depth > oci::MAX_INDEX_DEPTH || self.visiting.contains(&d.digest) {
             return Err(self.invalid(&d.digest, "indexes nest too deep or refer to themselves"));
         }
         let hinted = oci::kind_of_media_type(&d.media_type);

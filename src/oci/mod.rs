@@ -13,6 +13,9 @@ use crate::digest::Digest;
 use serde::Serialize;
 use std::collections::BTreeMap;
 
+/// Nested indexes deeper than this are refused (a hostile image could nest forever).
+pub const MAX_INDEX_DEPTH: usize = 8;
+
 /// The annotation naming a ref in an OCI layout's index.json.
 pub const REF_NAME: &str = "org.opencontainers.image.ref.name";
 /// The annotation containerd (and Docker >= 25) give an index.json entry: the image's full name.

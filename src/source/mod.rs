@@ -9,6 +9,7 @@ mod docker_archive;
 pub mod files;
 mod oci_layout;
 mod outer;
+mod registry;
 
 use crate::blob::ReadAt;
 use crate::cache::Cache;
@@ -296,9 +297,9 @@ pub fn open(r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
 }
 
 /// [`open`] with the options registry references use (platform, credentials, TLS).
-pub fn open_with(r: &SourceRef, cache: &Cache, registry: &crate::registry::RegistryOptions) -> Result<RawLayout> {
+pub fn open_with(r: &SourceRef, cache: &Cache, options: &crate::registry::RegistryOptions) -> Result<RawLayout> {
     if r.transport == Transport::Docker {
-        return crate::registry::open(&r.path.to_string_lossy(), registry, cache);
+        return registry::open(&r.path.to_string_lossy(), options, cache);
     }
     let meta = std::fs::metadata(&r.path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound { path: r.path.clone() },
