@@ -273,8 +273,8 @@ fn load_entries(
         }
         let tag = image_names
             .get(name)
-            .and_then(|n| oci::docker_load::repo_tag(n))
-            .or_else(|| oci::docker_load::repo_tag(name));
+            .and_then(|n| crate::registry::reference::repo_tag(n))
+            .or_else(|| crate::registry::reference::repo_tag(name));
         let at = match out.iter().position(|(d, _)| *d == manifest.digest) {
             Some(i) => i,
             None => {

@@ -46,20 +46,6 @@ pub fn manifest_json(entries: &[LoadEntry]) -> Vec<u8> {
     serde_json::to_vec(&list).unwrap_or_default()
 }
 
-/// `name` as a Docker tag when it is one (`[host/]repo:tag`, no digest); ref names such as
-/// `v2` or `latest` alone are not, and `docker load` refuses those.
-pub fn repo_tag(name: &str) -> Option<String> {
-    let last = name.rsplit('/').next()?;
-    // `sha256:<hex>` names an untagged image by digest (repository "sha256" to Docker).
-    let digest_like = ["sha256:", "sha512:"].iter().any(|p| name.starts_with(p));
-    if !last.contains(':') || name.contains('@') || digest_like {
-        return None;
-    }
-    let r = crate::registry::ImageRef::parse(name).ok()?;
-    r.tag.as_ref()?;
-    Some(name.to_owned())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -80,7 +66,7 @@ mod tests {
             ("UPPER/x:1", false),
             ("sha256:abcd", false),
         ] {
-            assert_eq!(repo_tag(name).is_some(), ok, "{name}");
+            assert_eq!(crate::registry::reference::repo_tag(name).is_some(), ok, "{name}");
         }
         let e = LoadEntry {
             config: Digest::sha256_of(b"c"),

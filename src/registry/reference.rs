@@ -120,6 +120,20 @@ pub fn is_bare_reference(text: &str) -> bool {
     host_like && ImageRef::parse(text).is_ok()
 }
 
+/// `name` as a Docker tag when it is one (`[host/]repo:tag`, no digest); ref names such as
+/// `v2` or `latest` alone are not, and `docker load` refuses those.
+pub fn repo_tag(name: &str) -> Option<String> {
+    let last = name.rsplit('/').next()?;
+    // `sha256:<hex>` names an untagged image by digest (repository "sha256" to Docker).
+    let digest_like = ["sha256:", "sha512:"].iter().any(|p| name.starts_with(p));
+    if !last.contains(':') || name.contains('@') || digest_like {
+        return None;
+    }
+    let r = ImageRef::parse(name).ok()?;
+    r.tag.as_ref()?;
+    Some(name.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

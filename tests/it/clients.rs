@@ -1,7 +1,7 @@
 //! Every image tool accepts the mount (issue 16), for every source kind: OCI layout,
-//! oci-archive, docker save (Docker <= 24, skopeo's docker-archive, the v1 format), a Docker
-//! >= 25 style archive (with and without ref names in index.json), `dir:` with schema2 and with OCI manifests, and a registry holding
-//! schema2, a Docker manifest list, OCI and zstd images. For each:
+//! oci-archive, docker save (Docker <= 24, skopeo's docker-archive, the v1 format), a Docker 25
+//! style archive (with and without ref names in index.json), `dir:` with schema2 and with OCI
+//! manifests, and a registry holding schema2, a Docker manifest list, OCI and zstd images. For each:
 //!
 //! - every ref: `skopeo inspect oci:MNT:REF` (the digest index.json names), `skopeo copy
 //!   oci:MNT:REF oci:...`, and `umoci unpack --image MNT:REF` whose rootfs equals the mount's
