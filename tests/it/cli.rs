@@ -648,7 +648,11 @@ fn debian_package_installs_and_mount_t_fuse_imgfs_works() {
         install.stdout_str()
     );
     assert!(mounted, "mount -t fuse.imgfs failed");
-    assert_eq!(top, set(&["blobs", "images", "index.json", "oci-layout"]));
+    // Every mount shows a Docker-25 style manifest.json (docs/layout.md).
+    assert_eq!(
+        top,
+        set(&["blobs", "images", "index.json", "manifest.json", "oci-layout"])
+    );
     assert!(installed_man);
     assert!(removed.ok(), "dpkg -r imgfs: {}", removed.stderr_str());
     assert!(!std::path::Path::new("/usr/bin/imgfs").exists());
