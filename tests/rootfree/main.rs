@@ -59,7 +59,7 @@ fn walk(fs: &Fs, ino: u64, path: &str, in_view: bool, d: &mut Dump) {
         assert_eq!(attr.ino, child, "{p}: readdir and lookup disagree on the inode");
         d.inos.push(attr.ino);
         // A view's own directory (rootfs/, layers/<n>/) is static; what is below it is not.
-        let below_view = in_view || attr.kind == Kind::Dir && is_view_root(&p);
+        let below_view = in_view || fs.is_view_root(attr.ino);
         let kind = match attr.kind {
             Kind::Dir => 'd',
             Kind::File => '-',
@@ -107,13 +107,6 @@ fn walk(fs: &Fs, ino: u64, path: &str, in_view: bool, d: &mut Dump) {
             walk(fs, attr.ino, &p, below_view, d);
         }
     }
-}
-
-/// `images/<ref>/rootfs` or `images/<ref>/layers/<n>`.
-fn is_view_root(p: &str) -> bool {
-    let parts: Vec<&str> = p.split('/').collect();
-    parts.first() == Some(&"images")
-        && (parts.last() == Some(&"rootfs") || parts.len() >= 2 && parts[parts.len() - 2] == "layers")
 }
 
 fn read_all(fs: &Fs, ino: u64, size: u64, p: &str) -> Vec<u8> {
