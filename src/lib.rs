@@ -17,6 +17,7 @@
 
 pub mod blob;
 pub mod cache;
+pub mod daemon;
 pub mod digest;
 pub mod fs;
 pub mod fuse;

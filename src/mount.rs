@@ -1,8 +1,11 @@
 //! Mounting: option parsing, mount point checks, and running the FUSE session until it is
 //! unmounted or the daemon is told to stop (SIGTERM/SIGINT/SIGHUP unmount cleanly).
 
+use crate::cache::Cache;
 use crate::fs::Fs;
 use crate::fuse::ImgFs;
+use crate::one_image::Choice;
+use crate::registry::RegistryOptions;
 use fuser::{Config, MountOption, Session, SessionACL};
 use std::path::{Path, PathBuf};
 
@@ -29,7 +32,9 @@ pub enum MountError {
     Mount { path: PathBuf, source: std::io::Error },
 }
 
-/// Mount options as imgfs understands them (`-o a,b=c`).
+/// Everything that says how to mount, from the command line's flags and its `-o a,b=c` lists
+/// alike (the CLI fills the fields from its flags, then [`Options::parse_into`] reads each `-o`
+/// list over them: an `-o` option wins over the flag of the same meaning).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Options {
     /// Let other users access the mount.
@@ -54,6 +59,16 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// Show the OCI layout only, no `images/` views (`layout_only`, `--layout-only`).
     pub layout_only: bool,
+    /// Show one image at the top (`image[=REF]`, `--image [REF]`; empty: the source's only one).
+    pub image: Option<String>,
+    /// One layer of that image instead of its rootfs (`layer=N`, `--layer N`; implies `image`).
+    pub layer: Option<usize>,
+    /// How to reach a registry: `platform=`, `authfile=`, `cert_dir=` (repeatable),
+    /// `tls_verify=`, `registry_timeout=` and their flags. Credentials are never an option
+    /// (fstab is world-readable): the CLI fills `creds` from `creds_file` and its other sources.
+    pub registry: RegistryOptions,
+    /// File whose first line is `USER:PASSWORD` (`creds_file=`, `--creds-file`).
+    pub creds_file: Option<PathBuf>,
 }
 
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
@@ -88,6 +103,20 @@ impl Options {
                 ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
                 ("cache_dir", Some(v)) => self.cache_dir = Some(v.into()),
                 ("log", Some(v)) => self.log_file = Some(v.into()),
+                ("image", None) => self.image = Some(String::new()),
+                ("image", Some(v)) => self.image = Some(v.to_owned()),
+                ("layer", Some(v)) => self.layer = Some(v.parse().map_err(|_| bad("expected a layer number"))?),
+                ("platform", Some(v)) => self.registry.platform = Some(v.to_owned()),
+                ("authfile", Some(v)) => self.registry.authfile = Some(v.into()),
+                ("creds_file", Some(v)) => self.creds_file = Some(v.into()),
+                ("cert_dir", Some(v)) => self.registry.cert_dirs.push(v.into()),
+                ("tls_verify", Some(v)) => {
+                    self.registry.tls_verify = v.parse().map_err(|_| bad("expected true or false"))?
+                }
+                ("registry_timeout", Some(v)) => {
+                    self.registry.timeout =
+                        crate::registry::parse_timeout(v).map_err(|_| bad("expected a positive number of seconds"))?
+                }
                 ("rw", None) => log::warn!("imgfs mounts are always read-only; ignoring rw"),
                 (k, None) if IGNORED.contains(&k) || k.starts_with("x-") => {}
                 (k, _) if k.starts_with("x-") || k == "subtype" => {}
@@ -95,6 +124,46 @@ impl Options {
             }
         }
         Ok(())
+    }
+
+    /// Makes every path option absolute (against the working directory), for a daemon that
+    /// leaves it.
+    pub fn make_absolute(&mut self) {
+        for p in [
+            &mut self.cache_dir,
+            &mut self.log_file,
+            &mut self.registry.authfile,
+            &mut self.creds_file,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            *p = absolute(p);
+        }
+        for d in &mut self.registry.cert_dirs {
+            *d = absolute(d);
+        }
+    }
+
+    /// The index cache these options ask for (`no_cache`, `cache_dir=`, else the default).
+    pub fn cache(&self) -> Cache {
+        if self.no_cache {
+            Cache::new(None)
+        } else {
+            Cache::new(self.cache_dir.clone().or_else(Cache::default_dir))
+        }
+    }
+
+    /// The one image to show (`image`, `layer`), if any; the platform is the registry's.
+    pub fn choice(&self) -> Option<Choice> {
+        if self.image.is_none() && self.layer.is_none() {
+            return None;
+        }
+        Some(Choice {
+            image: self.image.clone().filter(|r| !r.is_empty()),
+            layer: self.layer,
+            platform: None,
+        })
     }
 
     fn fuser_config(&self, source: &str) -> Config {
@@ -125,6 +194,11 @@ impl Options {
         config.clone_fd = true;
         config
     }
+}
+
+/// `p` made absolute against the working directory (not resolved: symlinks stay as given).
+pub fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
 }
 
 /// The name systemd gives the mount unit of an absolute path (`systemd-escape --path`):
@@ -585,6 +659,28 @@ mod tests {
         assert!(o.dev && o.suid && o.layout_only);
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
+        // The registry and one-image options, which have flags too.
+        let mut o = Options::default();
+        o.parse_into("image,layer=2,platform=linux/arm64,cert_dir=/a,cert_dir=/b,tls_verify=false")
+            .unwrap();
+        o.parse_into("registry_timeout=2.5,creds_file=/c,authfile=/d,image=app:1")
+            .unwrap();
+        assert_eq!((o.image.as_deref(), o.layer), (Some("app:1"), Some(2)));
+        assert_eq!(o.registry.platform.as_deref(), Some("linux/arm64"));
+        assert_eq!(o.registry.cert_dirs, [Path::new("/a"), Path::new("/b")]);
+        assert!(!o.registry.tls_verify);
+        assert_eq!(o.registry.timeout, std::time::Duration::from_millis(2500));
+        assert_eq!(o.creds_file.as_deref(), Some(Path::new("/c")));
+        assert_eq!(o.registry.authfile.as_deref(), Some(Path::new("/d")));
+        for bad in [
+            "layer=x",
+            "tls_verify=yes",
+            "registry_timeout=0",
+            "registry_timeout=nan",
+            "creds=u:p",
+        ] {
+            assert!(Options::default().parse_into(bad).is_err(), "{bad}");
+        }
         assert_eq!(unescape_mountinfo("/mnt/a\\040b"), "/mnt/a b");
         assert_eq!(unit_name(Path::new("/mnt/my img/a-b")), "mnt-my\\x20img-a\\x2db");
         assert_eq!(unit_name(Path::new("/")), "-");

@@ -5,6 +5,7 @@
 //! root, `$XDG_RUNTIME_DIR/imgfs` otherwise, named like the mount's systemd unit.
 
 use crate::progress::{LayerReport, Progress};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
@@ -29,6 +30,90 @@ pub struct MountStatus {
     pub images: Vec<String>,
     /// Every layer of the source.
     pub layers: Vec<LayerReport>,
+}
+
+/// `imgfs status MNT` names a path that is not an imgfs mount.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: not an imgfs mount", .0.display())]
+pub struct NotAMount(pub PathBuf);
+
+/// What `imgfs status` shows: every imgfs mount (or the one at `only`), each as its daemon last
+/// wrote it, or with only its source when no status file can be read.
+pub fn of_mounts(only: Option<&Path>) -> Result<Vec<MountStatus>, NotAMount> {
+    let mut mounts = crate::mount::imgfs_mounts();
+    if let Some(mp) = only {
+        let mp = mp.canonicalize().unwrap_or_else(|_| crate::mount::absolute(mp));
+        mounts.retain(|(p, _)| *p == mp);
+        if mounts.is_empty() {
+            return Err(NotAMount(mp));
+        }
+    }
+    Ok(mounts
+        .into_iter()
+        .map(|(mp, entry)| {
+            read(&mp).unwrap_or(MountStatus {
+                mount_point: mp,
+                source: entry.source,
+                pid: 0,
+                started: 0,
+                log: None,
+                images: Vec::new(),
+                layers: Vec::new(),
+            })
+        })
+        .collect())
+}
+
+/// `imgfs status` as text: per mount, its daemon, images and each layer's state (`now`: the
+/// time the uptimes and error ages are counted to).
+pub fn write_text(out: &mut impl Write, mounts: &[MountStatus], now: u64) -> std::io::Result<()> {
+    for m in mounts {
+        writeln!(out, "{}: {}", m.mount_point.display(), m.source)?;
+        if m.pid == 0 {
+            writeln!(
+                out,
+                "  daemon: unknown (no status file: another user's mount, or an older imgfs)"
+            )?;
+            continue;
+        }
+        let up = now.saturating_sub(m.started);
+        writeln!(
+            out,
+            "  daemon PID {}, up {}h{:02}m{:02}s, log {}",
+            m.pid,
+            up / 3600,
+            up / 60 % 60,
+            up % 60,
+            m.log.as_ref().map_or("stderr".into(), |l| l.display().to_string())
+        )?;
+        writeln!(out, "  images: {}", m.images.join(", "))?;
+        for l in &m.layers {
+            let mib = |b: u64| b as f64 / 1048576.0;
+            write!(
+                out,
+                "  layer {}: {} {:.1}/{:.1} MiB",
+                l.digest,
+                l.state.text(),
+                mib(l.done),
+                mib(l.total)
+            )?;
+            if let Some(e) = &l.error {
+                let kind = if e.transient {
+                    "retried on next access"
+                } else {
+                    "permanent"
+                };
+                write!(
+                    out,
+                    "; last error ({kind}, {}s ago): {}",
+                    now.saturating_sub(e.at),
+                    e.message
+                )?;
+            }
+            writeln!(out)?;
+        }
+    }
+    Ok(())
 }
 
 /// The runtime directory for status files.

@@ -50,7 +50,7 @@ const RUNTIME_THREADS: usize = 2;
 const USER_AGENT: &str = concat!("imgfs/", env!("CARGO_PKG_VERSION"));
 
 /// How to reach a registry and what to trust (the CLI's registry flags).
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RegistryOptions {
     /// `os/arch[/variant]` to pick from a multi-platform image (default: this host).
     pub platform: Option<String>,
@@ -76,6 +76,19 @@ impl Default for RegistryOptions {
             cert_dirs: Vec::new(),
             timeout: Duration::from_secs(30),
         }
+    }
+}
+
+/// A timeout that is not a positive, finite number of seconds.
+#[derive(Debug, thiserror::Error)]
+#[error("{0:?}: expected a positive number of seconds")]
+pub struct BadTimeout(String);
+
+/// Reads `--registry-timeout` / `registry_timeout=`: positive, finite seconds (fractions allowed).
+pub fn parse_timeout(text: &str) -> Result<Duration, BadTimeout> {
+    match text.trim().parse::<f64>() {
+        Ok(s) if s.is_finite() && s > 0.0 => Duration::try_from_secs_f64(s).map_err(|_| BadTimeout(text.into())),
+        _ => Err(BadTimeout(text.into())),
     }
 }
 

@@ -14,7 +14,7 @@ pub mod client;
 pub mod reference;
 
 use crate::digest::Digest;
-pub use client::RegistryOptions;
+pub use client::{parse_timeout, RegistryOptions};
 pub use reference::ImageRef;
 
 /// Why a registry image cannot be opened or read. One line, naming the reference

@@ -3,7 +3,9 @@
 //! `ls -l` of the mount. The column widths follow coreutils': numbers right-aligned to the
 //! widest in the listing, device numbers as `major, minor`.
 
-use crate::fs::{Attr, Kind};
+use super::ShowError;
+use crate::fs::{Attr, Fs, Kind};
+use std::io::Write;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 /// One entry to list: its attributes, its name, and its target when it is a symlink.
@@ -121,6 +123,95 @@ pub fn long_lines(entries: &[Entry]) -> Vec<Vec<u8>> {
             line
         })
         .collect()
+}
+
+/// How `imgfs ls` prints.
+pub struct Listing {
+    /// `-l`: [`long_lines`].
+    pub long: bool,
+    /// `-R`: every directory below, names as paths.
+    pub recursive: bool,
+}
+
+impl Listing {
+    /// `imgfs ls [-l] [-R] PATH` in the tree of source `reference`.
+    pub fn list(&self, fs: &Fs, reference: &str, path: &str, out: &mut impl Write) -> Result<(), ShowError> {
+        // Like ls(1): `-l` shows a symlink itself, unless the path ends with `/`.
+        let follow_last = !self.long || path.ends_with('/');
+        let ino = super::resolve(fs, reference, path, follow_last)?;
+        if fs.getattr(ino)?.kind == Kind::Dir {
+            self.dir(fs, ino, "", out)
+        } else {
+            self.write(fs, vec![(ino, path.trim_end_matches('/').as_bytes().to_vec())], out)
+        }
+    }
+
+    /// Lists directory `ino`, whose path (for `-R`) is `prefix`.
+    pub fn dir(&self, fs: &Fs, ino: u64, prefix: &str, out: &mut impl Write) -> Result<(), ShowError> {
+        let mut entries = Vec::new();
+        fs.readdir(ino, 2, |child, kind, name| {
+            entries.push((child, kind, name.to_vec()));
+            false
+        })?;
+        let shown = entries
+            .iter()
+            .map(|(child, _, name)| {
+                let name = String::from_utf8_lossy(name);
+                let path = if prefix.is_empty() {
+                    name.to_string()
+                } else {
+                    format!("{prefix}/{name}")
+                };
+                (
+                    *child,
+                    if self.recursive { path } else { name.to_string() }.into_bytes(),
+                )
+            })
+            .collect();
+        self.write(fs, shown, out)?;
+        if self.recursive {
+            for (child, kind, name) in entries {
+                if kind == Kind::Dir {
+                    let name = String::from_utf8_lossy(&name);
+                    let path = if prefix.is_empty() {
+                        name.to_string()
+                    } else {
+                        format!("{prefix}/{name}")
+                    };
+                    self.dir(fs, child, &path, out)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one listing: names with a type suffix (`/`, `@`), or `-l` lines aligned together.
+    pub fn write(&self, fs: &Fs, entries: Vec<(u64, Vec<u8>)>, out: &mut impl Write) -> Result<(), ShowError> {
+        if self.long {
+            let mut long = Vec::with_capacity(entries.len());
+            for (ino, name) in entries {
+                let attr = fs.getattr(ino)?;
+                let target = (attr.kind == Kind::Symlink).then(|| fs.readlink(ino)).transpose()?;
+                long.push(Entry { attr, name, target });
+            }
+            for line in long_lines(&long) {
+                out.write_all(&line)?;
+                out.write_all(b"\n")?;
+            }
+            return Ok(());
+        }
+        for (ino, name) in entries {
+            let suffix: &[u8] = match fs.getattr(ino)?.kind {
+                Kind::Dir => b"/",
+                Kind::Symlink => b"@",
+                _ => b"",
+            };
+            out.write_all(&name)?;
+            out.write_all(suffix)?;
+            out.write_all(b"\n")?;
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]

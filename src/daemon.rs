@@ -1,0 +1,317 @@
+//! The process that serves a mount. `imgfs mount` without `-f` starts this program again in the
+//! foreground with a readiness pipe on its stdout, and returns once the daemon says "ok" (or
+//! passes on its one error line); the daemon opens the source, mounts, keeps its status file and
+//! log, and serves until unmounted. Credentials given with `--creds` never stay in a long-lived
+//! process's command line: they travel to the daemon (or to a `-f` process started again) on a
+//! pipe.
+
+use crate::fs::Fs;
+use crate::mount::{self, MountError, Options};
+use crate::source::SourceError;
+use std::io::{BufRead, Write};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+/// Set in the environment of the background daemon: its stdout is the readiness pipe.
+const NOTIFY_ENV: &str = "IMGFS_NOTIFY_STDOUT";
+/// Set for a process whose stdin carries the `--creds` its command line no longer has.
+const CREDS_STDIN_ENV: &str = "IMGFS_CREDS_STDIN";
+
+/// Why a mount could not be made or served. One line each.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DaemonError {
+    /// The mount point, an option, FUSE or the kernel refused.
+    #[error(transparent)]
+    Mount(#[from] MountError),
+    /// The source cannot be opened.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// `--layout-only` with `--image`.
+    #[error("--layout-only shows the OCI layout and --image one image's rootfs: give one of them")]
+    LayoutOnlyAndImage,
+    /// A file, pipe or process of our own (`what` says which).
+    #[error("{what}")]
+    Io {
+        what: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The daemon's own error line.
+    #[error("{0}")]
+    Daemon(String),
+    /// The daemon ended without a word.
+    #[error("mount daemon for {} exited before the mount was ready ({status})", mountpoint.display())]
+    Exited {
+        mountpoint: PathBuf,
+        status: std::process::ExitStatus,
+    },
+    /// `--creds` was given but is not in the arguments handed over.
+    #[error("--creds: cannot find it on the command line")]
+    NoCreds,
+}
+
+fn io(what: impl Into<String>) -> impl FnOnce(std::io::Error) -> DaemonError {
+    let what = what.into();
+    move |source| DaemonError::Io { what, source }
+}
+
+/// Whether this process is a background mount daemon (its stdout is the readiness pipe).
+pub fn is_daemon() -> bool {
+    std::env::var_os(NOTIFY_ENV).is_some()
+}
+
+/// Writes the one readiness line (`ok`, or `error: ...`) to the waiting parent.
+pub fn notify_parent(line: &str) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "{line}");
+    let _ = out.flush();
+}
+
+/// The `USER:PASSWORD` line a parent passed on stdin in place of `--creds`, when it did.
+pub fn creds_from_parent() -> Option<std::io::Result<String>> {
+    std::env::var_os(CREDS_STDIN_ENV)?;
+    let mut line = String::new();
+    Some(
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .map(|_| line.trim_end_matches(['\n', '\r']).to_owned()),
+    )
+}
+
+/// Mounts `source` on `mountpoint`: in this process with `foreground` (or when this is the
+/// daemon), else in a daemon started with `args` (this program's arguments, as `imgfs mount
+/// ...`). `opts` holds the credentials already read.
+pub fn mount(
+    source: &str,
+    mountpoint: &Path,
+    mut opts: Options,
+    foreground: bool,
+    args: &[String],
+) -> Result<(), DaemonError> {
+    // Absolute paths everywhere: /proc/self/mounts records the source as given to the kernel,
+    // and the daemon leaves its working directory (below).
+    let source = mount::absolute_source(source);
+    let mountpoint = mount::absolute(mountpoint);
+    opts.make_absolute();
+    if is_daemon() {
+        // The daemon must not keep the caller's working directory busy (`umount` of the
+        // filesystem it was started from would fail with "target is busy").
+        std::env::set_current_dir("/").map_err(io("cannot change to /"))?;
+    }
+    if foreground && strip_creds(args.to_vec()).1.is_some() {
+        // Serving for hours with the password in /proc/PID/cmdline: start again (same PID)
+        // without it, the password on a pipe.
+        return Err(reexec_without_creds(args));
+    }
+    if foreground || is_daemon() {
+        serve(&source, &mountpoint, &opts)
+    } else {
+        start_daemon(&mountpoint, &opts, args)
+    }
+}
+
+/// Opens the source, mounts it and serves until it is unmounted.
+fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonError> {
+    mount::check_fuse_available()?;
+    let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
+    let cache = opts.cache();
+    let tree = match (opts.layout_only, opts.choice()) {
+        (true, Some(_)) => return Err(DaemonError::LayoutOnlyAndImage),
+        (true, None) => crate::open_tree_shown(source, &cache, &opts.registry, true)?,
+        (false, choice) => crate::open_tree_choosing(source, &cache, &opts.registry, choice.as_ref())?,
+    };
+    let fs = Fs::new(tree, cache);
+    fs.warm_up();
+    let daemon = is_daemon();
+    let base = crate::status::MountStatus {
+        mount_point: mountpoint.clone(),
+        source: source.to_owned(),
+        pid: std::process::id(),
+        started: crate::status::now(),
+        log: opts
+            .log_file
+            .clone()
+            .or_else(|| daemon.then(|| default_log_file(&mountpoint)).flatten()),
+        images: fs.tree().image_set().refs.iter().map(|(n, _)| n.clone()).collect(),
+        layers: Vec::new(),
+    };
+    let progress = fs.progress();
+    let status_file = crate::status::file_for(&mountpoint);
+    let served = mount::serve(fs, source, &mountpoint, opts, || {
+        log::info!("mounted {source} on {}", mountpoint.display());
+        if let Some(f) = status_file {
+            crate::status::spawn_writer(f, base, progress);
+        }
+        if daemon {
+            notify_parent("ok");
+        }
+    });
+    crate::status::remove(&mountpoint);
+    Ok(served?)
+}
+
+/// Starts the daemon (this program again, in the foreground with a readiness pipe on its
+/// stdout) and returns once it reports the mount ready or fails.
+fn start_daemon(mountpoint: &Path, opts: &Options, args: &[String]) -> Result<(), DaemonError> {
+    // The checks that need no image run here too, so their errors come before any daemon.
+    mount::check_fuse_available()?;
+    mount::check_mount_point(mountpoint, opts.nonempty)?;
+    let exe = std::env::current_exe().map_err(io("cannot find the imgfs executable"))?;
+    let stderr = match &opts.log_file {
+        Some(f) => Stdio::from(
+            std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(f)
+                .map_err(io(format!("cannot open log file {}", f.display())))?,
+        ),
+        None => match default_log_file(mountpoint).map(|f| open_default_log(&f)) {
+            Some(Ok(file)) => Stdio::from(file),
+            Some(Err(e)) => {
+                let cause = std::error::Error::source(&e).map_or(String::new(), |c| format!(": {c}"));
+                eprintln!("imgfs: warning: {e}{cause}; the mount daemon logs nowhere (use --log-file)");
+                Stdio::null()
+            }
+            None => Stdio::null(),
+        },
+    };
+    // Same arguments but --creds (sent on stdin); the environment variable makes the child
+    // serve in the foreground.
+    let (args, creds) = strip_creds(args.to_vec());
+    let mut cmd = std::process::Command::new(exe);
+    cmd.args(args.get(1..).unwrap_or_default())
+        .env(NOTIFY_ENV, "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .process_group(0);
+    if creds.is_some() {
+        cmd.env(CREDS_STDIN_ENV, "1").stdin(Stdio::piped());
+    }
+    let mut child = cmd.spawn().map_err(io("cannot start the mount daemon"))?;
+    if let (Some(c), Some(mut stdin)) = (creds, child.stdin.take()) {
+        writeln!(stdin, "{c}").map_err(io("cannot pass the credentials to the mount daemon"))?;
+    }
+    let mut line = String::new();
+    if let Some(out) = child.stdout.take() {
+        std::io::BufReader::new(out)
+            .read_line(&mut line)
+            .map_err(io("cannot read the mount daemon's answer"))?;
+    }
+    match line.trim_end() {
+        "ok" => Ok(()),
+        l if l.starts_with("error: ") => Err(DaemonError::Daemon(l["error: ".len()..].to_owned())),
+        _ => Err(DaemonError::Exited {
+            mountpoint: mountpoint.to_path_buf(),
+            status: child.wait().map_err(io("cannot wait for the mount daemon"))?,
+        }),
+    }
+}
+
+/// Where a background mount logs without `--log-file`: one file per mount point, named like
+/// its systemd mount unit (`/mnt/img` -> `mnt-img.log`), in /var/log/imgfs for root and in
+/// `$XDG_STATE_HOME/imgfs` (default `~/.local/state/imgfs`) for other users. A file, not
+/// syslog: it works without a syslog daemon (containers, CI) and `imgfs status` can name it.
+pub fn default_log_file(mountpoint: &Path) -> Option<PathBuf> {
+    let dir = if rustix::process::geteuid().is_root() {
+        PathBuf::from("/var/log/imgfs")
+    } else {
+        let env = |k: &str| std::env::var_os(k).filter(|v| !v.is_empty()).map(PathBuf::from);
+        env("XDG_STATE_HOME")
+            .or_else(|| env("HOME").map(|h| h.join(".local/state")))?
+            .join("imgfs")
+    };
+    Some(dir.join(format!("{}.log", mount::unit_name(mountpoint))))
+}
+
+/// Opens (creating its directory) the default log file of a background mount.
+fn open_default_log(f: &Path) -> Result<std::fs::File, DaemonError> {
+    use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
+    if let Some(dir) = f.parent() {
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o750)
+            .create(dir)
+            .map_err(io(format!("cannot create log directory {}", dir.display())))?;
+    }
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o640)
+        .open(f)
+        .map_err(io(format!("cannot open log file {}", f.display())))
+}
+
+/// The arguments without `--creds VALUE` / `--creds=VALUE`, and that value.
+fn strip_creds(args: Vec<String>) -> (Vec<String>, Option<String>) {
+    let mut out = Vec::with_capacity(args.len());
+    let mut creds = None;
+    let mut it = args.into_iter();
+    while let Some(a) = it.next() {
+        if a == "--" {
+            out.push(a);
+            out.extend(it.by_ref());
+            break;
+        }
+        if a == "--creds" {
+            creds = it.next();
+        } else if let Some(v) = a.strip_prefix("--creds=") {
+            creds = Some(v.to_owned());
+        } else {
+            out.push(a);
+        }
+    }
+    (out, creds)
+}
+
+/// Replaces this process (same PID, so `-f` under systemd is unaffected) by imgfs run with
+/// `args` less `--creds`, whose value it reads from a pipe on stdin. Returns only on failure.
+fn reexec_without_creds(args: &[String]) -> DaemonError {
+    let (args, creds) = strip_creds(args.to_vec());
+    let Some(creds) = creds else {
+        return DaemonError::NoCreds;
+    };
+    let exe = match std::env::current_exe() {
+        Ok(e) => e,
+        Err(e) => return io("cannot find the imgfs executable")(e),
+    };
+    let (read, write) = match rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC) {
+        Ok(fds) => fds,
+        Err(e) => return io("cannot make a pipe")(e.into()),
+    };
+    // One short line fits in the pipe's buffer: no reader is needed yet.
+    let mut w = std::fs::File::from(write);
+    if let Err(e) = writeln!(w, "{creds}") {
+        return io("cannot pass the credentials on")(e);
+    }
+    drop(w);
+    let e = std::process::Command::new(exe)
+        .args(args.get(1..).unwrap_or_default())
+        .env(CREDS_STDIN_ENV, "1")
+        .stdin(Stdio::from(read))
+        .exec();
+    io("cannot start imgfs again without --creds on its command line")(e)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn creds_leave_the_arguments() {
+        let args = |a: &[&str]| a.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(
+            strip_creds(args(&["imgfs", "mount", "--creds", "u:p", "s", "m"])),
+            (args(&["imgfs", "mount", "s", "m"]), Some("u:p".into()))
+        );
+        assert_eq!(
+            strip_creds(args(&["imgfs", "mount", "--creds=u:p:q", "s", "--", "--creds"])),
+            (args(&["imgfs", "mount", "s", "--", "--creds"]), Some("u:p:q".into()))
+        );
+    }
+}
