@@ -7,6 +7,8 @@
 //! - `gzip_random_read`: a 4 KiB read at a random offset, from the nearest access point.
 //! - `tar_stream_index`: the push-driven tar indexer over a layer of small files.
 //! - `merge_layers`: the OCI merge of three layers of entries.
+//! - `verified_chunk_read`: a first read through `blob::verified` (one chunk read and hashed),
+//!   for the chunk sizes of compressed (64 KiB) and uncompressed (16 KiB) blobs.
 
 use flate2::{write::GzEncoder, Compression};
 use imgfs::blob::gzip::{build_index, GzipReader};
@@ -108,4 +110,28 @@ fn merge_layers(bencher: divan::Bencher) {
     bencher
         .counter(divan::counter::ItemsCount::new(base.len() + middle.len() + top.len()))
         .bench(|| imgfs::merge::merge(&[&base, &middle, &top]));
+}
+
+#[divan::bench(args = [imgfs::blob::verified::RAW_CHUNK_SHIFT, imgfs::blob::verified::CHUNK_SHIFT], sample_count = 200)]
+fn verified_chunk_read(bencher: divan::Bencher, shift: u8) {
+    use imgfs::blob::verified::{ChunkHasher, VerifiedBlob};
+    let (tar, _) = corpus();
+    let mut hasher = ChunkHasher::new(shift);
+    hasher.update(tar);
+    let digests = Arc::new(hasher.finish());
+    let blob: Arc<dyn ReadAt> = Arc::new(tar.clone());
+    let layer = imgfs::digest::Digest::sha256_of(tar);
+    let mut state = 0x9e37_79b9_7f4a_7c15u64;
+    let len = tar.len() as u64;
+    bencher
+        .with_inputs(|| {
+            // A fresh blob each time: no chunk verified yet.
+            state = state.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+            let v = VerifiedBlob::new(blob.clone(), digests.clone(), layer.clone()).expect("blob");
+            (v, (state >> 11) % (len - 4096))
+        })
+        .bench_local_values(|(v, offset)| {
+            let mut buf = [0u8; 4096];
+            v.read_at(&mut buf, offset).expect("read")
+        });
 }

@@ -394,24 +394,30 @@ sha_of_list() { (cd "$1" && timeout -k 5 "$LIMIT" xargs -d '\n' sha256sum -- < "
 # check_bytes NAME ROOT [N [skip-largest]]: the first N (default all) random files and the largest
 # file against the extracted tree (made by TREE_BY, default tar -x). Sets BYTES_NOTE and SEQ_NOTE.
 check_bytes() {
-  local name=$1 root=$2 n=${3:-} skip_largest=${4:-} bad
+  local name=$1 root=$2 n=${3:-} skip_largest=${4:-} bad got
+  # The name may hold a path (--compare BIN): keep the file name flat.
+  got="$RUN/random.${name//[^A-Za-z0-9._-]/_}.sha"
   if [[ -n $n ]]; then
     head -n "$n" "$RANDLIST" > "$RUN/sub.list"
-    sha_of_list "$root" "$RUN/sub.list" > "$RUN/random.$name.sha"
+    sha_of_list "$root" "$RUN/sub.list" > "$got"
     head -n "$n" "$RUN/random.sha" > "$RUN/random.want.sha"
   else
     n=$NRAND
-    sha_of_list "$root" "$RANDLIST" > "$RUN/random.$name.sha"
+    sha_of_list "$root" "$RANDLIST" > "$got"
     cp "$RUN/random.sha" "$RUN/random.want.sha"
   fi
   # Lines of the wanted list not matched: wrong bytes or unreadable files.
-  bad=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep -c '^<' || true)
+  if [[ ! -f $got ]]; then
+    bad=$n
+  else
+    bad=$(diff "$RUN/random.want.sha" "$got" | grep -c '^<' || true)
+  fi
   if ((bad == 0)); then
     BYTES_NOTE="bytes match ${TREE_BY:-tar -x}"
     ((n == NRAND)) || BYTES_NOTE="bytes of the first $n match ${TREE_BY:-tar -x}"
   else
     local first
-    first=$(diff "$RUN/random.want.sha" "$RUN/random.$name.sha" | grep '^<' | head -n1 | awk '{ print $3 }' || true)
+    first=$(diff "$RUN/random.want.sha" "$got" | grep '^<' | head -n1 | awk '{ print $3 }' || true)
     BYTES_NOTE="WRONG BYTES: $bad of $n files differ from ${TREE_BY:-tar -x} (e.g. $first)"
     problem "$name: $bad of $n random files read back different bytes than ${TREE_BY:-tar -x} extracted (e.g. $first)"
   fi

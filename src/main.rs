@@ -330,17 +330,40 @@ fn init_logging(verbose: u8, mount_point: Option<String>) {
     };
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
     builder.format_timestamp_millis();
-    if let Some(mp) = mount_point {
-        builder.format(move |buf, record| {
-            writeln!(
-                buf,
-                "[{} {:<5} {}] {mp}: {}",
-                buf.timestamp_millis(),
-                record.level(),
-                record.target(),
-                record.args()
-            )
-        });
+    match mount_point {
+        Some(mp) => {
+            builder.format(move |buf, record| {
+                writeln!(
+                    buf,
+                    "[{} {:<5} {}] {mp}: {}",
+                    buf.timestamp_millis(),
+                    record.level(),
+                    record.target(),
+                    record.args()
+                )
+            });
+        }
+        // A one-shot command (ls, cat, inspect) prints the error it fails with; the log line
+        // the library writes for a failed layer or view (for a daemon's operator) would say the
+        // same thing twice.
+        None => {
+            builder.format(|buf, record| {
+                let target = record.target();
+                if record.level() == log::Level::Error
+                    && (target.starts_with("imgfs::layer") || target.starts_with("imgfs::view"))
+                {
+                    return Ok(());
+                }
+                writeln!(
+                    buf,
+                    "[{} {:<5} {}] {}",
+                    buf.timestamp_millis(),
+                    record.level(),
+                    target,
+                    record.args()
+                )
+            });
+        }
     }
     builder.init();
 }

@@ -1,7 +1,7 @@
 //! Lazy, verity-style verification of a layer blob against the chunk digests its index recorded.
 //!
 //! When a layer is indexed, its blob (the compressed bytes, or the tar itself) is cut into
-//! fixed, aligned chunks of [`CHUNK_SIZE`] bytes and the BLAKE3 hash of each is recorded
+//! fixed, aligned chunks ([`CHUNK_SHIFT`], [`RAW_CHUNK_SHIFT`]) and the BLAKE3 hash of each is recorded
 //! ([`ChunkHasher`]); the same pass hashes the whole blob, and the index is only kept when that
 //! digest matches, so the list describes exactly the bytes the layer's digest names.
 //! [`VerifiedBlob`] then serves a blob through that list: the first read that touches a chunk
@@ -21,14 +21,20 @@ use crate::digest::Digest;
 use sha2::{Digest as _, Sha256};
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
-/// Bytes per verified chunk (a power of two): a random read of a small file hashes at most
-/// one chunk more than its decoder consumes, and the list costs 32 bytes per 64 KiB of blob
-/// (0.05%). What it costs the bench rows: docs/benchmarks.md.
+/// log2 of the bytes per verified chunk of a compressed blob: a random read of a small file
+/// hashes at most one chunk more than its decoder consumes (which is far more: it inflates from
+/// an access point), and the list costs 32 bytes per 64 KiB of blob (0.05%). What it costs the
+/// bench rows: docs/benchmarks.md.
 pub const CHUNK_SHIFT: u8 = 16;
-/// [`CHUNK_SHIFT`] as a size.
-pub const CHUNK_SIZE: u64 = 1 << CHUNK_SHIFT;
+/// log2 of the bytes per verified chunk of an uncompressed tar. A random read of a small file
+/// reads only the file's own bytes from an uncompressed layer, so the chunk is what it pays:
+/// 16 KiB is one disk request like the file's few KiB and hashes in a few microseconds, where
+/// 64 KiB chunks cost the bench's random small files 46% of their rate (docs/benchmarks.md).
+/// The list costs 32 bytes per 16 KiB (0.2%); the size is stored with each list.
+pub const RAW_CHUNK_SHIFT: u8 = 14;
 /// Length of one chunk digest (BLAKE3, 256 bits: a second 64 KiB of bytes with the same digest
 /// is as far out of reach as for sha256, and it hashes 64 KiB about twice as fast as sha256
 /// with SHA-NI, which is what a random read pays; docs/index-format.md).
@@ -36,7 +42,9 @@ pub const DIGEST_LEN: usize = 32;
 /// Chunk sizes a stored list may use (`1 << shift` bytes).
 const SHIFTS: std::ops::RangeInclusive<u8> = 9..=30;
 /// How far ahead of a sequential reader chunks are verified on the read-ahead pool.
-const AHEAD_BYTES: u64 = 2 << 20;
+const AHEAD_BYTES: u64 = 8 << 20;
+/// Bytes a read-ahead job reads and hashes at a time (one read for many small chunks).
+const AHEAD_BATCH: u64 = 256 << 10;
 
 /// A read touched a chunk whose bytes differ from the digest recorded when the layer was
 /// indexed: the source is a different or damaged copy of the layer. Permanent: the same bytes
@@ -204,6 +212,12 @@ struct Checked {
     good: Vec<AtomicU64>,
     /// One bit per chunk that did not.
     bad: Vec<AtomicU64>,
+    /// One bit per chunk a thread is reading and hashing now: others wait for its verdict
+    /// instead of hashing the same bytes again (a sequential reader that catches up with the
+    /// verify-ahead job, or two readers of one small file).
+    busy: Vec<AtomicU64>,
+    /// Signalled whenever busy chunks get their verdict.
+    verdicts: (Mutex<()>, Condvar),
     /// Chunks below this offset have been handed to the read-ahead pool.
     ahead: AtomicU64,
 }
@@ -241,6 +255,8 @@ impl VerifiedBlob {
             layer,
             good: bits(),
             bad: bits(),
+            busy: bits(),
+            verdicts: (Mutex::new(()), Condvar::new()),
             ahead: AtomicU64::new(0),
         })))
     }
@@ -268,33 +284,157 @@ impl Checked {
         )
     }
 
-    /// Reads chunk `k` whole and checks it; returns its bytes.
-    fn verify(&self, k: u64) -> io::Result<Vec<u8>> {
-        if bit(&self.bad, k) {
-            return Err(self.mismatch(k));
+    fn decided(&self, k: u64) -> bool {
+        bit(&self.good, k) || bit(&self.bad, k)
+    }
+
+    /// Takes chunk `k` for this thread to verify: false when it is decided already or another
+    /// thread has it.
+    fn claim(&self, k: u64) -> bool {
+        if self.decided(k) {
+            return false;
         }
-        let (start, end) = self.digests.bounds(k);
-        let mut data = vec![0u8; (end - start) as usize];
-        super::read_raw_exact_at(self.inner.as_ref(), &mut data, start)?;
-        if self.digests.matches(k, &data) {
-            set_bit(&self.good, k);
-            Ok(data)
-        } else {
-            set_bit(&self.bad, k);
-            Err(self.mismatch(k))
+        let Some(w) = self.busy.get((k / 64) as usize) else {
+            return false;
+        };
+        let mask = 1 << (k % 64);
+        if w.fetch_or(mask, Ordering::AcqRel) & mask != 0 {
+            return false;
+        }
+        // It may have been decided between the check and the claim.
+        if self.decided(k) {
+            self.release(&[k]);
+            return false;
+        }
+        true
+    }
+
+    /// Gives claimed chunks back (their verdict is set) and wakes the threads waiting for them.
+    fn release(&self, chunks: &[u64]) {
+        for &k in chunks {
+            if let Some(w) = self.busy.get((k / 64) as usize) {
+                w.fetch_and(!(1 << (k % 64)), Ordering::AcqRel);
+            }
+        }
+        let _guard = self.verdicts.0.lock().unwrap_or_else(|e| e.into_inner());
+        self.verdicts.1.notify_all();
+    }
+
+    /// Waits until chunk `k`, claimed by another thread, has its verdict. Returns false when
+    /// nobody has it any more without a verdict (the other thread's read failed): the caller
+    /// verifies it itself.
+    fn wait(&self, k: u64) -> bool {
+        let mut guard = self.verdicts.0.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            if self.decided(k) {
+                return true;
+            }
+            if !bit(&self.busy, k) {
+                return false;
+            }
+            // The timeout only bounds a lost wake-up; verdicts come within one chunk's hash.
+            guard = match self.verdicts.1.wait_timeout(guard, Duration::from_millis(20)) {
+                Ok((g, _)) => g,
+                Err(e) => e.into_inner().0,
+            };
         }
     }
 
-    /// A read-ahead job: verifies the chunks of `[from, to)` not verified yet.
+    /// Verifies the claimed chunks `mine` (ascending, inside `[first, last]`) from one read of
+    /// chunks `first..=last` into `span`, and releases them. `span` keeps the bytes read.
+    fn verify_span(&self, first: u64, last: u64, mine: &[u64], span: &mut Vec<u8>) -> io::Result<()> {
+        let start = self.digests.bounds(first).0;
+        let end = self.digests.bounds(last).1;
+        span.clear();
+        span.resize((end - start) as usize, 0);
+        let read = super::read_raw_exact_at(self.inner.as_ref(), span, start);
+        let mut result = read
+            .as_ref()
+            .map(|_| ())
+            .map_err(|e| io::Error::new(e.kind(), e.to_string()));
+        if read.is_ok() {
+            for &k in mine {
+                let (a, b) = self.digests.bounds(k);
+                if self
+                    .digests
+                    .matches(k, &span[(a - start) as usize..(b - start) as usize])
+                {
+                    set_bit(&self.good, k);
+                } else {
+                    set_bit(&self.bad, k);
+                    if result.is_ok() {
+                        result = Err(self.mismatch(k));
+                    }
+                }
+            }
+        }
+        self.release(mine);
+        match read {
+            Err(e) => Err(e),
+            Ok(()) => result,
+        }
+    }
+
+    /// Makes sure chunks `first..=last` are verified good. Returns the bytes of those chunks
+    /// when this thread read them to verify some of them (the caller serves from them), None
+    /// when every chunk was verified already (the caller reads the source).
+    fn ensure(&self, first: u64, last: u64) -> io::Result<Option<Vec<u8>>> {
+        let mut span = None;
+        loop {
+            let mut mine = Vec::new();
+            let mut theirs = Vec::new();
+            for k in first..=last {
+                if bit(&self.bad, k) {
+                    self.release(&mine);
+                    return Err(self.mismatch(k));
+                }
+                if bit(&self.good, k) {
+                    continue;
+                }
+                if self.claim(k) {
+                    mine.push(k);
+                } else if !bit(&self.good, k) {
+                    theirs.push(k);
+                }
+            }
+            if !mine.is_empty() {
+                let buf = span.get_or_insert_with(Vec::new);
+                self.verify_span(first, last, &mine, buf)?;
+            }
+            let mut retry = false;
+            for k in theirs {
+                if !self.wait(k) {
+                    retry = true;
+                } else if bit(&self.bad, k) {
+                    return Err(self.mismatch(k));
+                }
+            }
+            if !retry {
+                return Ok(span);
+            }
+            // Chunks another thread gave up on (its read failed): verify them here.
+            span = None;
+        }
+    }
+
+    /// A read-ahead job: verifies the chunks of `[from, to)` not verified yet, one batch of
+    /// chunks per read.
     fn verify_range(&self, from: u64, to: u64) {
         let shift = self.digests.shift();
-        let first = from >> shift;
-        let last = to.min(self.digests.blob_len()).div_ceil(1 << shift);
-        for k in first..last {
-            if !bit(&self.good, k) && self.verify(k).is_err() {
-                // The reader meets the same error on its own read and reports it there.
-                return;
+        let end = to.min(self.digests.blob_len()).div_ceil(1 << shift);
+        let batch = (AHEAD_BATCH >> shift).max(1);
+        let mut span = Vec::new();
+        let mut k = from >> shift;
+        while k < end {
+            let last = (k + batch).min(end) - 1;
+            let mine: Vec<u64> = (k..=last).filter(|&c| self.claim(c)).collect();
+            if let (Some(&a), Some(&b)) = (mine.first(), mine.last()) {
+                if self.verify_span(a, b, &mine, &mut span).is_err() {
+                    // The reader meets the same error on its own read and reports it there.
+                    return;
+                }
             }
+            k = last + 1;
         }
     }
 }
@@ -308,30 +448,15 @@ impl ReadAt for VerifiedBlob {
         }
         let n = buf.len().min((len - offset).min(usize::MAX as u64) as usize);
         let shift = c.digests.shift();
-        let mut done = 0;
-        while done < n {
-            let pos = offset + done as u64;
-            let k = pos >> shift;
-            let (start, end) = c.digests.bounds(k);
-            let take = (n - done).min((end - pos) as usize);
-            if bit(&c.good, k) {
-                // One read for the whole run of verified chunks (a sequential reader's request
-                // spans several).
-                let mut last = k;
-                let want_end = offset + n as u64;
-                while last + 1 < c.digests.count() && c.digests.bounds(last).1 < want_end && bit(&c.good, last + 1) {
-                    last += 1;
-                }
-                let run_end = c.digests.bounds(last).1;
-                let take = (n - done).min((run_end - pos) as usize);
-                super::read_raw_exact_at(c.inner.as_ref(), &mut buf[done..done + take], pos)?;
-                done += take;
-                continue;
+        let (first, last) = (offset >> shift, (offset + n as u64 - 1) >> shift);
+        match c.ensure(first, last)? {
+            // This thread read the chunks to check them: serve those very bytes.
+            Some(span) => {
+                let at = (offset - c.digests.bounds(first).0) as usize;
+                buf[..n].copy_from_slice(&span[at..at + n]);
             }
-            let data = c.verify(k)?;
-            let at = (pos - start) as usize;
-            buf[done..done + take].copy_from_slice(&data[at..at + take]);
-            done += take;
+            // All verified before: one read straight into the caller's buffer.
+            None => super::read_raw_exact_at(c.inner.as_ref(), &mut buf[..n], offset)?,
         }
         Ok(n)
     }
@@ -414,6 +539,83 @@ mod tests {
         assert_eq!(tail[..50], good[9950..]);
         // A list for another length is refused.
         assert!(VerifiedBlob::new(Arc::new(blob(9_999)), digests, layer).is_err());
+    }
+
+    /// Counts the reads of a whole chunk (verification reads) and makes each read slow, so that
+    /// threads meet on the same chunk.
+    struct Slow {
+        data: Vec<u8>,
+        chunk_reads: std::sync::atomic::AtomicUsize,
+        chunk: usize,
+    }
+
+    impl ReadAt for Slow {
+        fn read_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+            if buf.len() % self.chunk == 0 {
+                self.chunk_reads.fetch_add(1, Ordering::SeqCst);
+            }
+            std::thread::sleep(Duration::from_millis(30));
+            self.data.read_at(buf, offset)
+        }
+        fn len(&self) -> u64 {
+            self.data.len() as u64
+        }
+    }
+
+    #[test]
+    fn threads_reading_one_chunk_hash_it_once_and_all_get_the_true_bytes() {
+        let good = blob(8192);
+        let digests = digests_of(&good, 12);
+        let slow = Arc::new(Slow {
+            data: good.clone(),
+            chunk_reads: Default::default(),
+            chunk: 4096,
+        });
+        let v = Arc::new(VerifiedBlob::new(slow.clone(), digests, Digest::sha256_of(&good)).unwrap());
+        let readers: Vec<_> = (0..4)
+            .map(|i| {
+                let v = Arc::clone(&v);
+                std::thread::spawn(move || {
+                    let mut buf = vec![0u8; 100];
+                    v.read_at(&mut buf, 1000 + i * 10).map(|n| (n, buf))
+                })
+            })
+            .collect();
+        for (i, r) in readers.into_iter().enumerate() {
+            let (n, buf) = r.join().unwrap().unwrap();
+            assert_eq!(buf[..n], good[1000 + i * 10..1100 + i * 10]);
+        }
+        // One thread read and hashed chunk 0; the others waited for its verdict and then read
+        // only their 100 bytes.
+        assert_eq!(slow.chunk_reads.load(Ordering::SeqCst), 1);
+        assert_eq!(v.verified_chunks(), 1);
+    }
+
+    #[test]
+    fn a_read_ahead_job_and_a_reader_share_the_work_and_the_verdicts() {
+        let good = blob(64 << 10);
+        let mut bad = good.clone();
+        bad[40_000] ^= 0x80;
+        let digests = digests_of(&good, 12);
+        let v = VerifiedBlob::new(Arc::new(bad), digests, Digest::sha256_of(&good)).unwrap();
+        // The reader verifies chunks 2 and 3; the job (one batch: one read) the other 14, and
+        // finds chunk 9 bad.
+        let mut buf = vec![0u8; 8192];
+        assert_eq!(v.read_at(&mut buf, 4096 * 2).unwrap(), 8192);
+        v.0.verify_range(0, 64 << 10);
+        assert_eq!(v.verified_chunks(), 15);
+        assert!(bit(&v.0.bad, 9));
+        assert_eq!(v.read_at(&mut buf, 4096 * 7).unwrap(), 8192);
+        assert_eq!(buf, good[4096 * 7..4096 * 9]);
+        // A read over the bad chunk fails whole; the chunks around it read.
+        assert!(v.read_at(&mut buf, 4096 * 8 + 100).is_err());
+        assert_eq!(v.read_at(&mut buf, 4096 * 10).unwrap(), 8192);
+        assert_eq!(buf, good[4096 * 10..4096 * 12]);
+        assert_eq!(v.verified_chunks(), 15);
+        assert!(
+            !v.0.busy.iter().any(|w| w.load(Ordering::SeqCst) != 0),
+            "no chunk left claimed"
+        );
     }
 
     #[test]

@@ -3,7 +3,7 @@
 
 use super::entries::Entries;
 use super::{Compression, LayerError, LayerIndex, SeekIndex};
-use crate::blob::verified::{ChunkHasher, CHUNK_SHIFT};
+use crate::blob::verified::{ChunkHasher, CHUNK_SHIFT, RAW_CHUNK_SHIFT};
 use crate::blob::{gzip, zstd, Cursor, ReadAt};
 use crate::digest::{Algorithm, Digest, Hasher};
 use crate::tarindex::StreamIndexer;
@@ -79,7 +79,11 @@ pub fn build_index(
     let mut reader = BlobHasher {
         inner: BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0)),
         hasher: (!codec_hashes).then(|| digest.hasher()),
-        chunks: ChunkHasher::new(CHUNK_SHIFT),
+        chunks: ChunkHasher::new(if compression == Compression::None {
+            RAW_CHUNK_SHIFT
+        } else {
+            CHUNK_SHIFT
+        }),
         read: 0,
         failed: None,
     };
@@ -151,9 +155,23 @@ pub fn build_index(
         });
     }
     if let Some(reason) = tar_error.or(store_error) {
+        // A damaged compressed stream often inflates to garbage before the inflater notices,
+        // and the tar parser is the first to complain: when the blob is not the layer's, say
+        // that instead of blaming the tar.
+        if let Some(err) = digest_mismatch(blob, digest) {
+            return Err(err);
+        }
+        // The blob is the one the digest names (its publisher wrote it damaged): blame the
+        // compressed stream if it is broken, the tar only if it is not.
+        if let Some(reason) = stream_error(blob, compression, spacing) {
+            return Err(decompress_err(reason));
+        }
         return Err(tar_err(reason));
     }
-    let seek = seek?;
+    let seek = match seek {
+        Err(err @ LayerError::Decompress { .. }) => return Err(digest_mismatch(blob, digest).unwrap_or(err)),
+        seek => seek?,
+    };
     // Anything after the compressed stream still counts towards the digest. The codecs read
     // their input to the end, so when they did the hashing nothing may be left.
     let rest = io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;
@@ -208,6 +226,44 @@ pub fn build_index(
         digest: digest.clone(),
         chunks: Arc::new(chunks),
     })
+}
+
+/// After an index pass failed part way: hashes the whole blob (raw reads: a registry blob does
+/// not refuse its end) and returns the mismatch when it is not the layer's digest. None when it
+/// matches or cannot be read (the caller's own error then stands).
+fn digest_mismatch(blob: &dyn ReadAt, digest: &Digest) -> Option<LayerError> {
+    let mut hasher = digest.hasher();
+    let mut buf = vec![0u8; READ_CHUNK];
+    let mut at = 0u64;
+    while at < blob.len() {
+        let want = buf.len().min((blob.len() - at).min(usize::MAX as u64) as usize);
+        match blob.read_raw_at(&mut buf[..want], at) {
+            Ok(0) | Err(_) => return None,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+                at += n as u64;
+            }
+        }
+    }
+    let actual = hasher.finish();
+    (&actual != digest).then(|| LayerError::DigestMismatch {
+        digest: digest.clone(),
+        actual,
+    })
+}
+
+/// Decompresses the whole blob with nowhere to put the output; the error if the compressed
+/// stream itself is broken.
+fn stream_error(blob: &dyn ReadAt, compression: Compression, spacing: u64) -> Option<String> {
+    let mut input = BufReader::with_capacity(READ_CHUNK, Cursor::new(blob, 0));
+    let mut discard = |_: &[u8]| Ok(());
+    match compression {
+        Compression::None => None,
+        Compression::Gzip => gzip::build_index(&mut input, spacing, &mut discard)
+            .err()
+            .map(|e| e.to_string()),
+        Compression::Zstd => zstd::build_index(&mut input, &mut discard).err().map(|e| e.to_string()),
+    }
 }
 
 fn copy_to_sink(r: &mut impl Read, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> io::Result<()> {

@@ -566,6 +566,81 @@ fn xz_and_bzip2_archives_are_refused_in_one_line() {
     }
 }
 
+/// The biggest gzip layer of a copy of the oci/ fixture: (path, hex of its digest).
+fn biggest_gzip_blob(layout: &std::path::Path) -> (std::path::PathBuf, String) {
+    let blobs = layout.join("blobs/sha256");
+    let mut found: Vec<(u64, std::path::PathBuf)> = std::fs::read_dir(&blobs)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| std::fs::read(p).unwrap().starts_with(&[0x1f, 0x8b]))
+        .map(|p| (std::fs::metadata(&p).unwrap().len(), p))
+        .collect();
+    found.sort();
+    let (_, path) = found.pop().expect("a gzip layer in the oci fixture");
+    let hex = path.file_name().unwrap().to_str().unwrap().to_owned();
+    (path, hex)
+}
+
+/// Replaces digest `old` by `new` in every document of a layout and renames the documents
+/// that changed to their new digests, until nothing names an old digest (flipped bytes keep
+/// every size, so only hex strings change).
+fn rename_blob_everywhere(layout: &std::path::Path, old: &str, new: &str) {
+    let blobs = layout.join("blobs/sha256");
+    let mut work = vec![(old.to_owned(), new.to_owned())];
+    while let Some((old, new)) = work.pop() {
+        for entry in std::fs::read_dir(&blobs).unwrap() {
+            let path = entry.unwrap().path();
+            let bytes = std::fs::read(&path).unwrap();
+            let Ok(text) = std::str::from_utf8(&bytes) else {
+                continue;
+            };
+            if !text.contains(&old) {
+                continue;
+            }
+            let changed = text.replace(&old, &new);
+            let hex = sha256_bytes(changed.as_bytes());
+            std::fs::write(blobs.join(&hex), &changed).unwrap();
+            std::fs::remove_file(&path).unwrap();
+            work.push((path.file_name().unwrap().to_str().unwrap().to_owned(), hex));
+        }
+        let index = layout.join("index.json");
+        let text = std::fs::read_to_string(&index).unwrap().replace(&old, &new);
+        std::fs::write(&index, text).unwrap();
+    }
+}
+
+/// A damaged gzip layer is named as such, never as a tar problem (issue 18): a copy whose
+/// bytes no longer hash to the layer digest reports the mismatch; a layer published damaged
+/// (its digest is of the damaged bytes) reports the broken gzip stream.
+#[test]
+fn a_corrupt_gzip_layer_is_reported_as_a_digest_mismatch_or_bad_gzip() {
+    let t = tempdir();
+    let layout = t.path().join("layout");
+    run(Command::new("cp").arg("-a").arg(fx("oci")).arg(&layout), CMD_TIMEOUT).assert_ok();
+    let (blob, hex) = biggest_gzip_blob(&layout);
+    let mut bytes = std::fs::read(&blob).unwrap();
+    // Inside the deflate data: zlib inflates on for a while and the tar parser sees garbage first.
+    bytes[1000..1004].copy_from_slice(&[0xff; 4]);
+    std::fs::write(&blob, &bytes).unwrap();
+    let damaged = sha256_bytes(&bytes);
+    let src = layout.to_str().unwrap();
+    let o = run_imgfs(["ls", "--no-cache", src, "images/latest/rootfs/"], ERROR_TIMEOUT);
+    assert_no_panic(&o);
+    assert_eq!(
+        o.stderr_str(),
+        format!("imgfs: layer sha256:{hex}: bytes hash to sha256:{damaged}, not to the layer's digest\n")
+    );
+    // Published damaged: every document names the damaged bytes' digest.
+    std::fs::rename(&blob, blob.with_file_name(&damaged)).unwrap();
+    rename_blob_everywhere(&layout, &hex, &damaged);
+    let o = run_imgfs(["ls", "--no-cache", src, "images/latest/rootfs/"], ERROR_TIMEOUT);
+    assert_no_panic(&o);
+    let err = o.stderr_str();
+    let want = format!("imgfs: layer sha256:{damaged}: cannot decompress: corrupt gzip stream at compressed offset ");
+    assert!(err.starts_with(&want) && err.lines().count() == 1, "{err}");
+    assert!(!err.contains("tar"), "{err}");
+}
+
 /// The Debian package (scripts/build-deb.sh, cargo-deb) installs with `apt install ./imgfs_*.deb`;
 /// then `mount -t fuse.imgfs` works with no manual link (mount.fuse3 finds /usr/bin/imgfs), and
 /// its man page renders. The package is removed again at the end.
