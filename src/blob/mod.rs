@@ -198,6 +198,14 @@ impl ReadAt for FileBlob {
     fn len(&self) -> u64 {
         self.len
     }
+    /// Asks the kernel to start reading `[from, to)` into the page cache (a verify-ahead job
+    /// is about to read it; `verified.rs`). Advice only: errors are ignored.
+    fn read_ahead(&self, from: u64, to: u64) {
+        let to = to.min(self.len);
+        if let Some(len) = to.checked_sub(from).and_then(std::num::NonZeroU64::new) {
+            let _ = rustix::fs::fadvise(&self.file, from, Some(len), rustix::fs::Advice::WillNeed);
+        }
+    }
 }
 
 /// Bytes held in memory (synthesized documents, small test data).

@@ -473,7 +473,6 @@ impl ReadAt for VerifiedBlob {
     /// reader's own core only copies bytes (an uncompressed layer read in order).
     fn read_ahead(&self, from: u64, to: u64) {
         let c = &self.0;
-        c.inner.read_ahead(from, to);
         let to = to.min(from.saturating_add(AHEAD_BYTES)).min(self.len());
         let queued = c.ahead.load(Ordering::Relaxed);
         // Continue after what was queued, unless the reader is elsewhere in the blob.
@@ -487,6 +486,9 @@ impl ReadAt for VerifiedBlob {
             return;
         }
         c.ahead.store(to, Ordering::Relaxed);
+        // The job reads in order but its reads interleave with the reader's on the same file,
+        // which defeats the kernel's read-ahead: ask for the bytes up front.
+        c.inner.read_ahead(start, to);
         let me = Arc::clone(c);
         if !super::readahead::submit(move || me.verify_range(start, to)) {
             c.ahead.store(start, Ordering::Relaxed);
