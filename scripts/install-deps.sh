@@ -34,6 +34,8 @@ PKGS=(
   "xz-utils:xz"
   "bzip2:bzip2"
   "man-db:man"
+  "zsh:zsh"
+  "fish:fish"
 )
 
 present() {

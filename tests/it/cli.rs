@@ -641,6 +641,67 @@ fn a_corrupt_gzip_layer_is_reported_as_a_digest_mismatch_or_bad_gzip() {
     assert!(!err.contains("tar"), "{err}");
 }
 
+/// `imgfs completions SHELL` prints scripts that bash, zsh and fish load and that complete
+/// subcommands and options (bash and fish asked for real completions; zsh checked by `zsh -n`
+/// and by loading the function through compinit).
+#[test]
+fn shell_completions_complete_subcommands_and_options() {
+    require(&["bash", "zsh", "fish"]);
+    let t = tempdir();
+    for (shell, file) in [("bash", "imgfs.bash"), ("zsh", "_imgfs"), ("fish", "imgfs.fish")] {
+        std::fs::write(t.path().join(file), imgfs_ok(&["completions", shell])).unwrap();
+    }
+    let dir = t.path().to_str().unwrap();
+    let bash = |words: &str, cword: usize| {
+        let script = format!(
+            "source {dir}/imgfs.bash; COMP_WORDS=({words}); COMP_CWORD={cword}; \
+             _imgfs imgfs \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; \
+             printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        );
+        run(Command::new("bash").arg("-c").arg(script), CMD_TIMEOUT)
+            .assert_ok()
+            .stdout_str()
+    };
+    assert_eq!(bash("imgfs mo", 1), "mount\n");
+    assert_eq!(bash("imgfs mount --ima", 2), "--image\n");
+    let all = bash("imgfs ''", 1);
+    for sub in [
+        "mount",
+        "umount",
+        "status",
+        "inspect",
+        "ls",
+        "cat",
+        "man",
+        "completions",
+    ] {
+        assert!(all.lines().any(|l| l == sub), "bash lacks {sub}: {all}");
+    }
+    let fish = |line: &str| {
+        let script = format!("source {dir}/imgfs.fish; complete -C '{line}'");
+        run(Command::new("fish").arg("-c").arg(script), CMD_TIMEOUT)
+            .assert_ok()
+            .stdout_str()
+    };
+    assert!(fish("imgfs mo").starts_with("mount\t"), "{}", fish("imgfs mo"));
+    assert!(
+        fish("imgfs mount --ima").starts_with("--image\t"),
+        "{}",
+        fish("imgfs mount --ima")
+    );
+    run(Command::new("zsh").arg("-n").arg(t.path().join("_imgfs")), CMD_TIMEOUT).assert_ok();
+    let loaded = run(
+        Command::new("zsh").arg("-fc").arg(format!(
+            "fpath=({dir} $fpath); autoload -Uz compinit; compinit -u -d {dir}/zcompdump; \
+             autoload -Uz _imgfs; print ${{+functions[_imgfs]}}; print $_comps[imgfs]"
+        )),
+        CMD_TIMEOUT,
+    )
+    .assert_ok()
+    .stdout_str();
+    assert_eq!(loaded, "1\n_imgfs\n");
+}
+
 /// The Debian package (scripts/build-deb.sh, cargo-deb) installs with `apt install ./imgfs_*.deb`;
 /// then `mount -t fuse.imgfs` works with no manual link (mount.fuse3 finds /usr/bin/imgfs), and
 /// its man page renders. The package is removed again at the end.
@@ -708,6 +769,12 @@ fn debian_package_installs_and_mount_t_fuse_imgfs_works() {
         .ok();
     let top = ls(&mnt);
     let installed_man = std::path::Path::new("/usr/share/man/man1/imgfs.1.gz").is_file();
+    let completions = [
+        "/usr/share/bash-completion/completions/imgfs",
+        "/usr/share/zsh/vendor-completions/_imgfs",
+        "/usr/share/fish/vendor_completions.d/imgfs.fish",
+    ]
+    .map(|p| (p, std::path::Path::new(p).is_file()));
     let _ = run(Command::new("umount").arg(&mnt), MOUNT_TIMEOUT);
     force_unmount(&mnt);
     let removed = run(
@@ -729,6 +796,9 @@ fn debian_package_installs_and_mount_t_fuse_imgfs_works() {
         set(&["blobs", "images", "index.json", "manifest.json", "oci-layout"])
     );
     assert!(installed_man);
+    for (path, there) in completions {
+        assert!(there, "the package did not install {path}");
+    }
     assert!(removed.ok(), "dpkg -r imgfs: {}", removed.stderr_str());
     assert!(!std::path::Path::new("/usr/bin/imgfs").exists());
 }
