@@ -6,7 +6,8 @@
 //! source::SourceRef::parse     what the user typed (oci:, oci-archive:, docker-archive:, dir:,
 //!                              docker://, path or bare registry reference)
 //!   -> source::open            files (dir or tar, maybe gzip/zstd as a whole) -> format -> RawLayout
-//!        or registry::open     manifests and configs fetched and verified; layers remote -> RawLayout
+//!                              or, for docker://, the ImageRef parsed above: manifests and configs
+//!                              fetched and verified, layers remote -> RawLayout with no files
 //!        uses blob::*          random-access bytes: pread, ranges, seekable gzip/zstd
 //!        uses tarindex         tar headers only -> member offsets
 //!   -> image::ImageSet::load   walk index.json, verify documents -> refs, manifests, layers, blobs

@@ -234,7 +234,7 @@ pub fn absolute_source(text: &str) -> String {
     let Ok(parsed) = SourceRef::parse(text) else {
         return text.to_owned();
     };
-    if parsed.transport == Transport::Docker || parsed.path.is_absolute() {
+    if parsed.transport.is_registry() || parsed.path.is_absolute() {
         return text.to_owned();
     }
     let Ok(cwd) = std::env::current_dir() else {

@@ -106,18 +106,16 @@ impl std::fmt::Display for ImageRef {
 /// contains `.` or `:`, as in Docker's grammar) and the whole text parses as a reference:
 /// `127.0.0.1:5000/app:1`, `docker.io/library/busybox`, `quay.io/org/img@sha256:...`. A bare
 /// `busybox` stays a (missing) path; `docker://busybox` means Docker Hub's.
-pub fn is_bare_reference(text: &str) -> bool {
+pub fn bare_reference(text: &str) -> Option<ImageRef> {
     if text.starts_with('/') || text.starts_with('.') || Path::new(text).exists() {
-        return false;
+        return None;
     }
-    let Some((first, _)) = text.split_once('/') else {
-        return false;
-    };
+    let (first, _) = text.split_once('/')?;
     if Path::new(first).exists() {
-        return false;
+        return None;
     }
     let host_like = first == "localhost" || first.contains('.') || first.contains(':');
-    host_like && ImageRef::parse(text).is_ok()
+    host_like.then(|| ImageRef::parse(text).ok()).flatten()
 }
 
 /// `name` as a Docker tag when it is one (`[host/]repo:tag`, no digest); ref names such as
@@ -218,7 +216,7 @@ mod tests {
             ("Bad.io/App", false),
         ];
         for (text, want) in cases {
-            assert_eq!(is_bare_reference(text), want, "{text}");
+            assert_eq!(bare_reference(text).is_some(), want, "{text}");
         }
     }
 }

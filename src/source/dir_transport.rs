@@ -5,6 +5,7 @@
 //! in `<hex>.manifest.json`. The manifest's bytes are kept, so its digest is the registry's.
 
 use super::files::Files;
+use super::SourceFiles;
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, DocKind};
@@ -55,7 +56,7 @@ pub fn read(files: Files) -> Result<RawLayout> {
         index_json: oci::synthesize_index(&[entry]),
         extras: Vec::new(),
         known_blobs: known,
-        files,
+        files: SourceFiles::Local(files),
         selector: None,
     })
 }

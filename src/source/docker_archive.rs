@@ -10,6 +10,7 @@
 
 use super::files::Files;
 use super::outer::{sniff, Compression};
+use super::SourceFiles;
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::blob::ReadAt;
 use crate::cache::Cache;
@@ -62,7 +63,7 @@ pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
         index_json: oci::synthesize_index(&entries),
         extras,
         known_blobs: known,
-        files,
+        files: SourceFiles::Local(files),
         selector: None,
     })
 }

@@ -14,6 +14,7 @@ mod registry;
 use crate::blob::ReadAt;
 use crate::cache::Cache;
 use crate::digest::{Digest, DigestError};
+use crate::registry::ImageRef;
 use files::Files;
 use std::collections::BTreeMap;
 use std::io;
@@ -177,9 +178,16 @@ pub enum Transport {
     DockerArchive,
     /// `dir:`
     Dir,
-    /// `docker://`, or a bare reference that names its registry; `path` holds the reference
-    /// without the prefix.
-    Docker,
+    /// `docker://`, or a bare reference that names its registry: the reference, parsed once
+    /// here (`path` holds its text without the prefix, for messages).
+    Docker(ImageRef),
+}
+
+impl Transport {
+    /// Whether the source is a registry (no local path).
+    pub fn is_registry(&self) -> bool {
+        matches!(self, Transport::Docker(_))
+    }
 }
 
 /// A parsed source reference: transport, path and an optional image selector.
@@ -196,7 +204,7 @@ pub struct SourceRef {
 impl SourceRef {
     /// Parses `oci:DIR[:REF]`, `oci-archive:FILE[:REF]`, `docker-archive:FILE[:NAME:TAG|@N]`,
     /// `dir:DIR`, `docker://REFERENCE`, or a bare path or registry reference (a path that
-    /// exists always wins: see [`crate::registry::reference::is_bare_reference`]).
+    /// exists always wins: see [`crate::registry::reference::bare_reference`]).
     pub fn parse(text: &str) -> Result<SourceRef> {
         let bad = |reason: &str| SourceError::BadReference {
             reference: text.to_owned(),
@@ -230,9 +238,9 @@ impl SourceRef {
             }
         }
         if let Some(rest) = text.strip_prefix("docker://") {
-            crate::registry::ImageRef::parse(rest).map_err(|reason| bad(&reason))?;
+            let image = ImageRef::parse(rest).map_err(|reason| bad(&reason))?;
             return Ok(SourceRef {
-                transport: Transport::Docker,
+                transport: Transport::Docker(image),
                 path: rest.into(),
                 selector: None,
             });
@@ -240,9 +248,9 @@ impl SourceRef {
         if text.starts_with("containers-storage:") {
             return Err(bad("containers-storage references are not supported"));
         }
-        if crate::registry::reference::is_bare_reference(text) {
+        if let Some(image) = crate::registry::reference::bare_reference(text) {
             return Ok(SourceRef {
-                transport: Transport::Docker,
+                transport: Transport::Docker(image),
                 path: text.into(),
                 selector: None,
             });
@@ -269,10 +277,11 @@ pub struct RawLayout {
     pub index_json: Vec<u8>,
     /// Top-level files shown as they are in the source (docker's manifest.json, repositories).
     pub extras: Vec<(String, Arc<dyn ReadAt>)>,
-    /// Blobs that are not at `blobs/<alg>/<hex>` in `files`: synthesized documents, docker layers.
+    /// Blobs that are not at `blobs/<alg>/<hex>` in `files`: synthesized documents, docker layers,
+    /// every blob of a registry image.
     pub known_blobs: BTreeMap<Digest, Arc<dyn ReadAt>>,
-    /// The source's files; other blobs are looked up at `blobs/<alg>/<hex>`.
-    pub files: Files,
+    /// The source's files, if it has any; other blobs are looked up at `blobs/<alg>/<hex>`.
+    pub files: SourceFiles,
     /// The reference's image selector (`REF`, `NAME:TAG`, `@N`), applied by `crate::image`.
     pub selector: Option<String>,
 }
@@ -283,9 +292,20 @@ impl RawLayout {
         if let Some(b) = self.known_blobs.get(digest) {
             return Ok(Some(b.clone()));
         }
-        self.files
-            .open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex()))
+        match &self.files {
+            SourceFiles::Local(files) => files.open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())),
+            SourceFiles::None => Ok(None),
+        }
     }
+}
+
+/// Whether a source has files of its own.
+pub enum SourceFiles {
+    /// A directory or a tar (maybe compressed as a whole) on this machine.
+    Local(Files),
+    /// None: every blob is in [`RawLayout::known_blobs`] (a registry image, whose documents are
+    /// fetched at open and whose layers are read remotely).
+    None,
 }
 
 /// The content of `oci-layout` for synthesized layouts.
@@ -298,8 +318,8 @@ pub fn open(r: &SourceRef, cache: &Cache) -> Result<RawLayout> {
 
 /// [`open`] with the options registry references use (platform, credentials, TLS).
 pub fn open_with(r: &SourceRef, cache: &Cache, options: &crate::registry::RegistryOptions) -> Result<RawLayout> {
-    if r.transport == Transport::Docker {
-        return registry::open(&r.path.to_string_lossy(), options, cache);
+    if let Transport::Docker(image) = &r.transport {
+        return Ok(registry::open(image, options, cache)?);
     }
     let meta = std::fs::metadata(&r.path).map_err(|e| match e.kind() {
         io::ErrorKind::NotFound => SourceError::NotFound { path: r.path.clone() },
@@ -455,9 +475,16 @@ mod tests {
             assert_eq!(r.selector.as_deref(), *sel, "{text}");
         }
         let hub = SourceRef::parse("docker://busybox").unwrap();
-        assert_eq!((hub.transport, hub.path), (Transport::Docker, PathBuf::from("busybox")));
+        let busybox = ImageRef::parse("busybox").unwrap();
+        assert_eq!(
+            (hub.transport, hub.path),
+            (Transport::Docker(busybox), PathBuf::from("busybox"))
+        );
         let bare = SourceRef::parse("127.0.0.1:5000/app:1").unwrap();
-        assert_eq!(bare.transport, Transport::Docker);
+        assert_eq!(
+            bare.transport,
+            Transport::Docker(ImageRef::parse("127.0.0.1:5000/app:1").unwrap())
+        );
         assert!(SourceRef::parse("docker://UPPER").is_err());
         assert!(SourceRef::parse("oci:").is_err());
     }

@@ -3,6 +3,7 @@
 //! Layouts from before image-spec 1.0 kept one descriptor per ref in `refs/<name>`.
 
 use super::files::Files;
+use super::SourceFiles;
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
 use crate::digest::Digest;
@@ -26,9 +27,10 @@ pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
             raw.format = Format::DockerOciArchive;
             return Ok(raw);
         };
+        let extras = docker_extras(&files)?;
         let mut raw = read_with_index(files, synthesize_index(&entries))?;
         raw.format = Format::DockerOciArchive;
-        raw.extras = docker_extras(&raw.files)?;
+        raw.extras = extras;
         return Ok(raw);
     }
     let extras = if docker { docker_extras(&files)? } else { Vec::new() };
@@ -48,7 +50,7 @@ pub fn read(files: Files, cache: &Cache) -> Result<RawLayout> {
         index_json,
         extras,
         known_blobs: BTreeMap::new(),
-        files,
+        files: SourceFiles::Local(files),
         selector: None,
     })
 }
@@ -101,7 +103,7 @@ fn read_with_index(files: Files, index_json: Vec<u8>) -> Result<RawLayout> {
         index_json,
         extras: Vec::new(),
         known_blobs: BTreeMap::new(),
-        files,
+        files: SourceFiles::Local(files),
         selector: None,
     })
 }

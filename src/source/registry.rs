@@ -9,8 +9,7 @@
 //! multi-platform index) and, for an index, the whole index `<reference>@index`. docs/registry.md
 //! has the details and the reasons.
 
-use super::files::Files;
-use super::{Format, RawLayout, SourceError, MAX_JSON_BYTES, OCI_LAYOUT_BYTES};
+use super::{Format, RawLayout, SourceFiles, MAX_JSON_BYTES, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, DocKind};
@@ -39,16 +38,8 @@ struct Found {
     layers: BTreeMap<Digest, u64>,
 }
 
-/// Opens a registry image (the text after `docker://`) as a raw layout.
-pub fn open(text: &str, opts: &RegistryOptions, cache: &Cache) -> Result<RawLayout, SourceError> {
-    let image = ImageRef::parse(text).map_err(|reason| SourceError::BadReference {
-        reference: format!("docker://{text}"),
-        reason,
-    })?;
-    Ok(open_image(&image, opts, cache)?)
-}
-
-fn open_image(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<RawLayout, RegistryError> {
+/// Opens a registry image (the reference `SourceRef::parse` read) as a raw layout.
+pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<RawLayout, RegistryError> {
     let name = format!("docker://{image}");
     let platform = match &opts.platform {
         Some(p) => Some(Platform::parse(p).map_err(|reason| RegistryError::Setup {
@@ -95,11 +86,7 @@ fn open_image(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result
     let path = PathBuf::from(&name);
     Ok(RawLayout {
         format: Format::Registry,
-        files: Files::Archive {
-            data: Arc::new(Vec::new()),
-            members: BTreeMap::new(),
-            display: path.clone(),
-        },
+        files: SourceFiles::None,
         path,
         mtime: SystemTime::UNIX_EPOCH,
         oci_layout: OCI_LAYOUT_BYTES.to_vec(),
