@@ -92,8 +92,15 @@ impl<R: Read> Input<R> {
         if self.eof || self.end == self.buf.len() {
             return Ok(0);
         }
+        // Reads end on multiples of the buffer size in the compressed stream, so a reader that
+        // starts at an access point reads each verified chunk of the blob once
+        // (`verified.rs` checks whole chunks: an unaligned read would fetch and check two).
+        let cap = self.buf.len() as u64;
+        let pos = self.base + self.end as u64;
+        let want = (self.buf.len() - self.end).min((cap - pos % cap) as usize);
+        let end = self.end + want;
         loop {
-            match self.src.read(&mut self.buf[self.end..]) {
+            match self.src.read(&mut self.buf[self.end..end]) {
                 Ok(0) => {
                     self.eof = true;
                     return Ok(0);
