@@ -4,7 +4,7 @@
 
 use crate::blob::ReadAt;
 use crate::digest::Digest;
-use crate::oci::{self, platform, DocKind};
+use crate::oci::{self, platform, Descriptor, DocKind};
 use crate::source::{parse_json, read_small, Format, RawLayout, Result, SourceError};
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -170,7 +170,7 @@ impl ImageSet {
     /// Walks and verifies a raw layout.
     pub fn load(raw: RawLayout) -> Result<ImageSet> {
         let index: serde_json::Value = parse_json(&raw.index_json, &raw.path, "index.json")?;
-        let entries = descriptors(&index, &raw.path, "index.json")?;
+        let entries = oci::index_manifests(&index).map_err(|e| SourceError::descriptor(e, &raw.path, "index.json"))?;
         let mut w = Walker {
             raw: &raw,
             blobs: BTreeMap::new(),
@@ -182,9 +182,11 @@ impl ImageSet {
         let mut image_names = HashMap::new();
         for d in &entries {
             let Some(node) = w.visit(d, 0)? else { continue };
-            let name = d.ref_name.clone().unwrap_or_else(|| d.digest.to_string());
-            if let Some(full) = &d.image_name {
-                image_names.entry(name.clone()).or_insert_with(|| full.clone());
+            let name = d
+                .annotation(oci::REF_NAME)
+                .map_or_else(|| d.digest.to_string(), str::to_owned);
+            if let Some(full) = d.annotation(oci::IMAGE_NAME) {
+                image_names.entry(name.clone()).or_insert_with(|| full.to_owned());
             }
             if !names.insert(name.clone()) {
                 log::warn!(
@@ -401,70 +403,9 @@ pub fn select_ref(
         .find_map(|(name, node)| node.find(digest).map(|child| (name.clone(), child)))
 }
 
-/// The parts of a descriptor the walk needs, validated.
-struct Desc {
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    ref_name: Option<String>,
-    /// `io.containerd.image.name`: the image's full name, when the entry has one.
-    image_name: Option<String>,
-    platform: Option<serde_json::Value>,
-}
-
-fn descriptors(doc: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Vec<Desc>> {
-    let invalid = |reason: String| SourceError::Invalid {
-        path: path.to_path_buf(),
-        file: file.to_owned(),
-        reason,
-    };
-    let list = doc
-        .get("manifests")
-        .and_then(|m| m.as_array())
-        .ok_or_else(|| invalid("no \"manifests\" array".into()))?;
-    list.iter().map(|d| desc(d, path, file)).collect()
-}
-
-fn desc(d: &serde_json::Value, path: &std::path::Path, file: &str) -> Result<Desc> {
-    let invalid = |reason: String| SourceError::Invalid {
-        path: path.to_path_buf(),
-        file: file.to_owned(),
-        reason,
-    };
-    let digest = d
-        .get("digest")
-        .and_then(|v| v.as_str())
-        .ok_or_else(|| invalid("a descriptor has no digest".into()))?;
-    let digest: Digest = digest.parse().map_err(|source| SourceError::BadDigest {
-        path: path.to_path_buf(),
-        file: file.to_owned(),
-        source,
-    })?;
-    let size = d
-        .get("size")
-        .and_then(|v| v.as_u64())
-        .ok_or_else(|| invalid(format!("descriptor {digest} has no valid size")))?;
-    let media_type = d.get("mediaType").and_then(|v| v.as_str()).unwrap_or("").to_owned();
-    let annotation = |key: &str| {
-        d.get("annotations")
-            .and_then(|a| a.get(key))
-            .and_then(|v| v.as_str())
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-    };
-    Ok(Desc {
-        media_type,
-        digest,
-        size,
-        ref_name: annotation(oci::REF_NAME),
-        image_name: annotation(oci::IMAGE_NAME),
-        platform: d.get("platform").cloned(),
-    })
-}
-
 impl Walker<'_> {
     /// Visits an index or manifest; `None` for descriptors that are neither (artifacts).
-    fn visit(&mut self, d: &Desc, depth: usize) -> Result<Option<Arc<ImageNode>>> {
+    fn visit(&mut self, d: &Descriptor, depth: usize) -> Result<Option<Arc<ImageNode>>> {
         if let Some(node) = self.done.get(&d.digest) {
             return Ok(Some(node.clone()));
         }
@@ -500,11 +441,13 @@ impl Walker<'_> {
         Ok(Some(node))
     }
 
-    fn visit_index(&mut self, d: &Desc, doc: &serde_json::Value, depth: usize) -> Result<ImageNode> {
+    fn visit_index(&mut self, d: &Descriptor, doc: &serde_json::Value, depth: usize) -> Result<ImageNode> {
         let file = blob_name(&d.digest);
         let mut children: Vec<(String, Arc<ImageNode>)> = Vec::new();
         let mut names = std::collections::HashSet::new();
-        for child in descriptors(doc, &self.raw.path, &file)? {
+        let children_descs =
+            oci::index_manifests(doc).map_err(|e| SourceError::descriptor(e, &self.raw.path, &file))?;
+        for child in children_descs {
             let Some(node) = self.visit(&child, depth + 1)? else {
                 continue;
             };
@@ -526,12 +469,11 @@ impl Walker<'_> {
         })
     }
 
-    fn visit_manifest(&mut self, d: &Desc, doc: &serde_json::Value) -> Result<ImageNode> {
+    fn visit_manifest(&mut self, d: &Descriptor, doc: &serde_json::Value) -> Result<ImageNode> {
         let file = blob_name(&d.digest);
-        let config = doc
-            .get("config")
-            .ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?;
-        let config = desc(config, &self.raw.path, &file)?;
+        let (config, layer_list) = oci::manifest_parts(doc)
+            .ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?
+            .map_err(|e| SourceError::descriptor(e, &self.raw.path, &file))?;
         let config_bytes = self.load_doc(&config, "config")?;
         self.set_role(&config.digest, BlobRole::Config);
         let summary: oci::ConfigSummary = parse_json(&config_bytes, &self.raw.path, &blob_name(&config.digest))?;
@@ -539,14 +481,8 @@ impl Walker<'_> {
             "os": summary.os, "architecture": summary.architecture, "variant": summary.variant,
         }));
         let diff_ids = summary.rootfs.map(|r| r.diff_ids).unwrap_or_default();
-        let layer_list = doc
-            .get("layers")
-            .and_then(|l| l.as_array())
-            .cloned()
-            .unwrap_or_default();
         let mut layers = Vec::new();
-        for (i, l) in layer_list.iter().enumerate() {
-            let l = desc(l, &self.raw.path, &file)?;
+        for (i, l) in layer_list.into_iter().enumerate() {
             let present = self.add_layer(&l)?;
             layers.push(LayerInfo {
                 digest: l.digest,
@@ -574,7 +510,7 @@ impl Walker<'_> {
     }
 
     /// Records a layer; a missing foreign/non-distributable layer is allowed (and not shown).
-    fn add_layer(&mut self, l: &Desc) -> Result<bool> {
+    fn add_layer(&mut self, l: &Descriptor) -> Result<bool> {
         match self.raw.blob(&l.digest)? {
             Some(data) => {
                 self.check_size(l, data.len(), "layer")?;
@@ -597,7 +533,7 @@ impl Walker<'_> {
         }
     }
 
-    fn add_blob_unverified(&mut self, d: &Desc, role: BlobRole) -> Result<()> {
+    fn add_blob_unverified(&mut self, d: &Descriptor, role: BlobRole) -> Result<()> {
         if let Some(data) = self.raw.blob(&d.digest)? {
             self.check_size(d, data.len(), "blob")?;
             self.blobs.entry(d.digest.clone()).or_insert(BlobInfo {
@@ -610,7 +546,7 @@ impl Walker<'_> {
     }
 
     /// Loads a small document, checking size and digest before anything parses it.
-    fn load_doc(&mut self, d: &Desc, what: &str) -> Result<Vec<u8>> {
+    fn load_doc(&mut self, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
         let data = self.raw.blob(&d.digest)?.ok_or_else(|| self.missing(&d.digest, what))?;
         self.check_size(d, data.len(), what)?;
         let bytes = read_small(data.as_ref(), &self.raw.path, &blob_name(&d.digest))?;
@@ -660,7 +596,7 @@ impl Walker<'_> {
         }
     }
 
-    fn check_size(&self, d: &Desc, actual: u64, what: &str) -> Result<()> {
+    fn check_size(&self, d: &Descriptor, actual: u64, what: &str) -> Result<()> {
         if actual == d.size {
             return Ok(());
         }

@@ -125,6 +125,43 @@ impl Descriptor {
         }
     }
 
+    /// Reads a descriptor out of a document (index entries, a manifest's config and layers):
+    /// digest and size must be valid, the media type may be missing (umoci writes none),
+    /// annotations that are not strings are left out.
+    pub fn from_json(v: &serde_json::Value) -> Result<Descriptor, DescriptorError> {
+        let digest = v
+            .get("digest")
+            .and_then(|d| d.as_str())
+            .ok_or(DescriptorError::NoDigest)?
+            .parse::<Digest>()
+            .map_err(DescriptorError::BadDigest)?;
+        let size = v
+            .get("size")
+            .and_then(|s| s.as_u64())
+            .ok_or_else(|| DescriptorError::NoSize(digest.clone()))?;
+        let annotations = v
+            .get("annotations")
+            .and_then(|a| a.as_object())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|(k, v)| Some((k.clone(), v.as_str()?.to_owned())))
+                    .collect()
+            })
+            .unwrap_or_default();
+        Ok(Descriptor {
+            media_type: v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("").to_owned(),
+            digest,
+            size,
+            platform: v.get("platform").cloned(),
+            annotations,
+        })
+    }
+
+    /// An annotation's value, when it is there and not empty.
+    pub fn annotation(&self, key: &str) -> Option<&str> {
+        self.annotations.get(key).map(String::as_str).filter(|s| !s.is_empty())
+    }
+
     /// Adds the ref-name annotation.
     pub fn with_ref_name(mut self, name: Option<&str>) -> Descriptor {
         if let Some(name) = name {
@@ -132,6 +169,48 @@ impl Descriptor {
         }
         self
     }
+}
+
+/// Why a descriptor in a document cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum DescriptorError {
+    /// No `digest` string.
+    #[error("a descriptor has no digest")]
+    NoDigest,
+    /// A `digest` that is not one.
+    #[error("bad digest")]
+    BadDigest(#[source] crate::digest::DigestError),
+    /// No `size` (or not a whole number).
+    #[error("descriptor {0} has no valid size")]
+    NoSize(Digest),
+    /// An index without a `manifests` array.
+    #[error("no \"manifests\" array")]
+    NoManifests,
+}
+
+/// The `manifests` of an index (or index.json), as descriptors.
+pub fn index_manifests(doc: &serde_json::Value) -> Result<Vec<Descriptor>, DescriptorError> {
+    doc.get("manifests")
+        .and_then(|m| m.as_array())
+        .ok_or(DescriptorError::NoManifests)?
+        .iter()
+        .map(Descriptor::from_json)
+        .collect()
+}
+
+/// A manifest's `config` and `layers` (none when it lists no layers), as descriptors; `None`
+/// when it has no config.
+pub fn manifest_parts(doc: &serde_json::Value) -> Option<Result<(Descriptor, Vec<Descriptor>), DescriptorError>> {
+    let config = doc.get("config")?;
+    let parts = || {
+        let layers = match doc.get("layers").and_then(|l| l.as_array()) {
+            Some(list) => list.iter().map(Descriptor::from_json).collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        Ok((Descriptor::from_json(config)?, layers))
+    };
+    Some(parts())
 }
 
 #[derive(Serialize)]

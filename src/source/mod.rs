@@ -136,6 +136,22 @@ pub(crate) fn one_line(s: &str) -> std::borrow::Cow<'_, str> {
 }
 
 impl SourceError {
+    /// A bad descriptor in document `file` of the source at `path`.
+    pub(crate) fn descriptor(e: crate::oci::DescriptorError, path: &Path, file: &str) -> SourceError {
+        match e {
+            crate::oci::DescriptorError::BadDigest(source) => SourceError::BadDigest {
+                path: path.to_path_buf(),
+                file: file.to_owned(),
+                source,
+            },
+            e => SourceError::Invalid {
+                path: path.to_path_buf(),
+                file: file.to_owned(),
+                reason: e.to_string(),
+            },
+        }
+    }
+
     pub(crate) fn io(path: &Path, what: &str, source: io::Error) -> SourceError {
         SourceError::Io {
             path: path.to_path_buf(),

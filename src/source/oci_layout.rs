@@ -7,7 +7,7 @@ use super::SourceFiles;
 use super::{parse_json, read_doc, Format, RawLayout, Result, SourceError, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::oci::{synthesize_index, DocKind, IndexEntry, MT_OCI_MANIFEST, REF_NAME};
+use crate::oci::{synthesize_index, Descriptor, DocKind, IndexEntry, MT_OCI_MANIFEST, REF_NAME};
 use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -71,26 +71,14 @@ pub fn read_pre1(files: Files) -> Result<RawLayout> {
 
 /// Reads a loose descriptor (a pre-1.0 `refs/` file) as an index entry named `ref_name`.
 fn descriptor_of(v: serde_json::Value, path: &Path, file: &str, ref_name: &str) -> Result<IndexEntry> {
-    let invalid = |reason: &str| SourceError::Invalid {
-        path: path.to_path_buf(),
-        file: file.to_owned(),
-        reason: reason.to_owned(),
+    let d = Descriptor::from_json(&v).map_err(|e| SourceError::descriptor(e, path, file))?;
+    // Only what the entry of a synthesized index.json says: type, digest, size, ref name.
+    let mt = if d.media_type.is_empty() {
+        MT_OCI_MANIFEST
+    } else {
+        &d.media_type
     };
-    let digest = v
-        .get("digest")
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| invalid("no digest"))?;
-    let digest = digest.parse().map_err(|source| SourceError::BadDigest {
-        path: path.to_path_buf(),
-        file: file.to_owned(),
-        source,
-    })?;
-    let size = v
-        .get("size")
-        .and_then(|s| s.as_u64())
-        .ok_or_else(|| invalid("no size"))?;
-    let mt = v.get("mediaType").and_then(|m| m.as_str()).unwrap_or(MT_OCI_MANIFEST);
-    Ok(IndexEntry::new(mt, digest, size).with_ref_name(Some(ref_name)))
+    Ok(IndexEntry::new(mt, d.digest, d.size).with_ref_name(Some(ref_name)))
 }
 
 fn read_with_index(files: Files, index_json: Vec<u8>) -> Result<RawLayout> {

@@ -12,7 +12,7 @@
 use super::{Format, RawLayout, SourceFiles, MAX_JSON_BYTES, OCI_LAYOUT_BYTES};
 use crate::cache::Cache;
 use crate::digest::Digest;
-use crate::oci::{self, Descriptor, DocKind};
+use crate::oci::{self, Descriptor, DescriptorError, DocKind};
 use crate::registry::blob::{BlockCache, RemoteBlob, RemoteReader};
 use crate::registry::client::Client;
 use crate::registry::{auth, ImageRef, Platform, RegistryError, RegistryOptions};
@@ -21,15 +21,6 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
-
-/// A descriptor as far as the walk needs it.
-#[derive(Debug, Clone)]
-struct Desc {
-    media_type: String,
-    digest: Digest,
-    size: u64,
-    platform: Option<serde_json::Value>,
-}
 
 /// What the walk found.
 #[derive(Default)]
@@ -101,7 +92,7 @@ pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<R
 /// `<reference>@index` when a platform was picked out of one.
 fn index_entries(
     image: &ImageRef,
-    top: &Desc,
+    top: &Descriptor,
     found: &Found,
     platform: Option<&Platform>,
     name: &str,
@@ -118,7 +109,7 @@ fn index_entries(
         .map(|b| children_of(b, name, &top.digest))
         .transpose()?
         .unwrap_or_default();
-    let images: Vec<&Desc> = children
+    let images: Vec<&Descriptor> = children
         .iter()
         .filter(|c| oci::kind_of_media_type(&c.media_type) == Some(DocKind::Manifest))
         .collect();
@@ -162,7 +153,7 @@ struct Walker<'a> {
 impl Walker<'_> {
     /// The manifest or index the reference names: by tag (whatever the registry answers), or
     /// by digest (pinned: the bytes must hash to it).
-    fn top(&self, image: &ImageRef) -> Result<(Desc, Vec<u8>), RegistryError> {
+    fn top(&self, image: &ImageRef) -> Result<(Descriptor, Vec<u8>), RegistryError> {
         let selector = image.selector();
         let what = format!("manifest {selector}");
         // Always asked for, even when pinned and cached: the repository must have it (and
@@ -181,19 +172,11 @@ impl Walker<'_> {
         let doc = self.parse(&what, &bytes)?;
         let media_type = media_type_of(&doc, self.name, &what)?;
         self.store_doc(&digest, &bytes);
-        Ok((
-            Desc {
-                media_type,
-                digest,
-                size: bytes.len() as u64,
-                platform: None,
-            },
-            bytes,
-        ))
+        Ok((Descriptor::new(&media_type, digest, bytes.len() as u64), bytes))
     }
 
     /// Fetches everything below `level`: manifests of indexes, then configs of manifests.
-    fn walk(&self, mut level: Vec<Desc>, found: &mut Found) -> Result<(), RegistryError> {
+    fn walk(&self, mut level: Vec<Descriptor>, found: &mut Found) -> Result<(), RegistryError> {
         for _ in 0..=oci::MAX_INDEX_DEPTH {
             let mut next = Vec::new();
             let mut configs = Vec::new();
@@ -246,8 +229,8 @@ impl Walker<'_> {
 
     /// Fetches documents concurrently (configs through the blob endpoint, manifests through
     /// the manifest endpoint), checking size and digest of each.
-    fn fetch_all(&self, descs: &[Desc], as_blobs: bool, found: &mut Found) -> Result<(), RegistryError> {
-        let mut unique: BTreeMap<Digest, &Desc> = BTreeMap::new();
+    fn fetch_all(&self, descs: &[Descriptor], as_blobs: bool, found: &mut Found) -> Result<(), RegistryError> {
+        let mut unique: BTreeMap<Digest, &Descriptor> = BTreeMap::new();
         for d in descs {
             unique.entry(d.digest.clone()).or_insert(d);
         }
@@ -363,55 +346,36 @@ fn media_type_of(doc: &serde_json::Value, name: &str, what: &str) -> Result<Stri
     }
 }
 
-fn desc_of(v: &serde_json::Value, name: &str, parent: &Digest) -> Result<Desc, RegistryError> {
-    let invalid = |reason: &str| RegistryError::Invalid {
+/// A bad descriptor in document `parent` as a registry error.
+fn descriptor_error(e: DescriptorError, name: &str, parent: &Digest) -> RegistryError {
+    let reason = match &e {
+        DescriptorError::BadDigest(d) => format!("a descriptor has a bad digest ({d})"),
+        e => e.to_string(),
+    };
+    RegistryError::Invalid {
         reference: name.to_owned(),
         what: format!("document {parent}"),
-        reason: reason.to_owned(),
-    };
-    let digest = v
-        .get("digest")
-        .and_then(|d| d.as_str())
-        .ok_or_else(|| invalid("a descriptor has no digest"))?
-        .parse::<Digest>()
-        .map_err(|e| invalid(&format!("a descriptor has a bad digest ({e})")))?;
-    let size = v
-        .get("size")
-        .and_then(|s| s.as_u64())
-        .ok_or_else(|| invalid("a descriptor has no valid size"))?;
-    Ok(Desc {
-        media_type: v.get("mediaType").and_then(|m| m.as_str()).unwrap_or("").to_owned(),
-        digest,
-        size,
-        platform: v.get("platform").cloned(),
-    })
+        reason,
+    }
 }
 
-fn children_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<Vec<Desc>, RegistryError> {
+/// The manifests an index lists (none when the document is not an index).
+fn children_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<Vec<Descriptor>, RegistryError> {
     let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    doc.get("manifests")
-        .and_then(|m| m.as_array())
-        .map(|list| list.iter().map(|d| desc_of(d, name, digest)).collect())
-        .unwrap_or_else(|| Ok(Vec::new()))
+    match oci::index_manifests(&doc) {
+        Err(DescriptorError::NoManifests) => Ok(Vec::new()),
+        r => r.map_err(|e| descriptor_error(e, name, digest)),
+    }
 }
 
-fn parts_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<(Desc, Vec<Desc>), RegistryError> {
+/// A manifest's config and layers.
+fn parts_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<(Descriptor, Vec<Descriptor>), RegistryError> {
     let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    let config = doc.get("config").ok_or_else(|| RegistryError::Invalid {
-        reference: name.to_owned(),
-        what: format!("manifest {digest}"),
-        reason: "no config".into(),
-    })?;
-    let config = desc_of(config, name, digest)?;
-    let layers = doc
-        .get("layers")
-        .and_then(|l| l.as_array())
-        .map(|list| {
-            list.iter()
-                .map(|l| desc_of(l, name, digest))
-                .collect::<Result<Vec<_>, _>>()
-        })
-        .transpose()?
-        .unwrap_or_default();
-    Ok((config, layers))
+    oci::manifest_parts(&doc)
+        .ok_or_else(|| RegistryError::Invalid {
+            reference: name.to_owned(),
+            what: format!("manifest {digest}"),
+            reason: "no config".into(),
+        })?
+        .map_err(|e| descriptor_error(e, name, digest))
 }
