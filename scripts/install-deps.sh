@@ -36,6 +36,8 @@ PKGS=(
   "man-db:man"
   "zsh:zsh"
   "fish:fish"
+  "podman:podman"
+  "runc:runc"
 )
 
 present() {

@@ -33,6 +33,9 @@ pub enum DaemonError {
     /// `--layout-only` with `--image`.
     #[error("--layout-only shows the OCI layout and --image one image's rootfs: give one of them")]
     LayoutOnlyAndImage,
+    /// `--containers-storage` with `--image`.
+    #[error("--containers-storage shows every image of the source and --image one image's rootfs: give one of them")]
+    StoreAndImage,
     /// A file, pipe or process of our own (`what` says which).
     #[error("{what}")]
     Io {
@@ -120,9 +123,14 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
     mount::check_fuse_available()?;
     let mountpoint = mount::check_mount_point(mountpoint, opts.nonempty)?;
     let cache = opts.cache();
-    let tree = match (opts.layout_only, opts.choice()) {
-        (true, Some(_)) => return Err(DaemonError::LayoutOnlyAndImage),
-        (true, None) => crate::open_tree_shown(source, &cache, &opts.registry, true)?,
+    let shown = crate::tree::Shown {
+        layout_only: opts.layout_only,
+        containers_storage: opts.containers_storage,
+    };
+    let tree = match (shown != crate::tree::Shown::default(), opts.choice()) {
+        (true, Some(_)) if opts.layout_only => return Err(DaemonError::LayoutOnlyAndImage),
+        (true, Some(_)) => return Err(DaemonError::StoreAndImage),
+        (true, None) => crate::open_tree_shown(source, &cache, &opts.registry, shown)?,
         (false, choice) => crate::open_tree_choosing(source, &cache, &opts.registry, choice.as_ref())?,
     };
     let fs = Fs::new(tree, cache);

@@ -309,6 +309,7 @@ impl Fs {
             // A view's directory is shown without building the view (so `ls -l` of a ref
             // directory indexes nothing); nlink 1 is the usual "subdirectories not counted".
             NodeKind::View(_) => (Kind::Dir, META_DIR_MODE, 0, 1),
+            NodeKind::Symlink { target } => (Kind::Symlink, 0o777, target.len() as u64, 1),
         };
         Ok(Attr {
             ino: Ino::Static(id).encode(),
@@ -397,10 +398,10 @@ impl Fs {
                 ];
                 let rest = children.iter().filter_map(|c| {
                     let n = self.tree.get(*c)?;
-                    let kind = if matches!(n.kind, NodeKind::File { .. }) {
-                        Kind::File
-                    } else {
-                        Kind::Dir
+                    let kind = match n.kind {
+                        NodeKind::File { .. } => Kind::File,
+                        NodeKind::Symlink { .. } => Kind::Symlink,
+                        NodeKind::Dir { .. } | NodeKind::View(_) => Kind::Dir,
                     };
                     Some((Ino::Static(*c).encode(), kind, n.name.as_ref()))
                 });
@@ -453,6 +454,8 @@ impl Fs {
                     Ok(())
                 }
                 NodeKind::File { .. } => Ok(()),
+                // The kernel follows a symlink before opening; nothing opens the link itself.
+                NodeKind::Symlink { .. } => Err(FsError::NotFound),
                 _ => Err(FsError::IsDir),
             },
             Err(InView { view, i, .. }) => match view.kind(i) {
@@ -509,7 +512,10 @@ impl Fs {
     /// Target of a symlink.
     pub fn readlink(&self, ino: u64) -> Result<Vec<u8>> {
         match self.place(ino)? {
-            Ok(_) => Err(FsError::NotLink),
+            Ok(id) => match &self.node(id)?.kind {
+                NodeKind::Symlink { target } => Ok(target.to_vec()),
+                _ => Err(FsError::NotLink),
+            },
             Err(InView { view, i, .. }) => view.readlink(i).map(<[u8]>::to_vec).ok_or(FsError::NotLink),
         }
     }

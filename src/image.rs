@@ -130,6 +130,20 @@ impl ImageNode {
         }
     }
 
+    /// The image this host would run: the manifest itself, or in an index the first entry
+    /// for this host's platform (any variant).
+    pub fn for_host(&self) -> Option<&ManifestInfo> {
+        let host = crate::registry::Platform::host();
+        let host = format!("{}-{}", host.os, host.architecture);
+        match self {
+            ImageNode::Manifest(m) => Some(m),
+            ImageNode::Index { children, .. } => children.iter().find_map(|(n, c)| match c.as_ref() {
+                ImageNode::Manifest(m) if *n == host || n.starts_with(&format!("{host}-")) => Some(m),
+                _ => None,
+            }),
+        }
+    }
+
     /// The OCI media type of what OCI clients see for this node.
     fn oci_media_type(&self) -> &'static str {
         match self {
@@ -253,23 +267,9 @@ fn load_entries(
     refs: &[(String, Arc<ImageNode>)],
     image_names: &HashMap<String, String>,
 ) -> Vec<oci::docker_load::LoadEntry> {
-    let host = crate::registry::Platform::host();
-    let host = format!("{}-{}", host.os, host.architecture);
     let mut out: Vec<(Digest, oci::docker_load::LoadEntry)> = Vec::new();
     for (name, node) in refs {
-        let manifest = match node.as_ref() {
-            ImageNode::Manifest(m) => m,
-            ImageNode::Index { children, .. } => {
-                let pick = children.iter().find_map(|(n, c)| match c.as_ref() {
-                    ImageNode::Manifest(m) if *n == host || n.starts_with(&format!("{host}-")) => Some(m),
-                    _ => None,
-                });
-                match pick {
-                    Some(m) => m,
-                    None => continue,
-                }
-            }
-        };
+        let Some(manifest) = node.for_host() else { continue };
         if manifest.layers.iter().any(|l| !l.present) {
             continue;
         }

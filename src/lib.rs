@@ -18,6 +18,7 @@
 
 pub mod blob;
 pub mod cache;
+pub mod containers_storage;
 pub mod daemon;
 pub mod digest;
 pub mod fs;
@@ -53,20 +54,20 @@ pub fn open_tree_with(
     cache: &cache::Cache,
     registry: &registry::RegistryOptions,
 ) -> Result<Arc<tree::Tree>, source::SourceError> {
-    open_tree_shown(reference, cache, registry, false)
+    open_tree_shown(reference, cache, registry, tree::Shown::default())
 }
 
-/// [`open_tree_with`]; `layout_only` shows the OCI layout without `images/` (`--layout-only`).
+/// [`open_tree_with`], showing what `shown` asks for (`--layout-only`, `--containers-storage`).
 pub fn open_tree_shown(
     reference: &str,
     cache: &cache::Cache,
     registry: &registry::RegistryOptions,
-    layout_only: bool,
+    shown: tree::Shown,
 ) -> Result<Arc<tree::Tree>, source::SourceError> {
     let r = source::SourceRef::parse(reference)?;
     let raw = source::open_with(&r, cache, registry)?;
     let set = image::ImageSet::load(raw)?;
-    Ok(Arc::new(tree::build_with(Arc::new(set), layout_only)))
+    Ok(Arc::new(tree::build_with(Arc::new(set), shown)))
 }
 
 /// [`open_tree_with`], then `choice` (`--image`): a tree whose root is that one image's rootfs

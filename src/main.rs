@@ -144,7 +144,7 @@ impl ImageArgs {
 /// The flags of `imgfs mount`, each the same as an `-o` option (an `-o` option wins).
 #[derive(clap::Args)]
 struct MountFlags {
-    /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only;
+    /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only, containers_storage;
     /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,
@@ -157,6 +157,11 @@ struct MountFlags {
     /// for tools that open every path, such as `oci-image-tool validate` (-o layout_only).
     #[arg(long)]
     layout_only: bool,
+    /// Also show MOUNTPOINT/containers-storage/, an image store podman, buildah and CRI-O read
+    /// (`--storage-opt additionalimagestore=MOUNTPOINT/containers-storage`;
+    /// -o containers_storage; docs/podman.md).
+    #[arg(long)]
+    containers_storage: bool,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
@@ -168,6 +173,7 @@ impl MountFlags {
     fn options(&self) -> anyhow::Result<Options> {
         let mut opts = Options {
             layout_only: self.layout_only,
+            containers_storage: self.containers_storage,
             log_file: self.log_file.clone(),
             cache_dir: self.cache.cache_dir.clone(),
             no_cache: self.cache.no_cache,

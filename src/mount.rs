@@ -59,6 +59,9 @@ pub struct Options {
     pub log_file: Option<PathBuf>,
     /// Show the OCI layout only, no `images/` views (`layout_only`, `--layout-only`).
     pub layout_only: bool,
+    /// Show `containers-storage/`, an image store for podman and CRI-O
+    /// (`containers_storage`, `--containers-storage`; docs/podman.md).
+    pub containers_storage: bool,
     /// Show one image at the top (`image[=REF]`, `--image [REF]`; empty: the source's only one).
     pub image: Option<String>,
     /// One layer of that image instead of its rootfs (`layer=N`, `--layer N`; implies `image`).
@@ -100,6 +103,7 @@ impl Options {
                 ("nonempty", None) => self.nonempty = true,
                 ("no_cache", None) => self.no_cache = true,
                 ("layout_only", None) => self.layout_only = true,
+                ("containers_storage", None) => self.containers_storage = true,
                 ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
                 ("cache_dir", Some(v)) => self.cache_dir = Some(v.into()),
                 ("log", Some(v)) => self.log_file = Some(v.into()),
@@ -655,8 +659,8 @@ mod tests {
             !o.dev && !o.suid,
             "mount(8)'s dev,suid defaults must not turn off nodev,nosuid"
         );
-        o.parse_into("devices,setuid,layout_only").unwrap();
-        assert!(o.dev && o.suid && o.layout_only);
+        o.parse_into("devices,setuid,layout_only,containers_storage").unwrap();
+        assert!(o.dev && o.suid && o.layout_only && o.containers_storage);
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
         // The registry and one-image options, which have flags too.

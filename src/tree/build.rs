@@ -16,11 +16,16 @@ enum Spec {
     Dir(DirSpec),
     File(Content, u64),
     View(ViewSpec),
+    Symlink(Box<[u8]>),
 }
 
 impl DirSpec {
     fn file(&mut self, name: &str, content: Content, size: u64) {
         self.0.insert(name.as_bytes().to_vec(), Spec::File(content, size));
+    }
+    fn symlink(&mut self, name: &str, target: &str) {
+        self.0
+            .insert(name.as_bytes().to_vec(), Spec::Symlink(target.as_bytes().into()));
     }
     fn view(&mut self, name: &str, spec: ViewSpec) {
         self.0.insert(name.as_bytes().to_vec(), Spec::View(spec));
@@ -38,14 +43,25 @@ impl DirSpec {
     }
 }
 
-/// Builds the tree of a mount.
-pub fn build(set: Arc<ImageSet>) -> Tree {
-    build_with(set, false)
+/// What a mount shows besides the OCI layout.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Shown {
+    /// Leave out `images/` (`--layout-only`: the OCI layout alone, for tools that walk and
+    /// open every path, such as validators).
+    pub layout_only: bool,
+    /// Show `containers-storage/`, an image store podman and CRI-O read
+    /// (`--containers-storage`; `crate::containers_storage`).
+    pub containers_storage: bool,
 }
 
-/// Builds the tree of a mount; `layout_only` leaves out `images/` (`--layout-only`: the OCI
-/// layout alone, for tools that walk and open every path, such as validators).
-pub fn build_with(set: Arc<ImageSet>, layout_only: bool) -> Tree {
+/// Builds the tree of a mount.
+pub fn build(set: Arc<ImageSet>) -> Tree {
+    build_with(set, Shown::default())
+}
+
+/// Builds the tree of a mount with the parts `shown` asks for.
+pub fn build_with(set: Arc<ImageSet>, shown: Shown) -> Tree {
+    let layout_only = shown.layout_only;
     let mut root = DirSpec::default();
     let bytes = |b: &Arc<Vec<u8>>| (Content::Bytes(b.clone()), b.len() as u64);
     let (c, n) = bytes(&set.oci_layout);
@@ -62,9 +78,12 @@ pub fn build_with(set: Arc<ImageSet>, layout_only: bool) -> Tree {
             .file(digest.hex(), Content::Blob(digest.clone()), info.data.len());
     }
     let paths = place_refs(set.refs.iter().map(|(name, _)| name.as_str()));
+    let mut shared = HashMap::new();
+    if shown.containers_storage {
+        add_store(root.dir(crate::containers_storage::DIR), &set, &mut shared);
+    }
     if !layout_only {
         let images = root.dir("images");
-        let mut shared = HashMap::new();
         for ((_, node), path) in set.refs.iter().zip(&paths) {
             let dir = path.iter().fold(&mut *images, |dir, part| dir.dir(part));
             add_image(dir, node, &set, &mut shared);
@@ -189,6 +208,29 @@ fn add_image(
     }
 }
 
+/// The image store of `crate::containers_storage`, its directories made from its paths.
+fn add_store(
+    dir: &mut DirSpec,
+    set: &ImageSet,
+    shared: &mut HashMap<crate::digest::Digest, Arc<crate::image::ManifestInfo>>,
+) {
+    use crate::containers_storage::StoreNode;
+    for (path, node) in crate::containers_storage::build(set, shared) {
+        let mut parts: Vec<&str> = path.split('/').collect();
+        let Some(name) = parts.pop() else { continue };
+        let parent = parts.into_iter().fold(&mut *dir, |d, p| d.dir(p));
+        match node {
+            StoreNode::Bytes(b) => {
+                let n = b.len() as u64;
+                parent.file(name, Content::Bytes(b), n);
+            }
+            StoreNode::Blob(d, size) => parent.file(name, Content::Blob(d), size),
+            StoreNode::Symlink(target) => parent.symlink(name, &target),
+            StoreNode::LayerDiff(m, n) => parent.view(name, ViewSpec::Layer(m, n)),
+        }
+    }
+}
+
 /// Lays the spec out breadth-first per directory: a directory's children get consecutive ids.
 fn flatten(tree: &mut Tree, root: DirSpec) {
     let nodes = &mut tree.nodes;
@@ -209,6 +251,7 @@ fn flatten(tree: &mut Tree, root: DirSpec) {
                     queue.push_back((child_id, d));
                     NodeKind::Dir { children: Vec::new() }
                 }
+                Spec::Symlink(target) => NodeKind::Symlink { target },
                 Spec::View(v) => {
                     tree.views.push(v);
                     tree.view_nodes.push(child_id);

@@ -14,7 +14,7 @@ use crate::image::ImageSet;
 use std::io;
 use std::sync::Arc;
 
-pub use build::{build, build_one, build_with};
+pub use build::{build, build_one, build_with, Shown};
 
 /// Index of a node in the arena; the root is 0.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -46,6 +46,11 @@ pub enum NodeKind {
     },
     /// Where a lazily built view (rootfs, a layer tree) appears; see `crate::view`.
     View(crate::view::PlacementId),
+    /// A symbolic link (`containers-storage/overlay/l/`).
+    Symlink {
+        /// Where it points.
+        target: Box<[u8]>,
+    },
     /// A regular file.
     File {
         /// Its bytes.

@@ -27,6 +27,8 @@
 //! - `registry`: `docker://` references against a real registry on 127.0.0.1: media types,
 //!   platforms, digests, auth (basic over TLS, tokens, credential files and helpers), laziness
 //!   and the cache, and faults (stopped/killed registry, wrong bytes, redirects, 5xx, 404).
+//! - `podman`: podman runs the edge image from an imgfs mount's `containers-storage/` (OCI layout,
+//!   docker-archive, registry) and `podman image inspect` equals a `podman pull` (issue 19).
 //! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
 //!   healing layers, interrupts, the cache commands (docs/operations.md).
 //! - `verified`: a warm cache never serves unverified bytes: layers read from changed copies of
@@ -49,6 +51,7 @@ mod layers;
 mod load;
 mod nfs;
 mod operations;
+mod podman;
 mod registry;
 mod rootfs;
 mod sources;
