@@ -735,13 +735,17 @@ ensure_ratarmount() {
       rm -rf "$WORKDIR/venv"
       return 1
     fi
-    if ! "$WORKDIR/venv/bin/pip" install -q ratarmount >> "$RUN/pip.log" 2>&1 || [[ ! -x $RAT ]]; then
+    # indexed_zstd: ratarmount's zstd backend (scripts/bench-layers runs it on a zstd layer).
+    if ! "$WORKDIR/venv/bin/pip" install -q ratarmount indexed_zstd >> "$RUN/pip.log" 2>&1 || [[ ! -x $RAT ]]; then
       RAT_ERR="pip install ratarmount failed: $(tail -n1 "$RUN/pip.log" | cut -c1-150)"
       rm -rf "$WORKDIR/venv"
       return 1
     fi
   fi
-  RAT_VER="$("$RAT" --version 2> /dev/null | head -n1 || true) (rapidgzip $("$WORKDIR/venv/bin/pip" show rapidgzip 2> /dev/null | awk '/^Version:/ { print $2 }'))"
+  # A venv made before indexed_zstd was wanted gets it now.
+  "$WORKDIR/venv/bin/python" -c 'import indexed_zstd' 2> /dev/null \
+    || "$WORKDIR/venv/bin/pip" install -q indexed_zstd >> "$RUN/pip.log" 2>&1 || true
+  RAT_VER="$("$RAT" --version 2> /dev/null | head -n1 || true) (rapidgzip $("$WORKDIR/venv/bin/pip" show rapidgzip 2> /dev/null | awk '/^Version:/ { print $2 }'), indexed_zstd $("$WORKDIR/venv/bin/pip" show indexed_zstd 2> /dev/null | awk '/^Version:/ { print $2 }'))"
 }
 
 rat_mount() { # gs index mnt
@@ -758,7 +762,7 @@ rat_mount_only() { # gs index mnt
 # ratarmount_rows GS: cold index (PEER_RUNS x), then random files and the largest file with the
 # warm index. GS is the gzip seek-point spacing in MiB ("" = ratarmount's default, 16).
 ratarmount_rows() {
-  local gs=$1 name="ratarmount${1:+ -gs $1}" na
+  local gs=$1 name="ratarmount${1:+ -gs $1}${RAT_WHAT:+, $RAT_WHAT}" na
   if ! ensure_ratarmount; then
     na="n/a ($RAT_ERR)"
     add_row "$name cold index: mount + ls -R" "$na" "" "" ""
@@ -798,7 +802,7 @@ ratarmount_rows() {
   backend=$(sed -n 's/.*compression by using: \([A-Za-z_]*\) with parallelization=\([0-9]*\).*/\1, parallelization \2/p' "$RUN/ratarmount-debug.log" | head -n1 || true)
   minmed "${hwms[@]}"
   time_row "$name cold index: mount + ls -R" "$GZ_MED" "gzip -dc" \
-    "$RAT_VER, backend ${backend:-?}, a gzip seek point every ${gs:-16} MiB; index $(fmt_size "$(stat -c %s "$prev")"); peak RSS $(fmt_size "$MED")$( ((PEER_RUNS == 1)) && echo '; 1 run')" "${times[@]}"
+    "$RAT_VER, backend ${backend:-?}$([[ -n ${RAT_WHAT:-} ]] || echo ", a gzip seek point every ${gs:-16} MiB"); index $(fmt_size "$(stat -c %s "$prev")"); peak RSS $(fmt_size "$MED")$( ((PEER_RUNS == 1)) && echo '; 1 run')" "${times[@]}"
   times=()
   local stimes=()
   err=""

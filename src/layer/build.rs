@@ -172,6 +172,15 @@ pub fn build_index(
         Err(err @ LayerError::Decompress { .. }) => return Err(digest_mismatch(blob, digest).unwrap_or(err)),
         seek => seek?,
     };
+    if let SeekIndex::Zstd(z) = &seek {
+        let bytes: usize = z.checkpoints().iter().map(zstd::Checkpoint::encoded_len).sum();
+        log::info!(
+            "layer {digest}: {} zstd frames, {} KiB of zstd checkpoints: {}",
+            z.frames().len(),
+            bytes >> 10,
+            z.checkpoints().len()
+        );
+    }
     // Anything after the compressed stream still counts towards the digest. The codecs read
     // their input to the end, so when they did the hashing nothing may be left.
     let rest = io::copy(&mut reader, &mut io::sink()).map_err(io_err)?;

@@ -26,7 +26,7 @@ use std::sync::Arc;
 /// their size field says (indexes built before skipped it and lost the members after), symlinks
 /// have mode 0777; 5 = the layer digest and the sealed chunk digests (sha256) of the blob
 /// (`blob::verified`); 6 = chunk digests in BLAKE3.
-pub const FORMAT_VERSION: u32 = 6;
+pub const FORMAT_VERSION: u32 = 7;
 
 /// Why a cached index was refused.
 #[derive(Debug, thiserror::Error)]
@@ -305,7 +305,7 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let mut bytes = encode(&sample(), 4096);
-        for v in [5u32, 7] {
+        for v in [6u32, 8] {
             bytes[..4].copy_from_slice(&v.to_le_bytes());
             assert!(matches!(decode(&bytes, 4096), Err(FormatError("other format version"))));
         }

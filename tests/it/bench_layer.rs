@@ -252,9 +252,27 @@ fn pick_files() -> (Vec<PathBuf>, u64, usize) {
     (paths, data, files)
 }
 
-/// The layer (`tar` of the picked paths, `gzip -6 -n`) in a hand-built OCI layout with one ref,
-/// and `tar -xzf` of the same blob. Returns (layout, extracted tree, summary).
-fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
+/// How the layer is compressed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Codec {
+    /// `gzip -6 -n`.
+    Gzip,
+    /// `zstd -3`: one frame, as skopeo writes it (issue 20: read through checkpoints).
+    Zstd,
+}
+
+impl Codec {
+    fn media_type(self) -> &'static str {
+        match self {
+            Codec::Gzip => "application/vnd.oci.image.layer.v1.tar+gzip",
+            Codec::Zstd => "application/vnd.oci.image.layer.v1.tar+zstd",
+        }
+    }
+}
+
+/// The layer (`tar` of the picked paths, then `gzip -6 -n` or `zstd -3`) in a hand-built OCI
+/// layout with one ref, and `tar -x` of the same blob. Returns (layout, extracted tree, summary).
+fn build(tmp: &Path, codec: Codec) -> (PathBuf, PathBuf, String) {
     let started = Instant::now();
     let (paths, data, files) = pick_files();
     assert!(
@@ -287,12 +305,18 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
         o.stderr_str()
     );
     let diff_id = format!("sha256:{}", sha256_file(&tar));
-    run(
-        Command::new("gzip").args(["-6", "-n", "-k", "-f"]).arg(&tar),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
-    let gz = tmp.join("layer.tar.gz");
+    let (compress, gz) = match codec {
+        Codec::Gzip => (
+            Command::new("gzip").args(["-6", "-n", "-k", "-f"]).arg(&tar).output(),
+            tmp.join("layer.tar.gz"),
+        ),
+        Codec::Zstd => (
+            Command::new("zstd").args(["-3", "-q", "-k", "-f"]).arg(&tar).output(),
+            tmp.join("layer.tar.zst"),
+        ),
+    };
+    let compress = compress.expect("gzip / zstd (scripts/install-deps.sh)");
+    assert!(compress.status.success(), "{compress:?}");
     let layer_hex = sha256_file(&gz);
     let layer_size = fs::metadata(&gz).unwrap().len();
     fs::remove_file(&tar).unwrap();
@@ -305,7 +329,7 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
         "os": "linux",
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
-        "history": [{ "created_by": "tests/it/bench_layer.rs: tar + gzip -6 -n" }],
+        "history": [{ "created_by": "tests/it/bench_layer.rs: tar + gzip -6 -n or zstd -3" }],
     });
     let (config_digest, config_size) = write_blob(&layout, config.to_string().as_bytes());
     let layer_path = layout.join("blobs/sha256").join(&layer_hex);
@@ -313,7 +337,7 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
     let layer_digest = format!("sha256:{layer_hex}");
     let manifest = one_layer_manifest(
         (&config_digest, config_size),
-        ("application/vnd.oci.image.layer.v1.tar+gzip", &layer_digest, layer_size),
+        (codec.media_type(), &layer_digest, layer_size),
     );
     let (manifest_digest, manifest_size) = write_blob(&layout, manifest.to_string().as_bytes());
     let index = json!({
@@ -331,7 +355,12 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
     fs::create_dir(&tree).unwrap();
     run(
         Command::new("tar")
-            .args(["--numeric-owner", "-xzf"])
+            .args([
+                "--numeric-owner",
+                "-I",
+                if codec == Codec::Zstd { "zstd" } else { "gzip" },
+                "-xf",
+            ])
             .arg(&layer_path)
             .arg("-C")
             .arg(&tree),
@@ -339,7 +368,7 @@ fn build(tmp: &Path) -> (PathBuf, PathBuf, String) {
     )
     .assert_ok();
     let summary = format!(
-        "{} entries, {files} files, {} MiB of file data, {} MiB gzip -6; built in {:.1} s",
+        "{} entries, {files} files, {} MiB of file data, {} MiB compressed; built in {:.1} s",
         paths.len(),
         data >> 20,
         layer_size >> 20,
@@ -412,8 +441,19 @@ fn count(log: &str, needle: &str) -> usize {
 #[test]
 fn every_file_of_a_realistic_layer_reads_back_like_tar_xzf() {
     require(&["tar", "gzip"]);
+    realistic_layer(Codec::Gzip);
+}
+
+/// The same layer as one zstd frame: every read resumes at a checkpoint inside the frame.
+#[test]
+fn every_file_of_a_single_frame_zstd_layer_reads_back_like_tar_x() {
+    require(&["tar", "zstd"]);
+    realistic_layer(Codec::Zstd);
+}
+
+fn realistic_layer(codec: Codec) {
     let tmp = tempdir();
-    let (layout, tree, summary) = build(tmp.path());
+    let (layout, tree, summary) = build(tmp.path(), codec);
     eprintln!("bench layer: {summary}");
     let (cache, log) = (tmp.path().join("cache"), tmp.path().join("imgfs.log"));
 
@@ -422,6 +462,17 @@ fn every_file_of_a_realistic_layer_reads_back_like_tar_xzf() {
     let cold_secs = started.elapsed().as_secs_f64();
     assert_same("cold index (empty cache dir)", &cold, &want);
     assert_eq!(count(&cold_log, "indexed layer"), 1, "cold mount log:\n{cold_log}");
+    if codec == Codec::Zstd {
+        // ~160 MiB of output in one frame: a checkpoint every 2 MiB.
+        let n = cold_log
+            .lines()
+            .find_map(|l| l.split_once("zstd checkpoints: ").map(|(_, n)| n.trim().to_owned()))
+            .unwrap_or_default();
+        assert!(
+            n.parse::<usize>().is_ok_and(|n| n >= 20),
+            "checkpoints: {n:?}\n{cold_log}"
+        );
+    }
 
     // The reference must have covered what the layer is about, or the check proves little.
     let files = want

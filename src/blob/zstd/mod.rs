@@ -1,4 +1,4 @@
-//! Random access into zstd streams through a frame table.
+//! Random access into zstd streams through a frame table and checkpoints inside frames.
 //!
 //! A zstd stream is a sequence of frames; each data frame decodes independently of the others,
 //! so frame starts are free restart points. [`build_index`] decodes the stream once, frame by
@@ -15,27 +15,47 @@
 //! holding it. For multi-frame streams (zstd:chunked, `zstd --seekable`-style, pzstd) that bounds
 //! the cost of a random read by one frame.
 //!
+//! # Checkpoints inside large frames
+//!
 //! A single large frame, which is what `zstd` and skopeo write by default, has no restart point
-//! except its start: zstd blocks reference up to a whole window (often 8 MiB or more) of
-//! earlier output, and the decoder's state cannot be saved and restored through libzstd's public
-//! API. The strategy is therefore:
+//! except its start. So the index build also records **checkpoints** every
+//! [`DEFAULT_CHECKPOINT_SPACING`] of output inside large frames (`checkpoint.rs`, chosen by
+//! `tracker.rs` following the frame's blocks and sequences with `seq.rs` as libzstd decodes it): a
+//! checkpoint is a zstd dictionary holding the entropy tables and repeat offsets in force at a
+//! block boundary plus the window bytes the next segment copies from. A read resumes at the
+//! nearest checkpoint below it with libzstd's block API (`block.rs`, `resume.rs`), so a random read
+//! decodes at most one segment. The format and the measurements behind the choices are in
+//! docs/index-format.md ("zstd checkpoints"). Frames that need a dictionary, and frames whose
+//! matches reach further back than their window, get no checkpoints.
+//!
+//! Other points of the reader:
 //!
 //! - **Live decoders at increasing positions.** Every decoder that finishes a chunk is kept
 //!   (up to `max_decoders`, default [`DEFAULT_MAX_DECODERS`]) positioned where it stopped. A miss
 //!   is served by the decoder with the highest position at or below the wanted chunk; only when
-//!   none exists is a new decoder started at the frame start. So a sequential reader streams in
-//!   O(n) (its decoder is always exactly at the next chunk), several interleaved sequential
-//!   readers each keep their own decoder, and a random read costs at most one pass from the
-//!   nearest live decoder below it.
+//!   none exists is a new decoder started at the nearest checkpoint or frame start. So a
+//!   sequential reader streams in O(n), several interleaved sequential readers each keep their
+//!   own decoder, and read-ahead starts decoders at the next checkpoints.
 //! - **Chunk LRU.** Re-reads of recently decoded ranges never decode again.
-//! - Reading a large single-frame layer in random order is inherently quadratic-ish; callers that
-//!   need that (e.g. a tar indexer) should read it sequentially once, which [`build_index`] does.
 //!
-//! Each live decoder holds libzstd's window (up to 2^27 bytes with the default window limit,
+//! Each live decoder holds a window (up to 2^27 bytes with the default window limit,
 //! typically 2-8 MiB), which is why the default pool here is smaller than gzip's.
+
+mod block;
+mod checkpoint;
+#[cfg(test)]
+mod checkpoint_tests;
+mod fse;
+mod resume;
+mod seq;
+mod tracker;
 
 use std::io::{self, Read};
 use std::sync::Arc;
+
+pub use checkpoint::Checkpoint;
+use resume::Resumed;
+use tracker::FrameTracker;
 
 use ::zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
@@ -63,8 +83,11 @@ const MAX_STALLS: u32 = 4;
 const MIN_FRAME_BYTES: u64 = 4 + 1 + 1 + 3;
 /// First bytes of an encoded [`ZstdIndex`].
 const INDEX_MAGIC: &[u8; 8] = b"IMGFSZSI";
-/// Version of the encoding written by [`ZstdIndex::to_bytes`].
-const INDEX_VERSION: u32 = 1;
+/// Version of the encoding written by [`ZstdIndex::to_bytes`] (2: checkpoints).
+const INDEX_VERSION: u32 = 2;
+/// Output between checkpoints inside a frame: a random read decodes 1 MiB on average
+/// (docs/index-format.md, "zstd checkpoints").
+pub const DEFAULT_CHECKPOINT_SPACING: u64 = 2 << 20;
 /// Encoded size of one [`Frame`].
 const FRAME_BYTES: usize = 4 * 8;
 
@@ -130,6 +153,8 @@ pub struct ZstdIndex {
     uncompressed_len: u64,
     compressed_sha256: [u8; 32],
     frames: Vec<Frame>,
+    /// Resume points inside frames, in stream order.
+    checkpoints: Vec<Checkpoint>,
 }
 
 impl ZstdIndex {
@@ -148,6 +173,26 @@ impl ZstdIndex {
     /// Data frames in stream order (frames that decode to nothing are left out).
     pub fn frames(&self) -> &[Frame] {
         &self.frames
+    }
+    /// Checkpoints inside frames, in stream order.
+    pub fn checkpoints(&self) -> &[Checkpoint] {
+        &self.checkpoints
+    }
+
+    /// The checkpoints, to change: fuzzing forges checkpoints this way ([`Self::to_bytes`] then
+    /// writes CRCs that match the changed fields, so only the other checks stand).
+    #[doc(hidden)]
+    pub fn checkpoints_mut(&mut self) -> &mut Vec<Checkpoint> {
+        &mut self.checkpoints
+    }
+
+    /// The last checkpoint at or before `offset` inside frame `frame`, if any.
+    fn checkpoint_for(&self, frame: usize, offset: u64) -> Option<usize> {
+        let i = self
+            .checkpoints
+            .partition_point(|c| c.out_off <= offset)
+            .checked_sub(1)?;
+        (self.checkpoints[i].frame == frame as u64).then_some(i)
     }
 
     /// Index of the frame holding uncompressed `offset` (the last one if past the end); `None`
@@ -169,6 +214,21 @@ impl ZstdIndex {
             w.u64(f.comp_len);
             w.u64(f.out_off);
             w.u64(f.out_len);
+        }
+        w.u64(self.checkpoints.len() as u64);
+        for c in &self.checkpoints {
+            for v in [c.frame, c.comp_off, c.out_off, c.window, c.content_len, c.sparse_len] {
+                w.u64(v);
+            }
+            w.u64(c.entropy.len() as u64);
+            w.bytes(&c.entropy);
+            w.u64(c.sparse.len() as u64);
+            w.bytes(&c.sparse);
+            w.u64(c.block_crcs.len() as u64);
+            for &b in &c.block_crcs {
+                w.u32(b);
+            }
+            w.u32(c.crc());
         }
         w.finish()
     }
@@ -192,7 +252,7 @@ fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex,
     let uncompressed_len = r.u64()?;
     let compressed_sha256 = r.array32()?;
     let count = r.u64()?;
-    if count != (r.remaining() / FRAME_BYTES) as u64 {
+    if count > (r.remaining() / FRAME_BYTES) as u64 {
         return Err(format!("frame count {count} does not match the encoding"));
     }
     let mut frames = Vec::with_capacity(count as usize);
@@ -220,18 +280,82 @@ fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex,
             .ok_or_else(|| format!("frame {i} overflows"))?;
         frames.push(f);
     }
-    r.finish()?;
     if out_end != uncompressed_len {
         return Err(format!(
             "frames hold {out_end} bytes but the index says {uncompressed_len}"
         ));
     }
+    let checkpoints = decode_checkpoints(&mut r, &frames)?;
+    r.finish()?;
     Ok(ZstdIndex {
         compressed_len,
         uncompressed_len,
         compressed_sha256,
         frames,
+        checkpoints,
     })
+}
+
+/// Smallest encoded checkpoint: nine u64 fields and the CRC.
+const MIN_CHECKPOINT_BYTES: usize = 9 * 8 + 4;
+
+/// Reads the checkpoints and checks each against its CRC and its frame: strictly increasing,
+/// strictly inside the frame's compressed and output ranges, its window inside the frame.
+fn decode_checkpoints(r: &mut IndexReader<'_>, frames: &[Frame]) -> std::result::Result<Vec<Checkpoint>, String> {
+    let count = r.u64()?;
+    if count > (r.remaining() / MIN_CHECKPOINT_BYTES) as u64 {
+        return Err(format!("checkpoint count {count} does not match the encoding"));
+    }
+    let mut out = Vec::with_capacity(count as usize);
+    let (mut comp_end, mut out_end) = (0u64, 0u64);
+    for i in 0..count {
+        let mut v = [0u64; 6];
+        for x in v.iter_mut() {
+            *x = r.u64()?;
+        }
+        let [frame, comp_off, out_off, window, content_len, sparse_len] = v;
+        let n = r.u64()?;
+        let entropy = r.bytes(usize::try_from(n).map_err(|e| e.to_string())?)?.to_vec();
+        let n = r.u64()?;
+        let sparse = r.bytes(usize::try_from(n).map_err(|e| e.to_string())?)?.to_vec();
+        let n = r.u64()?;
+        if n > (r.remaining() / 4) as u64 {
+            return Err(format!("checkpoint {i}: block count {n} does not match the encoding"));
+        }
+        let block_crcs = (0..n)
+            .map(|_| r.u32())
+            .collect::<std::result::Result<Vec<u32>, String>>()?;
+        let crc = r.u32()?;
+        let c = Checkpoint {
+            frame,
+            comp_off,
+            out_off,
+            window,
+            content_len,
+            entropy,
+            sparse,
+            sparse_len,
+            block_crcs,
+        };
+        if c.crc() != crc {
+            return Err(format!("checkpoint {i} fails its CRC"));
+        }
+        c.validate()?;
+        let f = usize::try_from(frame).ok().and_then(|f| frames.get(f));
+        let inside = f.is_some_and(|f| {
+            comp_off > f.comp_off + MIN_FRAME_BYTES - 3
+                && comp_off < f.comp_off + f.comp_len
+                && out_off > f.out_off
+                && out_off < f.out_off + f.out_len
+                && out_off - content_len >= f.out_off
+        });
+        if !inside || comp_off <= comp_end || out_off <= out_end {
+            return Err(format!("checkpoint {i} (output {out_off}) does not fit its frame"));
+        }
+        (comp_end, out_end) = (comp_off, out_off);
+        out.push(c);
+    }
+    Ok(out)
 }
 
 fn new_dctx() -> io::Result<DCtx<'static>> {
@@ -243,17 +367,28 @@ fn zstd_msg(code: usize) -> String {
 }
 
 /// Decodes a whole zstd stream once, passing every decompressed byte in order to `sink`, and
-/// returns its frame table.
+/// returns its frame table, with checkpoints every [`DEFAULT_CHECKPOINT_SPACING`] of output
+/// inside large frames.
 ///
-/// Single pass, constant memory (plus libzstd's window). Skippable frames are skipped; bytes that
-/// start neither a data nor a skippable frame are an error. The sha256 of the compressed bytes is
-/// computed on the way ([`ZstdIndex::compressed_sha256`]). A sink error aborts with
-/// [`Error::Sink`].
+/// Single pass, constant memory (plus libzstd's window, and for frames that get checkpoints a
+/// copy of the last window and segment). Skippable frames are skipped; bytes that start neither
+/// a data nor a skippable frame are an error. The sha256 of the compressed bytes is computed on
+/// the way ([`ZstdIndex::compressed_sha256`]). A sink error aborts with [`Error::Sink`].
 pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<ZstdIndex> {
+    build_index_with(compressed, Some(DEFAULT_CHECKPOINT_SPACING), sink)
+}
+
+/// [`build_index`] with checkpoints every `spacing` bytes of output (`None`: frames only).
+pub fn build_index_with<R: Read>(
+    compressed: R,
+    spacing: Option<u64>,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<ZstdIndex> {
     let mut input = Input::new(HashingReader::new(compressed), BUILD_INPUT_BYTES, 0);
     let mut dctx = new_dctx()?;
     let mut out = vec![0u8; BUILD_OUTPUT_BYTES];
     let mut frames = Vec::new();
+    let mut checkpoints = Vec::new();
     let mut total: u64 = 0;
     let mut seen_frame = false;
     loop {
@@ -269,7 +404,14 @@ pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Re
         if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC {
             skip_skippable(&mut input)?;
         } else if magic == ZSTD_MAGIC {
-            let n = decode_frame(&mut dctx, &mut input, &mut out, sink)?;
+            let mut cp = FrameCheckpoints {
+                frame: frames.len() as u64,
+                tracker: spacing.map(|s| (FrameTracker::new(start, total, s), s)),
+                recent: None,
+                waiting: Vec::new(),
+                found: Vec::new(),
+            };
+            let n = decode_frame(&mut dctx, &mut input, &mut out, sink, &mut cp, total)?;
             if n > 0 {
                 let comp_len = input.pos() - start;
                 frames.push(Frame {
@@ -279,6 +421,7 @@ pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Re
                     out_len: n,
                 });
                 total += n;
+                checkpoints.extend(cp.found);
             }
         } else {
             let what = match seen_frame {
@@ -297,6 +440,7 @@ pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Re
         uncompressed_len: total,
         compressed_sha256: input.source().digest(),
         frames,
+        checkpoints,
     })
 }
 
@@ -315,12 +459,77 @@ fn skip_skippable<R: Read>(input: &mut Input<R>) -> Result<()> {
     Ok(())
 }
 
+/// The checkpoints of the frame being indexed.
+struct FrameCheckpoints {
+    frame: u64,
+    tracker: Option<(FrameTracker, u64)>,
+    /// The recent output, once the frame's window is known.
+    recent: Option<tracker::Recent>,
+    /// Completed segments whose window has not been fully output yet.
+    waiting: Vec<tracker::Pending>,
+    found: Vec<Checkpoint>,
+}
+
+impl FrameCheckpoints {
+    /// Follows compressed bytes libzstd consumed and output it produced.
+    fn step(&mut self, consumed: &[u8], output: &[u8], out_start: u64) {
+        let Some((t, spacing)) = self.tracker.as_mut() else {
+            return;
+        };
+        t.push(consumed);
+        if t.failed().is_some() {
+            self.recent = None;
+            return;
+        }
+        if self.recent.is_none() {
+            if let Some(w) = t.window() {
+                let cap = w.min(checkpoint::MAX_WINDOW) + *spacing + 4 * seq::MAX_BLOCK as u64 + (4 << 20);
+                self.recent = Some(tracker::Recent::new(out_start, cap as usize));
+            }
+        }
+        let Some(recent) = self.recent.as_mut() else { return };
+        recent.push(output);
+        self.waiting.extend(t.take_done());
+        let window = t.window().unwrap_or(0);
+        // Ready once the whole segment was output (its block CRCs need it).
+        let ready = self.waiting.iter().take_while(|p| p.end <= recent.end()).count();
+        for p in self.waiting.drain(..ready) {
+            let get = |a: u64, b: u64| recent.get(a, b);
+            match Checkpoint::from_pending(self.frame, window, p, &get) {
+                Some(c) => self.found.push(c),
+                None => {
+                    t.fail("window bytes no longer held");
+                    self.found.clear();
+                    return;
+                }
+            }
+        }
+    }
+
+    /// The frame ended: keep its checkpoints only if it was followed to the end.
+    fn finish(&mut self, out_end: u64) {
+        let Some((t, _)) = self.tracker.as_mut() else { return };
+        if t.finish() {
+            self.step(&[], &[], out_end);
+        }
+        let failed = self.tracker.as_ref().and_then(|(t, _)| t.failed());
+        if failed.is_some() || !self.waiting.is_empty() {
+            if let Some(why) = failed.filter(|w| !w.contains("too small")) {
+                log::debug!("zstd frame {}: no checkpoints ({why})", self.frame);
+            }
+            self.found.clear();
+        }
+    }
+}
+
 /// Decodes one data frame starting at the input position; returns its uncompressed size.
 fn decode_frame<R: Read>(
     dctx: &mut DCtx<'static>,
     input: &mut Input<R>,
     out: &mut [u8],
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+    cps: &mut FrameCheckpoints,
+    out_start: u64,
 ) -> Result<u64> {
     reset(dctx, input.pos())?;
     let mut produced: u64 = 0;
@@ -329,12 +538,14 @@ fn decode_frame<R: Read>(
         let more = input.fill()?;
         let at = input.pos();
         let step = decompress(dctx, input.data(), out).map_err(|m| corrupt(at, m))?;
+        cps.step(&input.data()[..step.consumed], &out[..step.produced], out_start);
         input.consume(step.consumed);
         if step.produced > 0 {
             sink(&out[..step.produced]).map_err(Error::Sink)?;
             produced += step.produced as u64;
         }
         if step.frame_done {
+            cps.finish(out_start + produced);
             return Ok(produced);
         }
         if step.consumed == 0 && step.produced == 0 {
@@ -418,15 +629,26 @@ impl Source for ZstdSource {
     }
 
     fn restart_point(&self, offset: u64) -> u64 {
-        match self.index.frame_for(offset) {
-            Some(i) => self.index.frames[i].out_off,
-            None => 0,
+        let Some(i) = self.index.frame_for(offset) else {
+            return 0;
+        };
+        match self.index.checkpoint_for(i, offset) {
+            Some(c) => self.index.checkpoints[c].out_off,
+            None => self.index.frames[i].out_off,
         }
     }
 
     fn next_restart_point(&self, offset: u64) -> Option<u64> {
         let frames = &self.index.frames;
-        let next = frames.get(frames.partition_point(|f| f.out_off <= offset))?.out_off;
+        let frame = frames
+            .get(frames.partition_point(|f| f.out_off <= offset))
+            .map(|f| f.out_off);
+        let cps = &self.index.checkpoints;
+        let cp = cps.get(cps.partition_point(|c| c.out_off <= offset)).map(|c| c.out_off);
+        let next = match (frame, cp) {
+            (Some(a), Some(b)) => a.min(b),
+            (a, b) => a.or(b)?,
+        };
         (next < self.index.uncompressed_len).then_some(next)
     }
 
@@ -435,9 +657,20 @@ impl Source for ZstdSource {
             .index
             .frame_for(offset)
             .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "zstd stream is empty"))?;
+        if let Some(c) = self.index.checkpoint_for(i, offset) {
+            let r = Resumed::open(Arc::clone(&self.blob), Arc::clone(&self.index), c)?;
+            return Ok(ZstdDecoder::Resumed(r, Arc::clone(&self.blob)));
+        }
+        Ok(ZstdDecoder::Frames(self.frames_from(i)?))
+    }
+}
+
+impl ZstdSource {
+    /// A streaming decoder at the start of frame `i`.
+    fn frames_from(&self, i: usize) -> io::Result<FrameDecoder> {
         let f = self.index.frames[i];
         let src = ReadAtSource::new(Arc::clone(&self.blob), f.comp_off, f.comp_off + f.comp_len);
-        Ok(ZstdDecoder {
+        Ok(FrameDecoder {
             index: Arc::clone(&self.index),
             dctx: new_dctx()?,
             input: Input::new(src, READ_INPUT_BYTES, f.comp_off),
@@ -450,8 +683,48 @@ impl Source for ZstdSource {
     }
 }
 
-/// A live decoder of a [`ZstdReader`]: inside frame `frame`, at uncompressed `pos`.
-pub struct ZstdDecoder {
+/// A live decoder of a [`ZstdReader`]: resumed at a checkpoint inside a frame (to that frame's
+/// end, then streaming from frame starts), or streaming from a frame start.
+pub enum ZstdDecoder {
+    /// Inside a frame, from a checkpoint; the blob is kept to go on with the next frame.
+    Resumed(Resumed, Arc<dyn ReadAt>),
+    /// From a frame start, frame after frame.
+    Frames(FrameDecoder),
+}
+
+impl Decoder for ZstdDecoder {
+    fn position(&self) -> u64 {
+        match self {
+            ZstdDecoder::Resumed(r, _) => r.position(),
+            ZstdDecoder::Frames(f) => f.pos,
+        }
+    }
+
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        loop {
+            let (next, blob) = match self {
+                ZstdDecoder::Frames(f) => return f.read(out),
+                ZstdDecoder::Resumed(r, blob) => {
+                    let n = r.read(out)?;
+                    if n > 0 || out.is_empty() {
+                        return Ok(n);
+                    }
+                    (r.frame() + 1, Arc::clone(blob))
+                }
+            };
+            let ZstdDecoder::Resumed(r, _) = self else { return Ok(0) };
+            let index = Arc::clone(r.index());
+            if next >= index.frames.len() {
+                return Ok(0);
+            }
+            let source = ZstdSource { blob, index };
+            *self = ZstdDecoder::Frames(source.frames_from(next)?);
+        }
+    }
+}
+
+/// A streaming decoder from a frame start: inside frame `frame`, at uncompressed `pos`.
+pub struct FrameDecoder {
     index: Arc<ZstdIndex>,
     dctx: DCtx<'static>,
     /// Reads only the current frame's compressed range.
@@ -464,7 +737,7 @@ pub struct ZstdDecoder {
     stalls: u32,
 }
 
-impl ZstdDecoder {
+impl FrameDecoder {
     /// Moves to the next data frame (skipping whatever lies between, e.g. skippable frames).
     fn next_frame(&mut self) -> Result<()> {
         self.frame += 1;
@@ -502,12 +775,6 @@ impl ZstdDecoder {
             self.stalls = 0;
         }
         Ok(step.produced)
-    }
-}
-
-impl Decoder for ZstdDecoder {
-    fn position(&self) -> u64 {
-        self.pos
     }
 
     fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {

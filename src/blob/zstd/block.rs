@@ -1,0 +1,199 @@
+//! Safe wrapper over libzstd's block-level decompression (zstd-sys `experimental`:
+//! `ZSTD_decompressBegin_usingDict`, `ZSTD_decompressBlock`, `ZSTD_insertBlock`), with the
+//! decoded history it needs.
+// FFI, allowed here only: resuming a frame in the middle needs libzstd's static block API,
+// which has no safe binding (zstd-safe wraps the stable API only). libzstd keeps pointers into
+// the history buffers between calls; this type owns those buffers, never reallocates or frees
+// them while the context lives, and only hands out copies. Every unsafe block says why it holds.
+#![allow(unsafe_code)]
+
+use std::ffi::{c_void, CStr};
+use std::io;
+use std::ptr::NonNull;
+
+use zstd_sys as zs;
+
+use super::seq::{BlockKind, MAX_BLOCK};
+
+/// Room kept in a history buffer beyond the window, so that buffers alternate rarely.
+const SLACK: usize = 1 << 20;
+
+fn zstd_error(what: &str, code: usize) -> io::Error {
+    // SAFETY: ZSTD_getErrorName returns a pointer to a static NUL-terminated string for any code.
+    let name = unsafe { CStr::from_ptr(zs::ZSTD_getErrorName(code)) };
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("{what}: {}", name.to_string_lossy()),
+    )
+}
+
+fn is_error(code: usize) -> bool {
+    // SAFETY: a pure function of its argument.
+    unsafe { zs::ZSTD_isError(code) != 0 }
+}
+
+/// A block decoder resumed from a dictionary, and the output history its matches read.
+///
+/// Output goes to two buffers in turn: the first one starts with the dictionary (its content is
+/// the window before the resume point), and when the current one has no room for another
+/// block, decoding continues at the start of the other one. libzstd then sees the full buffer as
+/// its "external dictionary" and the new one as the prefix, so the last `window` bytes are
+/// always in memory as long as each buffer is filled with at least `window` bytes before the
+/// switch (its capacity is `window + MAX_BLOCK + SLACK`).
+pub(super) struct History {
+    dctx: NonNull<zs::ZSTD_DCtx>,
+    bufs: [Vec<u8>; 2],
+    cur: usize,
+    /// Per buffer: index of its first valid byte, output position of that byte, valid bytes.
+    lo: [usize; 2],
+    base: [u64; 2],
+    len: [usize; 2],
+    cap: usize,
+}
+
+// SAFETY: the context and the buffers it points into are owned exclusively by this value; the
+// context has no thread affinity.
+unsafe impl Send for History {}
+
+impl Drop for History {
+    fn drop(&mut self) {
+        // SAFETY: created by ZSTD_createDCtx and freed once; the buffers outlive this call.
+        unsafe {
+            zs::ZSTD_freeDCtx(self.dctx.as_ptr());
+        }
+    }
+}
+
+impl History {
+    /// Starts a decoder from a dictionary: `entropy` (magic, ID, tables, repeat offsets) then
+    /// `content_len` bytes of content for output positions `[content_start, ..)`, which `fill`
+    /// writes (into zeros). `window` bounds how far back matches reach.
+    pub(super) fn resume(
+        entropy: &[u8],
+        content_start: u64,
+        content_len: usize,
+        window: usize,
+        fill: impl FnOnce(&mut [u8]),
+    ) -> io::Result<History> {
+        let cap = window + MAX_BLOCK + SLACK;
+        let e = entropy.len();
+        let mut first = vec![0u8; e + content_len + cap];
+        first[..e].copy_from_slice(entropy);
+        fill(&mut first[e..e + content_len]);
+        // SAFETY: no arguments; a null result is handled.
+        let dctx = NonNull::new(unsafe { zs::ZSTD_createDCtx() })
+            .ok_or_else(|| io::Error::other("cannot allocate a zstd decoder"))?;
+        let h = History {
+            dctx,
+            bufs: [first, Vec::new()],
+            cur: 0,
+            lo: [e, 0],
+            base: [content_start, 0],
+            len: [content_len, 0],
+            cap,
+        };
+        // SAFETY: the dictionary is `bufs[0][..e + content_len]`, which lives (unmoved: the Vec is
+        // never resized) as long as the context; libzstd parses the entropy part now and keeps a
+        // pointer to the content as the history before the first block.
+        let rc = unsafe {
+            zs::ZSTD_decompressBegin_usingDict(h.dctx.as_ptr(), h.bufs[0].as_ptr().cast::<c_void>(), e + content_len)
+        };
+        if is_error(rc) {
+            return Err(zstd_error("checkpoint does not load", rc));
+        }
+        Ok(h)
+    }
+
+    /// Output position just after the last decoded byte.
+    pub(super) fn end(&self) -> u64 {
+        self.base[self.cur] + self.len[self.cur] as u64
+    }
+
+    /// Decodes one block (its content, without the 3-byte header); `size` is the header's
+    /// Block_Size. Returns the CRC-32 of the bytes produced.
+    pub(super) fn decode(&mut self, kind: BlockKind, content: &[u8], size: usize) -> io::Result<u32> {
+        let c = self.cur;
+        if self.bufs[c].len() - (self.lo[c] + self.len[c]) < MAX_BLOCK {
+            let o = 1 - c;
+            if self.bufs[o].len() < self.cap {
+                self.bufs[o] = vec![0u8; self.cap];
+            }
+            self.base[o] = self.end();
+            self.lo[o] = 0;
+            self.len[o] = 0;
+            self.cur = o;
+        }
+        let c = self.cur;
+        let at = self.lo[c] + self.len[c];
+        let dst = &mut self.bufs[c][at..at + MAX_BLOCK];
+        let n = match kind {
+            BlockKind::Compressed => {
+                // SAFETY: `dst` is MAX_BLOCK writable bytes of an owned buffer; `content` is a
+                // readable slice. libzstd reads history only inside the buffers it was told about
+                // (the dictionary, then the previous and current buffer), all alive and unmoved.
+                let rc = unsafe {
+                    zs::ZSTD_decompressBlock(
+                        self.dctx.as_ptr(),
+                        dst.as_mut_ptr().cast::<c_void>(),
+                        dst.len(),
+                        content.as_ptr().cast::<c_void>(),
+                        content.len(),
+                    )
+                };
+                if is_error(rc) {
+                    return Err(zstd_error("corrupt zstd block", rc));
+                }
+                rc
+            }
+            BlockKind::Raw | BlockKind::Rle => {
+                if size > dst.len() || (kind == BlockKind::Raw && content.len() != size) {
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "zstd block too large"));
+                }
+                match kind {
+                    BlockKind::Raw => dst[..size].copy_from_slice(content),
+                    _ => dst[..size].fill(content.first().copied().unwrap_or(0)),
+                }
+                // SAFETY: `dst[..size]` is initialised output in an owned, unmoved buffer; libzstd
+                // records it as the newest history.
+                unsafe {
+                    zs::ZSTD_insertBlock(self.dctx.as_ptr(), dst.as_ptr().cast::<c_void>(), size);
+                }
+                size
+            }
+        };
+        self.len[c] += n;
+        Ok(crc32fast::hash(&self.bufs[c][at..at + n]))
+    }
+
+    /// Copies decoded bytes from output position `from` into `out`; returns how many (0 when
+    /// `from` is not held).
+    pub(super) fn copy_out(&self, from: u64, out: &mut [u8]) -> usize {
+        for b in [1 - self.cur, self.cur] {
+            let (base, len) = (self.base[b], self.len[b] as u64);
+            if from >= base && from < base + len {
+                let i = (from - base) as usize;
+                let n = out.len().min(self.len[b] - i);
+                let at = self.lo[b] + i;
+                out[..n].copy_from_slice(&self.bufs[b][at..at + n]);
+                return n;
+            }
+        }
+        0
+    }
+
+    /// Writes `bytes` at output position `pos`, wherever that position is still held (window
+    /// bytes a later segment needs that the first checkpoint did not keep).
+    pub(super) fn patch(&mut self, pos: u64, bytes: &[u8]) {
+        for b in 0..2 {
+            let (base, len) = (self.base[b], self.len[b] as u64);
+            let start = pos.max(base);
+            let end = (pos + bytes.len() as u64).min(base + len);
+            if start < end {
+                let from = (start - pos) as usize;
+                let at = self.lo[b] + (start - base) as usize;
+                let n = (end - start) as usize;
+                self.bufs[b][at..at + n].copy_from_slice(&bytes[from..from + n]);
+            }
+        }
+    }
+}

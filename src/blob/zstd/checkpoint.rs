@@ -1,0 +1,210 @@
+//! A checkpoint: what a zstd decoder needs to resume a frame at a block boundary, stored in the
+//! index (docs/index-format.md, "zstd checkpoints").
+//!
+//! It is a zstd dictionary in two parts: the entropy header ([`super::seq::SeqState::dictionary_header`]:
+//! the tables later blocks may repeat and the three repeat offsets) and the window content
+//! before the boundary, of which only the bytes the following segment copies from are kept
+//! ("sparse window"): runs of (gap, length) varints then the bytes, zstd-compressed. Unkept
+//! bytes read as zeros; no match of the segment reads them.
+
+use super::tracker::Pending;
+use std::ops::Range;
+
+/// Most a window may be (libzstd decodes up to 2^31 with `--long=31` and a raised limit).
+pub(super) const MAX_WINDOW: u64 = 1 << 31;
+/// Longest entropy header: Huffman tree (at most 129 bytes) and three FSE descriptions.
+const MAX_ENTROPY: usize = 4096;
+/// Compression level of sparse windows: they are written once and read on every resume.
+const SPARSE_LEVEL: i32 = 3;
+
+/// The kept window bytes of a checkpoint: per run, its output position and its range in the
+/// buffer; then the buffer.
+pub(super) type SparseRuns = (Vec<(u64, Range<usize>)>, Vec<u8>);
+
+/// One checkpoint; see the module doc.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Checkpoint {
+    /// The data frame it belongs to (index into the frame table).
+    pub frame: u64,
+    /// Compressed offset of the header of the block it resumes at.
+    pub comp_off: u64,
+    /// Output position it resumes at.
+    pub out_off: u64,
+    /// The frame's window size.
+    pub window: u64,
+    /// How many bytes before `out_off` the dictionary content covers.
+    pub content_len: u64,
+    /// Dictionary header: magic, ID, entropy tables, repeat offsets.
+    pub entropy: Vec<u8>,
+    /// The sparse window, zstd-compressed.
+    pub sparse: Vec<u8>,
+    /// Length of the sparse window before compression.
+    pub sparse_len: u64,
+    /// CRC-32 of the output of each block of the segment (up to the next checkpoint or the end
+    /// of the frame): a resumed decoder checks every block against the index pass's decode.
+    pub block_crcs: Vec<u32>,
+}
+
+/// Appends `v` as a LEB128 varint.
+fn put_varint(out: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+fn get_varint(data: &[u8], at: &mut usize) -> Result<u64, String> {
+    let mut v = 0u64;
+    for shift in (0..64).step_by(7) {
+        let b = *data.get(*at).ok_or("truncated sparse window")?;
+        *at += 1;
+        v |= u64::from(b & 0x7f) << shift;
+        if b & 0x80 == 0 {
+            return Ok(v);
+        }
+    }
+    Err("varint too long in sparse window".into())
+}
+
+impl Checkpoint {
+    /// Builds the checkpoint of a completed tracker segment; `bytes(start, end)` returns the
+    /// output bytes `[start, end)` (the build keeps the recent output), `None` if gone.
+    pub(super) fn from_pending(
+        frame: u64,
+        window: u64,
+        p: Pending,
+        bytes: &dyn Fn(u64, u64) -> Option<Vec<u8>>,
+    ) -> Option<Checkpoint> {
+        let window_start = p.out_off - p.content_len;
+        let mut raw = Vec::new();
+        put_varint(&mut raw, p.refs.len() as u64);
+        let mut prev = window_start;
+        for &(s, e) in &p.refs {
+            put_varint(&mut raw, s - prev);
+            put_varint(&mut raw, e - s);
+            prev = e;
+        }
+        for &(s, e) in &p.refs {
+            raw.extend_from_slice(&bytes(s, e)?);
+        }
+        let sparse = ::zstd::bulk::compress(&raw, SPARSE_LEVEL).ok()?;
+        let mut block_crcs = Vec::with_capacity(p.blocks.len());
+        let mut pos = p.out_off;
+        for &n in &p.blocks {
+            let end = pos + u64::from(n);
+            block_crcs.push(crc32fast::hash(&bytes(pos, end)?));
+            pos = end;
+        }
+        Some(Checkpoint {
+            frame,
+            comp_off: p.comp_off,
+            out_off: p.out_off,
+            window,
+            content_len: p.content_len,
+            entropy: p.entropy,
+            sparse,
+            sparse_len: raw.len() as u64,
+            block_crcs,
+        })
+    }
+
+    /// Output position of the first byte of the dictionary content.
+    pub(super) fn content_start(&self) -> u64 {
+        self.out_off - self.content_len
+    }
+
+    /// The kept window bytes: (output position, range in the returned buffer) per run, and the
+    /// buffer. Every run lies inside `[content_start, out_off)`.
+    pub(super) fn sparse_runs(&self) -> Result<SparseRuns, String> {
+        let raw = ::zstd::bulk::decompress(&self.sparse, self.sparse_len as usize)
+            .map_err(|e| format!("sparse window does not decompress: {e}"))?;
+        if raw.len() as u64 != self.sparse_len {
+            return Err("sparse window has the wrong length".into());
+        }
+        let mut at = 0;
+        let n = get_varint(&raw, &mut at)?;
+        if n > raw.len() as u64 {
+            return Err("sparse window run count too large".into());
+        }
+        let mut runs = Vec::with_capacity(n as usize);
+        let mut pos = self.content_start();
+        let mut lens = Vec::with_capacity(n as usize);
+        for _ in 0..n {
+            let gap = get_varint(&raw, &mut at)?;
+            let len = get_varint(&raw, &mut at)?;
+            let start = pos.checked_add(gap).ok_or("sparse run overflows")?;
+            pos = start.checked_add(len).ok_or("sparse run overflows")?;
+            if pos > self.out_off {
+                return Err("sparse run outside its window".into());
+            }
+            lens.push((start, len));
+        }
+        for (start, len) in lens {
+            let end = at.checked_add(len as usize).ok_or("sparse run overflows")?;
+            if end > raw.len() {
+                return Err("sparse window bytes truncated".into());
+            }
+            runs.push((start, at..end));
+            at = end;
+        }
+        if at != raw.len() {
+            return Err("bytes after the sparse window".into());
+        }
+        Ok((runs, raw))
+    }
+
+    /// Checks what can be checked without the frame; the entropy header itself is checked by
+    /// libzstd when a decoder loads it, and the rest against the frame as it is decoded.
+    pub(super) fn validate(&self) -> Result<(), String> {
+        let ok = self.window > 0
+            && self.window <= MAX_WINDOW
+            && self.content_len > 0
+            && self.content_len <= self.window
+            && self.content_len <= self.out_off
+            && (20..=MAX_ENTROPY).contains(&self.entropy.len())
+            && self.entropy[..4] == super::seq::DICT_MAGIC.to_le_bytes()
+            && self.sparse_len <= self.content_len.saturating_mul(4).saturating_add(64)
+            && !self.block_crcs.is_empty();
+        match ok {
+            true => Ok(()),
+            false => Err(format!(
+                "checkpoint at output {} is inconsistent (window {}, content {}, entropy {} bytes, sparse {} bytes)",
+                self.out_off,
+                self.window,
+                self.content_len,
+                self.entropy.len(),
+                self.sparse_len
+            )),
+        }
+    }
+
+    /// CRC-32 of every field: any damage to a checkpoint is caught before it is used.
+    pub(super) fn crc(&self) -> u32 {
+        let mut h = crc32fast::Hasher::new();
+        for v in [
+            self.frame,
+            self.comp_off,
+            self.out_off,
+            self.window,
+            self.content_len,
+            self.sparse_len,
+            self.entropy.len() as u64,
+            self.sparse.len() as u64,
+            self.block_crcs.len() as u64,
+        ] {
+            h.update(&v.to_le_bytes());
+        }
+        h.update(&self.entropy);
+        h.update(&self.sparse);
+        for c in &self.block_crcs {
+            h.update(&c.to_le_bytes());
+        }
+        h.finalize()
+    }
+
+    /// Bytes this checkpoint takes in the index.
+    pub fn encoded_len(&self) -> usize {
+        9 * 8 + 4 + self.entropy.len() + self.sparse.len() + 4 * self.block_crcs.len()
+    }
+}

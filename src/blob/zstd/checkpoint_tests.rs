@@ -1,0 +1,229 @@
+//! Checkpoints against full decodes: every checkpoint of multi-block frames, resumed and read to
+//! the end of its frame, gives the bytes a full decode gives.
+
+use super::*;
+use crate::blob::codec_io::test_util::{check_random_reads, test_data};
+
+/// Data with matches near and far: a few MiB of mixed text and binary, then parts of it
+/// again, so later segments copy from well before their checkpoint.
+fn data(len: usize, seed: u64) -> Vec<u8> {
+    let base = test_data(len / 2, seed);
+    let mut out = base.clone();
+    let mut i = 0;
+    while out.len() < len {
+        let from = (i * 7919 * 613) % (base.len() - 70_000);
+        out.extend_from_slice(&base[from..from + 1000 + (i * 37) % 60_000]);
+        out.extend_from_slice(&test_data(3000, seed + i as u64));
+        i += 1;
+    }
+    out.truncate(len);
+    out
+}
+
+fn compress(plain: &[u8], level: i32, checksum: bool, long: bool) -> Vec<u8> {
+    let mut enc = ::zstd::stream::Encoder::new(Vec::new(), level).unwrap();
+    enc.include_checksum(checksum).unwrap();
+    if long {
+        enc.long_distance_matching(true).unwrap();
+        enc.window_log(27).unwrap();
+    }
+    std::io::Write::write_all(&mut enc, plain).unwrap();
+    enc.finish().unwrap()
+}
+
+fn index_with(comp: &[u8], spacing: u64) -> (ZstdIndex, Vec<u8>) {
+    let mut plain = Vec::new();
+    let idx = build_index_with(comp, Some(spacing), &mut |b: &[u8]| {
+        plain.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    (idx, plain)
+}
+
+/// Resumes at every checkpoint and reads to the end of the stream.
+fn resume_everywhere(comp: &[u8], plain: &[u8], spacing: u64) -> ZstdIndex {
+    let (idx, got) = index_with(comp, spacing);
+    assert!(got == plain);
+    assert_eq!(ZstdIndex::from_bytes(&idx.to_bytes()).unwrap(), idx);
+    let idx = Arc::new(idx);
+    let blob: Arc<dyn ReadAt> = Arc::new(comp.to_vec());
+    let source = ZstdIndex::source(Arc::clone(&blob), Arc::clone(&idx));
+    for c in idx.checkpoints() {
+        let mut d = source.open(c.out_off).unwrap();
+        assert_eq!(d.position(), c.out_off);
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; 100_000];
+        loop {
+            let n = d.read(&mut buf).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let want = &plain[c.out_off as usize..];
+        assert!(
+            out == want,
+            "resumed at {}: {} bytes, want {}",
+            c.out_off,
+            out.len(),
+            want.len()
+        );
+    }
+    idx.as_ref().clone()
+}
+
+#[test]
+fn every_checkpoint_resumes_exactly() {
+    let plain = data(6 << 20, 1);
+    for (level, checksum, long) in [(1, false, false), (3, true, false), (3, false, true), (19, true, false)] {
+        let plain = match level {
+            19 => &plain[..3 << 20],
+            _ => &plain[..],
+        };
+        let comp = compress(plain, level, checksum, long);
+        let idx = resume_everywhere(&comp, plain, 256 << 10);
+        let n = idx.checkpoints().len();
+        assert!(
+            n as u64 >= plain.len() as u64 / (256 << 10) - 2,
+            "level {level}: {n} checkpoints"
+        );
+        // The kept windows are a small part of the stream.
+        let kept: usize = idx.checkpoints().iter().map(Checkpoint::encoded_len).sum();
+        eprintln!(
+            "level {level} long {long}: {} -> {} bytes, {n} checkpoints, {kept} bytes of checkpoints",
+            plain.len(),
+            comp.len()
+        );
+    }
+}
+
+#[test]
+fn random_reads_use_checkpoints() {
+    let plain = data(5 << 20, 2);
+    let comp = compress(&plain, 3, true, false);
+    let (idx, _) = index_with(&comp, 512 << 10);
+    assert!(idx.checkpoints().len() >= 8);
+    let config = CacheConfig {
+        chunk_size: 64 << 10,
+        cache_bytes: 256 << 10,
+        max_decoders: 2,
+    };
+    let r = ZstdReader::with_config(Arc::new(comp), Arc::new(idx), config).unwrap();
+    check_random_reads(&r, &plain, 300, plain.len() as u64);
+    // Each miss decodes at most one segment plus a chunk from its checkpoint.
+    let s = r.stats();
+    assert!(s.decompressed_bytes < 300 * ((512 << 10) + (256 << 10)), "{s:?}");
+}
+
+#[test]
+fn cli_frames_resume() {
+    use std::process::{Command, Stdio};
+    let plain = data(5 << 20, 3);
+    for args in [
+        &["-c", "-q", "-3"][..],
+        &["-c", "-q", "--long", "-T2"][..],
+        &["-c", "-q", "-19", "--no-check"][..],
+    ] {
+        let mut child = Command::new("zstd")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("zstd CLI (scripts/install-deps.sh)");
+        let mut stdin = child.stdin.take().unwrap();
+        let input = plain.clone();
+        let w = std::thread::spawn(move || std::io::Write::write_all(&mut stdin, &input));
+        let out = child.wait_with_output().unwrap();
+        w.join().unwrap().unwrap();
+        assert!(out.status.success());
+        let idx = resume_everywhere(&out.stdout, &plain, 512 << 10);
+        assert!(idx.checkpoints().len() >= 6, "{args:?}");
+    }
+}
+
+/// Reads from checkpoint `c` to the end of the stream.
+fn read_from(source: &ZstdSource, c: &Checkpoint) -> io::Result<Vec<u8>> {
+    let mut d = source.open(c.out_off)?;
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 100_000];
+    loop {
+        let n = d.read(&mut buf)?;
+        if n == 0 {
+            return Ok(out);
+        }
+        out.extend_from_slice(&buf[..n]);
+    }
+}
+
+/// A change made to a checkpoint.
+type Edit = Box<dyn Fn(&mut Checkpoint)>;
+
+#[test]
+fn a_checkpoint_that_disagrees_with_the_frame_is_never_trusted() {
+    let plain = data(3 << 20, 4);
+    let comp = compress(&plain, 3, false, false);
+    let (idx, _) = index_with(&comp, 256 << 10);
+    let blob: Arc<dyn ReadAt> = Arc::new(comp.clone());
+    let k = idx.checkpoints.len() / 2;
+    let edits: Vec<(&str, Edit)> = vec![
+        (
+            "window bytes wiped",
+            Box::new(|c| {
+                let (_, raw) = c.sparse_runs().unwrap();
+                let (runs, _) = c.sparse_runs().unwrap();
+                let mut zeroed = raw.clone();
+                for (_, r) in runs {
+                    zeroed[r].fill(0);
+                }
+                c.sparse = ::zstd::bulk::compress(&zeroed, 3).unwrap();
+            }),
+        ),
+        (
+            "repeat offset changed",
+            Box::new(|c| {
+                let n = c.entropy.len();
+                c.entropy[n - 12] ^= 1;
+            }),
+        ),
+        ("tables changed", Box::new(|c| c.entropy[10] ^= 0x20)),
+        ("checkpoint moved by a block", Box::new(|c| c.out_off += 1)),
+        ("block check changed", Box::new(|c| c.block_crcs[0] ^= 1)),
+        ("content shorter", Box::new(|c| c.content_len /= 2)),
+    ];
+    for (what, edit) in edits {
+        let mut bad = idx.clone();
+        edit(&mut bad.checkpoints[k]);
+        // Damage without a matching CRC is rejected when the index is decoded...
+        let mut enc = idx.clone();
+        edit(&mut enc.checkpoints[k]);
+        let body = enc.to_bytes();
+        let c = &enc.checkpoints[k];
+        let crc = c.crc().to_le_bytes();
+        let at = body.windows(4).rposition(|w| w == crc).unwrap();
+        let mut broken = body.clone();
+        broken[at] ^= 1;
+        let n = broken.len() - 32;
+        let sum: [u8; 32] =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&broken[..n])).into();
+        broken[n..].copy_from_slice(&sum);
+        assert!(ZstdIndex::from_bytes(&broken).is_err(), "{what}: bad CRC accepted");
+        // ... and with its CRC recomputed (a forged or buggy checkpoint) reads through it fail
+        // rather than serve other bytes.
+        let source = ZstdIndex::source(Arc::clone(&blob), Arc::new(bad.clone()));
+        let c = &bad.checkpoints[k];
+        match read_from(&source, c) {
+            Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}"),
+            Ok(got) => panic!("{what}: read {} bytes through a wrong checkpoint", got.len()),
+        }
+        // A decoder started before it crosses it: it fails there, or (when what it takes from
+        // the checkpoint, the window bytes, is intact) reads the true bytes.
+        let before = &bad.checkpoints[k - 1];
+        if let Ok(got) = read_from(&source, before) {
+            assert!(
+                got == plain[before.out_off as usize..],
+                "{what}: crossing gave other bytes"
+            );
+        }
+    }
+}
