@@ -17,8 +17,9 @@ use super::{corrupt, ZstdIndex};
 use crate::blob::codec_io::{Input, ReadAtSource};
 use crate::blob::ReadAt;
 
-/// Compressed input buffered per resumed decoder: at least one whole block.
-const INPUT_BYTES: usize = 2 * MAX_BLOCK + 64;
+/// Compressed input buffered per resumed decoder: at least one whole block, and a multiple of
+/// the 64 KiB verified chunks (`Input` aligns its reads to its size).
+const INPUT_BYTES: usize = 2 * MAX_BLOCK;
 
 /// See the module doc.
 pub struct Resumed {
