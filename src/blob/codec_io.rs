@@ -15,6 +15,7 @@ use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
 
+use super::codec_error::IndexFormatError;
 use super::ReadAt;
 
 /// Length of the sha256 trailer that closes every encoded index.
@@ -274,20 +275,25 @@ impl<'a> IndexReader<'a> {
     /// `Trailer::Skip` leaves the sha256 trailer unchecked, for an index inside a file whose own
     /// checksum was verified (a layer index in the cache): hashing it again costs a warm mount
     /// about a millisecond per 2 MB.
-    pub(crate) fn open(data: &'a [u8], magic: &[u8; 8], version: u32, trailer: Trailer) -> Result<Self, String> {
+    pub(crate) fn open(
+        data: &'a [u8],
+        magic: &[u8; 8],
+        version: u32,
+        trailer: Trailer,
+    ) -> Result<Self, IndexFormatError> {
         let head = magic.len() + 4;
         if data.len() < head + CHECKSUM_LEN {
-            return Err(format!("{} bytes is too short for an index", data.len()));
+            return Err(IndexFormatError::TooShort(data.len()));
         }
         let (body, sum) = data.split_at(data.len() - CHECKSUM_LEN);
         if trailer == Trailer::Check {
             let want: [u8; 32] = Sha256::digest(body).into();
             if want.as_slice() != sum {
-                return Err("checksum mismatch (corrupt or truncated index)".into());
+                return Err(IndexFormatError::Checksum);
             }
         }
         if &body[..magic.len()] != magic {
-            return Err("bad magic".into());
+            return Err(IndexFormatError::Magic);
         }
         let mut r = Self {
             data: body,
@@ -295,14 +301,20 @@ impl<'a> IndexReader<'a> {
         };
         let v = r.u32()?;
         if v != version {
-            return Err(format!("unsupported index version {v} (expected {version})"));
+            return Err(IndexFormatError::Version {
+                found: v,
+                expected: version,
+            });
         }
         Ok(r)
     }
 
-    fn take(&mut self, n: usize) -> Result<&'a [u8], String> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8], IndexFormatError> {
         if self.remaining() < n {
-            return Err(format!("truncated at byte {} (wanted {n} more)", self.pos));
+            return Err(IndexFormatError::Truncated {
+                at: self.pos,
+                wanted: n,
+            });
         }
         let s = &self.data[self.pos..self.pos + n];
         self.pos += n;
@@ -312,32 +324,32 @@ impl<'a> IndexReader<'a> {
     pub(crate) fn remaining(&self) -> usize {
         self.data.len() - self.pos
     }
-    pub(crate) fn u8(&mut self) -> Result<u8, String> {
+    pub(crate) fn u8(&mut self) -> Result<u8, IndexFormatError> {
         Ok(self.take(1)?[0])
     }
-    pub(crate) fn u32(&mut self) -> Result<u32, String> {
+    pub(crate) fn u32(&mut self) -> Result<u32, IndexFormatError> {
         let mut a = [0; 4];
         a.copy_from_slice(self.take(4)?);
         Ok(u32::from_le_bytes(a))
     }
-    pub(crate) fn u64(&mut self) -> Result<u64, String> {
+    pub(crate) fn u64(&mut self) -> Result<u64, IndexFormatError> {
         let mut a = [0; 8];
         a.copy_from_slice(self.take(8)?);
         Ok(u64::from_le_bytes(a))
     }
-    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], String> {
+    pub(crate) fn bytes(&mut self, n: usize) -> Result<&'a [u8], IndexFormatError> {
         self.take(n)
     }
-    pub(crate) fn array32(&mut self) -> Result<[u8; 32], String> {
+    pub(crate) fn array32(&mut self) -> Result<[u8; 32], IndexFormatError> {
         let mut a = [0; 32];
         a.copy_from_slice(self.take(32)?);
         Ok(a)
     }
     /// Fails unless every field was consumed.
-    pub(crate) fn finish(self) -> Result<(), String> {
+    pub(crate) fn finish(self) -> Result<(), IndexFormatError> {
         match self.remaining() {
             0 => Ok(()),
-            n => Err(format!("{n} unexpected bytes after the last field")),
+            n => Err(IndexFormatError::Trailing(n)),
         }
     }
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 pub mod chunk_cache;
+pub mod codec_error;
 mod codec_io;
 pub mod gzip;
 pub mod indexed;

@@ -1,6 +1,7 @@
 //! Access points and the index's encoding (what the layer cache stores).
 
 use super::*;
+use crate::blob::codec_error::IndexFormatError::{self, Field};
 
 /// A place where inflating can resume; see the module docs.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -61,7 +62,7 @@ impl AccessPoint {
         if self.window_len == 0 {
             return Ok(Vec::new());
         }
-        inflate_window(&self.window, self.window_len()).map_err(Error::BadIndex)
+        inflate_window(&self.window, self.window_len()).map_err(bad_index)
     }
 }
 
@@ -127,17 +128,17 @@ impl GzipIndex {
     /// the rest) and any inconsistency: points not strictly increasing or out of range, windows
     /// that do not inflate to their length, counts the input cannot hold.
     pub fn from_bytes(data: &[u8]) -> Result<GzipIndex> {
-        decode_index(data, Trailer::Check).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Check).map_err(bad_index)
     }
 
     /// [`Self::from_bytes`] for bytes inside a file whose own checksum was verified: the sha256
     /// trailer is not hashed again; every other check is made.
     pub fn from_checksummed_bytes(data: &[u8]) -> Result<GzipIndex> {
-        decode_index(data, Trailer::Skip).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Skip).map_err(bad_index)
     }
 }
 
-pub(super) fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<GzipIndex, String> {
+pub(super) fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<GzipIndex, IndexFormatError> {
     let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
@@ -145,19 +146,21 @@ pub(super) fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result
     let compressed_sha256 = r.array32()?;
     let count = r.u64()?;
     if count == 0 || count > (r.remaining() / MIN_POINT_BYTES) as u64 {
-        return Err(format!("point count {count} does not fit the encoding"));
+        return Err(Field(format!("point count {count} does not fit the encoding")));
     }
     let mut points: Vec<AccessPoint> = Vec::with_capacity(count as usize);
     for i in 0..count {
         let p = decode_point(&mut r)?;
-        check_point(&p, compressed_len, uncompressed_len).map_err(|e| format!("access point {i}: {e}"))?;
+        check_point(&p, compressed_len, uncompressed_len).map_err(|e| Field(format!("access point {i}: {e}")))?;
         if let Some(prev) = points.last() {
             let (a, b) = (bit_pos(prev), bit_pos(&p));
             if p.out <= prev.out || b <= a {
-                return Err(format!("access point {i} does not follow point {}", i - 1));
+                return Err(Field(format!("access point {i} does not follow point {}", i - 1)));
             }
         } else if p.out != 0 || !p.member_start {
-            return Err("the first access point is not the start of the first member".into());
+            return Err(Field(
+                "the first access point is not the start of the first member".into(),
+            ));
         }
         points.push(p);
     }
@@ -171,7 +174,7 @@ pub(super) fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result
     })
 }
 
-pub(super) fn decode_point(r: &mut IndexReader<'_>) -> std::result::Result<AccessPoint, String> {
+pub(super) fn decode_point(r: &mut IndexReader<'_>) -> std::result::Result<AccessPoint, IndexFormatError> {
     let out = r.u64()?;
     let inp = r.u64()?;
     let bits = r.u8()?;
@@ -180,7 +183,7 @@ pub(super) fn decode_point(r: &mut IndexReader<'_>) -> std::result::Result<Acces
     let comp_len = r.u32()? as usize;
     let window = r.bytes(comp_len)?.to_vec();
     if flags & !FLAG_MEMBER_START != 0 {
-        return Err(format!("unknown flags {flags:#x}"));
+        return Err(Field(format!("unknown flags {flags:#x}")));
     }
     Ok(AccessPoint {
         out,
@@ -192,23 +195,23 @@ pub(super) fn decode_point(r: &mut IndexReader<'_>) -> std::result::Result<Acces
     })
 }
 
-pub(super) fn check_point(p: &AccessPoint, comp_len: u64, out_len: u64) -> std::result::Result<(), String> {
+pub(super) fn check_point(p: &AccessPoint, comp_len: u64, out_len: u64) -> std::result::Result<(), IndexFormatError> {
     if p.bits > 7 || (p.bits > 0 && p.inp == 0) {
-        return Err(format!("bad bit count {}", p.bits));
+        return Err(Field(format!("bad bit count {}", p.bits)));
     }
     if p.inp > comp_len || p.out > out_len {
-        return Err("offset out of range".into());
+        return Err(Field("offset out of range".into()));
     }
     if p.window_len() > WINDOW_SIZE || p.window_len as u64 > p.out {
-        return Err(format!("bad window length {}", p.window_len));
+        return Err(Field(format!("bad window length {}", p.window_len)));
     }
     if p.member_start && (p.bits != 0 || p.window_len != 0) {
-        return Err("member start with bits or window".into());
+        return Err(Field("member start with bits or window".into()));
     }
     if p.window_len == 0 {
         return match p.window.is_empty() {
             true => Ok(()),
-            false => Err("data for an empty window".into()),
+            false => Err(Field("data for an empty window".into())),
         };
     }
     // The window itself is inflated (and so checked) when the point is first used: inflating
@@ -240,15 +243,15 @@ pub(super) fn compress_window(window: &[u8]) -> Result<Vec<u8>> {
 }
 
 /// Inflates a stored window, which must be exactly `len` bytes.
-pub(super) fn inflate_window(comp: &[u8], len: usize) -> std::result::Result<Vec<u8>, String> {
+pub(super) fn inflate_window(comp: &[u8], len: usize) -> std::result::Result<Vec<u8>, IndexFormatError> {
     use flate2::{Decompress, FlushDecompress, Status};
     let mut d = Decompress::new(false);
     let mut out = Vec::with_capacity(len + 1);
     let status = d
         .decompress_vec(comp, &mut out, FlushDecompress::Finish)
-        .map_err(|e| format!("window does not inflate: {e}"))?;
+        .map_err(|e| Field(format!("window does not inflate: {e}")))?;
     if status != Status::StreamEnd || out.len() != len || d.total_in() != comp.len() as u64 {
-        return Err(format!("window does not inflate to {len} bytes"));
+        return Err(Field(format!("window does not inflate to {len} bytes")));
     }
     Ok(out)
 }

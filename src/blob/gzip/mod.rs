@@ -81,33 +81,8 @@ const FNAME: u8 = 0x08;
 const FCOMMENT: u8 = 0x10;
 const FRESERVED: u8 = 0xe0;
 
-/// Errors of indexing and of decoding an index.
-// Variant fields are named for what they hold; each variant's doc and message say the rest.
-#[allow(missing_docs)]
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading the compressed stream failed.
-    #[error("reading gzip data: {0}")]
-    Io(#[from] io::Error),
-    /// The compressed stream is not valid gzip; `offset` is where it was noticed.
-    #[error("corrupt gzip stream at compressed offset {offset}: {msg}")]
-    Corrupt { offset: u64, msg: String },
-    /// The sink given to [`build_index`] failed.
-    #[error("consumer of decompressed data failed: {0}")]
-    Sink(#[source] io::Error),
-    /// An encoded index is malformed.
-    #[error("invalid gzip index: {0}")]
-    BadIndex(String),
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io(e) | Error::Sink(e) => e,
-            e => io::Error::new(io::ErrorKind::InvalidData, e),
-        }
-    }
-}
+/// This module's errors: the codecs' shared [`CodecError`](super::codec_error::CodecError).
+pub use super::codec_error::CodecError as Error;
 
 /// Result of this module's fallible functions.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -116,9 +91,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub type GzipError = Error;
 
 fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
-    Error::Corrupt {
-        offset,
-        msg: msg.into(),
+    Error::corrupt(super::codec_error::Codec::Gzip, offset, msg)
+}
+
+fn bad_index(source: super::codec_error::IndexFormatError) -> Error {
+    Error::BadIndex {
+        codec: super::codec_error::Codec::Gzip,
+        source,
     }
 }
 

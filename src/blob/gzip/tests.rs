@@ -166,7 +166,7 @@ fn header_fields_are_parsed() {
     let mut bad = comp.clone();
     bad[hcrc_at] ^= 1;
     match index(&bad, SMALL_SPACING) {
-        Err(Error::Corrupt { offset, msg }) => {
+        Err(Error::Corrupt { offset, msg, .. }) => {
             assert_eq!(offset, hcrc_at as u64);
             assert!(msg.contains("header CRC"), "{msg}");
         }

@@ -91,33 +91,9 @@ pub const DEFAULT_CHECKPOINT_SPACING: u64 = 2 << 20;
 /// Encoded size of one [`Frame`].
 const FRAME_BYTES: usize = 4 * 8;
 
-/// Errors of indexing and of decoding an index.
-// Variant fields are named for what they hold; each variant's doc and message say the rest.
-#[allow(missing_docs)]
-#[derive(Debug, thiserror::Error)]
-pub enum Error {
-    /// Reading the compressed stream failed.
-    #[error("reading zstd data: {0}")]
-    Io(#[from] io::Error),
-    /// The compressed stream is not valid zstd; `offset` is where it was noticed.
-    #[error("corrupt zstd stream at compressed offset {offset}: {msg}")]
-    Corrupt { offset: u64, msg: String },
-    /// The sink given to [`build_index`] failed.
-    #[error("consumer of decompressed data failed: {0}")]
-    Sink(#[source] io::Error),
-    /// An encoded index is malformed.
-    #[error("invalid zstd index: {0}")]
-    BadIndex(String),
-}
-
-impl From<Error> for io::Error {
-    fn from(e: Error) -> Self {
-        match e {
-            Error::Io(e) | Error::Sink(e) => e,
-            e => io::Error::new(io::ErrorKind::InvalidData, e),
-        }
-    }
-}
+/// This module's errors: the codecs' shared [`CodecError`](super::codec_error::CodecError).
+pub use super::codec_error::CodecError as Error;
+use super::codec_error::{Codec, IndexFormatError, IndexFormatError::Field};
 
 /// Result of this module's fallible functions.
 pub type Result<T> = std::result::Result<T, Error>;
@@ -126,9 +102,13 @@ pub type Result<T> = std::result::Result<T, Error>;
 pub type ZstdError = Error;
 
 fn corrupt(offset: u64, msg: impl Into<String>) -> Error {
-    Error::Corrupt {
-        offset,
-        msg: msg.into(),
+    Error::corrupt(Codec::Zstd, offset, msg)
+}
+
+fn bad_index(source: IndexFormatError) -> Error {
+    Error::BadIndex {
+        codec: Codec::Zstd,
+        source,
     }
 }
 
@@ -236,24 +216,24 @@ impl ZstdIndex {
     /// Decodes [`Self::to_bytes`] output, rejecting any damage (sha256 trailer) and any
     /// inconsistency (frames overlapping, out of range, not contiguous in output).
     pub fn from_bytes(data: &[u8]) -> Result<ZstdIndex> {
-        decode_index(data, Trailer::Check).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Check).map_err(bad_index)
     }
 
     /// [`Self::from_bytes`] for bytes inside a file whose own checksum was verified: the sha256
     /// trailer is not hashed again; every other check is made.
     pub fn from_checksummed_bytes(data: &[u8]) -> Result<ZstdIndex> {
-        decode_index(data, Trailer::Skip).map_err(Error::BadIndex)
+        decode_index(data, Trailer::Skip).map_err(bad_index)
     }
 }
 
-fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex, String> {
+fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex, IndexFormatError> {
     let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
     let compressed_sha256 = r.array32()?;
     let count = r.u64()?;
     if count > (r.remaining() / FRAME_BYTES) as u64 {
-        return Err(format!("frame count {count} does not match the encoding"));
+        return Err(Field(format!("frame count {count} does not match the encoding")));
     }
     let mut frames = Vec::with_capacity(count as usize);
     let (mut comp_end, mut out_end) = (0u64, 0u64);
@@ -271,19 +251,19 @@ fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex,
             && f.out_off == out_end
             && f.out_len > 0;
         if !ok {
-            return Err(format!("frame {i} is inconsistent: {f:?}"));
+            return Err(Field(format!("frame {i} is inconsistent: {f:?}")));
         }
         comp_end = f.comp_off + f.comp_len;
         out_end = f
             .out_off
             .checked_add(f.out_len)
-            .ok_or_else(|| format!("frame {i} overflows"))?;
+            .ok_or_else(|| Field(format!("frame {i} overflows")))?;
         frames.push(f);
     }
     if out_end != uncompressed_len {
-        return Err(format!(
+        return Err(Field(format!(
             "frames hold {out_end} bytes but the index says {uncompressed_len}"
-        ));
+        )));
     }
     let checkpoints = decode_checkpoints(&mut r, &frames)?;
     r.finish()?;
@@ -301,10 +281,13 @@ const MIN_CHECKPOINT_BYTES: usize = 9 * 8 + 4;
 
 /// Reads the checkpoints and checks each against its CRC and its frame: strictly increasing,
 /// strictly inside the frame's compressed and output ranges, its window inside the frame.
-fn decode_checkpoints(r: &mut IndexReader<'_>, frames: &[Frame]) -> std::result::Result<Vec<Checkpoint>, String> {
+fn decode_checkpoints(
+    r: &mut IndexReader<'_>,
+    frames: &[Frame],
+) -> std::result::Result<Vec<Checkpoint>, IndexFormatError> {
     let count = r.u64()?;
     if count > (r.remaining() / MIN_CHECKPOINT_BYTES) as u64 {
-        return Err(format!("checkpoint count {count} does not match the encoding"));
+        return Err(Field(format!("checkpoint count {count} does not match the encoding")));
     }
     let mut out = Vec::with_capacity(count as usize);
     let (mut comp_end, mut out_end) = (0u64, 0u64);
@@ -315,16 +298,18 @@ fn decode_checkpoints(r: &mut IndexReader<'_>, frames: &[Frame]) -> std::result:
         }
         let [frame, comp_off, out_off, window, content_len, sparse_len] = v;
         let n = r.u64()?;
-        let entropy = r.bytes(usize::try_from(n).map_err(|e| e.to_string())?)?.to_vec();
+        let entropy = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?.to_vec();
         let n = r.u64()?;
-        let sparse = r.bytes(usize::try_from(n).map_err(|e| e.to_string())?)?.to_vec();
+        let sparse = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?.to_vec();
         let n = r.u64()?;
         if n > (r.remaining() / 4) as u64 {
-            return Err(format!("checkpoint {i}: block count {n} does not match the encoding"));
+            return Err(Field(format!(
+                "checkpoint {i}: block count {n} does not match the encoding"
+            )));
         }
         let block_crcs = (0..n)
             .map(|_| r.u32())
-            .collect::<std::result::Result<Vec<u32>, String>>()?;
+            .collect::<std::result::Result<Vec<u32>, IndexFormatError>>()?;
         let crc = r.u32()?;
         let c = Checkpoint {
             frame,
@@ -338,9 +323,9 @@ fn decode_checkpoints(r: &mut IndexReader<'_>, frames: &[Frame]) -> std::result:
             block_crcs,
         };
         if c.crc() != crc {
-            return Err(format!("checkpoint {i} fails its CRC"));
+            return Err(Field(format!("checkpoint {i} fails its CRC")));
         }
-        c.validate()?;
+        c.validate().map_err(Field)?;
         let f = usize::try_from(frame).ok().and_then(|f| frames.get(f));
         let inside = f.is_some_and(|f| {
             comp_off > f.comp_off + MIN_FRAME_BYTES - 3
@@ -350,7 +335,9 @@ fn decode_checkpoints(r: &mut IndexReader<'_>, frames: &[Frame]) -> std::result:
                 && out_off - content_len >= f.out_off
         });
         if !inside || comp_off <= comp_end || out_off <= out_end {
-            return Err(format!("checkpoint {i} (output {out_off}) does not fit its frame"));
+            return Err(Field(format!(
+                "checkpoint {i} (output {out_off}) does not fit its frame"
+            )));
         }
         (comp_end, out_end) = (comp_off, out_off);
         out.push(c);
