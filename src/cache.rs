@@ -7,11 +7,17 @@
 //! and renamed into place, so a reader sees the old entry or the new one, never a torn one. A
 //! file that fails any check is ignored and rebuilt: the cache is never trusted. A writer killed
 //! before its rename leaves its temporary file behind; the next store removes it.
+//!
+//! Every use of an entry sets its access time to now explicitly (whatever `noatime`/`relatime`
+//! say), so the access time is the entry's last use: `imgfs cache prune` evicts by it
+//! (`cache_admin.rs`). Each `Cache` also remembers the names it used, which a mount daemon lists
+//! in its status file so prune leaves them alone.
 
+use std::collections::BTreeSet;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// Identifies imgfs cache files.
 const MAGIC: &[u8; 8] = b"IMGFSIDX";
@@ -24,15 +30,52 @@ pub const CACHE_VERSION: u32 = 2;
 const HEADER_LEN: usize = 8 + 4 + 8 + 4;
 
 /// Where indexes are kept; `None` disables caching (`--no-cache`).
+/// Clones share the set of names used.
 #[derive(Debug, Clone)]
 pub struct Cache {
     dir: Option<PathBuf>,
+    used: Arc<Mutex<BTreeSet<String>>>,
+}
+
+/// A cache file a mount uses, as its status file lists it (`imgfs cache prune` keeps these).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
+pub struct CacheUse {
+    /// The file's name in the cache directory.
+    pub name: String,
+    /// What it holds, for `imgfs cache du` ("index of layer sha256:...").
+    pub what: String,
+}
+
+/// The name of the cache file of (kind, key).
+pub fn file_name(kind: &str, key: &str) -> String {
+    format!("{kind}-{key}")
+}
+
+/// Sets the access time of `file` to now (its last use; the modification time stays). Best
+/// effort: a cache directory of another owner only loses its LRU order.
+pub fn mark_used(file: &fs::File) {
+    let _ = file.set_times(fs::FileTimes::new().set_accessed(std::time::SystemTime::now()));
 }
 
 impl Cache {
     /// A cache in `dir`, or no cache.
     pub fn new(dir: Option<PathBuf>) -> Cache {
-        Cache { dir }
+        Cache {
+            dir,
+            used: Arc::default(),
+        }
+    }
+
+    /// The names of the cache files this cache (and its clones) loaded, mapped or stored.
+    pub fn used(&self) -> BTreeSet<String> {
+        self.used.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Records that the file `name` is used (by this process), e.g. a downloaded registry blob.
+    pub fn note_used(&self, name: String) {
+        if self.dir.is_some() {
+            self.used.lock().unwrap_or_else(|p| p.into_inner()).insert(name);
+        }
     }
 
     /// `$XDG_CACHE_HOME/imgfs`, else `~/.cache/imgfs`.
@@ -50,7 +93,16 @@ impl Cache {
     }
 
     fn path(&self, kind: &str, key: &str) -> Option<PathBuf> {
-        Some(self.dir.as_ref()?.join(format!("{kind}-{key}")))
+        Some(self.dir.as_ref()?.join(file_name(kind, key)))
+    }
+
+    /// Opens the file of (kind, key) for reading, marking its use.
+    fn open(&self, kind: &str, key: &str) -> Option<(fs::File, PathBuf)> {
+        let path = self.path(kind, key)?;
+        let file = fs::File::open(&path).ok()?;
+        mark_used(&file);
+        self.note_used(file_name(kind, key));
+        Some((file, path))
     }
 
     /// True when a file is stored under (kind, key); says nothing of its contents.
@@ -60,8 +112,9 @@ impl Cache {
 
     /// The payload stored under (kind, key), if present and intact.
     pub fn load(&self, kind: &str, key: &str) -> Option<Vec<u8>> {
-        let path = self.path(kind, key)?;
-        let mut bytes = fs::read(&path).ok()?;
+        let (mut file, path) = self.open(kind, key)?;
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut bytes).ok()?;
         if decode(&bytes).is_none() {
             log::warn!(
                 "cache file {} is corrupt or from another version; rebuilding",
@@ -78,8 +131,7 @@ impl Cache {
     /// and checksum are intact. For payloads used in place: nothing is copied, and the pages
     /// are the page cache's (clean, reclaimable), not the process's own memory.
     pub fn map(&self, kind: &str, key: &str) -> Option<(Arc<memmap2::Mmap>, std::ops::Range<usize>)> {
-        let path = self.path(kind, key)?;
-        let file = fs::File::open(&path).ok()?;
+        let (file, path) = self.open(kind, key)?;
         // SAFETY: a mapping is only sound while nobody changes the file. imgfs never writes a
         // cache file in place (`write_atomic` writes a new file and renames it over the old
         // one, which leaves existing mappings on the old inode), and the directory is the
@@ -113,8 +165,9 @@ impl Cache {
         if let Some(dir) = &self.dir {
             remove_stale_temporaries(dir);
         }
-        if let Err(e) = write_atomic(&path, &encode(payload)) {
-            log::warn!("cannot write cache file {}: {e}; continuing without it", path.display());
+        match write_atomic(&path, &encode(payload)) {
+            Ok(()) => self.note_used(file_name(kind, key)),
+            Err(e) => log::warn!("cannot write cache file {}: {e}; continuing without it", path.display()),
         }
     }
 }
@@ -272,29 +325,47 @@ fn check_header(header: &[u8; HEADER_LEN]) -> Option<(u64, u32)> {
     ))
 }
 
+/// The PID of the process writing the temporary file `name`: `.tmp-<pid>-<name>` (cache
+/// entries) or `.tmp-blob-<pid>-<hex>` (registry downloads, `registry/blob.rs`). `None` for
+/// other names.
+pub fn temporary_writer(name: &str) -> Option<rustix::process::Pid> {
+    let rest = name.strip_prefix(".tmp-")?;
+    let rest = rest.strip_prefix("blob-").unwrap_or(rest);
+    let pid = rest.split('-').next()?.parse::<i32>().ok()?;
+    rustix::process::Pid::from_raw(pid)
+}
+
+/// True when no process `pid` exists (its temporary files are garbage). A live pid (ours,
+/// another mount's, or an unrelated process that reused the number) counts as a writer.
+pub fn writer_gone(pid: rustix::process::Pid) -> bool {
+    // Signal 0 only asks whether the process exists.
+    rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH)
+}
+
 /// Removes the temporary files of writers that died before renaming them (killed imgfs
-/// processes): `.tmp-<pid>-<name>` whose pid no longer exists. A live pid (ours, another mount's,
-/// or an unrelated process that reused the number) keeps its file.
+/// processes).
 fn remove_stale_temporaries(dir: &Path) {
     let Ok(entries) = fs::read_dir(dir) else { return };
     for e in entries.flatten() {
         let name = e.file_name();
-        let Some(pid) = name
-            .to_str()
-            .and_then(|n| n.strip_prefix(".tmp-"))
-            .and_then(|rest| rest.split('-').next())
-            .and_then(|pid| pid.parse::<i32>().ok())
-            .and_then(rustix::process::Pid::from_raw)
-        else {
-            continue;
-        };
-        // Signal 0 only asks whether the process exists.
-        let gone = rustix::process::test_kill_process(pid) == Err(rustix::io::Errno::SRCH);
-        if gone {
+        if name.to_str().and_then(temporary_writer).is_some_and(writer_gone) {
             let _ = fs::remove_file(e.path());
         }
     }
 }
+
+/// True when `bytes` (the start of a cache file) is the envelope of this version of imgfs;
+/// false for files of other versions, which are rebuilt on use and so are garbage.
+pub fn is_current(bytes: &[u8]) -> bool {
+    bytes
+        .get(..HEADER_LEN)
+        .and_then(|h| <&[u8; HEADER_LEN]>::try_from(h).ok())
+        .and_then(check_header)
+        .is_some()
+}
+
+/// Bytes `is_current` needs.
+pub const ENVELOPE_LEN: usize = HEADER_LEN;
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
@@ -368,13 +439,40 @@ mod tests {
         let cache = Cache::new(Some(dir.path().to_path_buf()));
         // A pid that cannot exist (above pid_max's hard limit of 2^22) and our own.
         let dead = dir.path().join(".tmp-4194305-layer-x");
+        let dead_download = dir.path().join(".tmp-blob-4194305-abcd");
         let live = dir.path().join(format!(".tmp-{}-layer-y", std::process::id()));
         fs::write(&dead, b"torn").unwrap();
+        fs::write(&dead_download, b"cut").unwrap();
         fs::write(&live, b"being written").unwrap();
         cache.store("t", "k", b"payload");
         assert!(!dead.exists(), "a dead writer's temporary file was left");
+        assert!(!dead_download.exists(), "a dead download's temporary file was left");
         assert!(live.exists(), "a live writer's temporary file was removed");
         assert_eq!(cache.load("t", "k").as_deref(), Some(&b"payload"[..]));
+    }
+
+    #[test]
+    fn uses_are_recorded_and_mark_the_access_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()));
+        cache.store("t", "k", b"payload");
+        let file = dir.path().join("t-k");
+        let long_ago = std::time::SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000);
+        fs::File::open(&file)
+            .unwrap()
+            .set_times(fs::FileTimes::new().set_accessed(long_ago))
+            .unwrap();
+        let fresh = Cache::new(Some(dir.path().to_path_buf()));
+        assert!(fresh.used().is_empty());
+        assert!(fresh.clone().map("t", "k").is_some());
+        assert_eq!(fresh.used().into_iter().collect::<Vec<_>>(), ["t-k"]);
+        let atime = fs::metadata(&file).unwrap().accessed().unwrap();
+        assert!(
+            atime.elapsed().unwrap() < std::time::Duration::from_secs(60),
+            "{atime:?}"
+        );
+        assert!(is_current(&fs::read(&file).unwrap()));
+        assert!(!is_current(b"IMGFSIDX\x01\0\0\0"));
     }
 
     #[test]

@@ -133,6 +133,7 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
         (true, None) => crate::open_tree_shown(source, &cache, &opts.registry, shown)?,
         (false, choice) => crate::open_tree_choosing(source, &cache, &opts.registry, choice.as_ref())?,
     };
+    let cache_dir = cache.dir().map(Path::to_path_buf);
     let fs = Fs::new(tree, cache);
     fs.warm_up();
     let daemon = is_daemon();
@@ -147,13 +148,19 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
             .or_else(|| daemon.then(|| default_log_file(&mountpoint)).flatten()),
         images: fs.tree().image_set().refs.iter().map(|(n, _)| n.clone()).collect(),
         layers: Vec::new(),
+        cache_dir: cache_dir.clone(),
+        cache_files: Vec::new(),
     };
     let progress = fs.progress();
+    let views = fs.views().clone();
     let status_file = crate::status::file_for(&mountpoint);
     let served = mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
         if let Some(f) = status_file {
-            crate::status::spawn_writer(f, base, progress);
+            crate::status::spawn_writer(f, base, move |s| {
+                s.layers = progress.report();
+                s.cache_files = views.cache_files();
+            });
         }
         if daemon {
             notify_parent("ok");

@@ -239,6 +239,12 @@ impl Fs {
         self.views.progress()
     }
 
+    /// The views of this filesystem (to ask them for progress or cache files after the
+    /// filesystem has gone to the FUSE session).
+    pub fn views(&self) -> &Arc<Views> {
+        &self.views
+    }
+
     /// The tree behind the filesystem.
     pub fn tree(&self) -> &Arc<Tree> {
         &self.tree

@@ -18,6 +18,7 @@
 
 pub mod blob;
 pub mod cache;
+pub mod cache_admin;
 pub mod containers_storage;
 pub mod daemon;
 pub mod digest;

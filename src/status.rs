@@ -4,10 +4,10 @@
 //! mounted tree stays a clean OCI layout. It lives in the runtime directory: `/run/imgfs` for
 //! root, `$XDG_RUNTIME_DIR/imgfs` otherwise, named like the mount's systemd unit.
 
-use crate::progress::{LayerReport, Progress};
+use crate::cache::CacheUse;
+use crate::progress::LayerReport;
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 /// How often the daemon rewrites its status file.
@@ -30,6 +30,13 @@ pub struct MountStatus {
     pub images: Vec<String>,
     /// Every layer of the source.
     pub layers: Vec<LayerReport>,
+    /// The cache directory (none: `--no-cache`).
+    #[serde(default)]
+    pub cache_dir: Option<PathBuf>,
+    /// The files of the cache directory this mount uses or will use: `imgfs cache prune`
+    /// never removes them while the daemon runs.
+    #[serde(default)]
+    pub cache_files: Vec<CacheUse>,
 }
 
 /// `imgfs status MNT` names a path that is not an imgfs mount.
@@ -59,6 +66,8 @@ pub fn of_mounts(only: Option<&Path>) -> Result<Vec<MountStatus>, NotAMount> {
                 log: None,
                 images: Vec::new(),
                 layers: Vec::new(),
+                cache_dir: None,
+                cache_files: Vec::new(),
             })
         })
         .collect())
@@ -138,15 +147,15 @@ pub fn now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// Starts the thread that keeps `path` up to date for the life of the process. Failures to
-/// write are logged once.
-pub fn spawn_writer(path: PathBuf, base: MountStatus, progress: Arc<Progress>) {
+/// Starts the thread that keeps `path` up to date for the life of the process: `base` with
+/// what `refresh` fills in (layers, cache files) each time. Failures to write are logged once.
+pub fn spawn_writer(path: PathBuf, base: MountStatus, refresh: impl Fn(&mut MountStatus) + Send + 'static) {
     let spawned = std::thread::Builder::new().name("imgfs-status".into()).spawn(move || {
         let mut logged = false;
         let mut last = Vec::new();
         loop {
             let mut status = base.clone();
-            status.layers = progress.report();
+            refresh(&mut status);
             if let Ok(text) = serde_json::to_vec_pretty(&status) {
                 if text != last {
                     match write(&path, &text) {
@@ -170,6 +179,11 @@ pub fn spawn_writer(path: PathBuf, base: MountStatus, progress: Arc<Progress>) {
     }
 }
 
+/// Writes the status file `path` once, now (the writer thread then keeps it up to date).
+pub fn write_now(path: &Path, status: &MountStatus) -> std::io::Result<()> {
+    write(path, &serde_json::to_vec_pretty(status).map_err(std::io::Error::from)?)
+}
+
 fn write(path: &Path, text: &[u8]) -> std::io::Result<()> {
     if let Some(d) = path.parent() {
         std::fs::create_dir_all(d)?;
@@ -184,6 +198,45 @@ pub fn read(mount_point: &Path) -> Option<MountStatus> {
     let text = std::fs::read(file_for(mount_point)?).ok()?;
     let status: MountStatus = serde_json::from_slice(&text).ok()?;
     Path::new(&format!("/proc/{}", status.pid)).exists().then_some(status)
+}
+
+/// The status of every live daemon whose file this user can read: the runtime directory's,
+/// and for root also every user's (`/run/user/*/imgfs`). Files of daemons that no longer run
+/// (killed with SIGKILL) are removed on the way, where allowed.
+pub fn all_live() -> Vec<MountStatus> {
+    let mut dirs: Vec<PathBuf> = dir().into_iter().collect();
+    if rustix::process::geteuid().is_root() {
+        if let Ok(users) = std::fs::read_dir("/run/user") {
+            dirs.extend(users.flatten().map(|u| u.path().join("imgfs")));
+        }
+    }
+    let mut out = Vec::new();
+    for d in dirs {
+        let Ok(files) = std::fs::read_dir(&d) else { continue };
+        for f in files.flatten() {
+            let path = f.path();
+            if path.extension().is_none_or(|e| e != "json") {
+                continue;
+            }
+            let Some(status) = std::fs::read(&path)
+                .ok()
+                .and_then(|t| serde_json::from_slice::<MountStatus>(&t).ok())
+            else {
+                continue;
+            };
+            if Path::new(&format!("/proc/{}", status.pid)).exists() {
+                out.push(status);
+            } else {
+                log::info!(
+                    "removing the status file {} of daemon PID {}, which no longer runs",
+                    path.display(),
+                    status.pid
+                );
+                let _ = std::fs::remove_file(&path);
+            }
+        }
+    }
+    out
 }
 
 /// Removes the status file of `mount_point` (the daemon is exiting).

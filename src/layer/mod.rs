@@ -156,6 +156,11 @@ fn cache_key(digest: &Digest) -> String {
     format!("{}-{}", digest.algorithm().name(), digest.hex())
 }
 
+/// The cache file of layer `digest`'s index.
+pub fn cache_file(digest: &Digest) -> String {
+    crate::cache::file_name("layer", &cache_key(digest))
+}
+
 /// The chunk digests of the cached index of layer `digest`, a blob of `blob_len` bytes, if the
 /// cache has an intact one (`blobs/` reads check the layer's chunks with them).
 pub fn cached_chunk_digests(cache: &Cache, digest: &Digest, blob_len: u64) -> Option<ChunkDigests> {

@@ -106,6 +106,8 @@ impl RemoteBlob {
         let whole = match cache_path.as_deref().map(File::open) {
             Some(Ok(f)) if f.metadata().is_ok_and(|m| m.len() == len) => {
                 log::debug!("blob {digest}: using the cached copy");
+                // Its last use, for `imgfs cache prune`'s LRU order.
+                crate::cache::mark_used(&f);
                 Whole::Complete(Arc::new(f))
             }
             _ => Whole::Absent,

@@ -177,14 +177,19 @@ fn name_by_hash(blob: &dyn ReadAt, files: &Files, cache: &Cache, path: &str) -> 
 
 fn hash_blob(blob: &dyn ReadAt, files: &Files, path: &str) -> Result<Digest> {
     log::info!("{}: hashing {path} to name it", files.display().display());
+    let progress = crate::progress::opening().task(path, blob.len());
+    progress.set(crate::progress::LayerState::Indexing);
+    let counted = progress.counting(blob);
     let mut hasher = crate::digest::Hasher::new(Algorithm::Sha256);
-    let mut reader = crate::blob::Cursor::new(blob, 0);
+    let mut reader = crate::blob::Cursor::new(&counted, 0);
     let mut buf = vec![0u8; 1 << 20];
     loop {
-        let n = reader
-            .read(&mut buf)
-            .map_err(|e| SourceError::io(files.display(), path, e))?;
+        let n = reader.read(&mut buf).map_err(|e| {
+            progress.fail(e.to_string(), false);
+            SourceError::io(files.display(), path, e)
+        })?;
         if n == 0 {
+            progress.set(crate::progress::LayerState::Ready);
             return Ok(hasher.finish());
         }
         hasher.update(&buf[..n]);

@@ -9,6 +9,7 @@
 use super::{Result, SourceError};
 use crate::blob::{gzip, zstd, FileBlob, ReadAt};
 use crate::cache::Cache;
+use crate::progress::LayerState;
 use sha2::{Digest as _, Sha256};
 use std::fs::{File, Metadata};
 use std::io::BufReader;
@@ -94,6 +95,16 @@ pub(super) fn identity_key(path: &Path, meta: &Metadata) -> String {
     sum.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The progress of indexing the archive `path` (shown as a bar on a terminal).
+fn opening_task(path: &Path, blob: &dyn ReadAt) -> Arc<crate::progress::LayerProgress> {
+    let name = path
+        .file_name()
+        .map_or(path.display().to_string(), |n| n.to_string_lossy().into_owned());
+    let progress = crate::progress::opening().task(&name, blob.len());
+    progress.set(LayerState::Indexing);
+    progress
+}
+
 fn open_gzip(blob: Arc<dyn ReadAt>, path: &Path, key: &str, cache: &Cache) -> std::io::Result<Arc<dyn ReadAt>> {
     let index = match cache
         .load("outer-gzip", key)
@@ -102,9 +113,14 @@ fn open_gzip(blob: Arc<dyn ReadAt>, path: &Path, key: &str, cache: &Cache) -> st
         Some(index) => index,
         None => {
             log::info!("{}: building a seek index of the gzip stream (once)", path.display());
-            let reader = BufReader::with_capacity(1 << 20, crate::blob::Cursor::new(blob.as_ref(), 0));
-            let index = gzip::build_index(reader, OUTER_GZIP_SPACING, &mut |_| Ok(()))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            let progress = opening_task(path, blob.as_ref());
+            let counted = progress.counting(blob.as_ref());
+            let reader = BufReader::with_capacity(1 << 20, crate::blob::Cursor::new(&counted, 0));
+            let index = gzip::build_index(reader, OUTER_GZIP_SPACING, &mut |_| Ok(())).map_err(|e| {
+                progress.fail(e.to_string(), false);
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+            })?;
+            progress.set(LayerState::Ready);
             cache.store("outer-gzip", key, &index.to_bytes());
             index
         }
@@ -120,9 +136,14 @@ fn open_zstd(blob: Arc<dyn ReadAt>, path: &Path, key: &str, cache: &Cache) -> st
         Some(index) => index,
         None => {
             log::info!("{}: building a seek index of the zstd stream (once)", path.display());
-            let reader = BufReader::with_capacity(1 << 20, crate::blob::Cursor::new(blob.as_ref(), 0));
-            let index = zstd::build_index(reader, &mut |_| Ok(()))
-                .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string()))?;
+            let progress = opening_task(path, blob.as_ref());
+            let counted = progress.counting(blob.as_ref());
+            let reader = BufReader::with_capacity(1 << 20, crate::blob::Cursor::new(&counted, 0));
+            let index = zstd::build_index(reader, &mut |_| Ok(())).map_err(|e| {
+                progress.fail(e.to_string(), false);
+                std::io::Error::new(std::io::ErrorKind::InvalidData, e.to_string())
+            })?;
+            progress.set(LayerState::Ready);
             cache.store("outer-zstd", key, &index.to_bytes());
             index
         }

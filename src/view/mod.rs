@@ -79,6 +79,33 @@ impl ViewSpec {
     }
 }
 
+/// What [`Views::build_all`] built.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct BuildSummary {
+    /// Placements of merged rootfs trees built.
+    pub rootfs: usize,
+    /// Placements of single-layer trees built.
+    pub layer_trees: usize,
+    /// Layers ready (indexed, or their index loaded from the cache).
+    pub layers: usize,
+    /// Rootfs placements left out: their image lacks a layer (foreign layers).
+    pub left_out: usize,
+}
+
+impl std::fmt::Display for BuildSummary {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} rootfs and {} layer trees over {} layers",
+            self.rootfs, self.layer_trees, self.layers
+        )?;
+        if self.left_out > 0 {
+            write!(f, " ({} rootfs left out: layers not in the source)", self.left_out)?;
+        }
+        Ok(())
+    }
+}
+
 /// A built view: a merged tree over indexed layers.
 pub struct View {
     tree: MergedTree,
@@ -272,6 +299,70 @@ impl Views {
                 failures: failures + 1,
             };
         }
+    }
+
+    /// Builds every view now (`imgfs mount --wait`): each placement's view, in order, each
+    /// rootfs's layers indexed in parallel. Rootfs views of images that lack a layer (foreign
+    /// layers) are left out and counted; any other failure ends the wait with the view's
+    /// description and its error.
+    pub fn build_all(self: &Arc<Self>) -> Result<BuildSummary, (String, ViewError)> {
+        let mut summary = BuildSummary::default();
+        for (i, spec) in self.specs.iter().enumerate() {
+            match self.get(PlacementId(i as u32), &|| false) {
+                Ok(_) => match spec {
+                    ViewSpec::Rootfs(_) => summary.rootfs += 1,
+                    ViewSpec::Layer(..) => summary.layer_trees += 1,
+                },
+                Err(ViewError::LayerAbsent { .. }) => summary.left_out += 1,
+                Err(e) => return Err((spec.describe(), e)),
+            }
+        }
+        summary.layers = self
+            .progress()
+            .report()
+            .iter()
+            .filter(|l| l.state == crate::progress::LayerState::Ready)
+            .count();
+        Ok(summary)
+    }
+
+    /// The cache files these views use or will use: each layer's index and (registry sources)
+    /// downloaded blob, each rootfs's merged tree, and every other file the mount's cache read. A mount lists them in its status file so
+    /// `imgfs cache prune` leaves them alone.
+    pub fn cache_files(&self) -> Vec<crate::cache::CacheUse> {
+        use crate::cache::CacheUse;
+        let mut out = Vec::new();
+        for spec in &self.specs {
+            for (d, _) in spec.wanted_layers() {
+                out.push(CacheUse {
+                    name: crate::layer::cache_file(&d),
+                    what: format!("index of layer {d}"),
+                });
+                out.push(CacheUse {
+                    name: crate::cache::file_name("blob", &format!("{}-{}", d.algorithm().name(), d.hex())),
+                    what: format!("download of layer {d}"),
+                });
+            }
+            if let ViewSpec::Rootfs(m) = spec {
+                let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
+                out.push(CacheUse {
+                    name: crate::cache::file_name("view", &persist::key(&digests)),
+                    what: format!("rootfs of {}", m.digest),
+                });
+            }
+        }
+        // Whatever else this mount opened (seek indexes, registry documents, layer digests).
+        for name in self.store.cache().used() {
+            if !out.iter().any(|u| u.name == name) {
+                out.push(CacheUse {
+                    name,
+                    what: "used by this mount".to_owned(),
+                });
+            }
+        }
+        out.sort();
+        out.dedup_by(|a, b| a.name == b.name);
+        out
     }
 
     /// Loads, on a background thread, the first rootfs view whose merged tree is in the cache

@@ -1,6 +1,10 @@
 //! What each layer of a mount is doing (not needed yet, downloading, indexing, ready, failed),
 //! with bytes done and the last error: `imgfs status` shows it (the daemon writes it to its
-//! status file, docs/operations.md). Updated by the layer store; read at any time.
+//! status file, docs/operations.md). Updated by the layer store; read at any time. The long
+//! steps of opening a source (seek index of a compressed archive, hashing an unnamed layer)
+//! report to [`opening`] the same way. `bars.rs` draws all of it on a terminal.
+
+pub mod bars;
 
 use crate::blob::ReadAt;
 use crate::digest::Digest;
@@ -142,18 +146,32 @@ pub struct LayerReport {
     pub error: Option<LastError>,
 }
 
-/// Every layer of a mount.
+/// Every layer of a mount (or every step of opening sources, [`opening`]).
 #[derive(Default)]
 pub struct Progress {
-    layers: Mutex<BTreeMap<Digest, Arc<LayerProgress>>>,
+    layers: Mutex<BTreeMap<String, Arc<LayerProgress>>>,
+}
+
+/// The long steps of opening sources in this process, each named by what it works on (the
+/// `digest` field of its report): building the seek index of a compressed archive, hashing a
+/// docker-archive layer to name it.
+pub fn opening() -> Arc<Progress> {
+    static OPENING: std::sync::OnceLock<Arc<Progress>> = std::sync::OnceLock::new();
+    OPENING.get_or_init(Arc::default).clone()
 }
 
 impl Progress {
     /// The progress of a layer of `total` bytes, created "not needed" on first mention.
     pub fn layer(&self, digest: &Digest, total: u64) -> Arc<LayerProgress> {
+        self.task(&digest.to_string(), total)
+    }
+
+    /// The progress of the work called `name` over `total` bytes, created "not needed" on
+    /// first mention.
+    pub fn task(&self, name: &str, total: u64) -> Arc<LayerProgress> {
         let mut layers = self.layers.lock().unwrap_or_else(|p| p.into_inner());
         layers
-            .entry(digest.clone())
+            .entry(name.to_owned())
             .or_insert_with(|| {
                 Arc::new(LayerProgress {
                     state: AtomicU8::new(LayerState::NotNeeded as u8),
@@ -173,7 +191,7 @@ impl Progress {
             .map(|(d, p)| {
                 let state = LayerState::from_u8(p.state.load(Ordering::Relaxed));
                 LayerReport {
-                    digest: d.to_string(),
+                    digest: d.clone(),
                     state,
                     done: p.done.load(Ordering::Relaxed),
                     total: p.total,
