@@ -117,7 +117,8 @@ pub fn layer_of(name: &str) -> Option<String> {
     Some(format!("{alg}:{hex}"))
 }
 
-fn seconds(t: SystemTime) -> u64 {
+/// Seconds since the Unix epoch.
+pub fn seconds(t: SystemTime) -> u64 {
     t.duration_since(SystemTime::UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
@@ -284,6 +285,19 @@ pub fn plan(entries: &[Entry], limits: Limits, also_keep: &BTreeSet<String>, now
     plan
 }
 
+/// `imgfs cache prune`: plans under `limits` against the live mounts' files and (unless
+/// `dry_run`) removes. Returns the plan and what was (or would be) removed.
+pub fn prune(dir: &Path, limits: Limits, dry_run: bool) -> Result<(Plan, Vec<(Entry, Reason)>), AdminError> {
+    let entries = scan(dir, &live_mounts(dir))?;
+    let plan = plan(&entries, limits, &BTreeSet::new(), seconds(SystemTime::now()), GRACE);
+    let removed = if dry_run {
+        plan.remove.clone()
+    } else {
+        execute(dir, &plan, GRACE)
+    };
+    Ok((plan, removed))
+}
+
 /// Removes the planned files from `dir`; returns those actually removed. A file used since it
 /// was planned (its access time moved into the grace period) stays: a process just opened it.
 pub fn execute(dir: &Path, plan: &Plan, grace: Duration) -> Vec<(Entry, Reason)> {
@@ -384,6 +398,154 @@ pub fn by_kind(entries: &[Entry]) -> Vec<(Kind, usize, u64, u64)> {
         k.2 = k.2.max(e.last_use);
     }
     kinds.into_iter().map(|(k, (n, b, t))| (k, n, b, t)).collect()
+}
+
+/// `imgfs cache du` as text: totals per kind, then each layer (index and download) and each
+/// rootfs tree with its size, last use and the live mounts using it.
+pub fn write_du(out: &mut impl std::io::Write, dir: &Path, entries: &[Entry], now: u64) -> std::io::Result<()> {
+    let total: u64 = entries.iter().map(|e| e.size).sum();
+    writeln!(
+        out,
+        "cache {}: {} files, {total} bytes ({})",
+        dir.display(),
+        entries.len(),
+        human(total)
+    )?;
+    for (kind, n, bytes, last) in by_kind(entries) {
+        writeln!(
+            out,
+            "  {:<22} {n:>5} files {:>11}   last use {}",
+            kind.text(),
+            human(bytes),
+            ago(last, now)
+        )?;
+    }
+    let users = |e: &Entry| -> String {
+        if e.used_by.is_empty() {
+            return String::new();
+        }
+        let who: Vec<String> = e
+            .used_by
+            .iter()
+            .map(|(mp, what)| format!("{} ({what})", mp.display()))
+            .collect();
+        format!("; in use by {}", who.join(", "))
+    };
+    let mut layers: BTreeMap<String, Vec<&Entry>> = BTreeMap::new();
+    for e in entries.iter().filter(|e| !e.garbage) {
+        if let Some(d) = layer_of(&e.name) {
+            layers.entry(d).or_default().push(e);
+        }
+    }
+    if !layers.is_empty() {
+        writeln!(out, "layers:")?;
+    }
+    for (digest, files) in &layers {
+        let parts: Vec<String> = files
+            .iter()
+            .map(|e| match e.kind {
+                Kind::LayerIndex => format!("index {}", human(e.size)),
+                _ => format!("download {}", human(e.size)),
+            })
+            .collect();
+        let last = files.iter().map(|e| e.last_use).max().unwrap_or(0);
+        let mut used: Vec<String> = files.iter().map(|e| users(e)).filter(|u| !u.is_empty()).collect();
+        used.dedup();
+        writeln!(
+            out,
+            "  {digest}: {}; last use {}{}",
+            parts.join(", "),
+            ago(last, now),
+            used.first().map_or("", String::as_str)
+        )?;
+    }
+    let trees: Vec<&Entry> = entries
+        .iter()
+        .filter(|e| e.kind == Kind::RootfsTree && !e.garbage)
+        .collect();
+    if !trees.is_empty() {
+        writeln!(out, "rootfs trees:")?;
+    }
+    for e in trees {
+        writeln!(out, "  {}: {}; last use {}{}", e.name, human(e.size), ago(e.last_use, now), users(e))?;
+    }
+    let garbage: Vec<&Entry> = entries.iter().filter(|e| e.garbage).collect();
+    if !garbage.is_empty() {
+        let bytes: u64 = garbage.iter().map(|e| e.size).sum();
+        writeln!(
+            out,
+            "garbage: {} files, {} (left by killed writers or older imgfs versions; `imgfs cache prune` removes them)",
+            garbage.len(),
+            human(bytes)
+        )?;
+    }
+    Ok(())
+}
+
+/// `imgfs cache du --json`.
+pub fn du_json(dir: &Path, entries: &[Entry]) -> serde_json::Value {
+    let kinds: Vec<serde_json::Value> = by_kind(entries)
+        .into_iter()
+        .map(|(kind, files, bytes, last_use)| {
+            serde_json::json!({ "kind": kind, "files": files, "bytes": bytes, "last_use": last_use })
+        })
+        .collect();
+    serde_json::json!({
+        "dir": dir,
+        "files": entries.len(),
+        "bytes": entries.iter().map(|e| e.size).sum::<u64>(),
+        "kinds": kinds,
+        "entries": entries,
+    })
+}
+
+/// What `imgfs cache prune` says: one line per file removed (or that would be, `dry_run`),
+/// then the outcome.
+pub fn write_prune(
+    out: &mut impl std::io::Write,
+    plan: &Plan,
+    removed: &[(Entry, Reason)],
+    limits: Limits,
+    dry_run: bool,
+    now: u64,
+) -> std::io::Result<()> {
+    let verb = if dry_run { "would remove" } else { "removed" };
+    for (e, reason) in removed {
+        let why = match reason {
+            Reason::Garbage => "garbage".to_owned(),
+            Reason::Old => "not used for longer than --older-than".to_owned(),
+            Reason::OverSize => "least recently used, cache above --max-size".to_owned(),
+        };
+        writeln!(
+            out,
+            "{verb} {} ({}, last use {}: {why})",
+            e.name,
+            human(e.size),
+            ago(e.last_use, now)
+        )?;
+    }
+    let gone: u64 = removed.iter().map(|(e, _)| e.size).sum();
+    let left = plan.before - gone;
+    writeln!(
+        out,
+        "{verb} {} files, {}; the cache {} {left} bytes ({}); kept {} in use by live mounts, {} used in the last {} s or being written",
+        removed.len(),
+        human(gone),
+        if dry_run { "would hold" } else { "holds" },
+        human(left),
+        human(plan.kept_live),
+        human(plan.kept_recent),
+        GRACE.as_secs()
+    )?;
+    if let Some(max) = limits.max_size.filter(|m| left > *m) {
+        writeln!(
+            out,
+            "the cache stays above --max-size {}: the rest is in use by live mounts or was used in the last {} s",
+            human(max),
+            GRACE.as_secs()
+        )?;
+    }
+    Ok(())
 }
 
 /// Starts the thread of a daemon mounted with `--cache-max-size`: each time the mount has
