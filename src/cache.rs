@@ -37,6 +37,33 @@ pub struct Cache {
     used: Arc<Mutex<BTreeSet<String>>>,
 }
 
+/// Parses a size: bytes, or a number with K, M, G, T (powers of 1024; also KiB, MiB, ...) or
+/// KB, MB, GB, TB (powers of 1000), e.g. `500M`, `1.5GiB`, `0`.
+pub fn parse_size(text: &str) -> Option<u64> {
+    let t = text.trim();
+    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let number: f64 = number.parse().ok()?;
+    let unit = unit.trim();
+    let factor: f64 = match unit.to_ascii_uppercase().as_str() {
+        "" | "B" => 1.0,
+        "K" | "KIB" => 1024.0,
+        "M" | "MIB" => 1024f64.powi(2),
+        "G" | "GIB" => 1024f64.powi(3),
+        "T" | "TIB" => 1024f64.powi(4),
+        "KB" => 1e3,
+        "MB" => 1e6,
+        "GB" => 1e9,
+        "TB" => 1e12,
+        _ => return None,
+    };
+    let bytes = number * factor;
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return None;
+    }
+    Some(bytes.round() as u64)
+}
+
 /// A cache file a mount uses, as its status file lists it (`imgfs cache prune` keeps these).
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct CacheUse {

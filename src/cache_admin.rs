@@ -172,13 +172,22 @@ pub fn scan(dir: &Path, live: &[Live]) -> Result<Vec<Entry>, AdminError> {
     Ok(out)
 }
 
-/// True when the file starts with the envelope of this cache version.
+/// True when the file starts with the envelope of this cache version. Read with `O_NOATIME`:
+/// looking must not count as a use (relatime would move an old access time to now). Where
+/// that flag is refused (another user's file) the file counts as current: a wrong guess only
+/// keeps garbage until it ages out.
 fn starts_current(path: &Path) -> bool {
     use std::io::Read;
+    use std::os::unix::fs::OpenOptionsExt;
     let mut head = [0u8; cache::ENVELOPE_LEN];
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_exact(&mut head))
-        .is_ok_and(|()| cache::is_current(&head))
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOATIME)
+        .open(path);
+    match file {
+        Ok(mut f) => f.read_exact(&mut head).is_ok_and(|()| cache::is_current(&head)),
+        Err(_) => true,
+    }
 }
 
 /// A live mount daemon using the cache directory, from its status file.
@@ -315,32 +324,10 @@ pub fn execute(dir: &Path, plan: &Plan, grace: Duration) -> Vec<(Entry, Reason)>
     removed
 }
 
-/// Parses a size: bytes, or a number with K, M, G, T (powers of 1024; also KiB, MiB, ...) or
-/// KB, MB, GB, TB (powers of 1000), e.g. `500M`, `1.5GiB`, `0`.
+/// Parses a size (`cache::parse_size`).
 pub fn parse_size(text: &str) -> Result<u64, AdminError> {
-    let bad = || AdminError::BadArgument(format!("{text}: not a size (examples: 0, 4096, 500M, 1.5G, 2GB)"));
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let (number, unit) = t.split_at(split);
-    let number: f64 = number.parse().map_err(|_| bad())?;
-    let unit = unit.trim();
-    let factor: f64 = match unit.to_ascii_uppercase().as_str() {
-        "" | "B" => 1.0,
-        "K" | "KIB" => 1024.0,
-        "M" | "MIB" => 1024f64.powi(2),
-        "G" | "GIB" => 1024f64.powi(3),
-        "T" | "TIB" => 1024f64.powi(4),
-        "KB" => 1e3,
-        "MB" => 1e6,
-        "GB" => 1e9,
-        "TB" => 1e12,
-        _ => return Err(bad()),
-    };
-    let bytes = number * factor;
-    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
-        return Err(bad());
-    }
-    Ok(bytes.round() as u64)
+    cache::parse_size(text)
+        .ok_or_else(|| AdminError::BadArgument(format!("{text}: not a size (examples: 0, 4096, 500M, 1.5G, 2GB)")))
 }
 
 /// Parses a duration: a number with s, m, h, d or w (e.g. `90s`, `12h`, `30d`, `2w`).
@@ -467,7 +454,14 @@ pub fn write_du(out: &mut impl std::io::Write, dir: &Path, entries: &[Entry], no
         writeln!(out, "rootfs trees:")?;
     }
     for e in trees {
-        writeln!(out, "  {}: {}; last use {}{}", e.name, human(e.size), ago(e.last_use, now), users(e))?;
+        writeln!(
+            out,
+            "  {}: {}; last use {}{}",
+            e.name,
+            human(e.size),
+            ago(e.last_use, now),
+            users(e)
+        )?;
     }
     let garbage: Vec<&Entry> = entries.iter().filter(|e| e.garbage).collect();
     if !garbage.is_empty() {
@@ -550,17 +544,14 @@ pub fn write_prune(
 
 /// Starts the thread of a daemon mounted with `--cache-max-size`: each time the mount has
 /// built something (a layer became ready or failed) and nothing is being built, it prunes
-/// `cache` down to `max_size`, keeping the files `own` lists and those of other live mounts.
+/// the cache directory `dir` down to `max_size`, keeping the files `own` lists and those of other live mounts.
 pub fn spawn_size_cap(
-    cache: cache::Cache,
+    dir: PathBuf,
     max_size: u64,
     progress: std::sync::Arc<crate::progress::Progress>,
     own: impl Fn() -> Vec<CacheUse> + Send + 'static,
 ) {
     use crate::progress::LayerState;
-    let Some(dir) = cache.dir().map(Path::to_path_buf) else {
-        return;
-    };
     let spawned = std::thread::Builder::new()
         .name("imgfs-cache-cap".into())
         .spawn(move || {

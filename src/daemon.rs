@@ -8,10 +8,11 @@
 use crate::fs::Fs;
 use crate::mount::{self, MountError, Options};
 use crate::source::SourceError;
-use std::io::{BufRead, Write};
+use std::io::{BufRead, IsTerminal, Write};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
+use std::sync::{Arc, Mutex};
 
 /// Set in the environment of the background daemon: its stdout is the readiness pipe.
 const NOTIFY_ENV: &str = "IMGFS_NOTIFY_STDOUT";
@@ -134,6 +135,7 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
         (false, choice) => crate::open_tree_choosing(source, &cache, &opts.registry, choice.as_ref())?,
     };
     let cache_dir = cache.dir().map(Path::to_path_buf);
+    let wait = opts.wait;
     let fs = Fs::new(tree, cache);
     fs.warm_up();
     let daemon = is_daemon();
@@ -154,21 +156,124 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
     let progress = fs.progress();
     let views = fs.views().clone();
     let status_file = crate::status::file_for(&mountpoint);
+    let wait_failed: Arc<Mutex<Option<String>>> = Arc::default();
+    let failed = wait_failed.clone();
+    let cap = opts.cache_max_size.map(|max| (max, cache_dir.clone()));
+    let refresh = {
+        let (progress, views) = (progress.clone(), views.clone());
+        Arc::new(move |s: &mut crate::status::MountStatus| {
+            s.layers = progress.report();
+            s.cache_files = views.cache_files();
+        })
+    };
+    // The status file as of now (the writer thread rewrites it once a second): `--wait`
+    // answers only once `imgfs status` shows what it built.
+    let publish: Box<dyn Fn() + Send> = match &status_file {
+        Some(f) => {
+            let (f, base, refresh) = (f.clone(), base.clone(), refresh.clone());
+            Box::new(move || {
+                let mut s = base.clone();
+                refresh(&mut s);
+                if let Err(e) = crate::status::write_now(&f, &s) {
+                    log::warn!("cannot write status file {}: {e}", f.display());
+                }
+            })
+        }
+        None => Box::new(|| {}),
+    };
     let served = mount::serve(fs, source, &mountpoint, opts, || {
         log::info!("mounted {source} on {}", mountpoint.display());
         if let Some(f) = status_file {
-            crate::status::spawn_writer(f, base, move |s| {
-                s.layers = progress.report();
-                s.cache_files = views.cache_files();
-            });
+            crate::status::spawn_writer(f, base, move |s| refresh(s));
         }
-        if daemon {
+        if let Some((max, Some(dir))) = cap {
+            let v = views.clone();
+            crate::cache_admin::spawn_size_cap(dir, max, progress.clone(), move || v.cache_files());
+        }
+        if wait {
+            spawn_wait(views, progress, daemon, failed, publish);
+        } else if daemon {
             notify_parent("ok");
         }
     });
     crate::status::remove(&mountpoint);
-    Ok(served?)
+    served?;
+    let failure = wait_failed.lock().unwrap_or_else(|p| p.into_inner()).take();
+    match failure {
+        Some(e) => Err(DaemonError::Daemon(e)),
+        None => Ok(()),
+    }
 }
+
+/// `--wait`: builds every view on a thread of its own while the mount serves (accesses meanwhile
+/// wait for the same builds), then tells the parent (daemon) or the terminal (`-f`) what it
+/// built and how long it took. Progress goes to the parent as `progress <JSON>` lines (it draws
+/// them on its terminal), or straight to the terminal with `-f`. A view that cannot be built
+/// fails the mount: its error is the answer, and the mount is taken down (SIGTERM to ourselves,
+/// the same clean unmount as `kill`).
+fn spawn_wait(
+    views: Arc<crate::view::Views>,
+    progress: Arc<crate::progress::Progress>,
+    daemon: bool,
+    failed: Arc<Mutex<Option<String>>>,
+    publish: Box<dyn Fn() + Send>,
+) {
+    let work = move || {
+        let started = std::time::Instant::now();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let reporter = daemon.then(|| {
+            let (p, done) = (progress.clone(), done.clone());
+            std::thread::spawn(move || {
+                while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                    if let Ok(json) = serde_json::to_string(&p.report()) {
+                        notify_parent(&format!("{PROGRESS_PREFIX}{json}"));
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(200));
+                }
+            })
+        });
+        let bars = (!daemon)
+            .then(|| crate::progress::bars::Follower::on_terminal(vec![crate::progress::bars::of(progress.clone())]))
+            .flatten();
+        let result = views.build_all();
+        drop(bars);
+        done.store(true, std::sync::atomic::Ordering::Relaxed);
+        if let Some(r) = reporter {
+            let _ = r.join();
+        }
+        publish();
+        match result {
+            Ok(summary) => {
+                let line = format!("built {summary} in {:.1} s", started.elapsed().as_secs_f64());
+                log::info!("--wait: {line}");
+                if daemon {
+                    notify_parent(&format!("ok {line}"));
+                } else if std::io::stderr().is_terminal() {
+                    eprintln!("imgfs: {line}");
+                }
+            }
+            Err((what, e)) => {
+                let line = format!("--wait: {what}: {e}; unmounting");
+                log::error!("{line}");
+                if daemon {
+                    notify_parent(&format!("error: {line}"));
+                }
+                *failed.lock().unwrap_or_else(|p| p.into_inner()) = Some(line);
+                let _ = rustix::process::kill_process(rustix::process::getpid(), rustix::process::Signal::TERM);
+            }
+        }
+    };
+    if let Err(e) = std::thread::Builder::new().name("imgfs-wait".into()).spawn(work) {
+        log::error!("--wait: cannot start a thread ({e}); views build on first access");
+        if daemon {
+            notify_parent("ok");
+        }
+    }
+}
+
+/// Lines the daemon sends its parent while `--wait` builds: `progress ` and the layer reports
+/// as JSON.
+const PROGRESS_PREFIX: &str = "progress ";
 
 /// Starts the daemon (this program again, in the foreground with a readiness pipe on its
 /// stdout) and returns once it reports the mount ready or fails.
@@ -212,14 +317,40 @@ fn start_daemon(mountpoint: &Path, opts: &Options, args: &[String]) -> Result<()
     if let (Some(c), Some(mut stdin)) = (creds, child.stdin.take()) {
         writeln!(stdin, "{c}").map_err(io("cannot pass the credentials to the mount daemon"))?;
     }
+    // `progress` lines (with --wait) until the answer: `ok [what --wait built]` or `error: ...`.
+    let reports: Arc<Mutex<Vec<crate::progress::LayerReport>>> = Arc::default();
+    let bars = opts.wait.then(|| {
+        let r = reports.clone();
+        crate::progress::bars::Follower::on_terminal(vec![Box::new(move || {
+            r.lock().unwrap_or_else(|p| p.into_inner()).clone()
+        })])
+    });
     let mut line = String::new();
     if let Some(out) = child.stdout.take() {
-        std::io::BufReader::new(out)
-            .read_line(&mut line)
-            .map_err(io("cannot read the mount daemon's answer"))?;
+        let mut out = std::io::BufReader::new(out);
+        loop {
+            line.clear();
+            out.read_line(&mut line)
+                .map_err(io("cannot read the mount daemon's answer"))?;
+            match line.strip_prefix(PROGRESS_PREFIX) {
+                Some(json) => {
+                    if let Ok(r) = serde_json::from_str(json) {
+                        *reports.lock().unwrap_or_else(|p| p.into_inner()) = r;
+                    }
+                }
+                None => break,
+            }
+        }
     }
+    drop(bars);
     match line.trim_end() {
         "ok" => Ok(()),
+        l if l.starts_with("ok ") => {
+            if std::io::stderr().is_terminal() {
+                eprintln!("imgfs: {}: {}", mountpoint.display(), &l["ok ".len()..]);
+            }
+            Ok(())
+        }
         l if l.starts_with("error: ") => Err(DaemonError::Daemon(l["error: ".len()..].to_owned())),
         _ => Err(DaemonError::Exited {
             mountpoint: mountpoint.to_path_buf(),

@@ -6,6 +6,7 @@ use imgfs::cache::Cache;
 use imgfs::daemon;
 use imgfs::fs::Fs;
 use imgfs::mount::{self, absolute, Options};
+use imgfs::progress::bars::{self, Follower, Suspending};
 use imgfs::show::{cat, inspect, ls};
 use std::io::{IsTerminal, Write};
 use std::path::{Path, PathBuf};
@@ -162,10 +163,22 @@ struct MountFlags {
     /// -o containers_storage; docs/podman.md).
     #[arg(long)]
     containers_storage: bool,
+    /// Index every layer and build every view before returning (-o wait), with progress bars
+    /// on a terminal; a view that cannot be built fails the mount.
+    #[arg(long)]
+    wait: bool,
+    /// After building, prune the cache to SIZE (500M, 2G, ...), least recently used first, never
+    /// files of this or other live mounts (-o cache_max_size=SIZE).
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    cache_max_size: Option<u64>,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
     registry: RegistryArgs,
+}
+
+fn parse_size(text: &str) -> Result<u64, String> {
+    imgfs::cache_admin::parse_size(text).map_err(|e| e.to_string())
 }
 
 impl MountFlags {
@@ -174,6 +187,8 @@ impl MountFlags {
         let mut opts = Options {
             layout_only: self.layout_only,
             containers_storage: self.containers_storage,
+            wait: self.wait,
+            cache_max_size: self.cache_max_size,
             log_file: self.log_file.clone(),
             cache_dir: self.cache.cache_dir.clone(),
             no_cache: self.cache.no_cache,
@@ -265,6 +280,11 @@ enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Show what is in the index cache, or prune it (docs/operations.md, "Cache").
+    Cache {
+        #[command(subcommand)]
+        command: CacheCommand,
+    },
     /// Print the man page imgfs(1) (roff; `imgfs man | man -l -`).
     Man,
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
@@ -272,6 +292,41 @@ enum Command {
         /// The shell.
         shell: clap_complete::Shell,
     },
+}
+
+#[derive(Subcommand)]
+enum CacheCommand {
+    /// Sizes per kind (layer indexes, rootfs trees, registry layers, seek indexes, ...), per
+    /// layer and per rootfs tree, with their last use and the live mounts using them.
+    Du {
+        /// The cache directory (default $XDG_CACHE_HOME/imgfs).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Print JSON (exact bytes, every file).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove cache files, least recently used first; never files a live mount uses or files
+    /// used in the last minute. Without limits, only garbage (files of killed writers and
+    /// older versions) goes.
+    Prune {
+        /// The cache directory (default $XDG_CACHE_HOME/imgfs).
+        #[arg(long, value_name = "DIR")]
+        cache_dir: Option<PathBuf>,
+        /// Remove least recently used files until the cache holds at most SIZE (500M, 2G, 0).
+        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        max_size: Option<u64>,
+        /// Remove files not used for AGE (90s, 30m, 12h, 30d, 2w).
+        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        older_than: Option<std::time::Duration>,
+        /// Say what would be removed, remove nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+fn parse_age(text: &str) -> Result<std::time::Duration, String> {
+    imgfs::cache_admin::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -371,6 +426,10 @@ fn init_logging(verbose: u8, mount_point: Option<String>) {
             });
         }
     }
+    // Log lines hide the progress bars while they are written (`progress::bars`).
+    if std::io::stderr().is_terminal() {
+        builder.target(env_logger::Target::Pipe(Box::new(Suspending(std::io::stderr()))));
+    }
     builder.init();
 }
 
@@ -408,6 +467,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
         } => {
             let registry = registry.options()?;
             let cache = cache_of(&cache);
+            let bars = follow_opening();
             let doc = match image {
                 None => inspect::inspect(&*imgfs::open_tree_choosing(&source, &cache, &registry, None)?, None),
                 Some(r) => {
@@ -420,6 +480,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                     inspect::inspect_one(&tree, &choice)?
                 }
             };
+            drop(bars);
             let mut out = std::io::stdout().lock();
             serde_json::to_writer_pretty(&mut out, &doc).map_err(std::io::Error::from)?;
             writeln!(out)?;
@@ -435,13 +496,18 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             registry,
         } => {
             let cache = cache_of(&cache);
+            let bars = follow_opening();
             let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
             let fs = Fs::new(tree, cache);
-            let mut out = std::io::BufWriter::new(std::io::stdout().lock());
+            if let Some(b) = &bars {
+                b.add(bars::of(fs.progress()));
+            }
+            let mut out = std::io::BufWriter::new(Suspending(std::io::stdout().lock()));
             ls::Listing { long, recursive }.list(&fs, &source, &path, &mut out)?;
             out.flush()?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Cache { command } => cache_command(command),
         Command::Man => {
             let mut out = std::io::stdout().lock();
             out.write_all(&man_page()?)?;
@@ -459,12 +525,64 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             registry,
         } => {
             let cache = cache_of(&cache);
+            let bars = follow_opening();
             let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
             let fs = Fs::new(tree, cache);
-            cat::cat(&fs, &source, &path, &mut std::io::stdout().lock())?;
+            if let Some(b) = &bars {
+                b.add(bars::of(fs.progress()));
+            }
+            let stdout = std::io::stdout();
+            if stdout.is_terminal() {
+                cat::cat(&fs, &source, &path, &mut Suspending(stdout.lock()))?;
+            } else {
+                cat::cat(&fs, &source, &path, &mut stdout.lock())?;
+            }
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `imgfs cache du|prune`.
+fn cache_command(command: CacheCommand) -> anyhow::Result<ExitCode> {
+    use imgfs::cache_admin;
+    let dir_of = |d: Option<PathBuf>| {
+        d.map(|d| absolute(&d))
+            .or_else(Cache::default_dir)
+            .ok_or_else(|| anyhow!("no cache directory: give --cache-dir (neither $XDG_CACHE_HOME nor $HOME is set)"))
+    };
+    let now = cache_admin::seconds(std::time::SystemTime::now());
+    let mut out = std::io::stdout().lock();
+    match command {
+        CacheCommand::Du { cache_dir, json } => {
+            let dir = dir_of(cache_dir)?;
+            let entries = cache_admin::scan(&dir, &cache_admin::live_mounts(&dir))?;
+            if json {
+                serde_json::to_writer_pretty(&mut out, &cache_admin::du_json(&dir, &entries))
+                    .map_err(std::io::Error::from)?;
+                writeln!(out)?;
+            } else {
+                cache_admin::write_du(&mut out, &dir, &entries, now)?;
+            }
+        }
+        CacheCommand::Prune {
+            cache_dir,
+            max_size,
+            older_than,
+            dry_run,
+        } => {
+            let dir = dir_of(cache_dir)?;
+            let limits = cache_admin::Limits { max_size, older_than };
+            let (plan, removed) = cache_admin::prune(&dir, limits, dry_run)?;
+            cache_admin::write_prune(&mut out, &plan, &removed, limits, dry_run, now)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Progress bars while a one-shot command waits (stderr a terminal only): the steps of opening
+/// the source now, the filesystem's layers once [`Follower::add`] adds them.
+fn follow_opening() -> Option<Follower> {
+    Follower::on_terminal(vec![bars::of(imgfs::progress::opening())])
 }
 
 /// `imgfs status [MNT] [--json]`.

@@ -72,6 +72,10 @@ pub struct Options {
     pub registry: RegistryOptions,
     /// File whose first line is `USER:PASSWORD` (`creds_file=`, `--creds-file`).
     pub creds_file: Option<PathBuf>,
+    /// Build every view before the mount is reported ready (`wait`, `--wait`).
+    pub wait: bool,
+    /// Prune the cache to this many bytes after building (`cache_max_size=`, `--cache-max-size`).
+    pub cache_max_size: Option<u64>,
 }
 
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
@@ -104,6 +108,11 @@ impl Options {
                 ("no_cache", None) => self.no_cache = true,
                 ("layout_only", None) => self.layout_only = true,
                 ("containers_storage", None) => self.containers_storage = true,
+                ("wait", None) => self.wait = true,
+                ("cache_max_size", Some(v)) => {
+                    self.cache_max_size =
+                        Some(crate::cache::parse_size(v).ok_or_else(|| bad("expected a size such as 500M or 2G"))?)
+                }
                 ("fsname", Some(v)) => self.fsname = Some(v.to_owned()),
                 ("cache_dir", Some(v)) => self.cache_dir = Some(v.into()),
                 ("log", Some(v)) => self.log_file = Some(v.into()),

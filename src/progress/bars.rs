@@ -10,7 +10,7 @@
 use super::{LayerReport, LayerState};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::collections::BTreeMap;
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -21,11 +21,37 @@ const TICK: Duration = Duration::from_millis(100);
 /// Where the reports come from: called on the follower's thread.
 pub type Source = Box<dyn Fn() -> Vec<LayerReport> + Send>;
 
+/// The reports of `progress`, as a follower's source.
+pub fn of(progress: Arc<super::Progress>) -> Source {
+    Box::new(move || progress.report())
+}
+
 /// Bars kept up to date from reports, until dropped.
 pub struct Follower {
     bars: Arc<Bars>,
+    sources: Arc<Mutex<Vec<Source>>>,
     stop: Arc<AtomicBool>,
     thread: Option<std::thread::JoinHandle<()>>,
+}
+
+/// The bars of the live follower, if any: [`Suspending`] writers hide them while they write.
+static DRAWN: Mutex<Option<MultiProgress>> = Mutex::new(None);
+
+/// A writer to the terminal (stderr for log lines, stdout for output) that hides the bars of a
+/// live follower while it writes, so neither overwrites the other.
+pub struct Suspending<W: Write>(pub W);
+
+impl<W: Write> Write for Suspending<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let drawn = DRAWN.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        match drawn {
+            Some(multi) => multi.suspend(|| self.0.write(buf)),
+            None => self.0.write(buf),
+        }
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.0.flush()
+    }
 }
 
 impl Follower {
@@ -42,19 +68,36 @@ impl Follower {
             multi: MultiProgress::with_draw_target(target),
             shown: Mutex::new(BTreeMap::new()),
         });
+        *DRAWN.lock().unwrap_or_else(|p| p.into_inner()) = Some(bars.multi.clone());
         let stop = Arc::new(AtomicBool::new(false));
-        let (b, s) = (bars.clone(), stop.clone());
+        let sources = Arc::new(Mutex::new(sources));
+        let (b, s, from) = (bars.clone(), stop.clone(), sources.clone());
         let thread = std::thread::Builder::new()
             .name("imgfs-progress".into())
             .spawn(move || {
                 while !s.load(Ordering::Relaxed) {
-                    let reports: Vec<LayerReport> = sources.iter().flat_map(|f| f()).collect();
+                    let reports: Vec<LayerReport> = from
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .iter()
+                        .flat_map(|f| f())
+                        .collect();
                     b.show(&reports);
                     std::thread::sleep(TICK);
                 }
             })
             .ok();
-        Follower { bars, stop, thread }
+        Follower {
+            bars,
+            sources,
+            stop,
+            thread,
+        }
+    }
+
+    /// Follows `source` too from now on.
+    pub fn add(&self, source: Source) {
+        self.sources.lock().unwrap_or_else(|p| p.into_inner()).push(source);
     }
 
     /// Runs `f` (which writes to the terminal) with the bars hidden.
@@ -70,6 +113,7 @@ impl Drop for Follower {
             let _ = t.join();
         }
         self.bars.show(&[]);
+        *DRAWN.lock().unwrap_or_else(|p| p.into_inner()) = None;
     }
 }
 

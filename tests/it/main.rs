@@ -42,6 +42,7 @@
 #![allow(unsafe_code)]
 
 mod bench_layer;
+mod cache_and_progress;
 mod cli;
 mod clients;
 mod errors;

@@ -441,6 +441,18 @@ fn background_mounts_log_to_a_file_per_mount_by_default() {
     );
 }
 
+/// The exit status of `child`, which must end within `limit` (else: `what`).
+pub(crate) fn exit_within(child: &mut std::process::Child, limit: Duration, what: &str) -> std::process::ExitStatus {
+    let started = Instant::now();
+    loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            return s;
+        }
+        assert!(started.elapsed() < limit, "{what}");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
 /// Lists a directory, failing if any step of it fails.
 pub(crate) fn list_dir(dir: &Path) -> std::io::Result<Vec<std::fs::DirEntry>> {
     std::fs::read_dir(dir)?.collect()
@@ -525,17 +537,7 @@ fn slow_registry_status_shows_progress_and_ctrl_c_frees_a_waiting_ls() {
     // Ctrl-C: the waiting ls is answered (EINTR) and dies within a second.
     // SAFETY: kill(2) on the ls this test started.
     unsafe { libc::kill(ls.id() as i32, libc::SIGINT) };
-    let started = Instant::now();
-    let status = loop {
-        if let Some(s) = ls.try_wait().unwrap() {
-            break s;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(1),
-            "ls still waits 1 s after SIGINT"
-        );
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = exit_within(&mut ls, Duration::from_secs(1), "ls still waits 1 s after SIGINT");
     assert_eq!(
         std::os::unix::process::ExitStatusExt::signal(&status),
         Some(libc::SIGINT)
