@@ -19,7 +19,6 @@ use crate::verify::Verifier;
 use crate::view::{PlacementId, View, ViewError, Views};
 use std::borrow::Cow;
 use std::sync::Arc;
-use std::time::SystemTime;
 
 /// Permission bits of the metadata files and directories imgfs synthesizes.
 const META_FILE_MODE: u16 = 0o444;
@@ -106,28 +105,8 @@ pub type Result<T> = std::result::Result<T, FsError>;
 /// File types, as `stat` shows them: the merged tree's own type, which static nodes use too.
 pub use crate::merge::InodeKind as Kind;
 
-/// Attributes of an inode.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Attr {
-    /// Inode number.
-    pub ino: u64,
-    /// Type.
-    pub kind: Kind,
-    /// Permission bits (07777).
-    pub perm: u16,
-    /// Owner.
-    pub uid: u32,
-    /// Group.
-    pub gid: u32,
-    /// Size in bytes.
-    pub size: u64,
-    /// Modification (and change, access) time.
-    pub mtime: SystemTime,
-    /// Link count.
-    pub nlink: u32,
-    /// Device number (kernel encoding).
-    pub rdev: u32,
-}
+/// Attributes of an inode: one type for static and view inodes.
+pub use crate::view::Attr;
 
 /// Where an inode number points.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -335,18 +314,8 @@ impl Fs {
             let node = self.placement_node(p).ok_or(FsError::NotFound)?;
             return self.static_attr(node);
         }
-        let a = view.attr(i, self.tree.image_set().mtime).ok_or(FsError::NotFound)?;
-        Ok(Attr {
-            ino: Ino::View(p, i).encode(),
-            kind: a.kind,
-            perm: a.perm,
-            uid: a.uid,
-            gid: a.gid,
-            size: a.size,
-            mtime: a.mtime,
-            nlink: a.nlink,
-            rdev: a.rdev,
-        })
+        view.attr(i, Ino::View(p, i).encode(), self.tree.image_set().mtime)
+            .ok_or(FsError::NotFound)
     }
 
     /// Looks `name` up in directory `parent` (`.` and `..` included, as NFS export needs).

@@ -7,9 +7,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 /// Permission bits shown for directories that no tar entry describes (implicit parents).
 const IMPLICIT_DIR_MODE: u16 = 0o755;
 
-/// What `stat` shows for a view inode.
+/// What `stat` shows for an inode: of a view (from its tar entry, here) or of the static tree
+/// (`crate::fs`), one type for both.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViewAttr {
+pub struct Attr {
+    /// Kernel inode number (`crate::fs` numbers inodes).
+    pub ino: u64,
     /// Inode kind.
     pub kind: InodeKind,
     /// Permission bits including setuid/setgid/sticky (07777).
@@ -28,11 +31,13 @@ pub struct ViewAttr {
     pub rdev: u32,
 }
 
-impl ViewAttr {
-    /// Attributes of `inode`, described by `entry` (None for implicit directories).
-    pub fn new(inode: &Inode, entry: Option<&Meta<'_>>, default_mtime: SystemTime) -> ViewAttr {
+impl Attr {
+    /// Attributes of view `inode` numbered `ino`, described by `entry` (None for implicit
+    /// directories).
+    pub fn new(ino: u64, inode: &Inode, entry: Option<&Meta<'_>>, default_mtime: SystemTime) -> Attr {
         let Some(e) = entry else {
-            return ViewAttr {
+            return Attr {
+                ino,
                 kind: inode.kind(),
                 perm: IMPLICIT_DIR_MODE,
                 uid: 0,
@@ -52,7 +57,8 @@ impl ViewAttr {
             InodeKind::CharDev | InodeKind::BlockDev => encode_dev(e.dev_major, e.dev_minor),
             _ => 0,
         };
-        ViewAttr {
+        Attr {
+            ino,
             kind: inode.kind(),
             perm: (e.mode & 0o7777) as u16,
             uid: e.uid,

@@ -20,7 +20,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
-pub use attr::ViewAttr;
+pub use attr::Attr;
 
 /// How many merge warnings are logged one by one before only a count is given.
 const MAX_LOGGED_WARNINGS: usize = 20;
@@ -505,11 +505,12 @@ impl View {
         self.inode(i).map(|n| n.kind())
     }
 
-    /// Attributes of an inode (`default_mtime` for directories no tar entry describes).
-    pub fn attr(&self, i: u32, default_mtime: std::time::SystemTime) -> Option<ViewAttr> {
+    /// Attributes of inode `i`, numbered `ino` (`default_mtime` for directories no tar entry
+    /// describes).
+    pub fn attr(&self, i: u32, ino: u64, default_mtime: std::time::SystemTime) -> Option<Attr> {
         let inode = self.inode(i)?;
         let entry = inode.entry().and_then(|r| self.entry(r));
-        Some(ViewAttr::new(inode, entry.as_ref(), default_mtime))
+        Some(Attr::new(ino, inode, entry.as_ref(), default_mtime))
     }
 
     /// Target of a symlink.
