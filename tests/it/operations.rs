@@ -212,16 +212,11 @@ pub(crate) fn daemons_of(dir: &Path) -> Vec<(i32, String)> {
 #[test]
 fn credentials_stay_out_of_process_lists_and_come_from_files_and_the_environment() {
     use crate::registry::{Registry, Setup};
-    let reg = Registry::start(Setup {
+    let reg = Registry::with_oci_v2(Setup {
         tls: true,
         basic: Some(("bob", "s3cr3t-Pw")),
         ..Setup::default()
     });
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
     let url = reg.url("imgfs/oci:v2");
     let cache = tempdir();
     let base = |cmd: &mut Command| {
@@ -311,16 +306,11 @@ fn credentials_stay_out_of_process_lists_and_come_from_files_and_the_environment
 fn skopeo_login_as_root_is_found_without_flags() {
     use crate::registry::{Registry, Setup};
     require(&["skopeo"]);
-    let reg = Registry::start(Setup {
+    let reg = Registry::with_oci_v2(Setup {
         tls: true,
         basic: Some(("carol", "l0gin-Pw")),
         ..Setup::default()
     });
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
     let home = tempdir();
     // As root without XDG_RUNTIME_DIR (sudo, a service): skopeo writes /run/containers/0/auth.json.
     let login = |what: &str| {
@@ -569,12 +559,7 @@ fn ls_ok(dir: &Path) -> std::collections::BTreeSet<String> {
 #[test]
 fn a_view_failed_by_a_dead_registry_heals_without_remount_and_corrupt_layers_stay_failed() {
     use crate::registry::{Registry, Setup};
-    let mut reg = Registry::start(Setup::default());
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
+    let mut reg = Registry::with_oci_v2(Setup::default());
     let cache = tempdir();
     let (tmp, dir) = Mounted::point();
     let m = Mounted::run(

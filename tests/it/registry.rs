@@ -361,16 +361,11 @@ fn registry_missing_manifest_is_a_one_line_error() {
 
 #[test]
 fn registry_basic_auth_over_tls_from_every_credential_source() {
-    let reg = Registry::start(Setup {
+    let reg = Registry::with_oci_v2(Setup {
         tls: true,
         basic: Some(("alice", "pa55-w0rd")),
         ..Setup::default()
     });
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
     let url = reg.url("imgfs/oci:v2");
     let cache = tempdir();
     let tls = ["--cert-dir".to_owned(), reg.cert_dir().display().to_string()];
@@ -458,15 +453,10 @@ fn registry_basic_auth_over_tls_from_every_credential_source() {
 
 #[test]
 fn registry_token_auth_gets_and_refreshes_tokens() {
-    let reg = Registry::start(Setup {
+    let reg = Registry::with_oci_v2(Setup {
         token: Some(("bob", "t0ken-pass", 2)),
         ..Setup::default()
     });
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
     let cache = tempdir();
     let log = cache.path().join("imgfs.log");
     let mut args = reg.args(cache.path());
@@ -506,12 +496,7 @@ fn registry_token_auth_gets_and_refreshes_tokens() {
 
 #[test]
 fn registry_that_stops_answering_or_dies_fails_reads_with_eio_in_bounded_time() {
-    let mut reg = Registry::start(Setup::default());
-    reg.push(
-        &format!("oci:{}:v2", fixtures().join("oci").display()),
-        "imgfs/oci:v2",
-        &[],
-    );
+    let mut reg = Registry::with_oci_v2(Setup::default());
     let cache = tempdir();
     let mut args = reg.args(cache.path());
     args.extend(["--registry-timeout".into(), "2".into()]);
@@ -789,6 +774,17 @@ pub(crate) struct Registry {
 }
 
 impl Registry {
+    /// A registry set up as `setup` says, holding the `oci` fixture as `imgfs/oci:v2`.
+    pub(crate) fn with_oci_v2(setup: Setup) -> Registry {
+        let reg = Registry::start(setup);
+        reg.push(
+            &format!("oci:{}:v2", fixtures().join("oci").display()),
+            "imgfs/oci:v2",
+            &[],
+        );
+        reg
+    }
+
     pub(crate) fn start(setup: Setup) -> Registry {
         require(&["docker-registry", "skopeo", "openssl", "htpasswd", "python3"]);
         let dir = tempdir();
