@@ -142,6 +142,8 @@ pub struct Fs {
     verifier: Arc<Verifier>,
     read_errors: FirstErrors,
     sequential: Sequential,
+    /// Tar-split data made so far, by layer digest (`Content::TarSplit`).
+    tar_splits: std::sync::Mutex<std::collections::HashMap<crate::digest::Digest, Arc<Vec<u8>>>>,
 }
 
 /// Which inodes have had a read error logged: one line per file, not one per failed read (a
@@ -204,6 +206,7 @@ impl Fs {
             verifier,
             read_errors: FirstErrors::default(),
             sequential: Sequential::new(),
+            tar_splits: Default::default(),
         }
     }
 
@@ -289,6 +292,14 @@ impl Fs {
         let node = self.node(id)?;
         let mtime = self.tree.image_set().mtime;
         let (kind, perm, size, nlink) = match &node.kind {
+            NodeKind::File {
+                content: Content::TarSplit(d, _),
+                ..
+            } => {
+                // Unknown (0) until made: such files are read with direct I/O (`direct_io`).
+                let made = self.tar_splits.lock().unwrap_or_else(|e| e.into_inner());
+                (Kind::File, META_FILE_MODE, made.get(d).map_or(0, |b| b.len() as u64), 1)
+            }
             NodeKind::File { size, .. } => (Kind::File, META_FILE_MODE, *size, 1),
             NodeKind::Dir { .. } => (Kind::Dir, META_DIR_MODE, 0, 2 + self.tree.subdir_count(id)),
             // A view's directory is shown without building the view (so `ls -l` of a ref
@@ -450,6 +461,9 @@ impl Fs {
                     return Err(FsError::IsDir);
                 };
                 let mut checked = None;
+                if let Content::TarSplit(d, diff_id) = content {
+                    checked = Some(self.tar_split(d, diff_id.as_deref())? as Arc<dyn crate::blob::ReadAt>);
+                }
                 if let Content::Blob(d) = content {
                     // A read that reaches the end waits for the blob's verification.
                     let at_end = offset.saturating_add(size as u64) >= *len;
@@ -482,6 +496,44 @@ impl Fs {
             }
             read_error(e)
         })
+    }
+
+    /// True for a file whose size is unknown until it is read (tar-split data): the kernel must
+    /// read it to its end rather than trust the size `getattr` gave (FUSE direct I/O).
+    pub fn direct_io(&self, ino: u64) -> bool {
+        let Some(Ino::Static(id)) = Ino::decode(ino) else {
+            return false;
+        };
+        matches!(
+            self.tree.get(id).map(|n| &n.kind),
+            Some(NodeKind::File {
+                content: Content::TarSplit(..),
+                ..
+            })
+        )
+    }
+
+    /// The tar-split data of layer `digest`, made from its index on first use (reading the whole
+    /// layer once; `podman save`/`push` read the whole layer anyway).
+    fn tar_split(&self, digest: &crate::digest::Digest, diff_id: Option<&str>) -> Result<Arc<Vec<u8>>> {
+        if let Some(b) = self.tar_splits.lock().unwrap_or_else(|e| e.into_inner()).get(digest) {
+            return Ok(b.clone());
+        }
+        let layer = self.views.layer(digest, diff_id)?;
+        let started = std::time::Instant::now();
+        let bytes = crate::containers_storage::tarsplit::generate(&layer.index.entries, layer.stream.as_ref())
+            .map_err(|e| {
+                log::error!("tar-split of layer {digest}: {e}");
+                read_error(std::io::Error::other(e.to_string()))
+            })?;
+        log::info!(
+            "tar-split of layer {digest}: {} bytes in {:.1} ms",
+            bytes.len(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        let bytes = Arc::new(bytes);
+        let mut made = self.tar_splits.lock().unwrap_or_else(|e| e.into_inner());
+        Ok(made.entry(digest.clone()).or_insert(bytes).clone())
     }
 
     /// Target of a symlink.

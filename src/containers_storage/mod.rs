@@ -12,6 +12,8 @@
 
 use crate::digest::Digest;
 use crate::image::{ImageSet, ManifestInfo};
+pub mod tarsplit;
+
 use base64::Engine;
 use serde::Serialize;
 use std::collections::{BTreeMap, HashMap};
@@ -37,6 +39,9 @@ pub enum StoreNode {
     Symlink(String),
     /// A layer's file tree (`overlay/<id>/diff`): layer `n` of the manifest.
     LayerDiff(Arc<ManifestInfo>, usize),
+    /// A layer's tar-split data (`overlay-layers/<id>.tar-split.gz`), made on first read
+    /// ([`tarsplit`]): the layer's digest and diff_id.
+    TarSplit(Digest, Option<String>),
 }
 
 /// containers/storage's compression codes (`pkg/archive` `Compression`).
@@ -225,6 +230,10 @@ pub fn build(set: &ImageSet, shared: &mut HashMap<Digest, Arc<ManifestInfo>>) ->
             format!("overlay/{id}/diff"),
             StoreNode::LayerDiff(l.manifest.clone(), l.index),
         ));
+        if let Some(layer) = l.manifest.layers.get(l.index) {
+            let node = StoreNode::TarSplit(layer.digest.clone(), layer.diff_id.clone());
+            out.push((format!("overlay-layers/{id}.tar-split.gz"), node));
+        }
         out.push((format!("overlay/l/{link}"), StoreNode::Symlink(format!("../{id}/diff"))));
     }
     out

@@ -117,6 +117,7 @@ impl Filesystem for ImgFs {
             return reply.error(Errno::EROFS);
         }
         match self.fs.open(ino.0) {
+            Ok(()) if self.fs.direct_io(ino.0) => reply.opened(FileHandle(0), FopenFlags::FOPEN_DIRECT_IO),
             Ok(()) => reply.opened(FileHandle(0), FopenFlags::FOPEN_KEEP_CACHE),
             Err(e) => reply.error(errno(&e)),
         }

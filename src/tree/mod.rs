@@ -34,6 +34,9 @@ pub enum Content {
     Blob(Digest),
     /// A file passed through from the source (docker's manifest.json).
     Source(Arc<dyn ReadAt>),
+    /// The tar-split data of a layer (digest, diff_id), made by `crate::fs` on first read from
+    /// the layer's index (`crate::containers_storage::tarsplit`); its size is unknown before.
+    TarSplit(Digest, Option<String>),
 }
 
 /// What a node is.
@@ -158,6 +161,7 @@ impl Tree {
         match content {
             Content::Bytes(b) => Ok(b.clone() as Arc<dyn ReadAt>),
             Content::Source(r) => Ok(r.clone()),
+            Content::TarSplit(d, _) => Err(io::Error::other(format!("tar-split of {d} is made by the filesystem"))),
             Content::Blob(d) => self
                 .set
                 .blobs

@@ -206,6 +206,11 @@ impl Views {
         self.specs.is_empty()
     }
 
+    /// The indexed layer `digest` (indexing it now if no view did yet).
+    pub fn layer(&self, digest: &Digest, diff_id: Option<&str>) -> Result<Arc<Layer>, ViewError> {
+        Ok(self.store.get(digest, diff_id)?)
+    }
+
     /// What each layer is doing (`imgfs status`).
     pub fn progress(&self) -> Arc<crate::progress::Progress> {
         self.store.progress()

@@ -226,7 +226,14 @@ const SAME_FIELDS: &[&str] = &[
 /// pull` (or `load`) with `fetch`. A docker-archive has no manifest of its own: imgfs and podman
 /// each synthesize one, so `Digest`, `ManifestType` and `Size` (which counts the manifest) differ
 /// there (`skip`).
-fn run_and_compare(source: &str, mount_args: &[&str], image: &str, fetch: &[&str], skip: &[&str]) {
+/// Returns the mount, the podman that reads it and its inspect output, for more checks.
+fn run_and_compare(
+    source: &str,
+    mount_args: &[&str],
+    image: &str,
+    fetch: &[&str],
+    skip: &[&str],
+) -> (Mount, Podman, serde_json::Value) {
     let mut args = vec!["--containers-storage"];
     args.extend_from_slice(mount_args);
     let m = Mount::with_args(source, &args);
@@ -260,19 +267,69 @@ fn run_and_compare(source: &str, mount_args: &[&str], image: &str, fetch: &[&str
         o.describe(),
         o.stderr_str()
     );
+    (m, podman, mine)
+}
+
+/// `podman save` of a store image writes each layer byte for byte (its sha256 is its diff_id):
+/// containers/storage rebuilds the tars from the store's tar-split files and `diff/` trees.
+fn check_save(podman: &Podman, image: &str, inspect: &serde_json::Value) {
+    let dir = tempdir();
+    let out = dir.path().join("saved.tar");
+    let out_s = out.display().to_string();
+    podman
+        .run(&["save", "--format", "docker-archive", "-o", &out_s, image])
+        .assert_ok();
+    let archive = crate::util::read_archive(&out);
+    let manifest: serde_json::Value =
+        serde_json::from_slice(archive.get("manifest.json").expect("manifest.json in the save")).expect("JSON");
+    let layers: Vec<String> = manifest[0]["Layers"]
+        .as_array()
+        .expect("Layers")
+        .iter()
+        .map(|l| {
+            let bytes = archive.get(l.as_str().unwrap_or_default()).expect("a saved layer");
+            format!("sha256:{}", crate::util::sha256_bytes(bytes))
+        })
+        .collect();
+    let want: Vec<String> = serde_json::from_value(inspect["RootFS"]["Layers"].clone()).expect("RootFS.Layers");
+    assert_eq!(
+        layers, want,
+        "podman save {image}: layer tars differ from the image's diff_ids"
+    );
+}
+
+/// `podman build` of a Containerfile `FROM` a store image.
+fn check_build(podman: &Podman, image: &str) {
+    let ctx = tempdir();
+    std::fs::copy("/bin/busybox", ctx.path().join("busybox")).expect("copy busybox");
+    let file = format!(
+        "FROM {image}\nCOPY busybox /busybox\nRUN [\"/busybox\", \"sh\", \"-c\", \"/busybox cat /opaque/upper-c /readd > /built\"]\n"
+    );
+    std::fs::write(ctx.path().join("Containerfile"), file).expect("Containerfile");
+    let ctx_s = ctx.path().display().to_string();
+    let mut args = vec!["build", "-q", "-t", "localhost/built-from-store:1"];
+    args.extend_from_slice(&RUN_FLAGS[..6]);
+    args.extend(["--network", "none", &ctx_s]);
+    podman.run(&args).assert_ok();
+    let mut args = vec!["run", "--rm"];
+    args.extend_from_slice(RUN_FLAGS);
+    args.extend(["localhost/built-from-store:1", "/busybox", "cat", "/built"]);
+    let o = podman.run(&args).assert_ok();
+    assert_eq!(
+        o.stdout_str(),
+        "c\nnew\n",
+        "a RUN step of a build FROM {image} sees its files"
+    );
 }
 
 #[test]
 fn podman_runs_an_oci_layout_from_the_imgfs_store() {
     let layout = format!("oci:{}:edge", image().join("oci").display());
     // An OCI ref name that is not a Docker tag is named as podman names local images.
-    run_and_compare(
-        &layout,
-        &["--no-cache"],
-        "localhost/edge:latest",
-        &["pull", "-q", &layout],
-        &[],
-    );
+    let image = "localhost/edge:latest";
+    let (_m, podman, inspect) = run_and_compare(&layout, &["--no-cache"], image, &["pull", "-q", &layout], &[]);
+    check_save(&podman, image, &inspect);
+    check_build(&podman, image);
 }
 
 #[test]
@@ -300,7 +357,22 @@ fn podman_runs_a_registry_image_from_the_imgfs_store() {
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let url = reg.url("imgfs/podman:1");
     let image = format!("{}/imgfs/podman:1", reg.host);
-    run_and_compare(&url, &args, &image, &["pull", "-q", "--tls-verify=false", &url], &[]);
+    let (_m, podman, inspect) = run_and_compare(&url, &args, &image, &["pull", "-q", "--tls-verify=false", &url], &[]);
+    // `podman push` of the store image: the registry gets the same layers (by diff_id).
+    let pushed = reg.url("imgfs/pushed-from-store:1");
+    podman
+        .run(&["push", "-q", "--tls-verify=false", &image, &pushed])
+        .assert_ok();
+    let o = run(
+        Command::new("skopeo").args(["inspect", "--tls-verify=false", "--config", &pushed]),
+        CMD_TIMEOUT,
+    )
+    .assert_ok();
+    let config: serde_json::Value = serde_json::from_slice(&o.stdout).expect("config JSON");
+    assert_eq!(
+        config["rootfs"]["diff_ids"], inspect["RootFS"]["Layers"],
+        "podman push of {image} from the store"
+    );
 }
 
 #[test]
