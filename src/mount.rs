@@ -685,7 +685,11 @@ mod tests {
         assert_eq!(o.registry.timeout, std::time::Duration::from_millis(2500));
         assert_eq!(o.creds_file.as_deref(), Some(Path::new("/c")));
         assert_eq!(o.registry.authfile.as_deref(), Some(Path::new("/d")));
+        o.parse_into("wait,cache_max_size=1.5G").unwrap();
+        assert!(o.wait);
+        assert_eq!(o.cache_max_size, Some(3 << 29));
         for bad in [
+            "cache_max_size=lots",
             "layer=x",
             "tls_verify=yes",
             "registry_timeout=0",

@@ -163,6 +163,31 @@ fn mount_cached(source: &OsStr, cache: &Path, extra: &[&str]) -> Mounted {
     )
 }
 
+#[test]
+fn mount_wait_fails_on_a_layer_that_cannot_be_built_and_leaves_no_mount() {
+    let tmp = tempdir();
+    let (layout, top) = crate::operations::corrupt_edge_layout(tmp.path());
+    let (_point, dir) = Mounted::point();
+    let cache = tempdir();
+    let o = run(
+        imgfs_cmd([
+            OsStr::new("mount"),
+            layout.as_os_str(),
+            dir.as_os_str(),
+            OsStr::new("-o"),
+        ])
+        .arg(format!("wait,cache_dir={}", cache.path().display())),
+        T,
+    );
+    assert!(!o.ok(), "--wait succeeded over a corrupt layer");
+    let line = crate::registry::one_line_error(&o);
+    assert!(
+        line.contains("--wait: ") && line.contains(&top) && line.contains("unmounting"),
+        "{line}"
+    );
+    wait_until(Duration::from_secs(5), "the failed mount to go", || !is_mounted(&dir));
+}
+
 /// Every path under `dir`.
 fn walk(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();

@@ -658,7 +658,7 @@ fn a_view_failed_by_a_dead_registry_heals_without_remount_and_corrupt_layers_sta
 
 /// A copy of the edge image's layout under `dir` whose top layer has one wrong byte (the gzip
 /// MTIME: it still inflates, its digest is wrong), and that layer's digest.
-fn corrupt_edge_layout(dir: &Path) -> (PathBuf, String) {
+pub(crate) fn corrupt_edge_layout(dir: &Path) -> (PathBuf, String) {
     let layout = crate::layers::copy_layout(dir);
     let manifest = crate::layers::edge_manifest(&layout);
     let top = manifest["layers"].as_array().unwrap().last().unwrap()["digest"]
