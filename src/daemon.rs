@@ -136,7 +136,7 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
     };
     let cache_dir = cache.dir().map(Path::to_path_buf);
     let wait = opts.wait;
-    let fs = Fs::new(tree, cache);
+    let fs = Fs::new(tree, cache).with_overlay_opaque(opts.overlay_opaque);
     fs.warm_up();
     let daemon = is_daemon();
     let base = crate::status::MountStatus {

@@ -17,6 +17,8 @@ use crate::merge::InodeKind;
 use crate::tree::{Content, NodeId, NodeKind, Tree};
 use crate::verify::Verifier;
 use crate::view::{PlacementId, View, ViewError, Views};
+
+pub use crate::view::OpaqueXattrs;
 use std::borrow::Cow;
 use std::sync::Arc;
 
@@ -144,6 +146,7 @@ pub struct Fs {
     sequential: Sequential,
     /// Tar-split data made so far, by layer digest (`Content::TarSplit`).
     tar_splits: std::sync::Mutex<std::collections::HashMap<crate::digest::Digest, Arc<Vec<u8>>>>,
+    overlay_opaque: OpaqueXattrs,
 }
 
 /// Which inodes have had a read error logged: one line per file, not one per failed read (a
@@ -207,7 +210,14 @@ impl Fs {
             read_errors: FirstErrors::default(),
             sequential: Sequential::new(),
             tar_splits: Default::default(),
+            overlay_opaque: OpaqueXattrs::default(),
         }
+    }
+
+    /// Which opaque markers overlay views show (`-o overlay_opaque=`; both by default).
+    pub fn with_overlay_opaque(mut self, which: OpaqueXattrs) -> Fs {
+        self.overlay_opaque = which;
+        self
     }
 
     /// Starts loading a rootfs whose index is cached (`Views::warm_up`); for a mount, which
@@ -551,12 +561,16 @@ impl Fs {
     pub fn xattrs(&self, ino: u64) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
         match self.place(ino)? {
             Ok(_) => Ok(Vec::new()),
-            Err(InView { view, i, .. }) => Ok(view.xattrs(i).iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect()),
+            Err(InView { view, i, .. }) => Ok(view
+                .xattrs(i, self.overlay_opaque)
+                .into_iter()
+                .map(|(k, v)| (k.to_vec(), v.to_vec()))
+                .collect()),
         }
     }
 
-    /// True for the root of a view (`rootfs/`, `layers/<n>/`, or the root of a one-image mount):
-    /// the image root a symlink inside the view resolves against (`crate::show::walk`).
+    /// True for the root of a view (`rootfs/`, `layers/<n>/`, `overlay/<n>/`, or the root of a
+    /// one-image mount): the image root a symlink inside the view resolves against (`crate::show::walk`).
     pub fn is_view_root(&self, ino: u64) -> bool {
         matches!(
             Ino::decode(ino).and_then(|i| match i {

@@ -145,7 +145,7 @@ impl ImageArgs {
 /// The flags of `imgfs mount`, each the same as an `-o` option (an `-o` option wins).
 #[derive(clap::Args)]
 struct MountFlags {
-    /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only, containers_storage;
+    /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only, containers_storage, overlay_opaque=both|trusted|user;
     /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,

@@ -76,6 +76,8 @@ pub struct Options {
     pub wait: bool,
     /// Prune the cache to this many bytes after building (`cache_max_size=`, `--cache-max-size`).
     pub cache_max_size: Option<u64>,
+    /// Opaque markers of `overlay/<n>/` directories (`overlay_opaque=both|trusted|user`).
+    pub overlay_opaque: crate::fs::OpaqueXattrs,
 }
 
 /// Options that mount(8)/fstab pass along and that mean nothing for imgfs.
@@ -129,6 +131,15 @@ impl Options {
                 ("registry_timeout", Some(v)) => {
                     self.registry.timeout =
                         crate::registry::parse_timeout(v).map_err(|_| bad("expected a positive number of seconds"))?
+                }
+                ("overlay_opaque", Some(v)) => {
+                    use crate::fs::OpaqueXattrs;
+                    self.overlay_opaque = match v {
+                        "both" => OpaqueXattrs::Both,
+                        "trusted" => OpaqueXattrs::Trusted,
+                        "user" => OpaqueXattrs::User,
+                        _ => return Err(bad("expected both, trusted or user")),
+                    }
                 }
                 ("rw", None) => log::warn!("imgfs mounts are always read-only; ignoring rw"),
                 (k, None) if IGNORED.contains(&k) || k.starts_with("x-") => {}
@@ -670,6 +681,10 @@ mod tests {
         );
         o.parse_into("devices,setuid,layout_only,containers_storage").unwrap();
         assert!(o.dev && o.suid && o.layout_only && o.containers_storage);
+        assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::Both);
+        o.parse_into("overlay_opaque=user").unwrap();
+        assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::User);
+        assert!(o.parse_into("overlay_opaque=yes").is_err());
         assert_eq!(o.cache_dir.as_deref(), Some(Path::new("/tmp/c")));
         assert!(Options::default().parse_into("bogus").is_err());
         // The registry and one-image options, which have flags too.

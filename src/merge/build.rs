@@ -35,11 +35,11 @@ const TOO_MANY_INODES: &str = "too many inodes";
 const NAME_TOO_LONG: &str = "name longer than 255 bytes";
 const SUPPRESSED: &str = "too many warnings; further warnings suppressed";
 
-struct Node {
-    kind: InodeKind,
-    entry: Option<EntryRef>,
+pub(super) struct Node {
+    pub(super) kind: InodeKind,
+    pub(super) entry: Option<EntryRef>,
     /// Directories only; stays empty (and unallocated) for everything else.
-    children: BTreeMap<Box<[u8]>, u32>,
+    pub(super) children: BTreeMap<Box<[u8]>, u32>,
 }
 
 /// What an entry does, decided from its path alone.
@@ -61,6 +61,23 @@ enum Op<'a> {
     Opaque,
 }
 
+/// What the tracked layer did to the nodes of the layers below it. Only changes to those lower
+/// nodes are recorded: a node the layer created is shown by the layer anyway.
+#[derive(Debug, Default)]
+pub(super) struct Changes {
+    /// Nodes from this index on were created by the tracked layer.
+    pub(super) first_new: u32,
+    /// (lower directory, name, the removed node was a directory): a lower node the layer
+    /// removed or replaced under that name.
+    pub(super) removed: Vec<(u32, Box<[u8]>, bool)>,
+    /// Lower directories a `.wh..wh..opq` emptied.
+    pub(super) opaque: Vec<u32>,
+    /// Lower directories whose metadata a directory entry of the layer replaced.
+    pub(super) touched: Vec<u32>,
+    /// Lower non-directories the layer gave another name (a hardlink to a lower layer's file).
+    pub(super) relinked: Vec<u32>,
+}
+
 /// Where the node for a new name comes from.
 enum Placement {
     Dir(EntryRef),
@@ -70,8 +87,11 @@ enum Placement {
 }
 
 pub(super) struct Builder {
-    nodes: Vec<Node>,
-    warnings: Vec<Warning>,
+    pub(super) nodes: Vec<Node>,
+    pub(super) warnings: Vec<Warning>,
+    /// What the layers applied since [`Builder::track_changes`] did to the tree before them
+    /// (`overlay_layer` turns that into whiteouts and opaque directories).
+    pub(super) changes: Option<Changes>,
     /// The directory the previous entry went into, with its parent path joined by `/`. Tar
     /// streams list a directory's members together, so most entries reuse it instead of
     /// walking every parent again. Cleared whenever any subtree is released (the only way a
@@ -87,7 +107,36 @@ impl Builder {
         Builder {
             nodes,
             warnings: Vec::new(),
+            changes: None,
             last_dir: None,
+        }
+    }
+
+    /// From now on, records what the layers applied do to the nodes that exist now.
+    pub(super) fn track_changes(&mut self) {
+        self.changes = Some(Changes {
+            // nodes.len() <= u32::MAX (new_node refuses more).
+            first_new: u32::try_from(self.nodes.len()).unwrap_or(UNSEEN),
+            ..Changes::default()
+        });
+    }
+
+    /// Records that `dir/name` no longer names the node `old` (when both are lower nodes).
+    fn record_removed(&mut self, dir: u32, name: &[u8], old: u32) {
+        let was_dir = self.kind(old) == InodeKind::Dir;
+        if let Some(c) = &mut self.changes {
+            if dir < c.first_new && old < c.first_new {
+                c.removed.push((dir, name.into(), was_dir));
+            }
+        }
+    }
+
+    /// Applies `record` to the change log when `node` is a lower node being tracked.
+    fn record_lower(&mut self, node: u32, record: fn(&mut Changes) -> &mut Vec<u32>) {
+        if let Some(c) = &mut self.changes {
+            if node < c.first_new {
+                record(c).push(node);
+            }
         }
     }
 
@@ -134,7 +183,7 @@ impl Builder {
         }
     }
 
-    fn node(&self, i: u32) -> &Node {
+    pub(super) fn node(&self, i: u32) -> &Node {
         &self.nodes[i as usize]
     }
 
@@ -142,11 +191,11 @@ impl Builder {
         &mut self.nodes[i as usize]
     }
 
-    fn kind(&self, i: u32) -> InodeKind {
+    pub(super) fn kind(&self, i: u32) -> InodeKind {
         self.node(i).kind
     }
 
-    fn warn(&mut self, layer: u32, path: &[u8], reason: &'static str) {
+    pub(super) fn warn(&mut self, layer: u32, path: &[u8], reason: &'static str) {
         // Bounded so a hostile layer cannot make the warning list itself the memory problem.
         if self.warnings.len() > MAX_WARNINGS {
             return;
@@ -194,13 +243,16 @@ impl Builder {
         match op {
             Op::Remove(name) => {
                 if let Some(old) = self.node_mut(dir).children.remove(name) {
+                    self.record_removed(dir, name, old);
                     self.release(old);
                 }
             }
             Op::Opaque => {
                 // Only lower layers' children exist yet: this layer's entries come after.
                 let kids = mem::take(&mut self.node_mut(dir).children);
-                for old in kids.into_values() {
+                self.record_lower(dir, |c| &mut c.opaque);
+                for (name, old) in kids {
+                    self.record_removed(dir, &name, old);
                     self.release(old);
                 }
             }
@@ -286,12 +338,16 @@ impl Builder {
                 // Directory onto directory: merge, i.e. keep the children, take the metadata.
                 Some(c) if self.kind(c) == InodeKind::Dir => {
                     self.node_mut(c).entry = Some(at);
+                    self.record_lower(c, |c| &mut c.touched);
                     return Ok(());
                 }
                 _ => self.new_node(InodeKind::Dir, Some(at))?,
             },
             Placement::New(kind, at) => self.new_node(kind, Some(at))?,
-            Placement::Existing(node) => node,
+            Placement::Existing(node) => {
+                self.record_lower(node, |c| &mut c.relinked);
+                node
+            }
         };
         self.link(dir, name, node);
         Ok(())
@@ -309,6 +365,7 @@ impl Builder {
             }
         };
         if old != node {
+            self.record_removed(dir, name, old);
             self.release(old);
         }
     }
@@ -330,66 +387,102 @@ impl Builder {
     /// builds the final inodes. Uses only the tree structure, never hash order, so the same
     /// input always gives the same numbering.
     pub(super) fn finish(mut self) -> (MergedTree, Vec<Warning>) {
-        let mut number = vec![UNSEEN; self.nodes.len()];
-        number[ROOT as usize] = 0;
-        let mut tree = MergedTree::default();
+        let mut w = Writer::new(self.nodes.len(), self.node(ROOT).entry);
         // At most one inode per node and one name per inode but the root: reserving that up
         // front avoids the growth that would briefly double the largest allocations.
-        tree.reserve(self.nodes.len(), self.nodes.len(), 0);
-        let _ = tree.push_inode(InodeKind::Dir, self.node(ROOT).entry, 2, 0);
-        // Old indices of directories in the order they were numbered; `head` is the BFS cursor.
-        let mut dirs = vec![ROOT];
+        w.tree.reserve(self.nodes.len(), self.nodes.len(), 0);
         let mut head = 0;
-        while let Some(&old_dir) = dirs.get(head) {
+        while let Some(&old_dir) = w.dirs.get(head) {
             head += 1;
-            let new_dir = number[old_dir as usize];
+            let new_dir = w.number[old_dir as usize];
             let kids = mem::take(&mut self.node_mut(old_dir).children);
             let mut subdirs = 0u32;
             for (name, old) in kids {
-                let seen = number[old as usize];
                 let (kind, entry) = (self.kind(old), self.node(old).entry);
-                if seen != UNSEEN && kind == InodeKind::Dir {
-                    // Cannot happen (directories have one name); never emit a second name.
-                    debug_assert!(false, "directory reached twice");
-                    continue;
-                }
-                // A new inode is numbered next; nodes.len() <= u32::MAX bounds the numbers.
-                let ino = if seen == UNSEEN {
-                    tree.inodes().len() as u32
-                } else {
-                    seen
-                };
-                if let Err(e) = tree.push_child(new_dir, &name, ino) {
+                match w.add(new_dir, &name, old, kind, entry) {
+                    Ok(is_dir) => subdirs = subdirs.saturating_add(u32::from(is_dir)),
                     // Names were checked against NAME_MAX and dirs are walked one at a time,
                     // so only a tree past 4 GiB of names gets here.
-                    self.warn(entry.map_or(0, |r| r.layer), &name, push_reason(e));
-                    continue;
-                }
-                if seen == UNSEEN {
-                    let _ = tree.push_inode(kind, entry, 0, new_dir);
-                    number[old as usize] = ino;
-                    if kind == InodeKind::Dir {
-                        dirs.push(old);
-                    }
-                }
-                let Some(child) = tree.inode_mut(ino) else { continue };
-                if kind == InodeKind::Dir {
-                    child.nlink = 2;
-                    subdirs = subdirs.saturating_add(1);
-                } else {
-                    child.nlink = child.nlink.saturating_add(1);
+                    Err(e) => self.warn(entry.map_or(0, |r| r.layer), &name, push_reason(e)),
                 }
             }
-            if let Some(dir) = tree.inode_mut(new_dir) {
-                dir.nlink = subdirs.saturating_add(2);
-            }
+            w.set_dir_links(new_dir, subdirs);
         }
-        tree.shrink_to_fit();
-        (tree, self.warnings)
+        w.tree.shrink_to_fit();
+        (w.tree, self.warnings)
     }
 }
 
-fn push_reason(e: super::PushError) -> &'static str {
+/// Writes a tree breadth-first from the builder's nodes, numbering each node where it is first
+/// reached and counting names (`Builder::finish` and the overlay tree share it).
+pub(super) struct Writer {
+    pub(super) tree: MergedTree,
+    /// The new number of each node (`UNSEEN` until reached).
+    pub(super) number: Vec<u32>,
+    /// The nodes of the directories numbered so far, in order: the walk's queue.
+    pub(super) dirs: Vec<u32>,
+}
+
+impl Writer {
+    /// A tree holding the root, for a builder of `nodes` nodes.
+    pub(super) fn new(nodes: usize, root_entry: Option<EntryRef>) -> Writer {
+        let mut number = vec![UNSEEN; nodes];
+        number[ROOT as usize] = 0;
+        let mut tree = MergedTree::default();
+        let _ = tree.push_inode(InodeKind::Dir, root_entry, 2, 0);
+        Writer {
+            tree,
+            number,
+            dirs: vec![ROOT],
+        }
+    }
+
+    /// Names node `old` `name` in directory `new_dir`, numbering it first if it is new (a new
+    /// directory is queued). Returns whether it is a directory.
+    pub(super) fn add(
+        &mut self,
+        new_dir: u32,
+        name: &[u8],
+        old: u32,
+        kind: InodeKind,
+        entry: Option<EntryRef>,
+    ) -> Result<bool, super::PushError> {
+        let seen = self.number[old as usize];
+        let is_dir = kind == InodeKind::Dir;
+        if seen != UNSEEN && is_dir {
+            // Cannot happen (directories have one name); never emit a second name.
+            debug_assert!(false, "directory reached twice");
+            return Ok(false);
+        }
+        // A new inode is numbered next; nodes.len() <= u32::MAX bounds the numbers.
+        let ino = if seen == UNSEEN {
+            self.tree.inodes().len() as u32
+        } else {
+            seen
+        };
+        self.tree.push_child(new_dir, name, ino)?;
+        if seen == UNSEEN {
+            let _ = self.tree.push_inode(kind, entry, 0, new_dir);
+            self.number[old as usize] = ino;
+            if is_dir {
+                self.dirs.push(old);
+            }
+        }
+        if let Some(child) = self.tree.inode_mut(ino) {
+            child.nlink = if is_dir { 2 } else { child.nlink.saturating_add(1) };
+        }
+        Ok(is_dir)
+    }
+
+    /// Sets a written directory's `nlink` from its number of subdirectories.
+    pub(super) fn set_dir_links(&mut self, new_dir: u32, subdirs: u32) {
+        if let Some(dir) = self.tree.inode_mut(new_dir) {
+            dir.nlink = subdirs.saturating_add(2);
+        }
+    }
+}
+
+pub(super) fn push_reason(e: super::PushError) -> &'static str {
     match e {
         super::PushError::NameTooLong => NAME_TOO_LONG,
         super::PushError::NotLastDir | super::PushError::TreeFull => TOO_MANY_INODES,

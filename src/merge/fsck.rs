@@ -8,8 +8,9 @@ use super::{Inode, InodeKind, MergedTree};
 /// (children in name order, first reach wins); children are strictly sorted with valid names
 /// and in-range targets; every directory has exactly one name (the root none) and the right
 /// parent; `nlink` is right for directories and non-directories; only directories have children
-/// and only directories may lack an entry.
-pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
+/// and only directories may lack an entry (and, with `whiteouts`, character devices: the
+/// whiteouts of an overlay tree).
+pub(super) fn check(tree: &MergedTree, whiteouts: bool) -> Result<(), String> {
     let inodes = &tree.inodes;
     let root = inodes.first().ok_or("no root inode")?;
     if root.kind() != InodeKind::Dir || root.parent != 0 {
@@ -30,7 +31,7 @@ pub(super) fn check(tree: &MergedTree) -> Result<(), String> {
     if next != inodes.len() {
         return Err(format!("{} inodes, {next} reachable", inodes.len()));
     }
-    check_non_dirs(inodes, &names)
+    check_non_dirs(inodes, &names, whiteouts)
 }
 
 /// Checks one directory's names in a single pass over the raw arrays (this runs for every name
@@ -100,7 +101,7 @@ fn check_dir(
     Ok(subdirs)
 }
 
-fn check_non_dirs(inodes: &[Inode], names: &[u32]) -> Result<(), String> {
+fn check_non_dirs(inodes: &[Inode], names: &[u32], whiteouts: bool) -> Result<(), String> {
     for (i, (node, &n)) in inodes.iter().zip(names).enumerate() {
         if node.kind() == InodeKind::Dir {
             continue;
@@ -111,7 +112,7 @@ fn check_non_dirs(inodes: &[Inode], names: &[u32]) -> Result<(), String> {
         if node.child_count != 0 {
             return Err(format!("inode {i}: {:?} with children", node.kind()));
         }
-        if node.entry().is_none() {
+        if node.entry().is_none() && !(whiteouts && node.kind() == InodeKind::CharDev) {
             return Err(format!("inode {i}: {:?} without an entry", node.kind()));
         }
     }

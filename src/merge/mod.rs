@@ -2,9 +2,10 @@
 //!
 //! [`merge`] takes every layer's tar index (bottom layer first) and returns the tree a
 //! container would see; [`layer_tree`] returns one layer as it is stored, whiteout files
-//! included. Both return a [`MergedTree`] whose inodes point back at the tar entries
-//! ([`EntryRef`]) that give their metadata and data, plus a list of [`Warning`]s for every
-//! entry that was dropped. Hostile input never panics, loops or recurses: every entry is
+//! included; [`overlay::overlay_layer`] returns one layer as kernel overlayfs stacks it
+//! (whiteouts as character devices 0:0, opaque directories listed). All three return a
+//! [`MergedTree`] whose inodes point back at the tar entries ([`EntryRef`]) that give their
+//! metadata and data, plus a list of [`Warning`]s for every entry that was dropped. Hostile input never panics, loops or recurses: every entry is
 //! either applied or dropped (with a warning, except aufs metadata).
 //!
 //! # Paths
@@ -117,9 +118,12 @@
 
 mod build;
 mod fsck;
+pub mod overlay;
 pub mod path;
 pub mod whiteout;
 
+#[cfg(test)]
+mod overlay_tests;
 #[cfg(test)]
 mod tests;
 
@@ -497,6 +501,6 @@ impl MergedTree {
     /// Checks every structural invariant (see the module documentation); the error names the
     /// first violation found.
     pub fn fsck(&self) -> Result<(), String> {
-        fsck::check(self)
+        fsck::check(self, false)
     }
 }

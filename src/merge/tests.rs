@@ -34,7 +34,7 @@ fn entry(kind: EntryKind, path: &[u8], link: Option<&[u8]>) -> Entry {
 
 /// `"f a/b"`, `"d a"`, `"l a/link -> target"`, `"h a/hl => a/b"`, `"w a/.wh.b"` (a whiteout is
 /// just an empty file with a special name), `"c dev"`, `"b dev"`, `"p fifo"`.
-fn parse(spec: &str) -> Entry {
+pub(super) fn parse(spec: &str) -> Entry {
     let (k, rest) = spec.split_once(' ').unwrap_or((spec, ""));
     let split = |sep: &str| {
         let (p, t) = rest.split_once(sep).unwrap();
@@ -53,7 +53,7 @@ fn parse(spec: &str) -> Entry {
     entry(kind, path, link)
 }
 
-fn layer(specs: &[&str]) -> Vec<Entry> {
+pub(super) fn layer(specs: &[&str]) -> Vec<Entry> {
     specs.iter().map(|s| parse(s)).collect()
 }
 
@@ -76,7 +76,7 @@ fn kind_letter(k: InodeKind) -> char {
 
 /// One line per name, sorted: `"f a/b @1.2"` (`@-` for implicit), `" n2"` appended to
 /// non-directories with more than one name; the root is `"d / @..."`.
-fn dump(tree: &MergedTree) -> Vec<String> {
+pub(super) fn dump(tree: &MergedTree) -> Vec<String> {
     let line = |path: &str, ino: u32| {
         let node = &tree.inodes[ino as usize];
         let at = node
@@ -830,10 +830,10 @@ fn model_check(layers: &[Vec<Entry>], whiteouts: bool) {
 }
 
 /// xorshift64*: deterministic pseudo-random numbers without a dependency.
-struct Rng(u64);
+pub(super) struct Rng(pub(super) u64);
 
 impl Rng {
-    fn next(&mut self) -> u64 {
+    pub(super) fn next(&mut self) -> u64 {
         self.0 ^= self.0 >> 12;
         self.0 ^= self.0 << 25;
         self.0 ^= self.0 >> 27;
@@ -898,19 +898,20 @@ fn random_entry(rng: &mut Rng, seen: &mut Vec<String>) -> Entry {
     parse(&spec)
 }
 
+/// One to four random layers of up to 24 entries each.
+pub(super) fn random_layers(rng: &mut Rng) -> Vec<Vec<Entry>> {
+    let mut seen = Vec::new();
+    (0..1 + rng.next() % 4)
+        .map(|_| (0..rng.next() % 25).map(|_| random_entry(rng, &mut seen)).collect())
+        .collect()
+}
+
 #[test]
 fn random_layers_match_the_model() {
     let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
     let mut shared = 0;
     for _ in 0..3000 {
-        let mut seen = Vec::new();
-        let layers: Vec<Vec<Entry>> = (0..1 + rng.next() % 4)
-            .map(|_| {
-                (0..rng.next() % 25)
-                    .map(|_| random_entry(&mut rng, &mut seen))
-                    .collect()
-            })
-            .collect();
+        let layers = random_layers(&mut rng);
         model_check(&layers, true);
         model_check(&layers[..1], false);
         let refs: Vec<&[Entry]> = layers.iter().map(Vec::as_slice).collect();

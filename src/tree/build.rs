@@ -189,6 +189,13 @@ fn add_image(
             for (i, _) in m.layers.iter().enumerate().filter(|(_, l)| l.present) {
                 layers.view(&i.to_string(), ViewSpec::Layer(manifest.clone(), i));
             }
+            // Overlay-ready layers need every layer up to theirs (a foreign layer the source
+            // lacks ends the list).
+            let complete = m.layers.iter().take_while(|l| l.present).count();
+            let overlay = dir.dir("overlay");
+            for i in 0..complete {
+                overlay.view(&i.to_string(), ViewSpec::Overlay(manifest.clone(), i));
+            }
         }
         ImageNode::Index {
             digest,

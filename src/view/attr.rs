@@ -36,14 +36,21 @@ impl Attr {
     /// directories).
     pub fn new(ino: u64, inode: &Inode, entry: Option<&Meta<'_>>, default_mtime: SystemTime) -> Attr {
         let Some(e) = entry else {
+            // Implicit directories, and the whiteouts of overlay trees: character devices 0:0,
+            // mode 0 as containers/storage and Docker create them, time 0 (never shown by
+            // overlayfs; a fixed value keeps the tree a function of the image alone).
+            let (perm, mtime) = match inode.kind() {
+                InodeKind::Dir => (IMPLICIT_DIR_MODE, default_mtime),
+                _ => (0, UNIX_EPOCH),
+            };
             return Attr {
                 ino,
                 kind: inode.kind(),
-                perm: IMPLICIT_DIR_MODE,
+                perm,
                 uid: 0,
                 gid: 0,
                 size: 0,
-                mtime: default_mtime,
+                mtime,
                 nlink: inode.nlink,
                 rdev: 0,
             };

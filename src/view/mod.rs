@@ -1,5 +1,6 @@
-//! Filesystem views of images: the merged `rootfs/` of a manifest and the `layers/<n>/` tree of
-//! each layer, built lazily on first access and then immutable.
+//! Filesystem views of images: the merged `rootfs/` of a manifest, the `layers/<n>/` tree of
+//! each layer and its overlay-ready form `overlay/<n>/`, built lazily on first access and then
+//! immutable.
 //!
 //! A *placement* is one place in the static tree where a view appears (the same manifest under
 //! two refs has two placements, so no directory ever has two parents). The data behind a view
@@ -36,26 +37,55 @@ pub enum ViewSpec {
     Rootfs(Arc<ManifestInfo>),
     /// One layer as stored: layer `n` of the manifest (shared with its other views).
     Layer(Arc<ManifestInfo>, usize),
+    /// Layer `n` of the manifest, overlay-ready (`merge::overlay`): whiteouts are character
+    /// devices 0:0, opaque directories carry `trusted.overlay.opaque=y` and
+    /// `user.overlay.opaque=y`, no `.wh.` name appears. Stacking the views of layers `n..0` as
+    /// overlayfs lower directories shows the rootfs. Place it anywhere (`images/<ref>/overlay/<n>/`,
+    /// a containers-storage `overlay/<id>/diff`): the tree is built once per mount for each
+    /// chain of layers (layers `0..=n` by digest) however many places show it.
+    Overlay(Arc<ManifestInfo>, usize),
+}
+
+/// What identifies the data of a view: placements with the same key share one build.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+enum ViewKey {
+    /// A rootfs, by manifest digest.
+    Rootfs(Digest),
+    /// A layer as stored, by layer digest.
+    Layer(Digest),
+    /// An overlay-ready layer, by the digests of the layers up to and including it.
+    Overlay(Vec<Digest>),
 }
 
 impl ViewSpec {
-    /// Views built once per mount: a rootfs per manifest, a layer tree per layer digest.
-    fn key(&self) -> Option<(bool, Digest)> {
+    /// Views built once per mount: a rootfs per manifest, a layer tree per layer digest, an
+    /// overlay tree per chain of layers.
+    fn key(&self) -> Option<ViewKey> {
         match self {
-            ViewSpec::Rootfs(m) => Some((true, m.digest.clone())),
-            ViewSpec::Layer(..) => Some((false, self.layer()?.digest.clone())),
+            ViewSpec::Rootfs(m) => Some(ViewKey::Rootfs(m.digest.clone())),
+            ViewSpec::Layer(..) => Some(ViewKey::Layer(self.layer()?.digest.clone())),
+            ViewSpec::Overlay(m, n) => Some(ViewKey::Overlay(
+                m.layers.get(..=*n)?.iter().map(|l| l.digest.clone()).collect(),
+            )),
         }
     }
 
-    /// The layers a view needs, as (digest, diff_id).
+    /// The layers a view needs (bottom first), as (digest, diff_id).
     fn wanted_layers(&self) -> Vec<(Digest, Option<String>)> {
+        let of = |ls: &[LayerInfo]| ls.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect();
         match self {
-            ViewSpec::Rootfs(m) => m.layers.iter().map(|l| (l.digest.clone(), l.diff_id.clone())).collect(),
-            ViewSpec::Layer(..) => self
-                .layer()
-                .map(|l| (l.digest.clone(), l.diff_id.clone()))
-                .into_iter()
-                .collect(),
+            ViewSpec::Rootfs(m) => of(&m.layers),
+            ViewSpec::Layer(..) => self.layer().map(std::slice::from_ref).map_or_else(Vec::new, of),
+            ViewSpec::Overlay(m, n) => m.layers.get(..=*n).map_or_else(Vec::new, of),
+        }
+    }
+
+    /// The layers that must all be in the source (a foreign layer may be absent).
+    fn needs_all_of(&self) -> Option<(&ManifestInfo, &[LayerInfo])> {
+        match self {
+            ViewSpec::Rootfs(m) => Some((m, &m.layers)),
+            ViewSpec::Layer(..) => None,
+            ViewSpec::Overlay(m, n) => Some((m, m.layers.get(..=*n)?)),
         }
     }
 
@@ -63,18 +93,24 @@ impl ViewSpec {
     fn describe(&self) -> String {
         match self {
             ViewSpec::Rootfs(m) => format!("rootfs of {}", m.digest),
-            ViewSpec::Layer(..) => match self.layer() {
-                Some(l) => format!("tree of layer {}", l.digest),
-                None => "tree of a layer".to_owned(),
-            },
+            ViewSpec::Layer(..) | ViewSpec::Overlay(..) => {
+                let what = match self {
+                    ViewSpec::Overlay(..) => "overlay tree",
+                    _ => "tree",
+                };
+                match self.layer() {
+                    Some(l) => format!("{what} of layer {}", l.digest),
+                    None => format!("{what} of a layer"),
+                }
+            }
         }
     }
 
-    /// The layer of a layer view (`tree::build` only makes views of layers that exist).
+    /// The layer of a layer or overlay view (`tree::build` only makes views of layers that exist).
     fn layer(&self) -> Option<&LayerInfo> {
         match self {
             ViewSpec::Rootfs(_) => None,
-            ViewSpec::Layer(m, n) => m.layers.get(*n),
+            ViewSpec::Layer(m, n) | ViewSpec::Overlay(m, n) => m.layers.get(*n),
         }
     }
 }
@@ -86,6 +122,8 @@ pub struct BuildSummary {
     pub rootfs: usize,
     /// Placements of single-layer trees built.
     pub layer_trees: usize,
+    /// Placements of overlay-ready layer trees built.
+    pub overlay_trees: usize,
     /// Layers ready (indexed, or their index loaded from the cache).
     pub layers: usize,
     /// Rootfs placements left out: their image lacks a layer (foreign layers).
@@ -96,8 +134,8 @@ impl std::fmt::Display for BuildSummary {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "{} rootfs and {} layer trees over {} layers",
-            self.rootfs, self.layer_trees, self.layers
+            "{} rootfs, {} layer trees and {} overlay trees over {} layers",
+            self.rootfs, self.layer_trees, self.overlay_trees, self.layers
         )?;
         if self.left_out > 0 {
             write!(f, " ({} rootfs left out: layers not in the source)", self.left_out)?;
@@ -106,10 +144,47 @@ impl std::fmt::Display for BuildSummary {
     }
 }
 
+/// The extended attribute that makes overlayfs mounted by root treat a directory as opaque.
+const TRUSTED_OPAQUE: (&[u8], &[u8]) = (b"trusted.overlay.opaque", b"y");
+/// The same for overlayfs mounted with `-o userxattr` (rootless).
+const USER_OPAQUE: (&[u8], &[u8]) = (b"user.overlay.opaque", b"y");
+
+/// Which opaque markers the directories of overlay views carry (`-o overlay_opaque=`).
+/// overlayfs hides only the attributes of the mode it runs in, so with `Both` the other one is
+/// visible on opaque directories of the merged tree; with one of them, that mode only works.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OpaqueXattrs {
+    /// `trusted.overlay.opaque` and `user.overlay.opaque`: right for every overlay mount.
+    #[default]
+    Both,
+    /// `trusted.overlay.opaque` only (overlayfs mounted by root, without `userxattr`).
+    Trusted,
+    /// `user.overlay.opaque` only (overlayfs with `userxattr`, rootless).
+    User,
+}
+
+impl OpaqueXattrs {
+    /// The attributes marking an opaque directory.
+    fn markers(self) -> &'static [(&'static [u8], &'static [u8])] {
+        match self {
+            OpaqueXattrs::Both => &[TRUSTED_OPAQUE, USER_OPAQUE],
+            OpaqueXattrs::Trusted => &[TRUSTED_OPAQUE],
+            OpaqueXattrs::User => &[USER_OPAQUE],
+        }
+    }
+}
+
+/// Prefixes of the attributes overlayfs interprets (redirects, metacopy, opaque...): a layer's
+/// own attributes with these names are not shown in overlay views, where they would steer the
+/// kernel instead of describing a file.
+const OVERLAY_XATTR_PREFIXES: [&[u8]; 2] = [b"trusted.overlay.", b"user.overlay."];
+
 /// A built view: a merged tree over indexed layers.
 pub struct View {
     tree: MergedTree,
     layers: Vec<Arc<Layer>>,
+    /// Overlay views: the opaque directories (sorted); `None` for the other views.
+    opaque: Option<Vec<u32>>,
 }
 
 /// Why a view cannot be shown (already logged once).
@@ -183,7 +258,7 @@ struct Slot {
 pub struct Views {
     specs: Vec<ViewSpec>,
     store: LayerStore,
-    built: Mutex<HashMap<(bool, Digest), Arc<Slot>>>,
+    built: Mutex<HashMap<ViewKey, Arc<Slot>>>,
 }
 
 impl Views {
@@ -317,6 +392,7 @@ impl Views {
                 Ok(_) => match spec {
                     ViewSpec::Rootfs(_) => summary.rootfs += 1,
                     ViewSpec::Layer(..) => summary.layer_trees += 1,
+                    ViewSpec::Overlay(..) => summary.overlay_trees += 1,
                 },
                 Err(ViewError::LayerAbsent { .. }) => summary.left_out += 1,
                 Err(e) => return Err((spec.describe(), e)),
@@ -380,7 +456,7 @@ impl Views {
                 let digests: Vec<Digest> = m.layers.iter().map(|l| l.digest.clone()).collect();
                 m.layers.iter().all(|l| l.present) && self.store.cache().contains("view", &persist::key(&digests))
             }
-            ViewSpec::Layer(..) => false,
+            ViewSpec::Layer(..) | ViewSpec::Overlay(..) => false,
         });
         let Some(p) = cached else { return };
         let views = Arc::clone(self);
@@ -393,8 +469,8 @@ impl Views {
     }
 
     fn build(&self, spec: &ViewSpec) -> Result<View, ViewError> {
-        if let ViewSpec::Rootfs(m) = spec {
-            if let Some(l) = m.layers.iter().find(|l| !l.present) {
+        if let Some((m, needed)) = spec.needs_all_of() {
+            if let Some(l) = needed.iter().find(|l| !l.present) {
                 let e = ViewError::LayerAbsent {
                     image: m.digest.clone(),
                     layer: l.digest.clone(),
@@ -404,7 +480,7 @@ impl Views {
             }
         }
         let wanted = spec.wanted_layers();
-        if wanted.is_empty() && matches!(spec, ViewSpec::Layer(..)) {
+        if wanted.is_empty() && !matches!(spec, ViewSpec::Rootfs(_)) {
             return Err(ViewError::NoSuchView);
         }
         let key = matches!(spec, ViewSpec::Rootfs(_)).then(|| {
@@ -424,9 +500,15 @@ impl Views {
         let started = std::time::Instant::now();
         let entries: Vec<&Entries> = layers.iter().map(|l| &l.index.entries).collect();
         let empty = Entries::new();
-        let (tree, warnings, how) = match key {
-            Some(key) => self.merged(&key, cached, &entries),
-            None => {
+        let mut opaque = None;
+        let (tree, warnings, how) = match (key, spec) {
+            (Some(key), _) => self.merged(&key, cached, &entries),
+            (None, ViewSpec::Overlay(..)) => {
+                let (t, warnings) = merge::overlay::overlay_layer(&entries);
+                opaque = Some(t.opaque);
+                (t.tree, warnings, "merged")
+            }
+            (None, _) => {
                 let (tree, warnings) = merge::layer_tree(entries.first().copied().unwrap_or(&empty));
                 (tree, warnings, "merged")
             }
@@ -448,7 +530,7 @@ impl Views {
         }
         drop(warnings);
         release_free_memory();
-        Ok(View { tree, layers })
+        Ok(View { tree, layers, opaque })
     }
 
     /// The merged tree of a rootfs: the `cached` one if it fits these layers, else merged now
@@ -538,12 +620,26 @@ impl View {
         Some(FileData::new(self.layers.get(r.layer as usize)?.stream.clone(), &entry))
     }
 
-    /// Extended attributes of an inode.
-    pub fn xattrs(&self, i: u32) -> &[crate::layer::entries::Xattr] {
-        self.inode(i)
+    /// Extended attributes of an inode: its tar entry's, and in overlay views the opaque
+    /// markers overlayfs reads (`which` of them), without the entry's own `*.overlay.*` ones.
+    pub fn xattrs(&self, i: u32, which: OpaqueXattrs) -> Vec<(&[u8], &[u8])> {
+        let own = self
+            .inode(i)
             .and_then(|n| n.entry())
             .and_then(|r| self.entry(r))
-            .map_or(&[], |e| e.xattrs)
+            .map_or(&[][..], |e| e.xattrs)
+            .iter()
+            .map(|(k, v)| (&**k, &**v));
+        let Some(opaque) = &self.opaque else {
+            return own.collect();
+        };
+        let mut out: Vec<(&[u8], &[u8])> = own
+            .filter(|(k, _)| !OVERLAY_XATTR_PREFIXES.iter().any(|p| k.starts_with(p)))
+            .collect();
+        if opaque.binary_search(&i).is_ok() {
+            out.extend_from_slice(which.markers());
+        }
+        out
     }
 }
 

@@ -95,7 +95,7 @@ fn progress_bars_on_a_terminal_only_and_mount_wait_returns_with_every_view_built
     );
     let text = std::fs::read_to_string(&log).unwrap();
     assert!(
-        text.contains("--wait: built 1 rootfs and 3 layer trees over 3 layers in "),
+        text.contains("--wait: built 1 rootfs, 3 layer trees and 3 overlay trees over 3 layers in "),
         "{text}"
     );
     let gets = proxy.blob_gets();
@@ -132,7 +132,7 @@ fn progress_bars_on_a_terminal_only_and_mount_wait_returns_with_every_view_built
     );
     assert!(
         tty.contains(&format!(
-            "imgfs: {}: built 1 rootfs and 3 layer trees over 3 layers in ",
+            "imgfs: {}: built 1 rootfs, 3 layer trees and 3 overlay trees over 3 layers in ",
             dir.display()
         )),
         "{tty:?}"

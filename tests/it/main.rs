@@ -27,6 +27,8 @@
 //! - `registry`: `docker://` references against a real registry on 127.0.0.1: media types,
 //!   platforms, digests, auth (basic over TLS, tokens, credential files and helpers), laziness
 //!   and the cache, and faults (stopped/killed registry, wrong bytes, redirects, 5xx, 404).
+//! - `overlay`: `images/<ref>/overlay/<n>/` stacked by the kernel's overlayfs equals `rootfs/`
+//!   (root and `userxattr` mounts) on two edge-case images (issue 19).
 //! - `podman`: podman runs the edge image from an imgfs mount's `containers-storage/` (OCI layout,
 //!   docker-archive, registry) and `podman image inspect` equals a `podman pull` (issue 19).
 //! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
@@ -52,6 +54,7 @@ mod layers;
 mod load;
 mod nfs;
 mod operations;
+mod overlay;
 mod podman;
 mod registry;
 mod rootfs;

@@ -13,19 +13,26 @@ use std::time::Duration;
 pub fn edge() -> &'static Path {
     static EDGE: OnceLock<PathBuf> = OnceLock::new();
     EDGE.get_or_init(|| {
-        require(&["umoci", "skopeo", "python3", "tar", "gzip"]);
-        let target = imgfs().parent().and_then(Path::parent).expect("target dir");
-        let out = target.join("test-fixtures-edge");
-        let script = crate_root().join("tests/fixtures/edge/make-edge-image.sh");
-        let o = run(Command::new("bash").arg(&script).arg(&out), Duration::from_secs(300));
-        assert!(
-            o.ok(),
-            "make-edge-image.sh failed: {}\n{}",
-            o.describe(),
-            o.stderr_str()
-        );
-        out
+        built_fixture(
+            "tests/fixtures/edge/make-edge-image.sh",
+            "test-fixtures-edge",
+            &["umoci", "skopeo", "python3", "tar", "gzip"],
+        )
     })
+}
+
+/// `target/OUT`, made (or found up to date) by the fixture script `script` (a path in the crate),
+/// which needs `tools`.
+pub fn built_fixture(script: &str, out: &str, tools: &[&str]) -> PathBuf {
+    require(tools);
+    let target = imgfs().parent().and_then(Path::parent).expect("target dir");
+    let out = target.join(out);
+    let o = run(
+        Command::new("bash").arg(crate_root().join(script)).arg(&out),
+        Duration::from_secs(300),
+    );
+    assert!(o.ok(), "{script} failed: {}\n{}", o.describe(), o.stderr_str());
+    out
 }
 
 /// The canonical dump of a tree (tests/fixtures/edge/treedump.py).

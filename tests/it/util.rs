@@ -634,11 +634,11 @@ pub fn walk_with(dir: &Path, descend: &dyn Fn(&Path) -> bool) -> Vec<PathBuf> {
 }
 
 /// The metadata part of a mount: everything but the contents of the filesystem views
-/// (`rootfs/` and `layers/` beside a manifest.json).
+/// (`rootfs/`, `layers/` and `overlay/` beside a manifest.json).
 pub fn walk_metadata(mnt: &Path) -> Vec<PathBuf> {
     walk_with(mnt, &|rel| {
         let name = rel.file_name().and_then(|n| n.to_str()).unwrap_or("");
-        let is_view = (name == "rootfs" || name == "layers")
+        let is_view = (name == "rootfs" || name == "layers" || name == "overlay")
             && rel
                 .parent()
                 .map(|p| mnt.join(p).join("manifest.json").is_file())
