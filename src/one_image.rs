@@ -57,7 +57,7 @@ pub fn choose(set: &ImageSet, choice: &Choice) -> Result<Chosen, SourceError> {
         }
     };
     let wanted = match &choice.platform {
-        Some(p) => Some(Platform::parse(p).map_err(err)?),
+        Some(p) => Some(Platform::parse(p).map_err(|e| err(e.to_string()))?),
         None => None,
     };
     let manifest = pick_platform(&name, &node, wanted.as_ref()).map_err(err)?;

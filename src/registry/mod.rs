@@ -139,9 +139,14 @@ pub struct Platform {
     pub variant: Option<String>,
 }
 
+/// A `--platform` that is not `OS/ARCH[/VARIANT]`.
+#[derive(Debug, thiserror::Error)]
+#[error("--platform {0:?}: expected OS/ARCH[/VARIANT]")]
+pub struct BadPlatform(pub String);
+
 impl Platform {
     /// Parses `os/arch[/variant]`.
-    pub fn parse(text: &str) -> Result<Platform, String> {
+    pub fn parse(text: &str) -> Result<Platform, BadPlatform> {
         let parts: Vec<&str> = text.split('/').collect();
         match parts.as_slice() {
             [os, arch] | [os, arch, _] if !os.is_empty() && !arch.is_empty() => Ok(Platform {
@@ -149,7 +154,7 @@ impl Platform {
                 architecture: (*arch).to_owned(),
                 variant: parts.get(2).filter(|v| !v.is_empty()).map(|v| (*v).to_owned()),
             }),
-            _ => Err(format!("--platform {text:?}: expected OS/ARCH[/VARIANT]")),
+            _ => Err(BadPlatform(text.to_owned())),
         }
     }
 

@@ -27,17 +27,32 @@ pub struct ImageRef {
     pub digest: Option<Digest>,
 }
 
+/// Why a registry reference does not parse.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReferenceError {
+    /// Not in Docker's reference grammar.
+    #[error("{0}")]
+    Grammar(#[from] oci_client::ParseError),
+    /// Upper case in the repository, which Docker refuses.
+    #[error("repository names must be lowercase")]
+    Uppercase,
+    /// A digest imgfs cannot verify.
+    #[error("{0}")]
+    Digest(#[from] crate::digest::DigestError),
+}
+
 impl ImageRef {
     /// Parses a reference without its `docker://` prefix.
-    pub fn parse(text: &str) -> Result<ImageRef, String> {
-        let r = oci_client::Reference::try_from(text).map_err(|e| e.to_string())?;
+    pub fn parse(text: &str) -> Result<ImageRef, ReferenceError> {
+        let r = oci_client::Reference::try_from(text)?;
         // The grammar lets a host-like first component without a dot through as part of the
         // repository (`UPPER/x` on docker.io); Docker refuses upper case in repositories.
         if r.repository().bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err("repository names must be lowercase".into());
+            return Err(ReferenceError::Uppercase);
         }
         let digest = match r.digest() {
-            Some(d) => Some(d.parse::<Digest>().map_err(|e| e.to_string())?),
+            Some(d) => Some(d.parse::<Digest>()?),
             None => None,
         };
         Ok(ImageRef {

@@ -254,7 +254,7 @@ impl SourceRef {
             }
         }
         if let Some(rest) = text.strip_prefix("docker://") {
-            let image = ImageRef::parse(rest).map_err(|reason| bad(&reason))?;
+            let image = ImageRef::parse(rest).map_err(|e| bad(&e.to_string()))?;
             return Ok(SourceRef {
                 transport: Transport::Docker(image),
                 path: rest.into(),

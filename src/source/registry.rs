@@ -33,9 +33,9 @@ struct Found {
 pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<RawLayout, RegistryError> {
     let name = format!("docker://{image}");
     let platform = match &opts.platform {
-        Some(p) => Some(Platform::parse(p).map_err(|reason| RegistryError::Setup {
+        Some(p) => Some(Platform::parse(p).map_err(|e| RegistryError::Setup {
             reference: name.clone(),
-            reason,
+            reason: e.to_string(),
         })?),
         None => None,
     };
