@@ -233,7 +233,7 @@ fn add_store(
             }
             StoreNode::Blob(d, size) => parent.file(name, Content::Blob(d), size),
             StoreNode::Symlink(target) => parent.symlink(name, &target),
-            StoreNode::LayerDiff(m, n) => parent.view(name, ViewSpec::Layer(m, n)),
+            StoreNode::LayerDiff(m, n) => parent.view(name, ViewSpec::Overlay(m, n)),
             StoreNode::TarSplit(d, diff_id) => parent.file(name, Content::TarSplit(d, diff_id), 0),
         }
     }

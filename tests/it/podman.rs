@@ -176,19 +176,33 @@ fn run_in(podman: &Podman, image: &str, script: &str) -> String {
     o.stdout_str()
 }
 
-/// The test image run from the store: files of the upper layer, a hardlink intact.
-/// (Whiteouts and the opaque directory need the overlay-ready layer view, which comes next.)
+/// The test image run from the store: files of the upper layer, whiteouts and an opaque
+/// directory honoured, a hardlink intact.
 fn check_container(podman: &Podman, image: &str) {
     let script = "cd /; /busybox cat opaque/upper-c file-becomes-dir/inside readd; \
-                  echo etc:; /busybox ls -a etc; echo opaque:; /busybox ls -a opaque; \
+                  echo etc:; /busybox ls -a etc; echo opaque:; /busybox ls -a opaque; echo end:; \
                   /busybox test -e gone-dir && echo gone-dir-present; \
                   /busybox stat -c '%i %h' data/hl-target data/hl-same-layer; /busybox cat data/hl-same-layer";
     let out = run_in(podman, image, script);
     let lines: Vec<&str> = out.lines().collect();
     let rest = &lines[lines.len().saturating_sub(3)..];
     assert_eq!(lines[..3], ["c", "inside", "new"], "{image}: upper-layer files\n{out}");
+    // podman adds hostname, hosts and mtab to /etc.
     let etc = section(&lines, "etc:", "opaque:");
-    assert!(etc.contains(&"keep"), "{image}: /etc of the lower layer\n{out}");
+    assert!(
+        etc.contains(&"keep") && !etc.iter().any(|n| *n == "hello" || n.starts_with(".wh.")),
+        "{image}: /etc shows a whited-out file or a whiteout\n{out}"
+    );
+    let opaque = section(&lines, "opaque:", "end:");
+    assert_eq!(
+        opaque,
+        [".", "..", "upper-c"],
+        "{image}: the opaque directory hides the lower layer's files\n{out}"
+    );
+    assert!(
+        !out.contains("gone-dir-present"),
+        "{image}: a whited-out directory is back\n{out}"
+    );
     let inode = |l: &str| l.split(' ').map(str::to_owned).collect::<Vec<_>>();
     let (a, b) = (inode(rest[0]), inode(rest[1]));
     assert_eq!(a, b, "{image}: hardlinked files are one inode with 2 links\n{out}");
