@@ -136,7 +136,9 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
     };
     let cache_dir = cache.dir().map(Path::to_path_buf);
     let wait = opts.wait;
-    let fs = Fs::new(tree, cache).with_overlay_opaque(opts.overlay_opaque);
+    let fs = Fs::new(tree, cache)
+        .with_overlay_opaque(opts.overlay_opaque)
+        .with_zstd_checkpoints(opts.zstd_checkpoints);
     fs.warm_up();
     let daemon = is_daemon();
     let base = crate::status::MountStatus {

@@ -214,6 +214,12 @@ impl Fs {
         }
     }
 
+    /// Index zstd layers with checkpoints inside large frames (`-o zstd_checkpoints`).
+    pub fn with_zstd_checkpoints(self, on: bool) -> Fs {
+        self.views.layers().set_zstd_checkpoints(on);
+        self
+    }
+
     /// Which opaque markers overlay views show (`-o overlay_opaque=`; both by default).
     pub fn with_overlay_opaque(mut self, which: OpaqueXattrs) -> Fs {
         self.overlay_opaque = which;

@@ -167,6 +167,11 @@ struct MountFlags {
     /// on a terminal; a view that cannot be built fails the mount.
     #[arg(long)]
     wait: bool,
+    /// Experimental: index zstd layers written as one large frame with checkpoints inside it,
+    /// so random reads decode from the nearest one (-o zstd_checkpoints; the index pass is much
+    /// slower and the index larger: docs/index-format.md).
+    #[arg(long)]
+    zstd_checkpoints: bool,
     /// After building, prune the cache to SIZE (500M, 2G, ...), least recently used first, never
     /// files of this or other live mounts (-o cache_max_size=SIZE).
     #[arg(long, value_name = "SIZE", value_parser = parse_size)]
@@ -188,6 +193,7 @@ impl MountFlags {
             layout_only: self.layout_only,
             containers_storage: self.containers_storage,
             wait: self.wait,
+            zstd_checkpoints: self.zstd_checkpoints,
             cache_max_size: self.cache_max_size,
             log_file: self.log_file.clone(),
             cache_dir: self.cache.cache_dir.clone(),

@@ -76,6 +76,9 @@ pub struct Options {
     pub wait: bool,
     /// Prune the cache to this many bytes after building (`cache_max_size=`, `--cache-max-size`).
     pub cache_max_size: Option<u64>,
+    /// Record checkpoints inside large zstd frames when indexing (`zstd_checkpoints`,
+    /// `--zstd-checkpoints`; experimental: docs/index-format.md).
+    pub zstd_checkpoints: bool,
     /// Opaque markers of `overlay/<n>/` directories (`overlay_opaque=both|trusted|user`).
     pub overlay_opaque: crate::fs::OpaqueXattrs,
 }
@@ -111,6 +114,7 @@ impl Options {
                 ("layout_only", None) => self.layout_only = true,
                 ("containers_storage", None) => self.containers_storage = true,
                 ("wait", None) => self.wait = true,
+                ("zstd_checkpoints", None) => self.zstd_checkpoints = true,
                 ("cache_max_size", Some(v)) => {
                     self.cache_max_size =
                         Some(crate::cache::parse_size(v).ok_or_else(|| bad("expected a size such as 500M or 2G"))?)
@@ -679,8 +683,9 @@ mod tests {
             !o.dev && !o.suid,
             "mount(8)'s dev,suid defaults must not turn off nodev,nosuid"
         );
-        o.parse_into("devices,setuid,layout_only,containers_storage").unwrap();
-        assert!(o.dev && o.suid && o.layout_only && o.containers_storage);
+        o.parse_into("devices,setuid,layout_only,containers_storage,zstd_checkpoints")
+            .unwrap();
+        assert!(o.dev && o.suid && o.layout_only && o.containers_storage && o.zstd_checkpoints);
         assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::Both);
         o.parse_into("overlay_opaque=user").unwrap();
         assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::User);

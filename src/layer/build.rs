@@ -66,6 +66,7 @@ pub fn build_index(
     digest: &Digest,
     diff_id: Option<&str>,
     spacing: u64,
+    zstd_checkpoints: bool,
 ) -> Result<LayerIndex, LayerError> {
     let io_err = |e: io::Error| LayerError::Io {
         digest: digest.clone(),
@@ -138,9 +139,13 @@ pub fn build_index(
         Compression::Gzip => gzip::build_index(&mut reader, spacing, &mut sink)
             .map(|i| SeekIndex::Gzip(Arc::new(i)))
             .map_err(|e| decompress_err(e.to_string())),
-        Compression::Zstd => zstd::build_index(&mut reader, &mut sink)
-            .map(|i| SeekIndex::Zstd(Arc::new(i)))
-            .map_err(|e| decompress_err(e.to_string())),
+        Compression::Zstd => zstd::build_index_with(
+            &mut reader,
+            zstd_checkpoints.then_some(zstd::DEFAULT_CHECKPOINT_SPACING),
+            &mut sink,
+        )
+        .map(|i| SeekIndex::Zstd(Arc::new(i)))
+        .map_err(|e| decompress_err(e.to_string())),
     };
     // A broken tar stream stops the sink, which the decompressor reports as its own failure:
     // name the real cause.

@@ -178,6 +178,9 @@ pub struct LayerStore {
     chunks: Arc<ChunkCache>,
     on_verified: Box<dyn Fn(&Digest) + Send + Sync>,
     progress: Arc<Progress>,
+    /// Record checkpoints inside large zstd frames (`-o zstd_checkpoints`; set before the first
+    /// layer is asked for).
+    zstd_checkpoints: std::sync::atomic::AtomicBool,
 }
 
 impl LayerStore {
@@ -191,7 +194,15 @@ impl LayerStore {
             chunks: ChunkCache::new(CHUNK_CACHE_BYTES),
             on_verified,
             progress: Arc::default(),
+            zstd_checkpoints: Default::default(),
         }
+    }
+
+    /// Index zstd layers with checkpoints inside their large frames (fast random reads in
+    /// single-frame layers, at the price of a much slower index pass: docs/status.md, issue 20).
+    /// A cached index without them is built again.
+    pub fn set_zstd_checkpoints(&self, on: bool) {
+        self.zstd_checkpoints.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What each layer is doing (`imgfs status`). Every layer of the source is listed, those
@@ -290,6 +301,17 @@ impl LayerStore {
                 }
             }
         });
+        let checkpoints = self.zstd_checkpoints.load(std::sync::atomic::Ordering::Relaxed);
+        // Asked for checkpoints, the cache has an index without them: build it again.
+        let cached = cached.filter(|index| match &index.seek {
+            SeekIndex::Zstd(z) if checkpoints => {
+                !z.checkpoints().is_empty()
+                    || z.frames()
+                        .iter()
+                        .all(|f| f.out_len <= 2 * crate::blob::zstd::DEFAULT_CHECKPOINT_SPACING)
+            }
+            _ => true,
+        });
         let index = match cached {
             Some(index) => {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
@@ -306,7 +328,13 @@ impl LayerStore {
                 } else {
                     LayerState::Indexing
                 });
-                let index = build_index(&progress.counting(blob.as_ref()), digest, diff_id, GZIP_SPACING)?;
+                let index = build_index(
+                    &progress.counting(blob.as_ref()),
+                    digest,
+                    diff_id,
+                    GZIP_SPACING,
+                    checkpoints,
+                )?;
                 self.cache.store("layer", &key, &format::encode(&index, blob.len()));
                 // This pass hashed the whole blob; a cached index vouches for no byte of it.
                 (self.on_verified)(digest);

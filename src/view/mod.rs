@@ -271,6 +271,11 @@ impl Views {
         }
     }
 
+    /// The layers under the views (to set how they are indexed before any is built).
+    pub fn layers(&self) -> &LayerStore {
+        &self.store
+    }
+
     /// Number of placements.
     pub fn len(&self) -> usize {
         self.specs.len()

@@ -397,6 +397,8 @@ fn mount_and_dump(
                 "--log-file",
                 &log.display().to_string(),
                 "-v",
+                // Single-frame zstd: checkpoints (opt-in); other codecs ignore it.
+                "--zstd-checkpoints",
             ],
         );
         let rootfs = m.path(&format!("images/{REF}/rootfs"));

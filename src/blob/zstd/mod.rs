@@ -354,15 +354,15 @@ fn zstd_msg(code: usize) -> String {
 }
 
 /// Decodes a whole zstd stream once, passing every decompressed byte in order to `sink`, and
-/// returns its frame table, with checkpoints every [`DEFAULT_CHECKPOINT_SPACING`] of output
-/// inside large frames.
+/// returns its frame table (frames only: [`build_index_with`] also records checkpoints inside
+/// large frames, which costs the index pass many times its speed today; opt-in, docs/status.md).
 ///
 /// Single pass, constant memory (plus libzstd's window, and for frames that get checkpoints a
 /// copy of the last window and segment). Skippable frames are skipped; bytes that start neither
 /// a data nor a skippable frame are an error. The sha256 of the compressed bytes is computed on
 /// the way ([`ZstdIndex::compressed_sha256`]). A sink error aborts with [`Error::Sink`].
 pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Result<()>) -> Result<ZstdIndex> {
-    build_index_with(compressed, Some(DEFAULT_CHECKPOINT_SPACING), sink)
+    build_index_with(compressed, None, sink)
 }
 
 /// [`build_index`] with checkpoints every `spacing` bytes of output (`None`: frames only).
