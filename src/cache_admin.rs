@@ -52,6 +52,8 @@ pub enum Kind {
     RegistryDocument,
     /// `digest-*`: the digest of an unnamed docker-archive layer.
     LayerDigest,
+    /// `source-<alg>-<hex>`: which file a layer's index was built from (`layer/mod.rs`).
+    LayerSource,
     /// `.tmp-*`: a file being written (or left by a killed writer).
     Temporary,
     /// Anything else (never removed).
@@ -69,6 +71,7 @@ impl Kind {
             ("outer-zstd-", Kind::OuterIndex),
             ("doc-", Kind::RegistryDocument),
             ("digest-", Kind::LayerDigest),
+            ("source-", Kind::LayerSource),
             (".tmp-", Kind::Temporary),
         ];
         prefixes
@@ -86,6 +89,7 @@ impl Kind {
             Kind::OuterIndex => "archive seek indexes",
             Kind::RegistryDocument => "registry documents",
             Kind::LayerDigest => "layer digests",
+            Kind::LayerSource => "layer sources",
             Kind::Temporary => "temporary files",
             Kind::Other => "other files",
         }

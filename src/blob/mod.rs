@@ -92,6 +92,13 @@ pub trait ReadAt: Send + Sync {
     fn read_raw_at(&self, buf: &mut [u8], offset: u64) -> io::Result<usize> {
         self.read_at(buf, offset)
     }
+    /// What names these exact bytes on this machine, if anything does: a local file's device,
+    /// inode, size, mtime and ctime (any write, `touch` or replacement changes one of them),
+    /// plus the window of an archive member. A layer index built from a blob with an identity
+    /// is trusted for that blob without re-hashing its chunks (`layer/mod.rs`).
+    fn identity(&self) -> Option<String> {
+        None
+    }
 }
 
 /// Reads exactly `buf.len()` bytes at `offset`, or fails with `UnexpectedEof`.
@@ -199,13 +206,20 @@ impl ReadAt for FileBlob {
     fn len(&self) -> u64 {
         self.len
     }
-    /// Asks the kernel to start reading `[from, to)` into the page cache (a verify-ahead job
-    /// is about to read it; `verified.rs`). Advice only: errors are ignored.
-    fn read_ahead(&self, from: u64, to: u64) {
-        let to = to.min(self.len);
-        if let Some(len) = to.checked_sub(from).and_then(std::num::NonZeroU64::new) {
-            let _ = rustix::fs::fadvise(&self.file, from, Some(len), rustix::fs::Advice::WillNeed);
-        }
+    fn identity(&self) -> Option<String> {
+        let m = self.file.metadata().ok()?;
+        (m.len() == self.len && (m.mtime(), m.mtime_nsec()) == self.mtime && m.nlink() > 0).then(|| {
+            format!(
+                "file {}:{} size {} mtime {}.{:09} ctime {}.{:09}",
+                m.dev(),
+                m.ino(),
+                m.len(),
+                m.mtime(),
+                m.mtime_nsec(),
+                m.ctime(),
+                m.ctime_nsec()
+            )
+        })
     }
 }
 
@@ -256,6 +270,9 @@ impl ReadAt for Range {
     }
     fn len(&self) -> u64 {
         self.len
+    }
+    fn identity(&self) -> Option<String> {
+        Some(format!("{} bytes {}+{}", self.parent.identity()?, self.start, self.len))
     }
     fn read_ahead(&self, from: u64, to: u64) {
         if from < self.len {

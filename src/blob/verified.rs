@@ -486,9 +486,6 @@ impl ReadAt for VerifiedBlob {
             return;
         }
         c.ahead.store(to, Ordering::Relaxed);
-        // The job reads in order but its reads interleave with the reader's on the same file,
-        // which defeats the kernel's read-ahead: ask for the bytes up front.
-        c.inner.read_ahead(start, to);
         let me = Arc::clone(c);
         if !super::readahead::submit(move || me.verify_range(start, to)) {
             c.ahead.store(start, Ordering::Relaxed);

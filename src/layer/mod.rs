@@ -121,10 +121,21 @@ pub struct Layer {
 }
 
 impl Layer {
-    fn open(blob: Arc<dyn ReadAt>, index: Arc<LayerIndex>, chunks: &Arc<ChunkCache>) -> std::io::Result<Layer> {
-        // Every byte of the blob is checked against the index's chunk digests the first time it
-        // is read, whichever source it comes from (the cache vouches only for bytes it checked).
-        let blob: Arc<dyn ReadAt> = Arc::new(VerifiedBlob::new(blob, index.chunks.clone(), index.digest.clone())?);
+    /// `bound`: the blob is the very file the index was built from, unchanged since (its
+    /// [`ReadAt::identity`] is the one recorded then), so the index pass's digest check covers
+    /// its bytes. Any other blob is checked against the index's chunk digests the first time
+    /// each byte is read (the cache vouches only for bytes it checked).
+    fn open(
+        blob: Arc<dyn ReadAt>,
+        index: Arc<LayerIndex>,
+        chunks: &Arc<ChunkCache>,
+        bound: bool,
+    ) -> std::io::Result<Layer> {
+        let blob: Arc<dyn ReadAt> = if bound {
+            blob
+        } else {
+            Arc::new(VerifiedBlob::new(blob, index.chunks.clone(), index.digest.clone())?)
+        };
         let config = CacheConfig::default();
         let stream: Arc<dyn ReadAt> = match &index.seek {
             SeekIndex::None => blob,
@@ -312,14 +323,21 @@ impl LayerStore {
             }
             _ => true,
         });
-        let index = match cached {
+        let (index, bound) = match cached {
             Some(index) => {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
                 log::info!(
                     "layer {digest}: index of {} entries loaded from the cache in {ms:.1} ms",
                     index.entries.len()
                 );
-                index
+                // Bound to this very file: no chunk needs hashing again (docs/index-format.md).
+                let bound = blob
+                    .identity()
+                    .is_some_and(|id| self.cache.load("source", &key).as_deref() == Some(id.as_bytes()));
+                if bound {
+                    log::info!("layer {digest}: index bound to the file it was built from (unchanged): its chunks are not hashed again");
+                }
+                (index, bound)
             }
             None => {
                 // A registry blob is fetched as it is indexed: one pass, shown as downloading.
@@ -328,6 +346,7 @@ impl LayerStore {
                 } else {
                     LayerState::Indexing
                 });
+                let identity = blob.identity();
                 let index = build_index(
                     &progress.counting(blob.as_ref()),
                     digest,
@@ -338,10 +357,16 @@ impl LayerStore {
                 self.cache.store("layer", &key, &format::encode(&index, blob.len()));
                 // This pass hashed the whole blob; a cached index vouches for no byte of it.
                 (self.on_verified)(digest);
-                index
+                // Record which file the index was built from, if it was one file that did not
+                // change while it was read: a later mount of that file trusts the index's check.
+                let bound = identity.is_some() && blob.identity() == identity;
+                if let (true, Some(id)) = (bound, identity) {
+                    self.cache.store("source", &key, id.as_bytes());
+                }
+                (index, bound)
             }
         };
-        let layer = Layer::open(blob, Arc::new(index), &self.chunks).map_err(|e| LayerError::Io {
+        let layer = Layer::open(blob, Arc::new(index), &self.chunks, bound).map_err(|e| LayerError::Io {
             digest: digest.clone(),
             source: Arc::new(e),
         })?;

@@ -502,6 +502,15 @@ fn scenario(src: &dyn Source, kind: Kind, what: &str) {
     }
     cache_file(&cache, "layer-");
     src.forget_downloads(&cache);
+    // (a') The same file again, warm: the index is bound to it and no chunk is hashed again
+    // (docs/index-format.md); a registry blob has no such identity.
+    if !src.has_downloads() {
+        let m = mount(&source, &cache, &log, &args);
+        assert_eq!(check_reads(&rootfs(&m), &genuine, kind, None, &what), 0);
+        drop(m);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        assert!(text.contains("bound to the file it was built from"), "{what}: {text}");
+    }
 
     // (b) Warm cache, changed copies: one flipped byte in the middle of f2; another tar.
     let target = genuine.files[3].1 + FILE_BYTES as u64 / 2;
@@ -591,6 +600,44 @@ fn scenario(src: &dyn Source, kind: Kind, what: &str) {
         text.contains(&digest),
         "{what_c}: the log does not name the layer:\n{text}"
     );
+
+    // (d) The very file the index was built from, changed in place with its size and mtime
+    // kept (only its ctime tells): it is no longer bound, so its chunks are checked.
+    if !src.has_downloads() {
+        let dir = tmp.path().join("genuine");
+        {
+            // A valid index bound to the genuine file again (the one above is damaged).
+            let m = mount(&src.place(&img, &digest, &dir), &cache, &log, &args);
+            assert_eq!(check_reads(&rootfs(&m), &genuine, kind, None, &what), 0);
+        }
+        let times: Vec<_> = crate::util::walk(&dir)
+            .into_iter()
+            .filter(|p| p.is_file())
+            .map(|p| {
+                let t = fs::metadata(&p).unwrap().modified().unwrap();
+                (p, t)
+            })
+            .collect();
+        let (blob, change) = flip(kind, &genuine, &img.blob, target);
+        let source = src.place(&img.with_blob(blob), &digest, &dir);
+        for (p, t) in &times {
+            fs::File::options()
+                .write(true)
+                .open(p)
+                .unwrap()
+                .set_modified(*t)
+                .unwrap();
+        }
+        let m = mount(&source, &cache, &log, &args);
+        let what_d = format!("{what}, genuine file changed in place (size and mtime kept)");
+        assert!(check_reads(&rootfs(&m), &genuine, kind, Some(change), &what_d) > 0);
+        drop(m);
+        let text = fs::read_to_string(&log).unwrap_or_default();
+        assert!(
+            text.contains("loaded from the cache") && text.contains("do not match the digest"),
+            "{what_d}:\n{text}"
+        );
+    }
 
     // A registry blob downloaded into the cache and damaged there is a changed source too.
     if src.has_downloads() {
