@@ -118,7 +118,9 @@ impl Session {
         );
         for name in ls(&w.join("cache")) {
             assert!(
-                ["layer-", "source-", "view-", "outer-"].iter().any(|p| name.starts_with(p)),
+                ["layer-", "source-", "view-", "outer-"]
+                    .iter()
+                    .any(|p| name.starts_with(p)),
                 "unexpected file {name:?} in the cache"
             );
         }
