@@ -819,9 +819,10 @@ mod tests {
             t.join().unwrap();
         }
         // Readers a few KiB apart mostly share chunks and decoders; if they drift apart by more
-        // than the cache, each keeps its own decoder: at most about one pass each, never a
-        // restart from the beginning per chunk (that would be ~len/chunk passes).
-        assert!(r.stats().decompressed_bytes <= 8 * len, "{:?}", r.stats());
+        // than the cache, each keeps its own decoder: about one pass each (a thread scheduled out
+        // may drop behind and cost a few more: 8.003 passes were seen once under load), never a
+        // restart from the beginning per chunk (that would be ~len/chunk = 512 passes).
+        assert!(r.stats().decompressed_bytes <= 16 * len, "{:?}", r.stats());
     }
 
     #[test]
