@@ -397,41 +397,27 @@ fn init_logging(verbose: u8, mount_point: Option<String>) {
     };
     let mut builder = env_logger::Builder::from_env(env_logger::Env::default().default_filter_or(level));
     builder.format_timestamp_millis();
-    match mount_point {
-        Some(mp) => {
-            builder.format(move |buf, record| {
-                writeln!(
-                    buf,
-                    "[{} {:<5} {}] {mp}: {}",
-                    buf.timestamp_millis(),
-                    record.level(),
-                    record.target(),
-                    record.args()
-                )
-            });
+    // A one-shot command (ls, cat, inspect) prints the error it fails with; the log line the
+    // library writes for a failed layer or view (for a daemon's operator) would say the same
+    // thing twice. A mount's lines name its mount point.
+    let one_shot = mount_point.is_none();
+    let prefix = mount_point.map(|mp| format!("{mp}: ")).unwrap_or_default();
+    builder.format(move |buf, record| {
+        let target = record.target();
+        if one_shot
+            && record.level() == log::Level::Error
+            && (target.starts_with("imgfs::layer") || target.starts_with("imgfs::view"))
+        {
+            return Ok(());
         }
-        // A one-shot command (ls, cat, inspect) prints the error it fails with; the log line
-        // the library writes for a failed layer or view (for a daemon's operator) would say the
-        // same thing twice.
-        None => {
-            builder.format(|buf, record| {
-                let target = record.target();
-                if record.level() == log::Level::Error
-                    && (target.starts_with("imgfs::layer") || target.starts_with("imgfs::view"))
-                {
-                    return Ok(());
-                }
-                writeln!(
-                    buf,
-                    "[{} {:<5} {}] {}",
-                    buf.timestamp_millis(),
-                    record.level(),
-                    target,
-                    record.args()
-                )
-            });
-        }
-    }
+        writeln!(
+            buf,
+            "[{} {:<5} {target}] {prefix}{}",
+            buf.timestamp_millis(),
+            record.level(),
+            record.args()
+        )
+    });
     // Log lines hide the progress bars while they are written (`progress::bars`).
     if std::io::stderr().is_terminal() {
         builder.target(env_logger::Target::Pipe(Box::new(Suspending(std::io::stderr()))));

@@ -347,32 +347,28 @@ impl Checked {
         let end = self.digests.bounds(last).1;
         span.clear();
         span.resize((end - start) as usize, 0);
-        let read = super::read_raw_exact_at(self.inner.as_ref(), span, start);
-        let mut result = read
-            .as_ref()
-            .map(|_| ())
-            .map_err(|e| io::Error::new(e.kind(), e.to_string()));
-        if read.is_ok() {
-            for &k in mine {
-                let (a, b) = self.digests.bounds(k);
-                if self
-                    .digests
-                    .matches(k, &span[(a - start) as usize..(b - start) as usize])
-                {
-                    set_bit(&self.good, k);
-                } else {
-                    set_bit(&self.bad, k);
-                    if result.is_ok() {
-                        result = Err(self.mismatch(k));
-                    }
+        if let Err(e) = super::read_raw_exact_at(self.inner.as_ref(), span, start) {
+            // No verdict: waiting threads see the claim go and verify these chunks themselves.
+            self.release(mine);
+            return Err(e);
+        }
+        let mut result = Ok(());
+        for &k in mine {
+            let (a, b) = self.digests.bounds(k);
+            if self
+                .digests
+                .matches(k, &span[(a - start) as usize..(b - start) as usize])
+            {
+                set_bit(&self.good, k);
+            } else {
+                set_bit(&self.bad, k);
+                if result.is_ok() {
+                    result = Err(self.mismatch(k));
                 }
             }
         }
         self.release(mine);
-        match read {
-            Err(e) => Err(e),
-            Ok(()) => result,
-        }
+        result
     }
 
     /// Makes sure chunks `first..=last` are verified good. Returns the bytes of those chunks
