@@ -10,6 +10,7 @@
 use std::ffi::{c_void, CStr};
 use std::io;
 use std::ptr::NonNull;
+use std::sync::Mutex;
 
 use zstd_sys as zs;
 
@@ -17,6 +18,98 @@ use super::seq::{BlockKind, MAX_BLOCK};
 
 /// Room kept in a history buffer beyond the window, so that buffers alternate rarely.
 const SLACK: usize = 1 << 20;
+/// Decoder contexts and history buffers kept for the next resume, at most this many bytes of
+/// buffers. A resume needs a window-sized buffer (8 MiB at `-19`); fresh pages for it cost more
+/// than the decoding of a segment (page faults and zeroing were half the CPU time of random
+/// reads), so the buffers of a finished decoder are handed to the next one instead of freed.
+const POOL_BYTES: usize = 32 << 20;
+
+/// A decoder context owned by nobody else: freed when dropped.
+struct Ctx(NonNull<zs::ZSTD_DCtx>);
+
+// SAFETY: the context is owned by this value alone and has no thread affinity.
+unsafe impl Send for Ctx {}
+
+impl Ctx {
+    fn new() -> io::Result<Ctx> {
+        // SAFETY: no arguments; a null result is handled.
+        let p = NonNull::new(unsafe { zs::ZSTD_createDCtx() });
+        p.map(Ctx)
+            .ok_or_else(|| io::Error::other("cannot allocate a zstd decoder"))
+    }
+
+    /// The context, now owned by the caller (a [`History`], which gives it back on drop).
+    fn into_raw(self) -> NonNull<zs::ZSTD_DCtx> {
+        let p = self.0;
+        std::mem::forget(self);
+        p
+    }
+}
+
+impl Drop for Ctx {
+    fn drop(&mut self) {
+        // SAFETY: created by ZSTD_createDCtx; owned by this value alone, so freed once.
+        unsafe {
+            zs::ZSTD_freeDCtx(self.0.as_ptr());
+        }
+    }
+}
+
+/// A decoder context and its two history buffers, between two decoders.
+struct Parts {
+    ctx: Ctx,
+    bufs: [Vec<u8>; 2],
+}
+
+impl Parts {
+    fn bytes(&self) -> usize {
+        self.bufs[0].len() + self.bufs[1].len()
+    }
+}
+
+/// Pooled [`Parts`], shared by every reader of the process.
+static POOL: Mutex<Vec<Parts>> = Mutex::new(Vec::new());
+
+fn pool() -> std::sync::MutexGuard<'static, Vec<Parts>> {
+    POOL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// Parts whose first buffer holds at least `first` bytes: pooled ones if any (the smallest
+/// large enough, else the largest, grown), else new ones.
+fn take_parts(first: usize) -> io::Result<Parts> {
+    let taken = {
+        let mut p = pool();
+        let fit = (0..p.len())
+            .filter(|&i| p[i].bufs[0].len() >= first)
+            .min_by_key(|&i| p[i].bufs[0].len())
+            .or_else(|| (0..p.len()).max_by_key(|&i| p[i].bufs[0].len()));
+        fit.map(|i| p.swap_remove(i))
+    };
+    let mut parts = match taken {
+        Some(p) => p,
+        None => Parts {
+            ctx: Ctx::new()?,
+            bufs: [Vec::new(), Vec::new()],
+        },
+    };
+    if parts.bufs[0].len() < first {
+        // Old bytes stay: a decoder only reads what it wrote or what its checkpoint restored.
+        parts.bufs[0].resize(first, 0);
+    }
+    Ok(parts)
+}
+
+/// Gives parts back to the pool, or frees them when the pool is full.
+fn return_parts(parts: Parts) {
+    let mut p = pool();
+    let held: usize = p.iter().map(Parts::bytes).sum();
+    if held + parts.bytes() <= POOL_BYTES {
+        p.push(parts);
+        return;
+    }
+    drop(p);
+    drop(parts);
+}
 
 fn zstd_error(what: &str, code: usize) -> io::Error {
     // SAFETY: ZSTD_getErrorName returns a pointer to a static NUL-terminated string for any code.
@@ -42,6 +135,7 @@ fn is_error(code: usize) -> bool {
 /// switch (its capacity is `window + MAX_BLOCK + SLACK`).
 pub(super) struct History {
     dctx: NonNull<zs::ZSTD_DCtx>,
+    /// Its length is the buffer's capacity; bytes outside `lo..lo + len` are stale.
     bufs: [Vec<u8>; 2],
     cur: usize,
     /// Per buffer: index of its first valid byte, output position of that byte, valid bytes.
@@ -57,17 +151,21 @@ unsafe impl Send for History {}
 
 impl Drop for History {
     fn drop(&mut self) {
-        // SAFETY: created by ZSTD_createDCtx and freed once; the buffers outlive this call.
-        unsafe {
-            zs::ZSTD_freeDCtx(self.dctx.as_ptr());
-        }
+        // The context and buffers go to the next decoder (or are freed by `Parts`); the
+        // context's next use starts with ZSTD_decompressBegin_usingDict, which forgets these
+        // buffers.
+        return_parts(Parts {
+            ctx: Ctx(self.dctx),
+            bufs: std::mem::take(&mut self.bufs),
+        });
     }
 }
 
 impl History {
     /// Starts a decoder from a dictionary: `entropy` (magic, ID, tables, repeat offsets) then
     /// `content_len` bytes of content for output positions `[content_start, ..)`, which `fill`
-    /// writes (into zeros). `window` bounds how far back matches reach.
+    /// writes (over stale bytes: only the bytes it writes are ever read). `window` bounds how far
+    /// back matches reach.
     pub(super) fn resume(
         entropy: &[u8],
         content_start: u64,
@@ -77,15 +175,19 @@ impl History {
     ) -> io::Result<History> {
         let cap = window + MAX_BLOCK + SLACK;
         let e = entropy.len();
-        let mut first = vec![0u8; e + content_len + cap];
+        // The first buffer: the dictionary, then room for a segment's blocks; a decoder that
+        // goes on switches to the second buffer, then back to this one, which must then hold a
+        // window too (`decode` grows it then).
+        let Parts {
+            ctx,
+            bufs: [mut first, second],
+        } = take_parts(e + content_len + MAX_BLOCK + SLACK)?;
+        let dctx = ctx.into_raw();
         first[..e].copy_from_slice(entropy);
         fill(&mut first[e..e + content_len]);
-        // SAFETY: no arguments; a null result is handled.
-        let dctx = NonNull::new(unsafe { zs::ZSTD_createDCtx() })
-            .ok_or_else(|| io::Error::other("cannot allocate a zstd decoder"))?;
         let h = History {
             dctx,
-            bufs: [first, Vec::new()],
+            bufs: [first, second],
             cur: 0,
             lo: [e, 0],
             base: [content_start, 0],
@@ -116,7 +218,9 @@ impl History {
         if self.bufs[c].len() - (self.lo[c] + self.len[c]) < MAX_BLOCK {
             let o = 1 - c;
             if self.bufs[o].len() < self.cap {
-                self.bufs[o] = vec![0u8; self.cap];
+                // libzstd's only pointers into this buffer are to history older than the window
+                // once the other buffer holds a window of output, so it may move now.
+                self.bufs[o].resize(self.cap, 0);
             }
             self.base[o] = self.end();
             self.lo[o] = 0;
