@@ -22,6 +22,7 @@ pub mod cache_admin;
 pub mod containers_storage;
 pub mod daemon;
 pub mod digest;
+pub mod error_chain;
 pub mod fs;
 pub mod fuse;
 pub mod image;

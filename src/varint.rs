@@ -2,7 +2,8 @@
 //! byte strings. Reading trusts nothing: every length and count is bounded by the bytes left.
 
 /// Why decoding stopped.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{0}")]
 pub struct Truncated(pub &'static str);
 
 /// Result alias.

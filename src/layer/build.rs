@@ -114,7 +114,7 @@ pub fn build_index(
             );
         }
         tar.feed(data).map_err(|e| {
-            let msg = e.to_string();
+            let msg = crate::error_chain::text(&e);
             tar_error = Some(msg.clone());
             io::Error::new(io::ErrorKind::InvalidData, msg)
         })?;

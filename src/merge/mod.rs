@@ -122,6 +122,8 @@ pub mod overlay;
 pub mod path;
 pub mod whiteout;
 
+pub use fsck::FsckError;
+
 #[cfg(test)]
 mod overlay_tests;
 #[cfg(test)]
@@ -500,7 +502,7 @@ impl MergedTree {
 
     /// Checks every structural invariant (see the module documentation); the error names the
     /// first violation found.
-    pub fn fsck(&self) -> Result<(), String> {
+    pub fn fsck(&self) -> Result<(), FsckError> {
         fsck::check(self, false)
     }
 }

@@ -42,7 +42,7 @@
 use std::collections::{HashMap, HashSet};
 
 use super::build::{push_reason, Builder, Writer};
-use super::{InodeKind, LayerEntries, MergedTree, Warning};
+use super::{FsckError, InodeKind, LayerEntries, MergedTree, Warning};
 
 const ROOT: u32 = 0;
 
@@ -63,16 +63,16 @@ impl OverlayTree {
 
     /// [`MergedTree::fsck`], allowing entry-less character devices (whiteouts); opaque inodes
     /// must be directories.
-    pub fn fsck(&self) -> Result<(), String> {
+    pub fn fsck(&self) -> Result<(), FsckError> {
         super::fsck::check(&self.tree, true)?;
         for &i in &self.opaque {
             match self.tree.inodes().get(i as usize) {
                 Some(n) if n.kind() == InodeKind::Dir => {}
-                _ => return Err(format!("opaque inode {i} is not a directory")),
+                _ => return Err(FsckError::OpaqueNotDir { ino: i }),
             }
         }
         if !self.opaque.windows(2).all(|w| w[0] < w[1]) {
-            return Err("opaque inodes not sorted".into());
+            return Err(FsckError::OpaqueUnsorted);
         }
         Ok(())
     }

@@ -18,6 +18,7 @@ use super::auth::Credentials;
 use super::reference::ImageRef;
 use super::RegistryError;
 use crate::digest::Digest;
+use crate::error_chain;
 use futures_util::StreamExt;
 use oci_client::client::{BlobResponse, Certificate, CertificateEncoding, ClientConfig, ClientProtocol};
 use oci_client::errors::{OciDistributionError, OciErrorCode};
@@ -463,12 +464,12 @@ impl Client {
         use OciDistributionError as E;
         match e {
             E::RequestError(re) => match re.status().map(|s| s.as_u16()) {
-                Some(code) => by_status(code, self.redact(&chain(re))),
+                Some(code) => by_status(code, self.redact(&error_chain::text(re))),
                 None if is_tls(re) => Failure::Tls(self.redact(&tls_reason(re))),
                 None if unreachable(re).is_some() => {
                     Failure::Unreachable(unreachable(re).unwrap_or_default().to_owned())
                 }
-                None => Failure::Transient(self.redact(&chain(re))),
+                None => Failure::Transient(self.redact(&error_chain::text(re))),
             },
             E::ServerError { code, message, .. } => by_status(*code, self.redact(&short(message))),
             E::RegistryError { envelope, .. } => {
@@ -539,13 +540,13 @@ fn is_tls(e: &(dyn std::error::Error + 'static)) -> bool {
         }
         cur = c.source();
     }
-    let text = chain(e);
+    let text = error_chain::text(e);
     MARKERS.iter().any(|m| text.contains(m))
 }
 
 /// The TLS failure in words, with what to do about it.
 fn tls_reason(e: &(dyn std::error::Error + 'static)) -> String {
-    let text = chain(e);
+    let text = error_chain::text(e);
     let hint = if text.contains("InvalidContentType") {
         "the registry does not seem to speak TLS; plain HTTP needs --tls-verify=false"
     } else if text.contains("certificate") || text.contains("Certificate") {
@@ -583,21 +584,6 @@ fn by_status(code: u16, text: String) -> Failure {
         408 | 429 | 500..=599 => Failure::Transient(format!("HTTP {code}: {text}")),
         _ => Failure::Fatal(format!("HTTP {code}: {text}")),
     }
-}
-
-/// An error and its causes on one line (reqwest's Display leaves the cause out).
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let s = c.to_string();
-        if !text.contains(&s) {
-            text.push_str(": ");
-            text.push_str(&s);
-        }
-        cur = c.source();
-    }
-    text
 }
 
 /// One line, at most 200 characters (registries may answer with whole HTML pages).

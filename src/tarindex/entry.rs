@@ -3,6 +3,9 @@
 //! An entry records where a member's bytes live in the archive stream instead of the bytes
 //! themselves, so an index of a multi-GB archive costs memory proportional to its entry count.
 
+use super::pax::PaxError;
+use super::sparse::SparseError;
+
 /// The kind of filesystem object a member describes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EntryKind {
@@ -131,20 +134,22 @@ pub enum TarError {
         offset: u64,
     },
     /// A PAX extended header is malformed.
-    #[error("bad PAX extended header at offset {offset}: {reason}")]
+    #[error("bad PAX extended header at offset {offset}")]
     BadPax {
         /// Offset of the PAX header block.
         offset: u64,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        reason: PaxError,
     },
     /// A GNU sparse map is malformed or inconsistent with the stored data.
-    #[error("bad sparse map in tar entry at offset {offset}: {reason}")]
+    #[error("bad sparse map in tar entry at offset {offset}")]
     BadSparse {
         /// Offset of the entry's first header.
         offset: u64,
         /// What is wrong with it.
-        reason: String,
+        #[source]
+        reason: SparseError,
     },
     /// A PAX/GNU extension (or sparse map) is larger than the indexer accepts.
     #[error("tar extension header at offset {offset} is {size} bytes, over the {limit}-byte limit")]

@@ -17,8 +17,8 @@
 //! pax it trusts the size and would read the next header as data, GNU tar never does).
 
 use super::entry::{Entry, EntryKind, Result, SparseChunk, TarError};
-use super::pax::{self, PaxValues};
-use super::sparse::{self, MapParser};
+use super::pax::{self, PaxError, PaxValues};
+use super::sparse::{self, MapParser, SparseError};
 
 /// Tar block size; every header and every member's padded data is a multiple of it.
 pub(crate) const BLOCK: usize = 512;
@@ -249,7 +249,7 @@ impl Decoder {
     }
 
     fn apply_extension(&mut self, ext: Extension) -> Result<()> {
-        let bad_pax = |reason| TarError::BadPax {
+        let bad_pax = |reason: PaxError| TarError::BadPax {
             offset: ext.header_offset,
             reason,
         };
@@ -263,9 +263,10 @@ impl Decoder {
                 self.global.merge_global(g);
                 let stored = self.global.stored_bytes();
                 if stored > MAX_GLOBAL_STORED {
-                    return Err(bad_pax(format!(
-                        "global headers hold {stored} bytes of paths/xattrs, limit {MAX_GLOBAL_STORED}"
-                    )));
+                    return Err(bad_pax(PaxError::GlobalTooLarge {
+                        stored,
+                        limit: MAX_GLOBAL_STORED,
+                    }));
                 }
             }
         }
@@ -372,35 +373,32 @@ impl Decoder {
         out: &mut Vec<Entry>,
     ) -> Result<Step> {
         let offset = p.entry.header_offset;
-        let bad = |reason: &str| TarError::BadSparse {
-            offset,
-            reason: reason.to_string(),
-        };
-        p.entry.size = keys.realsize.ok_or_else(|| bad("no GNU.sparse.size/realsize"))?;
+        let bad = |reason: SparseError| TarError::BadSparse { offset, reason };
+        p.entry.size = keys.realsize.ok_or_else(|| bad(SparseError::NoRealSize))?;
         match (keys.major, keys.minor) {
             (Some(1), Some(0)) => {
                 // The map takes at least one block of the member's own data; without that
                 // check the next header would be read as a map.
                 if p.stored_total < BLOCK as u64 {
-                    return Err(bad("no room for the in-data sparse map"));
+                    return Err(bad(SparseError::NoRoomForMap));
                 }
                 self.mode = Mode::SparseMap(p, MapParser::default());
                 return Ok(Step::More);
             }
             (None, None) => {}
             (Some(0), Some(0 | 1)) => {}
-            _ => return Err(bad("unsupported GNU.sparse.major/minor version")),
+            _ => return Err(bad(SparseError::UnsupportedVersion)),
         }
         if keys.pending_offset.is_some() {
-            return Err(bad("GNU.sparse.offset without numbytes"));
+            return Err(bad(SparseError::OffsetWithoutNumbytes));
         }
         let chunks = match keys.map {
             Some(map) if keys.pairs.is_empty() => map,
             None => keys.pairs,
-            Some(_) => return Err(bad("both GNU.sparse.map and offset/numbytes pairs")),
+            Some(_) => return Err(bad(SparseError::MapAndPairs)),
         };
         if keys.numblocks.is_some_and(|n| n != chunks.len() as u64) {
-            return Err(bad("GNU.sparse.numblocks disagrees with the map"));
+            return Err(bad(SparseError::NumblocksDisagrees));
         }
         p.entry.sparse = Some(chunks);
         finish(*p, data_offset, out)
@@ -419,7 +417,7 @@ impl Decoder {
         if p.map_bytes > p.stored_total {
             return Err(TarError::BadSparse {
                 offset: header_offset,
-                reason: "sparse map runs past the member data".into(),
+                reason: SparseError::MapPastData,
             });
         }
         if p.map_bytes > MAX_EXTENSION {

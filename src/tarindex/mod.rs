@@ -23,5 +23,7 @@ pub mod stream;
 mod testutil;
 
 pub use entry::{Entry, EntryKind, Result, SparseChunk, TarError};
+pub use pax::PaxError;
 pub use seek::index_seekable;
+pub use sparse::SparseError;
 pub use stream::StreamIndexer;

@@ -6,6 +6,69 @@
 
 use super::entry::SparseChunk;
 
+/// Why a PAX header's data is refused: its record syntax, a value, or (for global headers) its
+/// size. The message is the reason only; [`super::TarError::BadPax`] says where.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PaxError {
+    /// The length prefix is not followed by a space within 20 bytes.
+    #[error("record length not followed by a space")]
+    NoSpace,
+    /// The length prefix is not a decimal number.
+    #[error("bad record length")]
+    BadLength,
+    /// The length does not fit in memory's address space.
+    #[error("record length out of range")]
+    LengthOutOfRange,
+    /// The record claims more bytes than the header data has left.
+    #[error("record length {len} runs past the header data ({left} bytes left)")]
+    PastEnd { len: usize, left: usize },
+    /// The record is too short to hold "k=\n".
+    #[error("record length {len} too short")]
+    TooShort { len: usize },
+    /// The record's last byte is not '\n'.
+    #[error("record does not end with a newline")]
+    NoNewline,
+    /// The record has no '='.
+    #[error("record has no '='")]
+    NoEquals,
+    /// The key is empty or holds a NUL.
+    #[error("empty or NUL-containing key")]
+    BadKey,
+    /// A path or linkpath value holds a NUL.
+    #[error("NUL byte in path value")]
+    NulInPath,
+    /// A numeric value (`size`, `uid`, `gid`) is not a decimal number.
+    #[error("bad {key} value")]
+    BadNumber { key: &'static str },
+    /// `mtime` is not a PAX time.
+    #[error("bad mtime value")]
+    BadMtime,
+    /// A `LIBARCHIVE.xattr.*` value is not base64.
+    #[error("bad base64 in LIBARCHIVE.xattr value")]
+    BadBase64,
+    /// A numeric `GNU.sparse.*` value is not a decimal number.
+    #[error("bad GNU.sparse.{key}")]
+    BadSparseNumber { key: &'static str },
+    /// A second `GNU.sparse.offset` before the first one's numbytes.
+    #[error("GNU.sparse.offset without numbytes")]
+    OffsetWithoutNumbytes,
+    /// `GNU.sparse.numbytes` with no offset before it.
+    #[error("GNU.sparse.numbytes without offset")]
+    NumbytesWithoutOffset,
+    /// `GNU.sparse.map` holds something other than decimal numbers.
+    #[error("bad number in GNU.sparse.map")]
+    MapBadNumber,
+    /// `GNU.sparse.map` ends with an offset without its length.
+    #[error("odd count in GNU.sparse.map")]
+    MapOddCount,
+    /// Global headers together hold more path and xattr bytes than every entry may carry.
+    #[error("global headers hold {stored} bytes of paths/xattrs, limit {limit}")]
+    GlobalTooLarge { stored: usize, limit: usize },
+}
+
 /// A value mentioned in a PAX header. An empty value is not a value: POSIX says it deletes the
 /// field, so a local `path=` hides a global `path` and falls back to the ustar header.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,18 +122,18 @@ impl PaxValues {
 
     /// Applies every record of a PAX header's data. `global` headers replace earlier global
     /// values (an empty value removes one) and may not carry sparse keys.
-    pub fn apply(&mut self, data: &[u8], global: bool) -> Result<(), String> {
+    pub fn apply(&mut self, data: &[u8], global: bool) -> Result<(), PaxError> {
         for_each_record(data, |key, value| self.apply_record(key, value, global))
     }
 
-    fn apply_record(&mut self, key: &[u8], value: &[u8], global: bool) -> Result<(), String> {
+    fn apply_record(&mut self, key: &[u8], value: &[u8], global: bool) -> Result<(), PaxError> {
         // A record key cannot contain '=', so both GNU tar and libarchive escape xattr names.
         if let Some(name) = key.strip_prefix(b"SCHILY.xattr.") {
             self.xattrs.push((unescape_schily(name), value.to_vec()));
             return Ok(());
         }
         if let Some(name) = key.strip_prefix(b"LIBARCHIVE.xattr.") {
-            let value = base64_decode(value).ok_or("bad base64 in LIBARCHIVE.xattr value")?;
+            let value = base64_decode(value).ok_or(PaxError::BadBase64)?;
             self.xattrs.push((percent_decode(name), value));
             return Ok(());
         }
@@ -91,7 +154,7 @@ impl PaxValues {
             b"mtime" => {
                 self.mtime = Some(match del {
                     true => Val::Deleted,
-                    false => Val::Set(parse_time(value).ok_or("bad mtime value")?),
+                    false => Val::Set(parse_time(value).ok_or(PaxError::BadMtime)?),
                 })
             }
             _ => log::trace!("ignoring PAX key {}", String::from_utf8_lossy(key)),
@@ -149,8 +212,8 @@ pub(crate) fn dedup_xattrs(list: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<(Vec<u8>, Vec<u
 }
 
 impl SparseKeys {
-    fn apply(&mut self, sub: &[u8], value: &[u8]) -> Result<(), String> {
-        let num = |what: &str| parse_decimal(value).ok_or_else(|| format!("bad GNU.sparse.{what}"));
+    fn apply(&mut self, sub: &[u8], value: &[u8]) -> Result<(), PaxError> {
+        let num = |key: &'static str| parse_decimal(value).ok_or(PaxError::BadSparseNumber { key });
         match sub {
             b"major" => self.major = Some(num("major")?),
             b"minor" => self.minor = Some(num("minor")?),
@@ -159,12 +222,12 @@ impl SparseKeys {
             b"numblocks" => self.numblocks = Some(num("numblocks")?),
             b"offset" => {
                 if self.pending_offset.is_some() {
-                    return Err("GNU.sparse.offset without numbytes".into());
+                    return Err(PaxError::OffsetWithoutNumbytes);
                 }
                 self.pending_offset = Some(num("offset")?);
             }
             b"numbytes" => {
-                let offset = self.pending_offset.take().ok_or("GNU.sparse.numbytes without offset")?;
+                let offset = self.pending_offset.take().ok_or(PaxError::NumbytesWithoutOffset)?;
                 self.pairs.push(SparseChunk {
                     offset,
                     len: num("numbytes")?,
@@ -178,38 +241,36 @@ impl SparseKeys {
 }
 
 /// Parses the 0.1 `GNU.sparse.map` value "off,len,off,len,...". An empty value is an empty map.
-fn parse_map_list(value: &[u8]) -> Result<Vec<SparseChunk>, String> {
+fn parse_map_list(value: &[u8]) -> Result<Vec<SparseChunk>, PaxError> {
     if value.is_empty() {
         return Ok(Vec::new());
     }
     let mut nums = value.split(|&b| b == b',').map(parse_decimal);
     let mut out = Vec::new();
     while let Some(offset) = nums.next() {
-        let offset = offset.ok_or("bad number in GNU.sparse.map")?;
-        let len = nums.next().ok_or("odd count in GNU.sparse.map")?;
-        let len = len.ok_or("bad number in GNU.sparse.map")?;
+        let offset = offset.ok_or(PaxError::MapBadNumber)?;
+        let len = nums.next().ok_or(PaxError::MapOddCount)?;
+        let len = len.ok_or(PaxError::MapBadNumber)?;
         out.push(SparseChunk { offset, len });
     }
     Ok(out)
 }
 
-fn bytes_val(value: &[u8], del: bool) -> Result<Val<Vec<u8>>, String> {
+fn bytes_val(value: &[u8], del: bool) -> Result<Val<Vec<u8>>, PaxError> {
     if del {
         return Ok(Val::Deleted);
     }
     // A NUL cannot be part of a path; a value containing one is corrupt, not truncatable.
     if value.contains(&0) {
-        return Err("NUL byte in path value".into());
+        return Err(PaxError::NulInPath);
     }
     Ok(Val::Set(value.to_vec()))
 }
 
-fn num_val(value: &[u8], del: bool, what: &str) -> Result<Val<u64>, String> {
+fn num_val(value: &[u8], del: bool, key: &'static str) -> Result<Val<u64>, PaxError> {
     match del {
         true => Ok(Val::Deleted),
-        false => parse_decimal(value)
-            .map(Val::Set)
-            .ok_or_else(|| format!("bad {what} value")),
+        false => parse_decimal(value).map(Val::Set).ok_or(PaxError::BadNumber { key }),
     }
 }
 
@@ -217,8 +278,8 @@ fn num_val(value: &[u8], del: bool, what: &str) -> Result<Val<u64>, String> {
 /// bytes after the last record are tolerated (some writers pad the data).
 pub(crate) fn for_each_record(
     mut data: &[u8],
-    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), String>,
-) -> Result<(), String> {
+    mut f: impl FnMut(&[u8], &[u8]) -> Result<(), PaxError>,
+) -> Result<(), PaxError> {
     while !data.is_empty() {
         if data.iter().all(|&b| b == 0) {
             break;
@@ -234,32 +295,24 @@ pub(crate) fn for_each_record(
 type Split<'a> = (&'a [u8], &'a [u8], &'a [u8]);
 
 /// Splits off the first record.
-fn split_record(data: &[u8]) -> Result<Split<'_>, String> {
-    let space = data
-        .iter()
-        .take(20)
-        .position(|&b| b == b' ')
-        .ok_or("record length not followed by a space")?;
-    let len = parse_decimal(&data[..space]).ok_or("bad record length")?;
-    let len = usize::try_from(len).map_err(|_| "record length out of range")?;
+fn split_record(data: &[u8]) -> Result<Split<'_>, PaxError> {
+    let space = data.iter().take(20).position(|&b| b == b' ').ok_or(PaxError::NoSpace)?;
+    let len = parse_decimal(&data[..space]).ok_or(PaxError::BadLength)?;
+    let len = usize::try_from(len).map_err(|_| PaxError::LengthOutOfRange)?;
     if len > data.len() {
-        return Err(format!(
-            "record length {len} runs past the header data ({} bytes left)",
-            data.len()
-        ));
+        let left = data.len();
+        return Err(PaxError::PastEnd { len, left });
     }
     // Shortest meaningful record after "LEN ": "k=\n".
     if len < space + 4 {
-        return Err(format!("record length {len} too short"));
+        return Err(PaxError::TooShort { len });
     }
     let (record, rest) = data.split_at(len);
-    let body = record[space + 1..]
-        .strip_suffix(b"\n")
-        .ok_or("record does not end with a newline")?;
-    let eq = body.iter().position(|&b| b == b'=').ok_or("record has no '='")?;
+    let body = record[space + 1..].strip_suffix(b"\n").ok_or(PaxError::NoNewline)?;
+    let eq = body.iter().position(|&b| b == b'=').ok_or(PaxError::NoEquals)?;
     let (key, value) = (&body[..eq], &body[eq + 1..]);
     if key.is_empty() || key.contains(&0) {
-        return Err("empty or NUL-containing key".into());
+        return Err(PaxError::BadKey);
     }
     Ok((key, value, rest))
 }

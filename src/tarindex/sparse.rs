@@ -8,37 +8,97 @@
 
 use super::entry::SparseChunk;
 
+/// Why a sparse map is refused: its syntax (the PAX 1.0 in-data map), its PAX keys, or its runs
+/// against the entry's sizes. The message is the reason only; [`super::TarError::BadSparse`]
+/// says which entry.
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum SparseError {
+    /// A run's offset plus length overflows 64 bits.
+    #[error("sparse run end overflows")]
+    RunEndOverflows,
+    /// A run ends past the file's real size.
+    #[error("sparse run {offset}+{len} past real size {realsize}")]
+    PastRealSize { offset: u64, len: u64, realsize: u64 },
+    /// Runs are not sorted and disjoint.
+    #[error("sparse run at {offset} overlaps or is out of order")]
+    OutOfOrder { offset: u64 },
+    /// A run that is not the last one is not a whole number of blocks: where the next one's
+    /// data starts would be ambiguous.
+    #[error("sparse run before {offset} is not a whole number of blocks")]
+    Unaligned { offset: u64 },
+    /// The runs' lengths add up past 64 bits.
+    #[error("sparse data size overflows")]
+    SizeOverflows,
+    /// The runs' lengths do not add up to the stored data.
+    #[error("sparse runs hold {total} bytes but {stored} are stored")]
+    StoredMismatch { total: u64, stored: u64 },
+    /// A number of the in-data map overflows 64 bits.
+    #[error("sparse map number overflows")]
+    NumberOverflows,
+    /// The in-data map has an empty line.
+    #[error("empty line in sparse map")]
+    EmptyLine,
+    /// The in-data map has a byte that is neither a digit nor '\n'.
+    #[error("unexpected byte {0:#04x} in sparse map")]
+    UnexpectedByte(u8),
+    /// The in-data map has not ended where the member's data ends.
+    #[error("sparse map runs past the member data")]
+    MapPastData,
+    /// Neither `GNU.sparse.size` nor `GNU.sparse.realsize`.
+    #[error("no GNU.sparse.size/realsize")]
+    NoRealSize,
+    /// A PAX 1.0 sparse member with less than a block of data: no room for its map.
+    #[error("no room for the in-data sparse map")]
+    NoRoomForMap,
+    /// A `GNU.sparse.major/minor` other than 0.0, 0.1 and 1.0.
+    #[error("unsupported GNU.sparse.major/minor version")]
+    UnsupportedVersion,
+    /// A last `GNU.sparse.offset` without its numbytes.
+    #[error("GNU.sparse.offset without numbytes")]
+    OffsetWithoutNumbytes,
+    /// Both formats 0.0 and 0.1 of the map.
+    #[error("both GNU.sparse.map and offset/numbytes pairs")]
+    MapAndPairs,
+    /// `GNU.sparse.numblocks` is not the number of runs.
+    #[error("GNU.sparse.numblocks disagrees with the map")]
+    NumblocksDisagrees,
+}
+
 /// Checks a map against the entry's real size and its stored data size; drops empty runs
 /// (GNU tar ends maps with a zero-length run at the end of the file).
-pub(crate) fn check_map(chunks: Vec<SparseChunk>, realsize: u64, stored: u64) -> Result<Vec<SparseChunk>, String> {
+pub(crate) fn check_map(chunks: Vec<SparseChunk>, realsize: u64, stored: u64) -> Result<Vec<SparseChunk>, SparseError> {
     let mut end_prev = 0u64;
     let mut total = 0u64;
     let mut prev_len = 0u64;
     let mut out = Vec::with_capacity(chunks.len());
     for c in chunks {
-        let end = c.offset.checked_add(c.len).ok_or("sparse run end overflows")?;
+        let end = c.offset.checked_add(c.len).ok_or(SparseError::RunEndOverflows)?;
         if end > realsize {
-            return Err(format!("sparse run {}+{} past real size {realsize}", c.offset, c.len));
+            return Err(SparseError::PastRealSize {
+                offset: c.offset,
+                len: c.len,
+                realsize,
+            });
         }
         if c.len == 0 {
             continue;
         }
         if c.offset < end_prev {
-            return Err(format!("sparse run at {} overlaps or is out of order", c.offset));
+            return Err(SparseError::OutOfOrder { offset: c.offset });
         }
         if prev_len % 512 != 0 {
-            return Err(format!(
-                "sparse run before {} is not a whole number of blocks",
-                c.offset
-            ));
+            return Err(SparseError::Unaligned { offset: c.offset });
         }
         prev_len = c.len;
         end_prev = end;
-        total = total.checked_add(c.len).ok_or("sparse data size overflows")?;
+        total = total.checked_add(c.len).ok_or(SparseError::SizeOverflows)?;
         out.push(c);
     }
     if total != stored {
-        return Err(format!("sparse runs hold {total} bytes but {stored} are stored"));
+        return Err(SparseError::StoredMismatch { total, stored });
     }
     Ok(out)
 }
@@ -61,7 +121,7 @@ pub(crate) struct MapParser {
 impl MapParser {
     /// Consumes one block; returns true once the map is complete (the rest of that block is
     /// padding).
-    pub fn feed(&mut self, block: &[u8]) -> Result<bool, String> {
+    pub fn feed(&mut self, block: &[u8]) -> Result<bool, SparseError> {
         for &b in block {
             if self.done {
                 break;
@@ -70,13 +130,13 @@ impl MapParser {
                 b'0'..=b'9' => {
                     let acc = self.acc.unwrap_or(0);
                     let acc = acc.checked_mul(10).and_then(|a| a.checked_add(u64::from(b - b'0')));
-                    self.acc = Some(acc.ok_or("sparse map number overflows")?);
+                    self.acc = Some(acc.ok_or(SparseError::NumberOverflows)?);
                 }
                 b'\n' => {
-                    let n = self.acc.take().ok_or("empty line in sparse map")?;
+                    let n = self.acc.take().ok_or(SparseError::EmptyLine)?;
                     self.number(n);
                 }
-                _ => return Err(format!("unexpected byte {b:#04x} in sparse map")),
+                _ => return Err(SparseError::UnexpectedByte(b)),
             }
         }
         Ok(self.done)

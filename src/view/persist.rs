@@ -19,7 +19,7 @@ use std::sync::Arc;
 use crate::cache::Bytes;
 use crate::digest::Digest;
 use crate::layer::entries::Entries;
-use crate::merge::{Dirent, EntryRef, Inode, InodeKind, MergedTree};
+use crate::merge::{Dirent, EntryRef, FsckError, Inode, InodeKind, MergedTree};
 use crate::varint::{Reader, Truncated, Writer};
 use sha2::{Digest as _, Sha256};
 
@@ -31,6 +31,62 @@ pub const VIEW_FORMAT: u32 = 3;
 const HEADER_BYTES: usize = 16;
 /// Smallest encoded inode (kind, flag, nlink, parent, child count).
 const MIN_INODE_BYTES: usize = 5;
+
+/// Why a cached tree cannot be used (it is then merged again).
+// Variant fields are named for what they hold; each variant's doc and message say the rest.
+#[allow(missing_docs)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum PersistError {
+    /// The payload range is not inside the mapped file.
+    #[error("payload outside the file")]
+    PayloadOutside,
+    /// Shorter than the header.
+    #[error("truncated header")]
+    TruncatedHeader,
+    /// Written under another [`VIEW_FORMAT`].
+    #[error("other format version")]
+    OtherVersion,
+    /// The header's name arena size runs past the data.
+    #[error("name arena past the end")]
+    ArenaPastEnd,
+    /// The header's counts need more bytes than there are.
+    #[error("counts larger than the data")]
+    CountsTooLarge,
+    /// A varint is truncated or out of range.
+    #[error(transparent)]
+    Varint(#[from] Truncated),
+    /// An inode kind code that no kind has.
+    #[error("bad inode kind")]
+    BadKind,
+    /// An entry flag other than 0 and 1.
+    #[error("bad entry flag")]
+    BadEntryFlag,
+    /// A non-directory with names under it.
+    #[error("names under a non-directory")]
+    NamesUnderNonDir,
+    /// The directories' name counts overflow.
+    #[error("too many names")]
+    TooManyNames,
+    /// The directories hold another number of names than the header says.
+    #[error("{found} names in the directories, {header} in the header")]
+    NameCount { found: u32, header: usize },
+    /// A name starts past the name arena.
+    #[error("names past the arena")]
+    NamesPastArena,
+    /// Bytes left over after the names or the records.
+    #[error("names or records do not fill the file")]
+    NotFilled,
+    /// The name arena is not inside the mapped file.
+    #[error("name arena outside the file")]
+    ArenaOutside,
+    /// The decoded tree breaks an invariant of merged trees.
+    #[error(transparent)]
+    Fsck(#[from] FsckError),
+    /// An inode names a layer member the layers do not have.
+    #[error("inode {ino} names a member that does not exist")]
+    MissingMember { ino: usize },
+}
 
 /// The cache key of the merged tree of `layers` (bottom first).
 pub fn key(layers: &[Digest]) -> String {
@@ -86,7 +142,7 @@ pub fn encode(tree: &MergedTree) -> Vec<u8> {
 }
 
 /// Decodes a merged tree and checks it against the layers it will be shown with.
-pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
+pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, PersistError> {
     let tree = decode_tree(data)?;
     check_refs(&tree, layers)?;
     Ok(tree)
@@ -94,7 +150,7 @@ pub fn decode(data: &[u8], layers: &[&Entries]) -> Result<MergedTree, String> {
 
 /// Decodes a tree into memory of its own and checks its structure ([`MergedTree::fsck`]);
 /// [`check_refs`] remains, so the layers need not be loaded yet.
-pub fn decode_tree(data: &[u8]) -> Result<MergedTree, String> {
+pub fn decode_tree(data: &[u8]) -> Result<MergedTree, PersistError> {
     let l = layout(data)?;
     let (inodes, dirents) = decode_records(data, &l)?;
     let tree = MergedTree::from_parts(inodes, dirents, Bytes::owned(data[l.arena].to_vec()));
@@ -108,27 +164,27 @@ pub fn decode_tree(data: &[u8]) -> Result<MergedTree, String> {
 /// from a merge, and the cache directory is trusted like the binary (docs/security.md). A
 /// damaged tree could still not crash anything: every accessor is bounds-checked and nothing
 /// walks the tree. [`check_refs`] remains for the caller.
-pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>) -> Result<MergedTree, String> {
-    let data = map.get(payload.clone()).ok_or("payload outside the file")?;
+pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>) -> Result<MergedTree, PersistError> {
+    let data = map.get(payload.clone()).ok_or(PersistError::PayloadOutside)?;
     let l = layout(data)?;
     let (inodes, dirents) = decode_records(data, &l)?;
     let at = |r: Range<usize>| payload.start + r.start..payload.start + r.end;
     // The varints now live in `inodes` and `dirents`, and the names are read one at a time from
     // here on: the pages the decoder walked leave this process's memory (page cache keeps them).
     crate::cache::release(&map, payload.clone());
-    let names = Bytes::mapped(map, at(l.arena)).ok_or("name arena outside the file")?;
+    let names = Bytes::mapped(map, at(l.arena)).ok_or(PersistError::ArenaOutside)?;
     Ok(MergedTree::from_parts(inodes, dirents, names))
 }
 
 /// Every member a tree names must exist in the layers it is shown with.
-pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), String> {
+pub fn check_refs(tree: &MergedTree, layers: &[&Entries]) -> Result<(), PersistError> {
     for (n, i) in tree.inodes().iter().enumerate() {
         if let Some(r) = i.entry() {
             let ok = layers
                 .get(r.layer as usize)
                 .is_some_and(|l| (r.entry as usize) < l.len());
             if !ok {
-                return Err(format!("inode {n} names a member that does not exist"));
+                return Err(PersistError::MissingMember { ino: n });
             }
         }
     }
@@ -147,23 +203,23 @@ struct Layout {
 
 /// Reads and checks the header of `data`. The counts are bounded by what the data could hold,
 /// so a hostile header cannot make the decoder reserve memory.
-fn layout(data: &[u8]) -> Result<Layout, String> {
-    let word = |i: usize| -> Result<usize, String> {
-        let b = data.get(4 * i..4 * i + 4).ok_or("truncated header")?;
+fn layout(data: &[u8]) -> Result<Layout, PersistError> {
+    let word = |i: usize| -> Result<usize, PersistError> {
+        let b = data.get(4 * i..4 * i + 4).ok_or(PersistError::TruncatedHeader)?;
         Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize)
     };
     if word(0)? != VIEW_FORMAT as usize {
-        return Err("other format version".into());
+        return Err(PersistError::OtherVersion);
     }
     let (inodes, names) = (word(1)?, word(2)?);
     let end = HEADER_BYTES
         .checked_add(word(3)?)
         .filter(|&e| e <= data.len())
-        .ok_or("name arena past the end")?;
+        .ok_or(PersistError::ArenaPastEnd)?;
     let records = end..data.len();
     // Each inode takes at least MIN_INODE_BYTES, each name a length byte and a varint.
     if inodes.saturating_mul(MIN_INODE_BYTES).saturating_add(names) > records.len() || names > end - HEADER_BYTES {
-        return Err("counts larger than the data".into());
+        return Err(PersistError::CountsTooLarge);
     }
     Ok(Layout {
         inodes,
@@ -175,45 +231,47 @@ fn layout(data: &[u8]) -> Result<Layout, String> {
 
 /// The inodes and names of a tree from its varints, the names' offsets found by walking the
 /// name arena: every name must lie in it, and together they must fill it exactly.
-fn decode_records(data: &[u8], l: &Layout) -> Result<(Vec<Inode>, Vec<Dirent>), String> {
-    let err = |e: Truncated| e.0.to_owned();
+fn decode_records(data: &[u8], l: &Layout) -> Result<(Vec<Inode>, Vec<Dirent>), PersistError> {
     let arena = &data[l.arena.clone()];
     let mut r = Reader(&data[l.records.clone()]);
     let mut inodes = Vec::with_capacity(l.inodes);
     let mut first = 0u32;
     for _ in 0..l.inodes {
-        let kind = InodeKind::from_code(r.byte().map_err(err)?).ok_or("bad inode kind")?;
-        let entry = match r.byte().map_err(err)? {
+        let kind = InodeKind::from_code(r.byte()?).ok_or(PersistError::BadKind)?;
+        let entry = match r.byte()? {
             0 => None,
             1 => Some(EntryRef {
-                layer: r.u32().map_err(err)?,
-                entry: r.u32().map_err(err)?,
+                layer: r.u32()?,
+                entry: r.u32()?,
             }),
-            _ => return Err("bad entry flag".into()),
+            _ => return Err(PersistError::BadEntryFlag),
         };
-        let (nlink, parent, kids) = (r.u32().map_err(err)?, r.u32().map_err(err)?, r.u32().map_err(err)?);
+        let (nlink, parent, kids) = (r.u32()?, r.u32()?, r.u32()?);
         if kids > 0 && kind != InodeKind::Dir {
-            return Err("names under a non-directory".into());
+            return Err(PersistError::NamesUnderNonDir);
         }
-        let next = first.checked_add(kids).ok_or("too many names")?;
+        let next = first.checked_add(kids).ok_or(PersistError::TooManyNames)?;
         // As `MergedTree::push_inode` makes them: no names, no run.
         let run = if kids == 0 { 0..0 } else { first..next };
         inodes.push(Inode::new(kind, entry, nlink, parent, run));
         first = next;
     }
     if first as usize != l.names {
-        return Err(format!("{first} names in the directories, {} in the header", l.names));
+        return Err(PersistError::NameCount {
+            found: first,
+            header: l.names,
+        });
     }
     let mut dirents = Vec::with_capacity(l.names);
     let mut at = 0usize;
     for _ in 0..l.names {
-        let len = *arena.get(at).ok_or("names past the arena")? as usize;
-        let ino = r.u32().map_err(err)?;
+        let len = *arena.get(at).ok_or(PersistError::NamesPastArena)? as usize;
+        let ino = r.u32()?;
         dirents.push(Dirent::new(at as u32, ino));
         at += 1 + len;
     }
     if at != arena.len() || !r.0.is_empty() {
-        return Err("names or records do not fill the file".into());
+        return Err(PersistError::NotFilled);
     }
     Ok((inodes, dirents))
 }
@@ -277,7 +335,7 @@ mod tests {
         bytes[HEADER_BYTES + arena] = 9;
         cache.store("view", "k", &bytes);
         let (map, payload) = cache.map("view", "k").unwrap();
-        assert_eq!(decode_mapped(map, payload).unwrap_err(), "bad inode kind");
+        assert_eq!(decode_mapped(map, payload).unwrap_err(), PersistError::BadKind);
         assert!(decode_tree(&bytes).is_err());
         // A header that does not describe the data exactly.
         let mut short = encode(&tree);
