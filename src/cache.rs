@@ -322,6 +322,18 @@ fn check_mapped(map: &memmap2::Mmap) -> bool {
     crc.finalize() == sum
 }
 
+/// `payload` in the envelope of a cache file, as [`Cache::store`] writes it (`imgfs index push`
+/// publishes layer indexes in it, so a consumer checks them exactly as a cache file).
+pub fn envelope(payload: &[u8]) -> Vec<u8> {
+    encode(payload)
+}
+
+/// The payload of the bytes of a cache file, if its envelope is intact: magic, this version,
+/// length and CRC-32.
+pub fn open_envelope(bytes: &[u8]) -> Option<&[u8]> {
+    decode(bytes)
+}
+
 fn encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
     out.extend_from_slice(MAGIC);

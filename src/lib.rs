@@ -11,6 +11,8 @@
 //!        uses blob::*          random-access bytes: pread, ranges, seekable gzip/zstd
 //!        uses tarindex         tar headers only -> member offsets
 //!   -> image::ImageSet::load   walk index.json, verify documents -> refs, manifests, layers, blobs
+//!   -> published::install      (--published-index) a registry image's published layer indexes
+//!                              fetched, checked and put in the cache
 //!   -> tree::build             the immutable arena of nodes the mount shows (docs/layout.md)
 //!   -> fuse::ImgFs             FUSE adapter over the tree; verify:: checks layer blobs on read
 //! ```
@@ -32,6 +34,7 @@ pub mod mount;
 pub mod oci;
 pub mod one_image;
 pub mod progress;
+pub mod published;
 pub mod refname;
 pub mod registry;
 pub mod show;
@@ -66,10 +69,30 @@ pub fn open_tree_shown(
     registry: &registry::RegistryOptions,
     shown: tree::Shown,
 ) -> Result<Arc<tree::Tree>, source::SourceError> {
+    let set = load_set(reference, cache, registry)?;
+    Ok(Arc::new(tree::build_with(Arc::new(set), shown, cache)))
+}
+
+/// Opens and walks a source. With `--published-index`, the published layer indexes of a
+/// registry image are installed into the cache before anything looks for them there
+/// (`published::install`).
+fn load_set(
+    reference: &str,
+    cache: &cache::Cache,
+    registry: &registry::RegistryOptions,
+) -> Result<image::ImageSet, source::SourceError> {
     let r = source::SourceRef::parse(reference)?;
     let raw = source::open_with(&r, cache, registry)?;
     let set = image::ImageSet::load(raw)?;
-    Ok(Arc::new(tree::build_with(Arc::new(set), shown)))
+    if registry.published_index {
+        match &r.transport {
+            source::Transport::Docker(image) => {
+                published::install::install(image, &set, cache, registry);
+            }
+            _ => log::warn!("{reference}: --published-index applies to registry images only; ignored"),
+        }
+    }
+    Ok(set)
 }
 
 /// [`open_tree_with`], then `choice` (`--image`): a tree whose root is that one image's rootfs
@@ -81,9 +104,7 @@ pub fn open_tree_choosing(
     registry: &registry::RegistryOptions,
     choice: Option<&one_image::Choice>,
 ) -> Result<Arc<tree::Tree>, source::SourceError> {
-    let r = source::SourceRef::parse(reference)?;
-    let raw = source::open_with(&r, cache, registry)?;
-    let set = image::ImageSet::load(raw)?;
+    let set = load_set(reference, cache, registry)?;
     match choice {
         Some(c) => {
             let c = one_image::Choice {

@@ -61,6 +61,11 @@ struct RegistryArgs {
     /// Seconds a registry may stay silent before an operation fails (reads then fail with EIO).
     #[arg(long, value_name = "SECONDS", default_value = "30", value_parser = imgfs::registry::parse_timeout)]
     registry_timeout: std::time::Duration,
+    /// Use the layer indexes published next to a registry image (`imgfs index push`) instead of
+    /// downloading each layer to index it; they are trusted as far as whoever can push to the
+    /// repository (-o published_index; docs/registry.md, docs/security.md).
+    #[arg(long)]
+    published_index: bool,
 }
 
 impl RegistryArgs {
@@ -73,6 +78,7 @@ impl RegistryArgs {
             tls_verify: self.tls_verify,
             cert_dirs: self.cert_dir.clone(),
             timeout: self.registry_timeout,
+            published_index: self.published_index,
         };
         opts.creds_file = self.creds_file.clone();
     }
@@ -146,7 +152,7 @@ impl ImageArgs {
 #[derive(clap::Args)]
 struct MountFlags {
     /// Mount options: allow_other, allow_root, default_permissions, nonempty, devices, setuid, fsname=, cache_dir=, no_cache, log=FILE, layout_only, containers_storage, overlay_opaque=both|trusted|user;
-    /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=.
+    /// image[=REF], layer=N (as --image, --layer); platform=, and for registries authfile=, creds_file=, cert_dir=, tls_verify=, registry_timeout=, published_index.
     #[arg(short = 'o', value_name = "OPTS")]
     options: Vec<String>,
     #[command(flatten)]
@@ -291,6 +297,11 @@ enum Command {
         #[command(subcommand)]
         command: CacheCommand,
     },
+    /// Publish imgfs's layer indexes next to a registry image (docs/registry.md, "Published indexes").
+    Index {
+        #[command(subcommand)]
+        command: IndexCommand,
+    },
     /// Print the man page imgfs(1) (roff; `imgfs man | man -l -`).
     Man,
     /// Print shell completions for SHELL (bash, zsh, fish, elvish, powershell).
@@ -328,6 +339,24 @@ enum CacheCommand {
         /// Say what would be removed, remove nothing.
         #[arg(long)]
         dry_run: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum IndexCommand {
+    /// Index every layer of the image REGISTRY-REF names (or take the indexes from the cache)
+    /// and push them to its repository as an OCI referrer artifact of its manifest, which
+    /// `imgfs mount --published-index` uses instead of downloading the layers.
+    Push {
+        /// Where the layers are read: the registry image itself, or a local copy of it (an OCI
+        /// layout, archive...: no download).
+        source: String,
+        /// The registry image to publish for, docker://HOST/REPO[:TAG][@DIGEST] (default: SOURCE).
+        registry_ref: Option<String>,
+        #[command(flatten)]
+        cache: CacheArgs,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
 }
 
@@ -451,6 +480,35 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { mountpoint, json } => status(mountpoint.as_deref(), json),
+        Command::Index {
+            command:
+                IndexCommand::Push {
+                    source,
+                    registry_ref,
+                    cache,
+                    registry,
+                },
+        } => {
+            let registry = registry.options()?;
+            let cache = cache_of(&cache);
+            let bars = follow_opening();
+            let pushed = imgfs::published::push::push(&source, registry_ref.as_deref(), &cache, &registry)?;
+            drop(bars);
+            for p in pushed {
+                println!(
+                    "{} {} layers {} bytes for {} ({})",
+                    p.artifact,
+                    p.layers,
+                    p.bytes,
+                    p.subject,
+                    match p.listed {
+                        imgfs::registry::referrers::Listed::Api => "listed by the referrers API",
+                        imgfs::registry::referrers::Listed::Tag => "listed in the referrers tag",
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Inspect {
             source,
             image,

@@ -115,6 +115,7 @@ impl Options {
                 ("containers_storage", None) => self.containers_storage = true,
                 ("wait", None) => self.wait = true,
                 ("zstd_checkpoints", None) => self.zstd_checkpoints = true,
+                ("published_index", None) => self.registry.published_index = true,
                 ("cache_max_size", Some(v)) => {
                     self.cache_max_size =
                         Some(crate::cache::parse_size(v).ok_or_else(|| bad("expected a size such as 500M or 2G"))?)
@@ -683,9 +684,10 @@ mod tests {
             !o.dev && !o.suid,
             "mount(8)'s dev,suid defaults must not turn off nodev,nosuid"
         );
-        o.parse_into("devices,setuid,layout_only,containers_storage,zstd_checkpoints")
+        o.parse_into("devices,setuid,layout_only,containers_storage,zstd_checkpoints,published_index")
             .unwrap();
         assert!(o.dev && o.suid && o.layout_only && o.containers_storage && o.zstd_checkpoints);
+        assert!(o.registry.published_index);
         assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::Both);
         o.parse_into("overlay_opaque=user").unwrap();
         assert_eq!(o.overlay_opaque, crate::fs::OpaqueXattrs::User);

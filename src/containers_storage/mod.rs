@@ -8,7 +8,8 @@
 //! diff_ids), so a store is the same on every mount and `podman image inspect` shows what a
 //! `podman pull` of the same image shows. A layer shared by several images is one entry of
 //! `layers.json` and one `overlay/<id>/` directory. Nothing here reads a layer's content, except
-//! the 4-byte gzip trailer that gives a gzip layer's uncompressed size.
+//! the 4-byte gzip trailer that gives a gzip layer's uncompressed size when the cache has no
+//! index of the layer (an index gives it exactly, for every compression).
 
 use crate::digest::Digest;
 use crate::image::{ImageSet, ManifestInfo};
@@ -102,7 +103,11 @@ struct StoreLayer {
 
 /// The files of the store, as (path under [`DIR`], node), directories implied by the paths.
 /// `shared` gives the one `ManifestInfo` per manifest digest the rest of the tree uses.
-pub fn build(set: &ImageSet, shared: &mut HashMap<Digest, Arc<ManifestInfo>>) -> Vec<(String, StoreNode)> {
+pub fn build(
+    set: &ImageSet,
+    shared: &mut HashMap<Digest, Arc<ManifestInfo>>,
+    cache: &crate::cache::Cache,
+) -> Vec<(String, StoreNode)> {
     let mut images: Vec<(ImageRecord, Arc<ManifestInfo>)> = Vec::new();
     let mut layers: BTreeMap<String, StoreLayer> = BTreeMap::new();
     for (ref_name, node) in &set.refs {
@@ -147,7 +152,7 @@ pub fn build(set: &ImageSet, shared: &mut HashMap<Digest, Arc<ManifestInfo>>) ->
                 compressed_digest: l.digest.to_string(),
                 compressed_size: l.size,
                 diff_digest: l.diff_id.clone().unwrap_or_default(),
-                diff_size: uncompressed_size(set, l),
+                diff_size: uncompressed_size(set, l, cache),
                 compression: compression_code(&l.media_type).unwrap_or(0),
             };
             layers.insert(
@@ -310,13 +315,18 @@ fn short_link(id: &str) -> String {
     out
 }
 
-/// The uncompressed size of a layer without reading it: the blob's size when uncompressed, the
-/// gzip trailer's ISIZE for gzip (exact for the single-member streams image tools write, below
-/// 4 GiB), else -1 ("unknown", which containers/storage computes itself when it needs it).
-fn uncompressed_size(set: &ImageSet, l: &crate::image::LayerInfo) -> i64 {
+/// The uncompressed size of a layer without reading it: from its index when the cache has one
+/// (a published index installed it, or an earlier mount built it), else the blob's size when
+/// uncompressed, the gzip trailer's ISIZE for gzip (exact for the single-member streams image
+/// tools write, below 4 GiB), else -1 ("unknown", which containers/storage computes itself when
+/// it needs it).
+fn uncompressed_size(set: &ImageSet, l: &crate::image::LayerInfo, cache: &crate::cache::Cache) -> i64 {
     let Some(blob) = set.blobs.get(&l.digest) else {
         return -1;
     };
+    if let Some(n) = crate::layer::cached_stream_len(cache, &l.digest, blob.data.len()) {
+        return i64::try_from(n).unwrap_or(-1);
+    }
     match compression_code(&l.media_type) {
         Some(0) => i64::try_from(blob.data.len()).unwrap_or(-1),
         Some(2) if blob.data.len() >= 18 => {

@@ -227,6 +227,20 @@ pub fn decode_chunks(data: &[u8], blob_len: u64, layer: &Digest) -> Result<Chunk
     Ok(chunks)
 }
 
+/// The length of the uncompressed tar stream an index of layer `layer` (a blob of `blob_len`
+/// bytes) describes, reading only its head (the size `layers.json` gives containers/storage).
+pub fn decode_stream_len(data: &[u8], blob_len: u64, layer: &Digest) -> Result<u64> {
+    let (mut r, part) = decode_chunk_part(data, blob_len)?;
+    if &part.digest != layer {
+        return Err(FormatError("index of another layer"));
+    }
+    Ok(match r.seek(true)? {
+        SeekIndex::None => blob_len,
+        SeekIndex::Gzip(g) => g.uncompressed_len(),
+        SeekIndex::Zstd(z) => z.uncompressed_len(),
+    })
+}
+
 impl Reader<'_> {
     fn seek(&mut self, checksummed: bool) -> Result<SeekIndex> {
         let gzip = |b| match checksummed {

@@ -179,6 +179,25 @@ pub fn cached_chunk_digests(cache: &Cache, digest: &Digest, blob_len: u64) -> Op
     format::decode_chunks(map.get(payload)?, blob_len, digest).ok()
 }
 
+/// True when the cache holds an intact index of layer `digest` (a blob of `blob_len` bytes).
+pub fn has_cached_index(cache: &Cache, digest: &Digest, blob_len: u64) -> bool {
+    cached_chunk_digests(cache, digest, blob_len).is_some()
+}
+
+/// The uncompressed length of layer `digest` (a blob of `blob_len` bytes) from its cached index,
+/// if the cache has one: exact for every compression, without reading the layer.
+pub fn cached_stream_len(cache: &Cache, digest: &Digest, blob_len: u64) -> Option<u64> {
+    let (map, payload) = cache.map("layer", &cache_key(digest))?;
+    format::decode_stream_len(map.get(payload)?, blob_len, digest).ok()
+}
+
+/// Installs `payload`, an encoded index of layer `digest` that the caller decoded and checked
+/// ([`format::decode`]), as the layer's cache file: atomically, the file the index pass would
+/// have written (`crate::published`).
+pub fn store_index(cache: &Cache, digest: &Digest, payload: &[u8]) {
+    cache.store("layer", &cache_key(digest), payload);
+}
+
 type Slot = Arc<OnceLock<Result<Arc<Layer>, LayerError>>>;
 
 /// The layers of one mount, each indexed at most once.

@@ -65,6 +65,9 @@ pub struct RegistryOptions {
     pub cert_dirs: Vec<PathBuf>,
     /// How long one operation may go without progress before it fails.
     pub timeout: Duration,
+    /// `--published-index`: use the layer indexes published as referrers of the image
+    /// (`crate::published`), instead of downloading each layer to index it.
+    pub published_index: bool,
 }
 
 impl Default for RegistryOptions {
@@ -76,6 +79,7 @@ impl Default for RegistryOptions {
             tls_verify: true,
             cert_dirs: Vec::new(),
             timeout: Duration::from_secs(30),
+            published_index: false,
         }
     }
 }
@@ -127,10 +131,11 @@ const TIMED_OUT: &str = "timed out";
 /// A client for one repository of one registry.
 pub struct Client {
     rt: Arc<tokio::runtime::Runtime>,
-    oci: oci_client::Client,
+    /// The protocol client (`push.rs` and `referrers.rs` use it too).
+    pub(super) oci: oci_client::Client,
     /// Endpoint and repository; tag or digest are set per request.
-    image: ImageRef,
-    auth: RegistryAuth,
+    pub(super) image: ImageRef,
+    pub(super) auth: RegistryAuth,
     /// Strings never to print (the password).
     secrets: Vec<String>,
     /// `docker://...` for messages.
@@ -177,6 +182,8 @@ impl Client {
                 read_timeout: Some(opts.timeout),
                 connect_timeout: Some(opts.timeout.min(Duration::from_secs(10))),
                 user_agent: USER_AGENT,
+                // Pushes (`imgfs index push`) are small blobs: one POST and one PUT each.
+                use_monolithic_push: true,
                 ..ClientConfig::default()
             }),
             image: image.clone(),
@@ -224,7 +231,8 @@ impl Client {
         }))
     }
 
-    fn target(&self, selector: &str) -> oci_client::Reference {
+    /// The repository of this client at `selector` (a tag, or a digest).
+    pub(super) fn target(&self, selector: &str) -> oci_client::Reference {
         let (registry, repo) = (self.image.endpoint().to_owned(), self.image.repository.clone());
         if selector.contains(':') {
             oci_client::Reference::with_digest(registry, repo, selector.to_owned())
@@ -368,7 +376,7 @@ impl Client {
     }
 
     /// Runs one request until it succeeds, fails for good, or the budget is spent.
-    async fn retrying<T, F, Fut>(&self, what: &str, op: F) -> Result<T, RegistryError>
+    pub(super) async fn retrying<T, F, Fut>(&self, what: &str, op: F) -> Result<T, RegistryError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, OciDistributionError>>,

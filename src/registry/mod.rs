@@ -6,12 +6,16 @@
 //! - `reference`: parsing, normalization, bare references versus paths;
 //! - `auth`: credentials from flags, auth files and credential helpers;
 //! - `client`: HTTP through oci-client, with budgets, retries, redaction;
-//! - `blob`: a remote blob as a `ReadAt`.
+//! - `blob`: a remote blob as a `ReadAt`;
+//! - `push`: blob and manifest uploads (`imgfs index push`);
+//! - `referrers`: OCI referrers, by the API or the referrers tag schema.
 
 pub mod auth;
 pub mod blob;
 pub mod client;
+pub mod push;
 pub mod reference;
+pub mod referrers;
 
 use crate::digest::Digest;
 pub use client::{parse_timeout, RegistryOptions};

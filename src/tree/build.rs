@@ -56,11 +56,12 @@ pub struct Shown {
 
 /// Builds the tree of a mount.
 pub fn build(set: Arc<ImageSet>) -> Tree {
-    build_with(set, Shown::default())
+    build_with(set, Shown::default(), &crate::cache::Cache::new(None))
 }
 
-/// Builds the tree of a mount with the parts `shown` asks for.
-pub fn build_with(set: Arc<ImageSet>, shown: Shown) -> Tree {
+/// Builds the tree of a mount with the parts `shown` asks for. `cache` gives the layer sizes
+/// the image store shows when it has their indexes.
+pub fn build_with(set: Arc<ImageSet>, shown: Shown, cache: &crate::cache::Cache) -> Tree {
     let layout_only = shown.layout_only;
     let mut root = DirSpec::default();
     let bytes = |b: &Arc<Vec<u8>>| (Content::Bytes(b.clone()), b.len() as u64);
@@ -80,7 +81,7 @@ pub fn build_with(set: Arc<ImageSet>, shown: Shown) -> Tree {
     let paths = place_refs(set.refs.iter().map(|(name, _)| name.as_str()));
     let mut shared = HashMap::new();
     if shown.containers_storage {
-        add_store(root.dir(crate::containers_storage::DIR), &set, &mut shared);
+        add_store(root.dir(crate::containers_storage::DIR), &set, &mut shared, cache);
     }
     if !layout_only {
         let images = root.dir("images");
@@ -220,9 +221,10 @@ fn add_store(
     dir: &mut DirSpec,
     set: &ImageSet,
     shared: &mut HashMap<crate::digest::Digest, Arc<crate::image::ManifestInfo>>,
+    cache: &crate::cache::Cache,
 ) {
     use crate::containers_storage::StoreNode;
-    for (path, node) in crate::containers_storage::build(set, shared) {
+    for (path, node) in crate::containers_storage::build(set, shared, cache) {
         let mut parts: Vec<&str> = path.split('/').collect();
         let Some(name) = parts.pop() else { continue };
         let parent = parts.into_iter().fold(&mut *dir, |d, p| d.dir(p));

@@ -31,6 +31,9 @@
 //!   (root and `userxattr` mounts) on two edge-case images (issue 19).
 //! - `podman`: podman runs the edge image from an imgfs mount's `containers-storage/` (OCI layout,
 //!   docker-archive, registry) and `podman image inspect` equals a `podman pull` (issue 19).
+//! - `published`: `imgfs index push` publishes layer indexes as a referrer artifact, and
+//!   `--published-index` mounts on an empty cache read only Range blocks of the layers (the
+//!   registry's access log); tampered, corrupt and absent indexes fall back to indexing.
 //! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
 //!   healing layers, interrupts, the cache commands (docs/operations.md).
 //! - `verified`: a warm cache never serves unverified bytes: layers read from changed copies of
@@ -56,6 +59,7 @@ mod nfs;
 mod operations;
 mod overlay;
 mod podman;
+mod published;
 mod registry;
 mod rootfs;
 mod sources;

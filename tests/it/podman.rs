@@ -410,3 +410,47 @@ fn containers_storage_with_image_is_refused_in_one_line() {
         "imgfs: --containers-storage shows every image of the source and --image one image's rootfs: give one of them"
     );
 }
+
+/// From nothing, over a published index (`imgfs index push`, `--published-index`; docs/podman.md):
+/// the container runs with files of every layer, whiteouts and a hardlink honoured, no layer
+/// was downloaded whole, and `layers.json` gives each layer's exact uncompressed size from its
+/// index (no gzip trailer read).
+#[test]
+fn podman_runs_a_registry_image_over_a_published_index() {
+    let reg = shared();
+    let oci = format!("oci:{}:edge", image().join("oci").display());
+    reg.push(&oci, "imgfs/podman-published:1", &[]);
+    let url = reg.url("imgfs/podman-published:1");
+    let producer = tempdir();
+    let mut push = vec!["index".to_owned(), "push".into(), oci, url.clone()];
+    push.extend(reg.args(producer.path()));
+    let o = crate::util::run_imgfs(&push, CMD_TIMEOUT);
+    assert!(o.ok(), "imgfs index push: {}\n{}", o.describe(), o.stderr_str());
+    let cache = tempdir();
+    let mut args = reg.args(cache.path());
+    args.extend(["--containers-storage".into(), "--published-index".into()]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let m = Mount::with_args(&url, &args);
+    let podman = Podman::new(Some(&m.path("containers-storage")));
+    check_container(&podman, &format!("{}/imgfs/podman-published:1", reg.host));
+    let downloads: Vec<String> = std::fs::read_dir(cache.path())
+        .expect("cache dir")
+        .filter_map(|e| e.ok()?.file_name().into_string().ok())
+        .filter(|n| n.starts_with("blob-"))
+        .collect();
+    assert!(downloads.is_empty(), "layers downloaded whole: {downloads:?}");
+    let layers = m.json("containers-storage/overlay-layers/layers.json");
+    let mut sizes: Vec<u64> = layers
+        .as_array()
+        .expect("layers.json is a list")
+        .iter()
+        .map(|l| l["diff-size"].as_u64().unwrap_or(0))
+        .collect();
+    sizes.sort();
+    let mut want: Vec<u64> = ["layer1.tar", "layer2.tar"]
+        .iter()
+        .map(|t| std::fs::metadata(image().join(t)).expect("layer tar").len())
+        .collect();
+    want.sort();
+    assert_eq!(sizes, want, "layers.json diff-size from the published index");
+}

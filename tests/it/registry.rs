@@ -760,6 +760,8 @@ pub(crate) struct Setup {
     pub(crate) basic: Option<(&'static str, &'static str)>,
     /// Token auth: (user, password, token lifetime in seconds).
     pub(crate) token: Option<(&'static str, &'static str, u64)>,
+    /// Write the access log (one line per request, with the response size) to `registry.log`.
+    pub(crate) access_log: bool,
 }
 
 /// A `docker-registry serve` on 127.0.0.1 with its storage in a temporary directory.
@@ -791,9 +793,10 @@ impl Registry {
         let d = dir.path();
         let port = free_port();
         let mut yaml = format!(
-            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: true}}}}\n\
+            "version: 0.1\nlog: {{level: warn, accesslog: {{disabled: {}}}}}\n\
              storage:\n  filesystem: {{rootdirectory: {}}}\n  delete: {{enabled: true}}\n\
              http:\n  addr: 127.0.0.1:{port}\n",
+            !setup.access_log,
             d.join("data").display()
         );
         if setup.tls {
@@ -924,6 +927,25 @@ impl Registry {
         cmd.arg(src).arg(format!("docker://{}/{name}", self.host));
         let o = run(&mut cmd, Duration::from_secs(180));
         assert!(o.ok(), "skopeo push of {src} failed: {}", o.stderr_str());
+    }
+
+    /// The registry's access log (with `Setup::access_log`): (method, path, status, bytes sent)
+    /// of each request, in order.
+    pub(crate) fn access_log(&self) -> Vec<(String, String, u16, u64)> {
+        let text = std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default();
+        text.lines()
+            .filter_map(|l| {
+                // `... "GET /v2/... HTTP/1.1" 206 1048576 "" "imgfs/..."`
+                let (_, rest) = l.split_once('"')?;
+                let (request, rest) = rest.split_once('"')?;
+                let mut r = request.split(' ');
+                let (method, path) = (r.next()?, r.next()?);
+                let mut n = rest.split_whitespace();
+                let status = n.next()?.parse().ok()?;
+                let bytes = n.next()?.parse().unwrap_or(0);
+                Some((method.to_owned(), path.to_owned(), status, bytes))
+            })
+            .collect()
     }
 
     fn token_requests(&self) -> usize {
