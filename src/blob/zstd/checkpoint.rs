@@ -54,17 +54,60 @@ fn put_varint(out: &mut Vec<u8>, mut v: u64) {
     out.push(v as u8);
 }
 
-fn get_varint(data: &[u8], at: &mut usize) -> Result<u64, String> {
+/// Why a checkpoint is refused: it does not decode, or its fields do not fit together.
+// Variant fields are named for what they hold; each variant's message says the rest.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CheckpointError {
+    /// The compressed sparse window is not a zstd frame of its recorded length.
+    #[error("sparse window does not decompress: {0}")]
+    Decompress(#[source] std::io::Error),
+    /// It decompresses to another length than recorded.
+    #[error("sparse window has {found} bytes, not {expected}")]
+    Length { found: u64, expected: u64 },
+    /// A varint runs past the end of the sparse window.
+    #[error("truncated sparse window")]
+    Truncated,
+    /// A varint longer than 64 bits.
+    #[error("varint too long in sparse window")]
+    VarintTooLong,
+    /// More runs than the sparse window has bytes.
+    #[error("sparse window run count {0} too large")]
+    RunCount(u64),
+    /// A run ends past the checkpoint (or past 2^64).
+    #[error("sparse run outside its window")]
+    RunOutside,
+    /// The runs need more bytes than the sparse window holds.
+    #[error("sparse window bytes truncated")]
+    BytesTruncated,
+    /// Bytes left after the last run's bytes.
+    #[error("{0} bytes after the sparse window")]
+    Trailing(usize),
+    /// Sizes that no index pass writes.
+    #[error(
+        "checkpoint at output {out_off} is inconsistent (window {window}, content {content_len}, entropy {entropy} bytes, sparse {sparse_len} bytes)"
+    )]
+    Inconsistent {
+        out_off: u64,
+        window: u64,
+        content_len: u64,
+        entropy: usize,
+        sparse_len: u64,
+    },
+}
+
+fn get_varint(data: &[u8], at: &mut usize) -> Result<u64, CheckpointError> {
     let mut v = 0u64;
     for shift in (0..64).step_by(7) {
-        let b = *data.get(*at).ok_or("truncated sparse window")?;
+        let b = *data.get(*at).ok_or(CheckpointError::Truncated)?;
         *at += 1;
         v |= u64::from(b & 0x7f) << shift;
         if b & 0x80 == 0 {
             return Ok(v);
         }
     }
-    Err("varint too long in sparse window".into())
+    Err(CheckpointError::VarintTooLong)
 }
 
 impl Checkpoint {
@@ -88,7 +131,10 @@ impl Checkpoint {
         for &(s, e) in &p.refs {
             raw.extend_from_slice(&bytes(s, e)?);
         }
-        let sparse = ::zstd::bulk::compress(&raw, SPARSE_LEVEL).ok()?;
+        let mut sparse = ::zstd::bulk::compress(&raw, SPARSE_LEVEL).ok()?;
+        // The buffer was sized for incompressible input: ~2.5x what it holds here, and the index
+        // keeps every checkpoint in memory until it is written.
+        sparse.shrink_to_fit();
         let mut block_crcs = Vec::with_capacity(p.blocks.len());
         let mut pos = p.out_off;
         for &n in &p.blocks {
@@ -116,16 +162,19 @@ impl Checkpoint {
 
     /// The kept window bytes: (output position, range in the returned buffer) per run, and the
     /// buffer. Every run lies inside `[content_start, out_off)`.
-    pub(super) fn sparse_runs(&self) -> Result<SparseRuns, String> {
-        let raw = ::zstd::bulk::decompress(&self.sparse, self.sparse_len as usize)
-            .map_err(|e| format!("sparse window does not decompress: {e}"))?;
+    pub(super) fn sparse_runs(&self) -> Result<SparseRuns, CheckpointError> {
+        let raw =
+            ::zstd::bulk::decompress(&self.sparse, self.sparse_len as usize).map_err(CheckpointError::Decompress)?;
         if raw.len() as u64 != self.sparse_len {
-            return Err("sparse window has the wrong length".into());
+            return Err(CheckpointError::Length {
+                found: raw.len() as u64,
+                expected: self.sparse_len,
+            });
         }
         let mut at = 0;
         let n = get_varint(&raw, &mut at)?;
         if n > raw.len() as u64 {
-            return Err("sparse window run count too large".into());
+            return Err(CheckpointError::RunCount(n));
         }
         let mut runs = Vec::with_capacity(n as usize);
         let mut pos = self.content_start();
@@ -133,30 +182,30 @@ impl Checkpoint {
         for _ in 0..n {
             let gap = get_varint(&raw, &mut at)?;
             let len = get_varint(&raw, &mut at)?;
-            let start = pos.checked_add(gap).ok_or("sparse run overflows")?;
-            pos = start.checked_add(len).ok_or("sparse run overflows")?;
+            let start = pos.checked_add(gap).ok_or(CheckpointError::RunOutside)?;
+            pos = start.checked_add(len).ok_or(CheckpointError::RunOutside)?;
             if pos > self.out_off {
-                return Err("sparse run outside its window".into());
+                return Err(CheckpointError::RunOutside);
             }
             lens.push((start, len));
         }
         for (start, len) in lens {
-            let end = at.checked_add(len as usize).ok_or("sparse run overflows")?;
+            let end = at.checked_add(len as usize).ok_or(CheckpointError::BytesTruncated)?;
             if end > raw.len() {
-                return Err("sparse window bytes truncated".into());
+                return Err(CheckpointError::BytesTruncated);
             }
             runs.push((start, at..end));
             at = end;
         }
         if at != raw.len() {
-            return Err("bytes after the sparse window".into());
+            return Err(CheckpointError::Trailing(raw.len() - at));
         }
         Ok((runs, raw))
     }
 
     /// Checks what can be checked without the frame; the entropy header itself is checked by
     /// libzstd when a decoder loads it, and the rest against the frame as it is decoded.
-    pub(super) fn validate(&self) -> Result<(), String> {
+    pub(super) fn validate(&self) -> Result<(), CheckpointError> {
         let ok = self.window > 0
             && self.window <= MAX_WINDOW
             && self.content_len > 0
@@ -168,14 +217,13 @@ impl Checkpoint {
             && !self.block_crcs.is_empty();
         match ok {
             true => Ok(()),
-            false => Err(format!(
-                "checkpoint at output {} is inconsistent (window {}, content {}, entropy {} bytes, sparse {} bytes)",
-                self.out_off,
-                self.window,
-                self.content_len,
-                self.entropy.len(),
-                self.sparse_len
-            )),
+            false => Err(CheckpointError::Inconsistent {
+                out_off: self.out_off,
+                window: self.window,
+                content_len: self.content_len,
+                entropy: self.entropy.len(),
+                sparse_len: self.sparse_len,
+            }),
         }
     }
 

@@ -227,3 +227,27 @@ fn a_checkpoint_that_disagrees_with_the_frame_is_never_trusted() {
         }
     }
 }
+
+#[test]
+fn frames_of_a_stream_get_their_own_checkpoints() {
+    // An empty frame and a small one (no checkpoints: too small) between two large frames: the
+    // recording thread must number frames as the frame table does (empty frames are not in it)
+    // and follow the second large frame although it gave up on the ones before.
+    let a = data(3 << 20, 5);
+    let b = test_data(100_000, 6);
+    let c = data(2 << 20, 7);
+    let comp = [
+        compress(&[], 3, true, false),
+        compress(&a, 3, true, false),
+        compress(&b, 1, false, false),
+        compress(&[], 1, false, false),
+        compress(&c, 19, true, false),
+    ]
+    .concat();
+    let plain = [a.clone(), b, c].concat();
+    let idx = resume_everywhere(&comp, &plain, 256 << 10);
+    let frames: Vec<u64> = idx.checkpoints().iter().map(|c| c.frame).collect();
+    assert!(frames.iter().filter(|&&f| f == 0).count() >= 8, "{frames:?}");
+    assert!(frames.iter().filter(|&&f| f == 2).count() >= 5, "{frames:?}");
+    assert!(frames.iter().all(|&f| f == 0 || f == 2), "{frames:?}");
+}

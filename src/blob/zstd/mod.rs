@@ -45,6 +45,7 @@ mod block;
 mod checkpoint;
 #[cfg(test)]
 mod checkpoint_tests;
+mod follow;
 mod fse;
 mod resume;
 mod seq;
@@ -53,9 +54,9 @@ mod tracker;
 use std::io::{self, Read};
 use std::sync::Arc;
 
-pub use checkpoint::Checkpoint;
+pub use checkpoint::{Checkpoint, CheckpointError};
+use follow::Follower;
 use resume::Resumed;
-use tracker::FrameTracker;
 
 use ::zstd::zstd_safe::{self, DCtx, InBuffer, OutBuffer, ResetDirective};
 
@@ -325,7 +326,7 @@ fn decode_checkpoints(
         if c.crc() != crc {
             return Err(Field(format!("checkpoint {i} fails its CRC")));
         }
-        c.validate().map_err(Field)?;
+        c.validate().map_err(|e| Field(e.to_string()))?;
         let f = usize::try_from(frame).ok().and_then(|f| frames.get(f));
         let inside = f.is_some_and(|f| {
             comp_off > f.comp_off + MIN_FRAME_BYTES - 3
@@ -365,17 +366,40 @@ pub fn build_index<R: Read>(compressed: R, sink: &mut dyn FnMut(&[u8]) -> io::Re
     build_index_with(compressed, None, sink)
 }
 
-/// [`build_index`] with checkpoints every `spacing` bytes of output (`None`: frames only).
+/// [`build_index`] with checkpoints every `spacing` bytes of output (`None`: frames only),
+/// recorded on a thread of their own (`follow.rs`).
 pub fn build_index_with<R: Read>(
     compressed: R,
     spacing: Option<u64>,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<ZstdIndex> {
+    let Some(spacing) = spacing else {
+        return build(compressed, None, sink);
+    };
+    std::thread::scope(|scope| {
+        let Some((follower, handle)) = Follower::spawn(scope, spacing) else {
+            return build(compressed, None, sink);
+        };
+        let mut idx = build(compressed, Some(follower), sink)?;
+        // `build` dropped the follower: the thread has seen everything and ends.
+        match handle.join() {
+            Ok(cps) => idx.checkpoints = cps,
+            Err(_) => log::warn!("zstd checkpoints: the recording thread failed; none recorded"),
+        }
+        Ok(idx)
+    })
+}
+
+/// The index pass; checkpoints are the follower's (the returned index has none).
+fn build<R: Read>(
+    compressed: R,
+    mut follower: Option<Follower>,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<ZstdIndex> {
     let mut input = Input::new(HashingReader::new(compressed), BUILD_INPUT_BYTES, 0);
     let mut dctx = new_dctx()?;
     let mut out = vec![0u8; BUILD_OUTPUT_BYTES];
     let mut frames = Vec::new();
-    let mut checkpoints = Vec::new();
     let mut total: u64 = 0;
     let mut seen_frame = false;
     loop {
@@ -391,14 +415,13 @@ pub fn build_index_with<R: Read>(
         if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC {
             skip_skippable(&mut input)?;
         } else if magic == ZSTD_MAGIC {
-            let mut cp = FrameCheckpoints {
-                frame: frames.len() as u64,
-                tracker: spacing.map(|s| (FrameTracker::new(start, total, s), s)),
-                recent: None,
-                waiting: Vec::new(),
-                found: Vec::new(),
-            };
-            let n = decode_frame(&mut dctx, &mut input, &mut out, sink, &mut cp, total)?;
+            if let Some(f) = follower.as_mut() {
+                f.start(frames.len() as u64, start, total);
+            }
+            let n = decode_frame(&mut dctx, &mut input, &mut out, sink, follower.as_mut())?;
+            if let Some(f) = follower.as_mut() {
+                f.end(n > 0);
+            }
             if n > 0 {
                 let comp_len = input.pos() - start;
                 frames.push(Frame {
@@ -408,7 +431,6 @@ pub fn build_index_with<R: Read>(
                     out_len: n,
                 });
                 total += n;
-                checkpoints.extend(cp.found);
             }
         } else {
             let what = match seen_frame {
@@ -427,7 +449,7 @@ pub fn build_index_with<R: Read>(
         uncompressed_len: total,
         compressed_sha256: input.source().digest(),
         frames,
-        checkpoints,
+        checkpoints: Vec::new(),
     })
 }
 
@@ -446,77 +468,13 @@ fn skip_skippable<R: Read>(input: &mut Input<R>) -> Result<()> {
     Ok(())
 }
 
-/// The checkpoints of the frame being indexed.
-struct FrameCheckpoints {
-    frame: u64,
-    tracker: Option<(FrameTracker, u64)>,
-    /// The recent output, once the frame's window is known.
-    recent: Option<tracker::Recent>,
-    /// Completed segments whose window has not been fully output yet.
-    waiting: Vec<tracker::Pending>,
-    found: Vec<Checkpoint>,
-}
-
-impl FrameCheckpoints {
-    /// Follows compressed bytes libzstd consumed and output it produced.
-    fn step(&mut self, consumed: &[u8], output: &[u8], out_start: u64) {
-        let Some((t, spacing)) = self.tracker.as_mut() else {
-            return;
-        };
-        t.push(consumed);
-        if t.failed().is_some() {
-            self.recent = None;
-            return;
-        }
-        if self.recent.is_none() {
-            if let Some(w) = t.window() {
-                let cap = w.min(checkpoint::MAX_WINDOW) + *spacing + 4 * seq::MAX_BLOCK as u64 + (4 << 20);
-                self.recent = Some(tracker::Recent::new(out_start, cap as usize));
-            }
-        }
-        let Some(recent) = self.recent.as_mut() else { return };
-        recent.push(output);
-        self.waiting.extend(t.take_done());
-        let window = t.window().unwrap_or(0);
-        // Ready once the whole segment was output (its block CRCs need it).
-        let ready = self.waiting.iter().take_while(|p| p.end <= recent.end()).count();
-        for p in self.waiting.drain(..ready) {
-            let get = |a: u64, b: u64| recent.get(a, b);
-            match Checkpoint::from_pending(self.frame, window, p, &get) {
-                Some(c) => self.found.push(c),
-                None => {
-                    t.fail("window bytes no longer held");
-                    self.found.clear();
-                    return;
-                }
-            }
-        }
-    }
-
-    /// The frame ended: keep its checkpoints only if it was followed to the end.
-    fn finish(&mut self, out_end: u64) {
-        let Some((t, _)) = self.tracker.as_mut() else { return };
-        if t.finish() {
-            self.step(&[], &[], out_end);
-        }
-        let failed = self.tracker.as_ref().and_then(|(t, _)| t.failed());
-        if failed.is_some() || !self.waiting.is_empty() {
-            if let Some(why) = failed.filter(|w| !w.contains("too small")) {
-                log::debug!("zstd frame {}: no checkpoints ({why})", self.frame);
-            }
-            self.found.clear();
-        }
-    }
-}
-
 /// Decodes one data frame starting at the input position; returns its uncompressed size.
 fn decode_frame<R: Read>(
     dctx: &mut DCtx<'static>,
     input: &mut Input<R>,
     out: &mut [u8],
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
-    cps: &mut FrameCheckpoints,
-    out_start: u64,
+    mut follower: Option<&mut Follower>,
 ) -> Result<u64> {
     reset(dctx, input.pos())?;
     let mut produced: u64 = 0;
@@ -524,15 +482,16 @@ fn decode_frame<R: Read>(
     loop {
         let more = input.fill()?;
         let at = input.pos();
-        let step = decompress(dctx, input.data(), out).map_err(|m| corrupt(at, m))?;
-        cps.step(&input.data()[..step.consumed], &out[..step.produced], out_start);
+        let step = decompress(dctx, input.data(), out).map_err(|c| corrupt(at, zstd_msg(c)))?;
+        if let Some(f) = follower.as_mut() {
+            f.data(&input.data()[..step.consumed], &out[..step.produced]);
+        }
         input.consume(step.consumed);
         if step.produced > 0 {
             sink(&out[..step.produced]).map_err(Error::Sink)?;
             produced += step.produced as u64;
         }
         if step.frame_done {
-            cps.finish(out_start + produced);
             return Ok(produced);
         }
         if step.consumed == 0 && step.produced == 0 {
@@ -563,10 +522,11 @@ struct Step {
     frame_done: bool,
 }
 
-fn decompress(dctx: &mut DCtx<'static>, src: &[u8], out: &mut [u8]) -> std::result::Result<Step, String> {
+/// One streaming call; the error is libzstd's error code.
+fn decompress(dctx: &mut DCtx<'static>, src: &[u8], out: &mut [u8]) -> std::result::Result<Step, usize> {
     let mut inb = InBuffer::around(src);
     let mut outb = OutBuffer::around(out);
-    let hint = dctx.decompress_stream(&mut outb, &mut inb).map_err(zstd_msg)?;
+    let hint = dctx.decompress_stream(&mut outb, &mut inb)?;
     Ok(Step {
         consumed: inb.pos(),
         produced: outb.pos(),
@@ -741,7 +701,7 @@ impl FrameDecoder {
         let f = self.index.frames[self.frame];
         let more = self.input.fill()?;
         let at = self.input.pos();
-        let step = decompress(&mut self.dctx, self.input.data(), out).map_err(|m| corrupt(at, m))?;
+        let step = decompress(&mut self.dctx, self.input.data(), out).map_err(|c| corrupt(at, zstd_msg(c)))?;
         self.input.consume(step.consumed);
         self.frame_out += step.produced as u64;
         self.pos += step.produced as u64;

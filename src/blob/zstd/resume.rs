@@ -45,7 +45,7 @@ impl Resumed {
         let c = &index.checkpoints[cp];
         let frame = c.frame as usize;
         let f = index.frames[frame];
-        let (runs, raw) = c.sparse_runs().map_err(|m| corrupt(c.comp_off, m))?;
+        let (runs, raw) = c.sparse_runs().map_err(|e| corrupt(c.comp_off, e.to_string()))?;
         let start = c.content_start();
         let hist = History::resume(
             &c.entropy,
@@ -165,7 +165,7 @@ impl Resumed {
             .into());
         }
         let c: &Checkpoint = c;
-        let (runs, raw) = c.sparse_runs().map_err(|m| corrupt(c.comp_off, m))?;
+        let (runs, raw) = c.sparse_runs().map_err(|e| corrupt(c.comp_off, e.to_string()))?;
         for (pos, r) in runs {
             if pos < self.start {
                 let len = (r.len() as u64).min(self.start - pos) as usize;
