@@ -5,9 +5,9 @@
 use crate::blob::ReadAt;
 use crate::digest::Digest;
 use crate::oci::{self, platform, Descriptor, DocKind};
-use crate::source::{parse_json, read_small, Format, RawLayout, Result, SourceError};
+use crate::source::{parse_json, read_small, BlobUse, Fetch, Format, RawLayout, Result, SourceError};
 use serde::Serialize;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -185,6 +185,9 @@ impl ImageSet {
     pub fn load(raw: RawLayout) -> Result<ImageSet> {
         let index: serde_json::Value = parse_json(&raw.index_json, &raw.path, "index.json")?;
         let entries = oci::index_manifests(&index).map_err(|e| SourceError::descriptor(e, &raw.path, "index.json"))?;
+        if let Some(remote) = raw.remote() {
+            prefetch_below(remote, &entries);
+        }
         let mut w = Walker {
             raw: &raw,
             blobs: BTreeMap::new(),
@@ -403,6 +406,69 @@ pub fn select_ref(
         .find_map(|(name, node)| node.find(digest).map(|child| (name.clone(), child)))
 }
 
+/// Asks a remote source ahead of the walk for the documents the walk will load below the
+/// index.json entries, a whole level per request ([`Fetch::prefetch`]): an index by tag with N
+/// platforms costs two round trips (the N manifests together, then the N configs), not 2N, and
+/// the walk then finds every document at hand. Documents already held are looked through at
+/// once, so the chosen platform's manifest and its siblings are one level. Nothing is verified
+/// or reported here (the fetcher verifies what it keeps): the walk opens each document again
+/// and reports any failure in its own order, as for local sources.
+fn prefetch_below(remote: &dyn Fetch, entries: &[Descriptor]) {
+    let mut seen = HashSet::new();
+    let mut wanted: Vec<(Descriptor, BlobUse)> = entries.iter().map(|d| (d.clone(), BlobUse::Manifest)).collect();
+    // Each round is one level below the last: the walk refuses deeper graphs anyway.
+    for _ in 0..oci::MAX_INDEX_DEPTH + 3 {
+        let mut fetch = Vec::new();
+        while let Some((d, used)) = wanted.pop() {
+            if !seen.insert(d.digest.clone()) {
+                continue;
+            }
+            match remote.held(&d.digest) {
+                Some(bytes) => wanted.extend(documents_below(&d, used, bytes.as_ref())),
+                None => fetch.push((d, used)),
+            }
+        }
+        if fetch.is_empty() {
+            return;
+        }
+        remote.prefetch(&fetch);
+        for (d, used) in &fetch {
+            if let Some(bytes) = remote.held(&d.digest) {
+                wanted.extend(documents_below(d, *used, bytes.as_ref()));
+            }
+        }
+    }
+}
+
+/// The documents the walk loads right below a held document: an index's entries, a manifest's
+/// config (the walk's own choices: the descriptor's media type first, then the document's shape).
+fn documents_below(d: &Descriptor, used: BlobUse, data: &dyn ReadAt) -> Vec<(Descriptor, BlobUse)> {
+    if used != BlobUse::Manifest {
+        return Vec::new();
+    }
+    let Ok(bytes) = crate::blob::read_all(data) else {
+        return Vec::new();
+    };
+    let Ok(doc) = serde_json::from_slice::<serde_json::Value>(&bytes) else {
+        return Vec::new();
+    };
+    match oci::kind_of_media_type(&d.media_type).unwrap_or_else(|| oci::kind_of_document(&doc)) {
+        DocKind::Index => oci::index_manifests(&doc)
+            .unwrap_or_default()
+            .into_iter()
+            .map(|c| match oci::kind_of_media_type(&c.media_type) {
+                Some(DocKind::Other) => (c, BlobUse::Other),
+                _ => (c, BlobUse::Manifest),
+            })
+            .collect(),
+        DocKind::Manifest => match oci::manifest_parts(&doc) {
+            Some(Ok((config, _))) => vec![(config, BlobUse::Config)],
+            _ => Vec::new(),
+        },
+        _ => Vec::new(),
+    }
+}
+
 impl Walker<'_> {
     /// Visits an index or manifest; `None` for descriptors that are neither (artifacts).
     fn visit(&mut self, d: &Descriptor, depth: usize) -> Result<Option<Arc<ImageNode>>> {
@@ -417,7 +483,7 @@ impl Walker<'_> {
             self.add_blob_unverified(d, BlobRole::Other)?;
             return Ok(None);
         }
-        let bytes = self.load_doc(d, "manifest")?;
+        let bytes = self.load_doc(d, BlobUse::Manifest)?;
         let doc: serde_json::Value = parse_json(&bytes, &self.raw.path, &blob_name(&d.digest))?;
         let node = match hinted.unwrap_or_else(|| oci::kind_of_document(&doc)) {
             DocKind::Index => {
@@ -474,7 +540,7 @@ impl Walker<'_> {
         let (config, layer_list) = oci::manifest_parts(doc)
             .ok_or_else(|| self.invalid(&d.digest, "manifest has no config"))?
             .map_err(|e| SourceError::descriptor(e, &self.raw.path, &file))?;
-        let config_bytes = self.load_doc(&config, "config")?;
+        let config_bytes = self.load_doc(&config, BlobUse::Config)?;
         self.set_role(&config.digest, BlobRole::Config);
         let summary: oci::ConfigSummary = parse_json(&config_bytes, &self.raw.path, &blob_name(&config.digest))?;
         let platform = platform::dir_name(&serde_json::json!({
@@ -511,7 +577,7 @@ impl Walker<'_> {
 
     /// Records a layer; a missing foreign/non-distributable layer is allowed (and not shown).
     fn add_layer(&mut self, l: &Descriptor) -> Result<bool> {
-        match self.raw.blob(&l.digest)? {
+        match self.raw.blob(l, BlobUse::Layer)? {
             Some(data) => {
                 self.check_size(l, data.len(), "layer")?;
                 self.blobs.entry(l.digest.clone()).or_insert(BlobInfo {
@@ -534,7 +600,7 @@ impl Walker<'_> {
     }
 
     fn add_blob_unverified(&mut self, d: &Descriptor, role: BlobRole) -> Result<()> {
-        if let Some(data) = self.raw.blob(&d.digest)? {
+        if let Some(data) = self.raw.blob(d, BlobUse::Other)? {
             self.check_size(d, data.len(), "blob")?;
             self.blobs.entry(d.digest.clone()).or_insert(BlobInfo {
                 data,
@@ -546,8 +612,12 @@ impl Walker<'_> {
     }
 
     /// Loads a small document, checking size and digest before anything parses it.
-    fn load_doc(&mut self, d: &Descriptor, what: &str) -> Result<Vec<u8>> {
-        let data = self.raw.blob(&d.digest)?.ok_or_else(|| self.missing(&d.digest, what))?;
+    fn load_doc(&mut self, d: &Descriptor, used: BlobUse) -> Result<Vec<u8>> {
+        let what = match used {
+            BlobUse::Config => "config",
+            _ => "manifest",
+        };
+        let data = self.raw.blob(d, used)?.ok_or_else(|| self.missing(&d.digest, what))?;
         self.check_size(d, data.len(), what)?;
         let bytes = read_small(data.as_ref(), &self.raw.path, &blob_name(&d.digest))?;
         let actual = d.digest.same_alg_of(&bytes);
@@ -628,4 +698,123 @@ impl Walker<'_> {
 
 fn blob_name(d: &Digest) -> String {
     format!("blobs/{}/{}", d.algorithm().name(), d.hex())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::source::SourceFiles;
+    use std::sync::Mutex;
+
+    /// A remote source that holds only the top index at first and records what it is asked.
+    struct FakeRemote {
+        blobs: BTreeMap<Digest, Vec<u8>>,
+        held: Mutex<HashSet<Digest>>,
+        asked: Arc<Asked>,
+    }
+
+    #[derive(Default)]
+    struct Asked {
+        prefetches: Mutex<Vec<Vec<(Digest, BlobUse)>>>,
+        fetched_one_by_one: Mutex<Vec<Digest>>,
+    }
+
+    impl Fetch for FakeRemote {
+        fn open(&self, d: &Descriptor, used: BlobUse) -> Result<Option<Arc<dyn ReadAt>>> {
+            if used != BlobUse::Layer && !self.held.lock().unwrap().contains(&d.digest) {
+                self.asked.fetched_one_by_one.lock().unwrap().push(d.digest.clone());
+            }
+            Ok(self
+                .blobs
+                .get(&d.digest)
+                .map(|b| Arc::new(b.clone()) as Arc<dyn ReadAt>))
+        }
+        fn held(&self, digest: &Digest) -> Option<Arc<dyn ReadAt>> {
+            let held = self.held.lock().unwrap().contains(digest);
+            held.then(|| Arc::new(self.blobs[digest].clone()) as Arc<dyn ReadAt>)
+        }
+        fn prefetch(&self, docs: &[(Descriptor, BlobUse)]) {
+            let mut batch: Vec<_> = docs.iter().map(|(d, u)| (d.digest.clone(), *u)).collect();
+            batch.sort_by(|a, b| a.0.cmp(&b.0));
+            self.held.lock().unwrap().extend(batch.iter().map(|(d, _)| d.clone()));
+            self.asked.prefetches.lock().unwrap().push(batch);
+        }
+    }
+
+    fn add(blobs: &mut BTreeMap<Digest, Vec<u8>>, doc: serde_json::Value) -> (Digest, u64) {
+        let bytes = serde_json::to_vec(&doc).unwrap();
+        let d = Digest::sha256_of(&bytes);
+        let size = bytes.len() as u64;
+        blobs.insert(d.clone(), bytes);
+        (d, size)
+    }
+
+    /// An index by tag with two platforms, as the registry source gives it (index.json names the
+    /// host's manifest and the whole index): the walk asks for the two manifests in one request,
+    /// then the two configs in one, and opens nothing one by one.
+    #[test]
+    fn a_remote_source_is_asked_for_one_level_at_a_time() {
+        let mut blobs = BTreeMap::new();
+        let mut manifests = Vec::new();
+        let mut configs = Vec::new();
+        for arch in ["amd64", "arm64"] {
+            let (layer, layer_size) = add(&mut blobs, serde_json::json!(format!("not a tar: {arch}")));
+            let (config, config_size) = add(
+                &mut blobs,
+                serde_json::json!({"os": "linux", "architecture": arch, "rootfs": {"type": "layers", "diff_ids": []}}),
+            );
+            let (m, m_size) = add(
+                &mut blobs,
+                serde_json::json!({
+                    "schemaVersion": 2, "mediaType": oci::MT_OCI_MANIFEST,
+                    "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config.to_string(), "size": config_size},
+                    "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": layer.to_string(), "size": layer_size}],
+                }),
+            );
+            configs.push(config);
+            manifests.push((m, m_size, arch));
+        }
+        let entries: Vec<serde_json::Value> = manifests
+            .iter()
+            .map(|(d, size, arch)| {
+                serde_json::json!({"mediaType": oci::MT_OCI_MANIFEST, "digest": d.to_string(), "size": size,
+                    "platform": {"os": "linux", "architecture": arch}})
+            })
+            .collect();
+        let (index, index_size) = add(
+            &mut blobs,
+            serde_json::json!({"schemaVersion": 2, "mediaType": oci::MT_OCI_INDEX, "manifests": entries}),
+        );
+        let (chosen, chosen_size, _) = &manifests[1];
+        let index_json = oci::synthesize_index(&[
+            Descriptor::new(oci::MT_OCI_MANIFEST, chosen.clone(), *chosen_size).with_ref_name(Some("img:1")),
+            Descriptor::new(oci::MT_OCI_INDEX, index.clone(), index_size).with_ref_name(Some("img:1@index")),
+        ]);
+        let asked = Arc::new(Asked::default());
+        let remote = FakeRemote {
+            blobs,
+            held: Mutex::new([index.clone()].into()),
+            asked: asked.clone(),
+        };
+        let raw = RawLayout {
+            format: Format::Registry,
+            path: PathBuf::from("docker://example/img:1"),
+            mtime: SystemTime::UNIX_EPOCH,
+            oci_layout: crate::source::OCI_LAYOUT_BYTES.to_vec(),
+            index_json,
+            extras: Vec::new(),
+            known_blobs: BTreeMap::new(),
+            files: SourceFiles::Remote(Box::new(remote)),
+            selector: None,
+        };
+        let set = ImageSet::load(raw).unwrap();
+        assert_eq!(set.refs.len(), 2);
+        let mut want_manifests: Vec<_> = manifests.iter().map(|(d, ..)| (d.clone(), BlobUse::Manifest)).collect();
+        want_manifests.sort_by(|a, b| a.0.cmp(&b.0));
+        let mut want_configs: Vec<_> = configs.iter().map(|d| (d.clone(), BlobUse::Config)).collect();
+        want_configs.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(*asked.prefetches.lock().unwrap(), [want_manifests, want_configs]);
+        assert!(asked.fetched_one_by_one.lock().unwrap().is_empty());
+        assert_eq!(set.blobs.values().filter(|b| b.role == BlobRole::Layer).count(), 2);
+    }
 }

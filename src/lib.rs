@@ -6,11 +6,13 @@
 //! source::SourceRef::parse     what the user typed (oci:, oci-archive:, docker-archive:, dir:,
 //!                              docker://, path or bare registry reference)
 //!   -> source::open            files (dir or tar, maybe gzip/zstd as a whole) -> format -> RawLayout
-//!                              or, for docker://, the ImageRef parsed above: manifests and configs
-//!                              fetched and verified, layers remote -> RawLayout with no files
+//!                              or, for docker://, the ImageRef parsed above: the manifest it names
+//!                              fetched -> RawLayout with a fetcher instead of files
 //!        uses blob::*          random-access bytes: pread, ranges, seekable gzip/zstd
 //!        uses tarindex         tar headers only -> member offsets
 //!   -> image::ImageSet::load   walk index.json, verify documents -> refs, manifests, layers, blobs
+//!                              (the one walk: blobs asked from the RawLayout by descriptor, a
+//!                              registry's fetched a level at a time on prefetch hints)
 //!   -> published::install      (--published-index) a registry image's published layer indexes
 //!                              fetched, checked and put in the cache
 //!   -> tree::build             the immutable arena of nodes the mount shows (docs/layout.md)

@@ -14,6 +14,7 @@ mod registry;
 use crate::blob::ReadAt;
 use crate::cache::Cache;
 use crate::digest::{Digest, DigestError};
+use crate::oci::Descriptor;
 use crate::registry::ImageRef;
 use files::Files;
 use std::collections::BTreeMap;
@@ -293,25 +294,72 @@ pub struct RawLayout {
     pub index_json: Vec<u8>,
     /// Top-level files shown as they are in the source (docker's manifest.json, repositories).
     pub extras: Vec<(String, Arc<dyn ReadAt>)>,
-    /// Blobs that are not at `blobs/<alg>/<hex>` in `files`: synthesized documents, docker layers,
-    /// every blob of a registry image.
+    /// Blobs that are not at `blobs/<alg>/<hex>` in `files`: synthesized documents, docker layers.
     pub known_blobs: BTreeMap<Digest, Arc<dyn ReadAt>>,
-    /// The source's files, if it has any; other blobs are looked up at `blobs/<alg>/<hex>`.
+    /// The source's files (other blobs are looked up at `blobs/<alg>/<hex>`), or its fetcher.
     pub files: SourceFiles,
     /// The reference's image selector (`REF`, `NAME:TAG`, `@N`), applied by `crate::image`.
     pub selector: Option<String>,
 }
 
 impl RawLayout {
-    /// Finds a blob by digest.
-    pub fn blob(&self, digest: &Digest) -> Result<Option<Arc<dyn ReadAt>>> {
-        if let Some(b) = self.known_blobs.get(digest) {
+    /// The blob a descriptor names, as `used` (known blobs first, then the source's files or
+    /// fetcher); `Ok(None)` when the source does not hold it.
+    pub fn blob(&self, d: &Descriptor, used: BlobUse) -> Result<Option<Arc<dyn ReadAt>>> {
+        if let Some(b) = self.known_blobs.get(&d.digest) {
             return Ok(Some(b.clone()));
         }
+        self.files.fetcher().open(d, used)
+    }
+
+    /// The fetcher of a source with no local files (a registry), which documents are worth
+    /// asking for ahead of the walk ([`Fetch::prefetch`]); `None` for local sources.
+    pub fn remote(&self) -> Option<&dyn Fetch> {
         match &self.files {
-            SourceFiles::Local(files) => files.open(&format!("blobs/{}/{}", digest.algorithm().name(), digest.hex())),
-            SourceFiles::None => Ok(None),
+            SourceFiles::Local(_) => None,
+            SourceFiles::Remote(f) => Some(f.as_ref()),
         }
+    }
+}
+
+/// What the walk wants a blob for: a remote source fetches documents and layers differently
+/// (the registry's manifest endpoint, its blob endpoint, Range reads).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BlobUse {
+    /// An image index or manifest.
+    Manifest,
+    /// An image config.
+    Config,
+    /// A layer: read lazily, never whole here.
+    Layer,
+    /// Anything else an index names (artifacts).
+    Other,
+}
+
+/// Where a source's blobs come from, asked by descriptor: the one walk (`crate::image`) reads
+/// every source through this. Local sources open `blobs/<alg>/<hex>` in their files; a registry
+/// fetches documents (and verifies them) when asked, or ahead of time on a prefetch hint.
+pub trait Fetch: Send + Sync {
+    /// The blob `d` names, as `used`; `Ok(None)` when the source does not hold it.
+    fn open(&self, d: &Descriptor, used: BlobUse) -> Result<Option<Arc<dyn ReadAt>>>;
+
+    /// A document already at hand, without asking anyone (a fetched one, for a remote source).
+    fn held(&self, _digest: &Digest) -> Option<Arc<dyn ReadAt>> {
+        None
+    }
+
+    /// A hint: the walk will open these documents soon. A remote source fetches the ones it
+    /// does not hold now, together (one round trip for a whole level of the image graph);
+    /// a failure is kept for the [`Fetch::open`] that follows, which reports it.
+    fn prefetch(&self, _docs: &[(Descriptor, BlobUse)]) {}
+}
+
+impl Fetch for Files {
+    fn open(&self, d: &Descriptor, _used: BlobUse) -> Result<Option<Arc<dyn ReadAt>>> {
+        Files::open(
+            self,
+            &format!("blobs/{}/{}", d.digest.algorithm().name(), d.digest.hex()),
+        )
     }
 }
 
@@ -319,9 +367,19 @@ impl RawLayout {
 pub enum SourceFiles {
     /// A directory or a tar (maybe compressed as a whole) on this machine.
     Local(Files),
-    /// None: every blob is in [`RawLayout::known_blobs`] (a registry image, whose documents are
-    /// fetched at open and whose layers are read remotely).
-    None,
+    /// None: blobs other than [`RawLayout::known_blobs`] are fetched (a registry image, whose
+    /// documents are fetched and verified when the walk asks for them and whose layers are read
+    /// remotely).
+    Remote(Box<dyn Fetch>),
+}
+
+impl SourceFiles {
+    fn fetcher(&self) -> &dyn Fetch {
+        match self {
+            SourceFiles::Local(files) => files,
+            SourceFiles::Remote(f) => f.as_ref(),
+        }
+    }
 }
 
 /// The content of `oci-layout` for synthesized layouts.

@@ -1,15 +1,18 @@
 //! A registry image as a source: `docker://REGISTRY/REPO[:TAG][@DIGEST]` (and bare `HOST/REPO...`)
 //! turned into the same [`RawLayout`] the local formats give, so the rest of imgfs cannot tell.
 //!
-//! Opening a reference fetches, verifies and keeps in memory the small documents: the manifest or
-//! index the reference names, every manifest an index lists (every platform), and their configs.
-//! Layers are not fetched: each is a [`RemoteReader`] that reads ranges on demand or downloads
-//! once into the cache when a view indexes it. The synthesized `index.json` names the chosen
+//! Opening a reference fetches the manifest or index the reference names. Everything below it is
+//! fetched when `crate::image`'s walk (the one every source goes through) asks, through
+//! [`Fetch`]: the walk's prefetch hints ask for a whole level at once (every manifest an index
+//! lists, then their configs), fetched concurrently, verified, and kept in memory and in the
+//! cache. Layers are not fetched: each is a [`RemoteReader`] that reads ranges on demand or
+//! downloads once into the cache when a view indexes it. The synthesized `index.json` names the chosen
 //! image by its full reference (`quay.io/org/img:1`; the host platform, or `--platform`, out of a
 //! multi-platform index) and, for an index, the whole index `<reference>@index`. docs/registry.md
 //! has the details and the reasons.
 
-use super::{Format, RawLayout, SourceFiles, MAX_JSON_BYTES, OCI_LAYOUT_BYTES};
+use super::{BlobUse, Fetch, Format, RawLayout, SourceFiles, MAX_JSON_BYTES, OCI_LAYOUT_BYTES};
+use crate::blob::ReadAt;
 use crate::cache::Cache;
 use crate::digest::Digest;
 use crate::oci::{self, Descriptor, DescriptorError, DocKind};
@@ -19,17 +22,12 @@ use crate::registry::{auth, ImageRef, Platform, RegistryError, RegistryOptions};
 use futures_util::future::join_all;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::SystemTime;
 
-/// What the walk found.
-#[derive(Default)]
-struct Found {
-    docs: BTreeMap<Digest, Arc<Vec<u8>>>,
-    layers: BTreeMap<Digest, u64>,
-}
-
-/// Opens a registry image (the reference `SourceRef::parse` read) as a raw layout.
+/// Opens a registry image (the reference `SourceRef::parse` read) as a raw layout: fetches the
+/// manifest or index the reference names and synthesizes index.json from it; everything below
+/// is fetched when `crate::image`'s walk asks ([`RegistryBlobs`]).
 pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<RawLayout, RegistryError> {
     let name = format!("docker://{image}");
     let platform = match &opts.platform {
@@ -48,42 +46,27 @@ pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<R
         Some(f) => log::info!("{name}: credentials from {}", f.origin),
         None => log::info!("{name}: no credentials found; anonymous"),
     }
-    let started = std::time::Instant::now();
     let client = Arc::new(Client::connect(image, found.as_ref().map(|f| &f.creds), opts)?);
-    let walker = Walker {
-        client: &client,
-        cache,
-        name: &name,
+    let blobs = RegistryBlobs {
+        client,
+        cache: cache.clone(),
+        name: name.clone(),
+        docs: Mutex::new(BTreeMap::new()),
+        layers: Mutex::new(BTreeMap::new()),
+        blocks: BlockCache::new(),
     };
-    let (top, top_bytes) = walker.top(image)?;
-    let mut found = Found::default();
-    found.docs.insert(top.digest.clone(), Arc::new(top_bytes));
-    walker.walk(vec![top.clone()], &mut found)?;
-    let entries = index_entries(image, &top, &found, platform.as_ref(), &name)?;
-    log::info!(
-        "{name}: {} documents fetched and verified in {:.0} ms",
-        found.docs.len(),
-        started.elapsed().as_secs_f64() * 1e3
-    );
-    let blocks = BlockCache::new();
-    let mut known: BTreeMap<Digest, Arc<dyn crate::blob::ReadAt>> = BTreeMap::new();
-    for (d, size) in &found.layers {
-        let blob = RemoteBlob::new(client.clone(), d.clone(), *size, cache.dir(), blocks.clone());
-        known.insert(d.clone(), Arc::new(RemoteReader(blob)));
-    }
-    for (d, bytes) in found.docs {
-        known.insert(d, Arc::new(bytes.as_ref().clone()));
-    }
-    let path = PathBuf::from(&name);
+    let (top, top_bytes) = blobs.top(image)?;
+    let entries = index_entries(image, &top, &top_bytes, platform.as_ref(), &name)?;
+    blobs.keep(top.digest.clone(), Ok(Arc::new(top_bytes)));
     Ok(RawLayout {
         format: Format::Registry,
-        files: SourceFiles::None,
-        path,
+        files: SourceFiles::Remote(Box::new(blobs)),
+        path: PathBuf::from(&name),
         mtime: SystemTime::UNIX_EPOCH,
         oci_layout: OCI_LAYOUT_BYTES.to_vec(),
         index_json: oci::synthesize_index(&entries),
         extras: Vec::new(),
-        known_blobs: known,
+        known_blobs: BTreeMap::new(),
         selector: None,
     })
 }
@@ -93,7 +76,7 @@ pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<R
 fn index_entries(
     image: &ImageRef,
     top: &Descriptor,
-    found: &Found,
+    top_bytes: &[u8],
     platform: Option<&Platform>,
     name: &str,
 ) -> Result<Vec<Descriptor>, RegistryError> {
@@ -103,12 +86,7 @@ fn index_entries(
     if oci::kind_of_media_type(&top.media_type) != Some(DocKind::Index) {
         return Ok(vec![top_entry(&ref_name)]);
     }
-    let children = found
-        .docs
-        .get(&top.digest)
-        .map(|b| children_of(b, name, &top.digest))
-        .transpose()?
-        .unwrap_or_default();
+    let children = children_of(top_bytes, name, &top.digest)?;
     let images: Vec<&Descriptor> = children
         .iter()
         .filter(|c| oci::kind_of_media_type(&c.media_type) == Some(DocKind::Manifest))
@@ -143,14 +121,101 @@ fn index_entries(
     }
 }
 
-/// Fetches documents, concurrently per level of the graph.
-struct Walker<'a> {
-    client: &'a Client,
-    cache: &'a Cache,
-    name: &'a str,
+/// A document fetched, or why fetching it failed.
+type Fetched = Result<Arc<Vec<u8>>, RegistryError>;
+
+/// The blobs of a registry image, for the walk: documents fetched (concurrently on a
+/// [`Fetch::prefetch`] hint), verified and kept in memory and in the cache; layers as
+/// [`RemoteReader`]s, one per digest, that read on demand.
+struct RegistryBlobs {
+    client: Arc<Client>,
+    cache: Cache,
+    /// `docker://...` for messages.
+    name: String,
+    /// Documents fetched, or why fetching one failed (taken by the `open` that reports it).
+    docs: Mutex<BTreeMap<Digest, Fetched>>,
+    layers: Mutex<BTreeMap<Digest, Arc<dyn ReadAt>>>,
+    blocks: Arc<BlockCache>,
 }
 
-impl Walker<'_> {
+impl Fetch for RegistryBlobs {
+    fn open(&self, d: &Descriptor, used: BlobUse) -> super::Result<Option<Arc<dyn ReadAt>>> {
+        if used == BlobUse::Layer {
+            // Foreign layers live elsewhere (their `urls`): left out, as for local sources
+            // that lack them.
+            if oci::is_foreign_layer(&d.media_type) {
+                return Ok(None);
+            }
+            let mut layers = self.layers.lock().unwrap_or_else(PoisonError::into_inner);
+            let reader = layers.entry(d.digest.clone()).or_insert_with(|| {
+                let blob = RemoteBlob::new(
+                    self.client.clone(),
+                    d.digest.clone(),
+                    d.size,
+                    self.cache.dir(),
+                    self.blocks.clone(),
+                );
+                Arc::new(RemoteReader(blob))
+            });
+            return Ok(Some(reader.clone()));
+        }
+        if self.held(&d.digest).is_none() {
+            self.prefetch(&[(d.clone(), used)]);
+        }
+        let mut docs = self.docs.lock().unwrap_or_else(PoisonError::into_inner);
+        match docs.remove(&d.digest) {
+            Some(Ok(bytes)) => {
+                docs.insert(d.digest.clone(), Ok(bytes.clone()));
+                Ok(Some(bytes))
+            }
+            Some(Err(e)) => Err(e.into()),
+            None => Ok(None),
+        }
+    }
+
+    fn held(&self, digest: &Digest) -> Option<Arc<dyn ReadAt>> {
+        let docs = self.docs.lock().unwrap_or_else(PoisonError::into_inner);
+        match docs.get(digest) {
+            Some(Ok(bytes)) => Some(bytes.clone()),
+            _ => None,
+        }
+    }
+
+    /// Fetches the documents not held yet concurrently (configs through the blob endpoint,
+    /// manifests and anything else an index names through the manifest endpoint), checking
+    /// size and digest of each before keeping it.
+    fn prefetch(&self, docs: &[(Descriptor, BlobUse)]) {
+        let mut unique: BTreeMap<Digest, (&Descriptor, BlobUse)> = BTreeMap::new();
+        {
+            let held = self.docs.lock().unwrap_or_else(PoisonError::into_inner);
+            for (d, used) in docs {
+                if *used != BlobUse::Layer && !held.contains_key(&d.digest) {
+                    unique.entry(d.digest.clone()).or_insert((d, *used));
+                }
+            }
+        }
+        if unique.is_empty() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let fetches = unique.values().map(|&(d, used)| async move {
+            let r = self.fetch(d, used).await;
+            (d.digest.clone(), r)
+        });
+        let results = self.client.block_on(join_all(fetches));
+        log::info!(
+            "{}: {} documents fetched and verified in {:.0} ms",
+            self.name,
+            results.iter().filter(|(_, r)| r.is_ok()).count(),
+            started.elapsed().as_secs_f64() * 1e3
+        );
+        for (digest, r) in results {
+            self.keep(digest, r.map(Arc::new));
+        }
+    }
+}
+
+impl RegistryBlobs {
     /// The manifest or index the reference names: by tag (whatever the registry answers), or
     /// by digest (pinned: the bytes must hash to it).
     fn top(&self, image: &ImageRef) -> Result<(Descriptor, Vec<u8>), RegistryError> {
@@ -170,107 +235,41 @@ impl Walker<'_> {
             log::info!("{}: {selector} is {digest}", self.name);
         }
         let doc = self.parse(&what, &bytes)?;
-        let media_type = media_type_of(&doc, self.name, &what)?;
+        let media_type = media_type_of(&doc, &self.name, &what)?;
         self.store_doc(&digest, &bytes);
         Ok((Descriptor::new(&media_type, digest, bytes.len() as u64), bytes))
     }
 
-    /// Fetches everything below `level`: manifests of indexes, then configs of manifests.
-    fn walk(&self, mut level: Vec<Descriptor>, found: &mut Found) -> Result<(), RegistryError> {
-        for _ in 0..=oci::MAX_INDEX_DEPTH {
-            let mut next = Vec::new();
-            let mut configs = Vec::new();
-            for d in &level {
-                let bytes = found.docs.get(&d.digest).cloned().unwrap_or_default();
-                match oci::kind_of_media_type(&d.media_type) {
-                    Some(DocKind::Index) => next.extend(children_of(&bytes, self.name, &d.digest)?),
-                    Some(DocKind::Manifest) => {
-                        let (config, layers) = parts_of(&bytes, self.name, &d.digest)?;
-                        configs.push(config);
-                        for l in layers {
-                            // Foreign layers live elsewhere (their `urls`): left out, as for
-                            // local sources that lack them.
-                            if !oci::is_foreign_layer(&l.media_type) {
-                                found.layers.insert(l.digest, l.size);
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-            next.retain(|d| !found.docs.contains_key(&d.digest));
-            configs.retain(|d| !found.docs.contains_key(&d.digest));
-            self.fetch_all(&configs, true, found)?;
-            if next.is_empty() {
-                return Ok(());
-            }
-            self.fetch_all(&next, false, found)?;
-            // Media types of children come from their documents, not only their descriptors.
-            level = next
-                .into_iter()
-                .map(|mut d| {
-                    if let Some(b) = found.docs.get(&d.digest) {
-                        if let Ok(doc) = serde_json::from_slice::<serde_json::Value>(b) {
-                            if let Ok(mt) = media_type_of(&doc, self.name, "") {
-                                d.media_type = mt;
-                            }
-                        }
-                    }
-                    d
-                })
-                .collect();
-        }
-        Err(RegistryError::Invalid {
-            reference: self.name.to_owned(),
-            what: "image index".into(),
-            reason: "indexes nest too deep".into(),
-        })
+    fn keep(&self, digest: Digest, r: Fetched) {
+        let mut docs = self.docs.lock().unwrap_or_else(PoisonError::into_inner);
+        docs.insert(digest, r);
     }
 
-    /// Fetches documents concurrently (configs through the blob endpoint, manifests through
-    /// the manifest endpoint), checking size and digest of each.
-    fn fetch_all(&self, descs: &[Descriptor], as_blobs: bool, found: &mut Found) -> Result<(), RegistryError> {
-        let mut unique: BTreeMap<Digest, &Descriptor> = BTreeMap::new();
-        for d in descs {
-            unique.entry(d.digest.clone()).or_insert(d);
+    /// One document, from the cache or the registry, verified.
+    async fn fetch(&self, d: &Descriptor, used: BlobUse) -> Result<Vec<u8>, RegistryError> {
+        let what = if used == BlobUse::Config { "config" } else { "manifest" };
+        if d.size > MAX_JSON_BYTES {
+            return Err(self.invalid(
+                what,
+                &d.digest,
+                format!("{} bytes is too large for a JSON document", d.size),
+            ));
         }
-        let what = if as_blobs { "config" } else { "manifest" };
-        let fetches = unique.values().map(|d| async move {
-            if d.size > MAX_JSON_BYTES {
-                return Err(self.invalid(
-                    what,
-                    &d.digest,
-                    format!("{} bytes is too large for a JSON document", d.size),
-                ));
-            }
-            if let Some(b) = self.cached_doc(&d.digest) {
-                return Ok((d.digest.clone(), b));
-            }
-            let bytes = if as_blobs {
-                self.client.small_blob(&d.digest, d.size).await?
-            } else {
-                self.client.manifest(&d.digest.to_string()).await?
-            };
-            Ok((d.digest.clone(), bytes))
-        });
-        for r in self.client.block_on(join_all(fetches)) {
-            let (digest, bytes) = r?;
-            let desc = unique.get(&digest).copied();
-            let label = format!("{what} {digest}");
-            self.check_digest(&label, &digest, &bytes)?;
-            if let Some(d) = desc {
-                if d.size != bytes.len() as u64 {
-                    return Err(self.invalid(
-                        what,
-                        &digest,
-                        format!("is {} bytes, its descriptor says {}", bytes.len(), d.size),
-                    ));
-                }
-            }
-            self.store_doc(&digest, &bytes);
-            found.docs.insert(digest, Arc::new(bytes));
+        let bytes = match self.cached_doc(&d.digest) {
+            Some(b) => b,
+            None if used == BlobUse::Config => self.client.small_blob(&d.digest, d.size).await?,
+            None => self.client.manifest(&d.digest.to_string()).await?,
+        };
+        self.check_digest(&format!("{what} {}", d.digest), &d.digest, &bytes)?;
+        if d.size != bytes.len() as u64 {
+            return Err(self.invalid(
+                what,
+                &d.digest,
+                format!("is {} bytes, its descriptor says {}", bytes.len(), d.size),
+            ));
         }
-        Ok(())
+        self.store_doc(&d.digest, &bytes);
+        Ok(bytes)
     }
 
     fn check_digest(&self, what: &str, digest: &Digest, bytes: &[u8]) -> Result<(), RegistryError> {
@@ -279,7 +278,7 @@ impl Walker<'_> {
             return Ok(());
         }
         Err(RegistryError::DigestMismatch {
-            reference: self.name.to_owned(),
+            reference: self.name.clone(),
             what: what.split(' ').next().unwrap_or(what).to_owned(),
             digest: digest.clone(),
             actual,
@@ -288,7 +287,7 @@ impl Walker<'_> {
 
     fn parse(&self, what: &str, bytes: &[u8]) -> Result<serde_json::Value, RegistryError> {
         serde_json::from_slice(bytes).map_err(|e| RegistryError::Invalid {
-            reference: self.name.to_owned(),
+            reference: self.name.clone(),
             what: what.to_owned(),
             reason: format!("not valid JSON ({e})"),
         })
@@ -296,7 +295,7 @@ impl Walker<'_> {
 
     fn invalid(&self, what: &str, digest: &Digest, reason: String) -> RegistryError {
         RegistryError::Invalid {
-            reference: self.name.to_owned(),
+            reference: self.name.clone(),
             what: format!("{what} {digest}"),
             reason,
         }
@@ -366,16 +365,4 @@ fn children_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<Vec<Descript
         Err(DescriptorError::NoManifests) => Ok(Vec::new()),
         r => r.map_err(|e| descriptor_error(e, name, digest)),
     }
-}
-
-/// A manifest's config and layers.
-fn parts_of(bytes: &[u8], name: &str, digest: &Digest) -> Result<(Descriptor, Vec<Descriptor>), RegistryError> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).unwrap_or_default();
-    oci::manifest_parts(&doc)
-        .ok_or_else(|| RegistryError::Invalid {
-            reference: name.to_owned(),
-            what: format!("manifest {digest}"),
-            reason: "no config".into(),
-        })?
-        .map_err(|e| descriptor_error(e, name, digest))
 }
