@@ -180,16 +180,12 @@ struct MountFlags {
     zstd_checkpoints: bool,
     /// After building, prune the cache to SIZE (500M, 2G, ...), least recently used first, never
     /// files of this or other live mounts (-o cache_max_size=SIZE).
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    #[arg(long, value_name = "SIZE", value_parser = imgfs::cache_admin::parse_size)]
     cache_max_size: Option<u64>,
     #[command(flatten)]
     cache: CacheArgs,
     #[command(flatten)]
     registry: RegistryArgs,
-}
-
-fn parse_size(text: &str) -> Result<u64, String> {
-    imgfs::cache_admin::parse_size(text).map_err(|e| e.to_string())
 }
 
 impl MountFlags {
@@ -331,10 +327,10 @@ enum CacheCommand {
         #[arg(long, value_name = "DIR")]
         cache_dir: Option<PathBuf>,
         /// Remove least recently used files until the cache holds at most SIZE (500M, 2G, 0).
-        #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+        #[arg(long, value_name = "SIZE", value_parser = imgfs::cache_admin::parse_size)]
         max_size: Option<u64>,
         /// Remove files not used for AGE (90s, 30m, 12h, 30d, 2w).
-        #[arg(long, value_name = "AGE", value_parser = parse_age)]
+        #[arg(long, value_name = "AGE", value_parser = imgfs::cache_admin::parse_duration)]
         older_than: Option<std::time::Duration>,
         /// Say what would be removed, remove nothing.
         #[arg(long)]
@@ -358,10 +354,6 @@ enum IndexCommand {
         #[command(flatten)]
         registry: RegistryArgs,
     },
-}
-
-fn parse_age(text: &str) -> Result<std::time::Duration, String> {
-    imgfs::cache_admin::parse_duration(text).map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {

@@ -4,8 +4,8 @@
 //! manifest, for local sources as for registries (docs/cli.md).
 
 use crate::image::{ImageNode, ImageSet, ManifestInfo};
-use crate::registry::Platform;
-use crate::source::{Format, SourceError};
+use crate::registry::{Platform, PlatformError};
+use crate::source::{one_line, Format, SourceError};
 use std::sync::Arc;
 
 /// What the user asked for.
@@ -56,11 +56,15 @@ pub fn choose(set: &ImageSet, choice: &Choice) -> Result<Chosen, SourceError> {
             )))
         }
     };
+    let platform_error = |source: PlatformError| SourceError::Platform {
+        path: set.path.clone(),
+        source,
+    };
     let wanted = match &choice.platform {
-        Some(p) => Some(Platform::parse(p).map_err(|e| err(e.to_string()))?),
+        Some(p) => Some(Platform::parse(p).map_err(|e| platform_error(e.into()))?),
         None => None,
     };
-    let manifest = pick_platform(&name, &node, wanted.as_ref()).map_err(err)?;
+    let manifest = pick_platform(&name, &node, wanted.as_ref()).map_err(platform_error)?;
     if let Some(n) = choice.layer {
         let present = manifest.layers.get(n).is_some_and(|l| l.present);
         if !present {
@@ -78,16 +82,17 @@ pub fn choose(set: &ImageSet, choice: &Choice) -> Result<Chosen, SourceError> {
 }
 
 /// The manifest of `node` for the wanted platform (default: this host's).
-fn pick_platform(name: &str, node: &Arc<ImageNode>, wanted: Option<&Platform>) -> Result<ManifestInfo, String> {
+fn pick_platform(name: &str, node: &Arc<ImageNode>, wanted: Option<&Platform>) -> Result<ManifestInfo, PlatformError> {
     let platform_of = |m: &ManifestInfo| m.platform.as_deref().map(platform_json);
+    // Platform names come from the image's configs: one line, whatever they hold.
+    let shown = |p: &str| one_line(&p.replace('-', "/")).into_owned();
     match node.as_ref() {
         ImageNode::Manifest(m) => match wanted {
-            Some(w) if !platform_of(m).is_some_and(|p| w.matches(&p)) => Err(format!(
-                "image {name:?} is {}, not {w} (--platform picks an image of a multi-platform index)",
-                m.platform
-                    .as_deref()
-                    .map_or("of no platform".into(), |p| p.replace('-', "/"))
-            )),
+            Some(w) if !platform_of(m).is_some_and(|p| w.matches(&p)) => Err(PlatformError::Other {
+                name: name.to_owned(),
+                is: m.platform.as_deref().map_or("of no platform".into(), shown),
+                wanted: one_line(&w.to_string()).into_owned(),
+            }),
             _ => Ok(m.clone()),
         },
         ImageNode::Index { .. } => {
@@ -98,18 +103,16 @@ fn pick_platform(name: &str, node: &Arc<ImageNode>, wanted: Option<&Platform>) -
             let found = manifests.iter().find(|m| platform_of(m).is_some_and(|p| w.matches(&p)));
             match found {
                 Some(m) => Ok((*m).clone()),
-                None => {
-                    let have: Vec<String> = manifests
+                None => Err(PlatformError::Missing {
+                    name: name.to_owned(),
+                    wanted: one_line(&w.to_string()).into_owned(),
+                    host: wanted.is_none(),
+                    have: manifests
                         .iter()
                         .filter_map(|m| m.platform.as_deref())
-                        .map(|p| p.replace('-', "/"))
-                        .collect();
-                    Err(format!(
-                        "image {name:?} has no image for platform {w}{} (it has: {})",
-                        if wanted.is_none() { ", this host's" } else { "" },
-                        have.join(", ")
-                    ))
-                }
+                        .map(shown)
+                        .collect(),
+                }),
             }
         }
     }

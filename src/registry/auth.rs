@@ -65,9 +65,31 @@ pub enum AuthError {
     /// An auth file the user named cannot be used.
     #[error("auth file {}: {reason}", path.display())]
     File { path: PathBuf, reason: String },
+    /// An entry of an auth file cannot be read.
+    #[error("auth file {}: entry {entry:?}", path.display())]
+    Entry {
+        path: PathBuf,
+        entry: String,
+        source: BadEntry,
+    },
     /// A credential helper failed.
     #[error("credential helper docker-credential-{helper}: {reason}")]
     Helper { helper: String, reason: String },
+}
+
+/// What is wrong with an auth file entry's `auth` field. The decoders' own errors are left
+/// out on purpose: they quote the byte they stopped at, a byte of the secret.
+#[derive(Debug, thiserror::Error)]
+pub enum BadEntry {
+    /// Not base64.
+    #[error("\"auth\" is not base64")]
+    NotBase64,
+    /// Decodes to bytes that are not UTF-8.
+    #[error("\"auth\" is not UTF-8")]
+    NotUtf8,
+    /// No `:` between user and password.
+    #[error("\"auth\" is not USER:PASSWORD")]
+    NotUserPassword,
 }
 
 /// Credentials found for a registry, and where from (for the log).
@@ -170,9 +192,10 @@ fn lookup(doc: &serde_json::Value, r: &ImageRef, path: &Path) -> Result<Option<F
         let Some((_, entry)) = auths.iter().find(|(k, _)| normalize_key(k) == *want) else {
             continue;
         };
-        if let Some(creds) = entry_credentials(entry).map_err(|reason| AuthError::File {
+        if let Some(creds) = entry_credentials(entry).map_err(|source| AuthError::Entry {
             path: path.to_path_buf(),
-            reason: format!("entry {want:?}: {reason}"),
+            entry: want.clone(),
+            source,
         })? {
             return Ok(Some(Found {
                 creds,
@@ -215,16 +238,17 @@ fn normalize_key(key: &str) -> String {
     }
 }
 
-fn entry_credentials(entry: &serde_json::Value) -> Result<Option<Credentials>, String> {
+/// The credentials of one `auths` entry; `None` when it has none imgfs can use.
+fn entry_credentials(entry: &serde_json::Value) -> Result<Option<Credentials>, BadEntry> {
     let field = |k: &str| entry.get(k).and_then(|v| v.as_str()).filter(|s| !s.is_empty());
     if let Some(auth) = field("auth") {
         let raw = base64::engine::general_purpose::STANDARD
             .decode(auth.trim())
-            .map_err(|_| "\"auth\" is not base64".to_owned())?;
-        let text = String::from_utf8(raw).map_err(|_| "\"auth\" is not UTF-8".to_owned())?;
+            .map_err(|_| BadEntry::NotBase64)?;
+        let text = String::from_utf8(raw).map_err(|_| BadEntry::NotUtf8)?;
         return Credentials::parse(&text)
             .map(Some)
-            .map_err(|_| "\"auth\" is not USER:PASSWORD".to_owned());
+            .map_err(|_| BadEntry::NotUserPassword);
     }
     if let (Some(u), Some(p)) = (field("username"), field("password")) {
         return Ok(Some(Credentials {
@@ -371,11 +395,30 @@ mod tests {
 
     #[test]
     fn bad_entries_never_show_secrets() {
-        let doc = serde_json::json!({"auths": {"quay.io": {"auth": b64("no-colon-secret")}}});
-        let err = lookup(&doc, &r("quay.io/a"), Path::new("f.json"))
-            .unwrap_err()
-            .to_string();
-        assert!(!err.contains("no-colon-secret"), "{err}");
+        // The whole chain, as `imgfs: ...` prints it.
+        let chain = |auth: &str| {
+            let doc = serde_json::json!({"auths": {"quay.io": {"auth": auth}}});
+            let e = lookup(&doc, &r("quay.io/a"), Path::new("f.json")).unwrap_err();
+            let mut text = e.to_string();
+            let mut cur: &dyn std::error::Error = &e;
+            while let Some(next) = cur.source() {
+                text = format!("{text}: {next}");
+                cur = next;
+            }
+            text
+        };
+        let cases = [
+            (b64("no-colon-secret"), "\"auth\" is not USER:PASSWORD"),
+            ("se!cret".to_owned(), "\"auth\" is not base64"),
+            (
+                base64::engine::general_purpose::STANDARD.encode([0xff, 0xfe]),
+                "\"auth\" is not UTF-8",
+            ),
+        ];
+        for (auth, why) in cases {
+            let err = chain(&auth);
+            assert_eq!(err, format!("auth file f.json: entry \"quay.io\": {why}"));
+        }
         let c = Credentials::parse("u:p:with:colons").unwrap();
         assert_eq!(c.password, "p:with:colons");
         assert!(!format!("{c:?}").contains("p:with"));

@@ -148,6 +148,41 @@ pub struct Platform {
 #[error("--platform {0:?}: expected OS/ARCH[/VARIANT]")]
 pub struct BadPlatform(pub String);
 
+/// An image that has nothing for the platform asked for (`--image` with `--platform`, or this
+/// host's). Text from the image (platform names) is kept on one line by whoever builds it.
+#[derive(Debug, thiserror::Error)]
+pub enum PlatformError {
+    /// `--platform` is not `OS/ARCH[/VARIANT]`.
+    #[error(transparent)]
+    Bad(#[from] BadPlatform),
+    /// A single-platform image of another platform.
+    #[error("image {name:?} is {is}, not {wanted} (--platform picks an image of a multi-platform index)")]
+    Other {
+        /// The ref.
+        name: String,
+        /// Its platform, `os/arch[/variant]` or "of no platform".
+        is: String,
+        /// The platform asked for.
+        wanted: String,
+    },
+    /// An index with no image for the platform.
+    #[error(
+        "image {name:?} has no image for platform {wanted}{} (it has: {})",
+        if *host { ", this host's" } else { "" },
+        have.join(", ")
+    )]
+    Missing {
+        /// The ref.
+        name: String,
+        /// The platform asked for.
+        wanted: String,
+        /// True when nobody asked: the host's platform was the default.
+        host: bool,
+        /// The platforms the index has.
+        have: Vec<String>,
+    },
+}
+
 impl Platform {
     /// Parses `os/arch[/variant]`.
     pub fn parse(text: &str) -> Result<Platform, BadPlatform> {

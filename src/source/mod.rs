@@ -112,6 +112,12 @@ pub enum SourceError {
         selector: String,
         available: String,
     },
+    /// The image has nothing for the platform `--image` (with `--platform`) asks for.
+    #[error("{}", path.display())]
+    Platform {
+        path: PathBuf,
+        source: crate::registry::PlatformError,
+    },
     /// The reference itself is malformed.
     #[error("invalid image reference {reference:?}: {}", one_line(reason))]
     BadReference { reference: String, reason: String },
