@@ -557,6 +557,43 @@ fn rootfs(d: &Daemon) -> PathBuf {
     d.path("images/load/rootfs")
 }
 
+/// A warm mount of the load image with `readers` readers running on its rootfs for 2 s, and
+/// with [`HELD`] files held open when asked.
+struct UnderLoad {
+    _tmp: tempfile::TempDir,
+    cache: PathBuf,
+    d: Daemon,
+    load: Load,
+    holders: Option<Holders>,
+}
+
+impl UnderLoad {
+    fn start(readers: usize, hold: bool) -> UnderLoad {
+        let tmp = tempdir();
+        let cache = tmp.path().join("cache");
+        let d = warm_daemon(&cache);
+        let root = rootfs(&d);
+        let holders = hold.then(|| Holders::start(&root, HELD));
+        let load = Load::start(&root, readers);
+        std::thread::sleep(Duration::from_secs(2));
+        UnderLoad {
+            _tmp: tmp,
+            cache,
+            d,
+            load,
+            holders,
+        }
+    }
+}
+
+/// The daemon exits with status 0 within [`EXIT_TIMEOUT`] of `event`.
+fn assert_exits_with_0(d: &mut Daemon, event: &str) {
+    let st = d
+        .wait_exit(EXIT_TIMEOUT)
+        .unwrap_or_else(|| panic!("the daemon did not exit after {event}"));
+    assert!(st.success(), "daemon exit status {st}");
+}
+
 /// A daemon on the load image with its own cache (or `cache`), the index built.
 fn warm_daemon(cache: &Path) -> Daemon {
     let d = Daemon::start(
@@ -699,13 +736,13 @@ fn assert_whole_cache_file(p: &Path) {
 #[test]
 fn umount_under_load() {
     require(&["fusermount3"]);
-    let tmp = tempdir();
-    let cache = tmp.path().join("cache");
-    let mut d = warm_daemon(&cache);
-    let root = rootfs(&d);
-    let holders = Holders::start(&root, HELD);
-    let load = Load::start(&root, 8);
-    std::thread::sleep(Duration::from_secs(2));
+    let UnderLoad {
+        _tmp,
+        cache,
+        mut d,
+        load,
+        holders,
+    } = UnderLoad::start(8, true);
 
     let o = run_imgfs(["umount".as_ref(), d.dir.as_os_str()], MOUNT_TIMEOUT);
     let err = o.stderr_str();
@@ -729,11 +766,8 @@ fn umount_under_load() {
     run_imgfs(["umount".as_ref(), "--lazy".as_ref(), d.dir.as_os_str()], MOUNT_TIMEOUT).assert_ok();
     assert!(!is_mounted(&d.dir), "imgfs umount --lazy left the mount");
     let counts = load.finish();
-    holders.finish();
-    let st = d
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("the daemon did not exit after the lazy unmount");
-    assert!(st.success(), "daemon exit status {st}");
+    holders.into_iter().for_each(Holders::finish);
+    assert_exits_with_0(&mut d, "the lazy unmount");
     eprintln!("umount under load: {}", counts.summary());
     counts.assert_no_failure("umount under load");
     assert_cache_valid_and_remount_works(&d.dir.clone(), &cache);
@@ -743,13 +777,13 @@ fn umount_under_load() {
 /// moment read on to their end, the daemon exits 0 once they are closed.
 #[test]
 fn sigterm_under_load() {
-    let tmp = tempdir();
-    let cache = tmp.path().join("cache");
-    let mut d = warm_daemon(&cache);
-    let root = rootfs(&d);
-    let holders = Holders::start(&root, HELD);
-    let load = Load::start(&root, 8);
-    std::thread::sleep(Duration::from_secs(2));
+    let UnderLoad {
+        _tmp,
+        cache,
+        mut d,
+        load,
+        holders,
+    } = UnderLoad::start(8, true);
     load.faulted.store(true, Ordering::SeqCst);
     d.signal(libc::SIGTERM);
     let start = Instant::now();
@@ -765,11 +799,8 @@ fn sigterm_under_load() {
         d.wait_exit(Duration::ZERO).is_none(),
         "the daemon exited with files still open"
     );
-    holders.finish();
-    let st = d
-        .wait_exit(EXIT_TIMEOUT)
-        .expect("the daemon did not exit after SIGTERM");
-    assert!(st.success(), "daemon exit status {st}");
+    holders.into_iter().for_each(Holders::finish);
+    assert_exits_with_0(&mut d, "SIGTERM");
     eprintln!(
         "SIGTERM under load, unmounted after {:?}: {}",
         start.elapsed(),
@@ -796,12 +827,13 @@ fn sigterm_under_load() {
 /// point says what it is, `imgfs umount` removes it, and the next mount works from the cache.
 #[test]
 fn sigkill_under_load() {
-    let tmp = tempdir();
-    let cache = tmp.path().join("cache");
-    let mut d = warm_daemon(&cache);
-    let root = rootfs(&d);
-    let load = Load::start(&root, READERS);
-    std::thread::sleep(Duration::from_secs(2));
+    let UnderLoad {
+        _tmp,
+        cache,
+        mut d,
+        load,
+        ..
+    } = UnderLoad::start(READERS, false);
     load.faulted.store(true, Ordering::SeqCst);
     d.signal(libc::SIGKILL);
     d.wait_exit(EXIT_TIMEOUT).expect("SIGKILL did not end the daemon");

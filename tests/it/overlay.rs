@@ -5,7 +5,7 @@
 //! through when both markers are served.
 
 use crate::rootfs::{built_fixture, edge};
-use crate::util::{crate_root, is_mounted, mount_at, require, run, tempdir, Mount};
+use crate::util::{assert_same_dump, is_mounted, mount_at, require, run, tempdir, treedump, Mount};
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -27,29 +27,11 @@ fn overlay_image() -> &'static Path {
 /// The canonical dump of a tree, hardlink groups by inode number: overlayfs reports a lower
 /// file's own nlink, which may count names a later layer replaced (docs/layout.md).
 fn dump(dir: &Path) -> String {
-    let script = crate_root().join("tests/fixtures/edge/treedump.py");
-    let o = run(
-        Command::new("python3").arg(&script).arg(dir).arg("--links-by-inode"),
-        Duration::from_secs(60),
-    );
-    assert!(
-        o.ok(),
-        "treedump {} failed: {}\n{}",
-        dir.display(),
-        o.describe(),
-        o.stderr_str()
-    );
-    o.stdout_str()
+    treedump(dir, &["--links-by-inode"])
 }
 
 fn assert_same(what: &str, got: &str, want: &str) {
-    if got == want {
-        return;
-    }
-    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
-    let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
-    let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
-    panic!("{what}\n--- only in rootfs/:\n{missing:#?}\n--- only in the overlay mount:\n{extra:#?}");
+    assert_same_dump(what, got, want, ["rootfs/", "the overlay mount"]);
 }
 
 /// A kernel overlayfs mount of `lower` (bottom first), unmounted by its path on drop.

@@ -3,7 +3,7 @@
 //! `umoci unpack` of the same image — paths, types, modes, owners, sizes, content hashes, symlink
 //! targets, hardlink groups, xattrs, mtimes — with a cold index cache and again with a warm one.
 
-use crate::util::{crate_root, imgfs, ref_dirs, require, run, tempdir, Mount};
+use crate::util::{assert_same_dump, crate_root, imgfs, ref_dirs, require, run, tempdir, treedump, Mount};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
@@ -37,28 +37,15 @@ pub fn built_fixture(script: &str, out: &str, tools: &[&str]) -> PathBuf {
 
 /// The canonical dump of a tree (tests/fixtures/edge/treedump.py).
 pub fn dump(dir: &Path) -> String {
-    let script = crate_root().join("tests/fixtures/edge/treedump.py");
-    let o = run(Command::new("python3").arg(&script).arg(dir), Duration::from_secs(300));
-    assert!(
-        o.ok(),
-        "treedump {} failed: {}\n{}",
-        dir.display(),
-        o.describe(),
-        o.stderr_str()
-    );
-    o.stdout_str()
+    treedump(dir, &[])
 }
 
 pub fn assert_same_tree(what: &str, got: &str, want: &str) {
-    if got == want {
-        return;
-    }
-    let g: Vec<&str> = got.lines().collect();
-    let w: Vec<&str> = want.lines().collect();
-    let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
-    let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
-    panic!(
-        "{what}: rootfs differs from umoci unpack\n--- only in umoci:\n{missing:#?}\n--- only in imgfs:\n{extra:#?}"
+    assert_same_dump(
+        &format!("{what}: rootfs differs from umoci unpack"),
+        got,
+        want,
+        ["umoci", "imgfs"],
     );
 }
 

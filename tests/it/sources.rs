@@ -866,25 +866,12 @@ fn real_clients(fixture: &Path, oci_ref: &str, expect_digest: Option<&str>, unpa
     require(&["skopeo", "umoci"]);
     let m = Mount::new(fixture);
     let mnt = p(&m.dir);
-    let o = run(
-        Command::new("skopeo")
-            .arg("inspect")
-            .arg(format!("oci:{mnt}:{oci_ref}")),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
+    let o = skopeo(&["inspect", &format!("oci:{mnt}:{oci_ref}")]);
     let info: Value = serde_json::from_slice(&o.stdout).expect("skopeo inspect JSON");
     if let Some(d) = expect_digest {
         assert_eq!(info["Digest"], d, "skopeo inspect oci:MNT:{oci_ref}");
     }
-    let raw = run(
-        Command::new("skopeo")
-            .arg("inspect")
-            .arg("--raw")
-            .arg(format!("oci:{mnt}:{oci_ref}")),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{mnt}:{oci_ref}")]);
     let idx = m.json("index.json");
     let desc = idx["manifests"]
         .as_array()
@@ -901,23 +888,13 @@ fn real_clients(fixture: &Path, oci_ref: &str, expect_digest: Option<&str>, unpa
 
     let tmp = tempdir();
     let out = tmp.path().join("copy.tar");
-    run(
-        Command::new("skopeo")
-            .arg("copy")
-            .arg("-q")
-            .arg(format!("oci:{mnt}:{oci_ref}"))
-            .arg(format!("oci-archive:{}:copy", p(&out))),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
-    let copied = run(
-        Command::new("skopeo")
-            .arg("inspect")
-            .arg("--raw")
-            .arg(format!("oci-archive:{}:copy", p(&out))),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
+    skopeo(&[
+        "copy",
+        "-q",
+        &format!("oci:{mnt}:{oci_ref}"),
+        &format!("oci-archive:{}:copy", p(&out)),
+    ]);
+    let copied = skopeo(&["inspect", "--raw", &format!("oci-archive:{}:copy", p(&out))]);
     let orig: Value = serde_json::from_slice(&raw.stdout).unwrap();
     let copy: Value = serde_json::from_slice(&copied.stdout).unwrap();
     let all_compressed = orig["layers"]
@@ -1101,29 +1078,14 @@ fn clients_multi_platform() {
     require(&["skopeo"]);
     let m = Mount::new(fx("multi"));
     let mnt = p(&m.dir);
-    let raw = run(
-        Command::new("skopeo")
-            .arg("inspect")
-            .arg("--raw")
-            .arg(format!("oci:{mnt}:multi")),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
+    let raw = skopeo(&["inspect", "--raw", &format!("oci:{mnt}:multi")]);
     assert_eq!(
         raw.stdout,
         m.read("images/multi/index.json"),
         "skopeo inspect --raw gives the index"
     );
     for arch in ["amd64", "arm64"] {
-        let o = run(
-            Command::new("skopeo")
-                .arg("--override-arch")
-                .arg(arch)
-                .arg("inspect")
-                .arg(format!("oci:{mnt}:multi")),
-            CMD_TIMEOUT,
-        )
-        .assert_ok();
+        let o = skopeo(&["--override-arch", arch, "inspect", &format!("oci:{mnt}:multi")]);
         let v: Value = serde_json::from_slice(&o.stdout).unwrap();
         assert_eq!(
             v["Architecture"], arch,
@@ -1133,16 +1095,13 @@ fn clients_multi_platform() {
         let want = sha256_file(&m.path("images/multi/index.json"));
         assert_eq!(v["Digest"], format!("sha256:{want}"));
         // the platform's own manifest, through the mount
-        let per = run(
-            Command::new("skopeo")
-                .arg("--override-arch")
-                .arg(arch)
-                .arg("inspect")
-                .arg("--config")
-                .arg(format!("oci:{mnt}:multi")),
-            CMD_TIMEOUT,
-        )
-        .assert_ok();
+        let per = skopeo(&[
+            "--override-arch",
+            arch,
+            "inspect",
+            "--config",
+            &format!("oci:{mnt}:multi"),
+        ]);
         let cfg = m.read(&format!("images/multi/linux-{arch}/config.json"));
         let a: Value = serde_json::from_slice(&per.stdout).unwrap();
         let b: Value = serde_json::from_slice(&cfg).unwrap();
@@ -1153,24 +1112,14 @@ fn clients_multi_platform() {
     }
     let tmp = tempdir();
     let out = tmp.path().join("all");
-    run(
-        Command::new("skopeo")
-            .arg("copy")
-            .arg("-q")
-            .arg("--all")
-            .arg(format!("oci:{mnt}:multi"))
-            .arg(format!("oci:{}:multi", p(&out))),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
-    let copied = run(
-        Command::new("skopeo")
-            .arg("inspect")
-            .arg("--raw")
-            .arg(format!("oci:{}:multi", p(&out))),
-        CMD_TIMEOUT,
-    )
-    .assert_ok();
+    skopeo(&[
+        "copy",
+        "-q",
+        "--all",
+        &format!("oci:{mnt}:multi"),
+        &format!("oci:{}:multi", p(&out)),
+    ]);
+    let copied = skopeo(&["inspect", "--raw", &format!("oci:{}:multi", p(&out))]);
     assert_eq!(copied.stdout, raw.stdout);
 }
 

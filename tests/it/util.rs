@@ -288,6 +288,12 @@ where
     c
 }
 
+/// Runs skopeo with `args` (within [`CMD_TIMEOUT`]), which must succeed.
+pub fn skopeo(args: &[&str]) -> Outcome {
+    require(&["skopeo"]);
+    run(Command::new("skopeo").args(args), CMD_TIMEOUT).assert_ok()
+}
+
 pub fn run_imgfs<I, S>(args: I, timeout: Duration) -> Outcome
 where
     I: IntoIterator<Item = S>,
@@ -645,6 +651,36 @@ pub fn walk_metadata(mnt: &Path) -> Vec<PathBuf> {
                 .unwrap_or(false);
         !is_view
     })
+}
+
+/// The canonical text dump of a tree by tests/fixtures/edge/treedump.py (`args`: its options).
+pub fn treedump(dir: &Path, args: &[&str]) -> String {
+    let script = crate_root().join("tests/fixtures/edge/treedump.py");
+    let o = run(
+        Command::new("python3").arg(&script).arg(dir).args(args),
+        Duration::from_secs(300),
+    );
+    assert!(
+        o.ok(),
+        "treedump {} failed: {}\n{}",
+        dir.display(),
+        o.describe(),
+        o.stderr_str()
+    );
+    o.stdout_str()
+}
+
+/// Two dumps must be equal; otherwise the panic lists the lines only one side has, each side
+/// named by `names` (`want`'s first).
+pub fn assert_same_dump(what: &str, got: &str, want: &str, names: [&str; 2]) {
+    if got == want {
+        return;
+    }
+    let (g, w): (Vec<&str>, Vec<&str>) = (got.lines().collect(), want.lines().collect());
+    let missing: Vec<&&str> = w.iter().filter(|l| !g.contains(l)).collect();
+    let extra: Vec<&&str> = g.iter().filter(|l| !w.contains(l)).collect();
+    let [want_name, got_name] = names;
+    panic!("{what}\n--- only in {want_name}:\n{missing:#?}\n--- only in {got_name}:\n{extra:#?}");
 }
 
 /// One sorted line per path: `path type mode size sha256|target` (directory sizes are left out:
