@@ -75,14 +75,14 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Parts>> {
 }
 
 /// Parts whose first buffer holds at least `first` bytes: pooled ones if any (the smallest
-/// large enough, else the largest, grown), else new ones.
+/// large enough, else any with a new first buffer), else new ones.
 fn take_parts(first: usize) -> io::Result<Parts> {
     let taken = {
         let mut p = pool();
         let fit = (0..p.len())
             .filter(|&i| p[i].bufs[0].len() >= first)
             .min_by_key(|&i| p[i].bufs[0].len())
-            .or_else(|| (0..p.len()).max_by_key(|&i| p[i].bufs[0].len()));
+            .or_else(|| (!p.is_empty()).then_some(0));
         fit.map(|i| p.swap_remove(i))
     };
     let mut parts = match taken {
@@ -93,8 +93,10 @@ fn take_parts(first: usize) -> io::Result<Parts> {
         },
     };
     if parts.bufs[0].len() < first {
-        // Old bytes stay: a decoder only reads what it wrote or what its checkpoint restored.
-        parts.bufs[0].resize(first, 0);
+        // Not grown in place: `vec![0; n]` gets zero pages from the kernel that are touched
+        // only where the decoder writes (a 128 MiB `--long` window is mostly never touched),
+        // where growing would write zeros over all of it.
+        parts.bufs[0] = vec![0u8; first];
     }
     Ok(parts)
 }
@@ -219,8 +221,8 @@ impl History {
             let o = 1 - c;
             if self.bufs[o].len() < self.cap {
                 // libzstd's only pointers into this buffer are to history older than the window
-                // once the other buffer holds a window of output, so it may move now.
-                self.bufs[o].resize(self.cap, 0);
+                // once the other buffer holds a window of output, so it may be replaced now.
+                self.bufs[o] = vec![0u8; self.cap];
             }
             self.base[o] = self.end();
             self.lo[o] = 0;
