@@ -3,86 +3,104 @@
 # shellcheck disable=SC2034 # globals set here are read by scripts/bench
 # shellcheck disable=SC2016 # backquotes in single quotes are markdown
 
-ROWS=() PROBLEMS=() NOTES=() MOUNTS=()
+MOUNTS=()
 DROP_OK=1
+REPORT_PY=$REPO/scripts/bench_report.py
 
 log() { printf '[bench %s] %s\n' "$(date +%T)" "$*" >&2; }
 section() { log "== $*"; }
 die() { log "error: $*"; exit 1; }
-note() { log "note: $*"; NOTES+=("$*"); }
-problem() { log "PROBLEM: $*"; PROBLEMS+=("$*"); }
+note() { log "note: $*"; record type=note "text=$*"; }
+problem() { log "PROBLEM: $*"; record type=problem "text=$*"; }
 
 # ---------------------------------------------------------------------------------------------
-# Numbers and formatting (awk does the arithmetic; LC_ALL=C keeps '.' as the decimal point).
+# Measurements are recorded raw in $RUN/rows.jsonl, one JSON object per line; scripts/bench_report.py
+# computes best, median and ratios from them and writes the report (its docstring has the format).
+# Here: recording, and the report's own number formats for labels and messages.
 
 # Seconds elapsed since $1 (an $EPOCHREALTIME value).
 since() { awk -v a="$1" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }'; }
-# Sets MIN and MED (median) of the arguments.
-minmed() {
-  local s
-  s=$(printf '%s\n' "$@" | sort -g)
-  MIN=$(head -n1 <<< "$s")
-  MED=$(awk -v n=$# '{ a[NR] = $1 } END { if (n % 2) print a[(n + 1) / 2]; else printf "%.4f\n", (a[n / 2] + a[n / 2 + 1]) / 2 }' <<< "$s")
+# One number as the report formats it (bench_report.py fmt): time, size, mbps, rate, ratio, pct.
+fmt_time() { python3 "$REPORT_PY" fmt time "$1"; }
+fmt_size() { python3 "$REPORT_PY" fmt size "$1"; }
+mbps() { python3 "$REPORT_PY" fmt mbps "$1" "$2"; }
+rate() { python3 "$REPORT_PY" fmt rate "$1" "$2"; }
+pct() { python3 "$REPORT_PY" fmt pct "$1" "$2"; }
+
+# record KEY=TEXT|KEY:=JSON...: one object of $RUN/rows.jsonl.
+record() {
+  jq -nc '$ARGS.positional | map(capture("^(?<k>[A-Za-z_]+)(?<j>:?)=(?<v>.*)$"; "s")
+    | {(.k): (if .j == ":" then (.v | fromjson) else .v end)}) | add' --args "$@" >> "$RUN/rows.jsonl"
 }
-fmt_time() { awk -v t="$1" 'BEGIN { if (t < 0.1) printf "%.3f s", t; else if (t < 10) printf "%.2f s", t; else printf "%.1f s", t }'; }
-fmt_size() {
-  awk -v b="$1" 'BEGIN { if (b < 1048576) printf "%.1f KiB", b / 1024; else if (b < 1073741824) printf "%.1f MiB", b / 1048576;
-                          else printf "%.2f GiB", b / 1073741824 }'
+# nums N...: a JSON list of the arguments that are numbers.
+nums() { jq -nc '[$ARGS.positional[] | tonumber?]' --args "$@"; }
+# series NAME "N N N" [NAME "N N N"]...: named lists of numbers, for the expressions of cells (a
+# NAME is not an operator of the expressions: not "size", "time", "min"...).
+series() {
+  jq -nc '$ARGS.positional as $a | reduce range(0; $a | length; 2) as $i ({};
+    .[$a[$i]] = [$a[$i + 1] | splits(" +") | select(. != "") | tonumber?])' --args "$@"
 }
-# Rates keep two significant digits below 10 (slow peers), none above.
-mbps() { awk -v b="$1" -v t="$2" 'BEGIN { r = (t > 0 ? b / t / 1e6 : 0); printf (r < 10 ? "%.2g" : "%.0f"), r }'; }
-rate() { awk -v n="$1" -v t="$2" 'BEGIN { r = (t > 0 ? n / t : 0); printf (r < 10 ? "%.2g" : "%.0f"), r }'; }
-ratio() {
-  awk -v a="$1" -v b="$2" 'BEGIN { if (b <= 0) { printf "?"; exit } r = a / b
-    printf (r < 0.1 ? "%.2g" : "%.2f"), r }'
+# cells NAME PART... [NAME PART...]...: table cells (NAME: best, median, ratio or notes) as lists of
+# parts: "=TEXT" is text, "@EXPR" a value bench_report.py computes (e.g. "@hwm med size").
+cells() {
+  jq -nc 'reduce $ARGS.positional[] as $a ({o: {}, k: null};
+    if ($a | startswith("@")) then .o[.k] += [{x: $a[1:]}]
+    elif ($a | startswith("=")) then .o[.k] += [$a[1:]]
+    else .k = $a | .o[$a] = [] end) | .o' --args "$@"
 }
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf (a / b < 0.001 ? "%.4f %%" : "%.2f %%"), 100 * a / b; else printf "?" }'; }
 
 # ---------------------------------------------------------------------------------------------
-# Table rows: "| measurement | best | median | ratio | notes |".
+# Table rows: "| measurement | best | median | ratio | notes |". ROW_ID (set for one call) names
+# a row that others take ratios to; ROW_SERIES (JSON from `series`) gives a row more lists of
+# numbers for its cells' expressions.
 
+# add_row LABEL BEST MEDIAN RATIO NOTES: a row of text.
 add_row() {
-  ROWS+=("| $1 | $2 | $3 | $4 | $5 |")
-  printf '%s\t%s\t%s\t%s\t%s\n' "$@" >> "$RUN/rows.tsv"
+  record type=row "id=${ROW_ID:-$1}" "label=$1" kind=text "cells:=$(cells best "=$2" median "=$3" ratio "=$4" notes "=$5")"
   log "row: $1 | $2 | $3 | $4 | $5"
 }
-fail_row() { add_row "$1" "FAILED" "" "" "$2"; problem "$1: $2"; }
-# time_row LABEL REF_MEDIAN REF_NAME NOTES TIMES...: best/median time, median as a ratio to REF.
-time_row() {
-  local label=$1 ref=$2 refname=$3 notes=$4
-  shift 4
-  printf '%s\t%s\n' "$label" "$*" >> "$RUN/raw.tsv"
-  minmed "$@"
-  local r=""
-  [[ -n $ref ]] && r="$(ratio "$MED" "$ref")× $refname"
-  add_row "$label" "$(fmt_time "$MIN")" "$(fmt_time "$MED")" "$r" "$notes"
+# xrow LABEL CELLS [KEY=...]...: a row of computed cells (CELLS from `cells`).
+xrow() {
+  record type=row "id=${ROW_ID:-$1}" "label=$1" kind=text "cells:=$2" "series:=${ROW_SERIES:-null}" "${@:3}"
+  log "row: $1"
 }
-# Rows of the random-file and sequential-read groups are collected, then printed together.
+fail_row() { add_row "$1" "FAILED" "" "" "$2"; problem "$1: $2"; }
+# time_row LABEL REF_ID REF_NAME NOTE_PART... -- TIMES...: best/median time, median as a ratio to the
+# median of row REF_ID (none if empty). NOTE_PARTs as for `cells`.
+time_row() {
+  local label=$1 ref=$2 refname=$3 notes=()
+  shift 3
+  while (($#)) && [[ $1 != -- ]]; do notes+=("$1"); shift; done
+  shift
+  record type=row "id=${ROW_ID:-$label}" "label=$label" kind=time "ref=$ref" "ref_name=$refname" \
+    "values:=$(nums "$@")" "series:=${ROW_SERIES:-null}" "cells:=$(cells notes "${notes[@]}")"
+  log "row: $label: $*"
+}
+# Rows of the random-file and sequential-read groups are recorded with their group, and printed
+# together where `place_rows` puts them (the rows of a group since its last place).
 rand_label() { echo "$NRAND random files < 64 KiB ($(fmt_size "$FILE_BYTES")), cold page cache: $1"; }
 seq_label() { echo "sequential read of the largest file ($(fmt_size "$LARGEST_SIZE")), cold page cache: $1"; }
+# rand_row NAME NOTES TIMES...: files/s of the best and median run, ratio to the local fs's median.
 rand_row() {
   local name=$1 notes=$2
   shift 2
-  printf '%s\t%s\n' "random files: $name" "$*" >> "$RUN/raw.tsv"
-  minmed "$@"
-  local r
-  r=$(rate "$NRAND" "$MED")
-  RAND_ROWS+=("$(rand_label "$name")|$(rate "$NRAND" "$MIN") files/s|$r files/s|$(ratio "$r" "$EXT_RATE")× local fs|$notes")
+  record type=row "id=${ROW_ID:-rand: $name}" group=rand "label=$(rand_label "$name")" kind=rate "count:=$NRAND" \
+    "ref=$RAND_REF" "ref_name=local fs" "values:=$(nums "$@")" "cells:=$(cells notes "=$notes")"
+  log "row: random files, $name: $*"
 }
+# seq_row NAME NOTES TIMES...: MB/s of the largest file, ratio to the local fs's median.
 seq_row() {
   local name=$1 notes=$2
   shift 2
-  printf '%s\t%s\n' "sequential: $name" "$*" >> "$RUN/raw.tsv"
-  minmed "$@"
-  local r
-  r=$(mbps "$LARGEST_SIZE" "$MED")
-  SEQ_ROWS+=("$(seq_label "$name")|$(mbps "$LARGEST_SIZE" "$MIN") MB/s|$r MB/s|$(ratio "$r" "$EXT_SEQ")× local fs|$notes")
+  record type=row "id=${ROW_ID:-seq: $name}" group=seq "label=$(seq_label "$name")" kind=mbps "bytes:=$LARGEST_SIZE" \
+    "ref=$SEQ_REF" "ref_name=local fs" "values:=$(nums "$@")" "cells:=$(cells notes "=$notes")"
+  log "row: sequential, $name: $*"
 }
-emit_sub_row() {
-  local a b c d e
-  IFS='|' read -r a b c d e <<< "$1"
-  add_row "$a" "$b" "$c" "$d" "$e"
-}
+# rand_text NAME CELLS / seq_text NAME CELLS: a row of text in those groups (n/a, FAILED).
+rand_text() { record type=row group=rand "label=$(rand_label "$1")" kind=text "cells:=$2"; }
+seq_text() { record type=row group=seq "label=$(seq_label "$1")" kind=text "cells:=$2"; }
+# The random-file rows, then the sequential ones, recorded since the last call.
+place_rows() { record type=place group=rand; record type=place group=seq; }
 
 # ---------------------------------------------------------------------------------------------
 # Page cache, processes, mounts.
@@ -191,7 +209,7 @@ cleanup() {
   unmount_all
   if [[ -n ${RUN:-} && -d $RUN ]]; then
     # Keep the report and logs; drop caches, scratch trees, the binary copy.
-    find "$RUN" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name '*.md' ! -name '*.tsv' -exec rm -rf {} +
+    find "$RUN" -mindepth 1 -maxdepth 1 ! -name '*.log' ! -name '*.md' ! -name '*.jsonl' -exec rm -rf {} +
   fi
   exit "$rc"
 }
@@ -433,10 +451,11 @@ check_bytes() {
 
 # cold_index_rows SOURCE LABEL [brief]: RUNS x (empty cache dir, drop page cache, mount,
 # ls -R rootfs). Sets LAST_REF, LAST_CACHE (the index cache of the last run, kept warm). Ratios
-# are to IDX_REF_MED, named IDX_REF_NAME (default: the gzip -dc row).
+# are to row IDX_REF, named IDX_REF_NAME (default: the gzip -dc row, GZ_REF). Without brief, the
+# peak RSS row is "rss-indexing", whose series "base" (the just-mounted daemon) tree_check_row uses.
 cold_index_rows() {
   local src=$1 label=$2 brief=${3:-} i t0 cache prev="" ref="" err=""
-  local refmed=${IDX_REF_MED:-$GZ_MED} refname=${IDX_REF_NAME:-gzip -dc}
+  local refrow=${IDX_REF:-$GZ_REF} refname=${IDX_REF_NAME:-gzip -dc}
   local times=() mtimes=() hwms=() sizes=() bases=()
   for ((i = 1; i <= RUNS; i++)); do
     cache=$(mktemp -d "$RUN/cache.XXXXXX")
@@ -468,25 +487,20 @@ cold_index_rows() {
     return 1
   fi
   LAST_REF=$ref LAST_CACHE=$prev
-  minmed "${mtimes[@]}"
-  local mount_med=$MED
-  minmed "${hwms[@]}"
-  local hwm_min=$MIN hwm_med=$MED
-  minmed "${sizes[@]}"
-  local size_med=$MED
-  minmed "${bases[@]}"
-  local base_med=$MED per100k
-  [[ -n $brief ]] || MOUNTED_BASE=$base_med
-  per100k=$(awk -v h="$hwm_med" -v b="$base_med" -v n="$ENTRIES" 'BEGIN { print (h - b) / (n / 100000) }')
+  local sr
+  sr=$(series mount "${mtimes[*]}" hwm "${hwms[*]}" index "${sizes[*]}" base "${bases[*]}")
   if [[ -n $brief ]]; then
-    time_row "$label" "$refmed" "$refname" "mount alone $(fmt_time "$mount_med"); peak RSS $(fmt_size "$hwm_med"); index $(fmt_size "$size_med")" "${times[@]}"
+    ROW_SERIES=$sr time_row "$label" "$refrow" "$refname" "=mount alone " "@mount med time" "=; peak RSS " "@hwm med size" \
+      "=; index " "@index med size" -- "${times[@]}"
     return 0
   fi
-  time_row "$label" "$refmed" "$refname" "$ENTRIES entries; the mount alone: median $(fmt_time "$mount_med")" "${times[@]}"
-  add_row "imgfs daemon peak RSS while indexing (VmHWM)" "$(fmt_size "$hwm_min")" "$(fmt_size "$hwm_med")" "" \
-    "$(fmt_size "$per100k") per 100k entries above the $(fmt_size "$base_med") of the just-mounted daemon"
-  add_row "imgfs index size on disk (du of the cache dir)" "" "$(fmt_size "$size_med")" "$(pct "$size_med" "$UNC_SIZE") of the tar" \
-    "$(awk -v s="$size_med" -v n="$ENTRIES" 'BEGIN { printf "%.0f", s / n }') bytes per entry"
+  ROW_SERIES=$sr time_row "$label" "$refrow" "$refname" "=$ENTRIES entries; the mount alone: median " "@mount med time" -- "${times[@]}"
+  ROW_ID=rss-indexing ROW_SERIES=$sr xrow "imgfs daemon peak RSS while indexing (VmHWM)" "$(cells best "@hwm min size" \
+    median "@hwm med size" notes "@hwm med base med - $ENTRIES 100000 / / size" "= per 100k entries above the " \
+    "@base med size" "= of the just-mounted daemon")"
+  MOUNTED_BASE=rss-indexing
+  ROW_SERIES=$sr xrow "imgfs index size on disk (du of the cache dir)" "$(cells median "@index med size" \
+    ratio "@index med $UNC_SIZE pct" "= of the tar" notes "@index med $ENTRIES / f0" "= bytes per entry")"
 }
 
 # decompress_times CMD...: RUNS x (drop the page cache, CMD > /dev/null); sets TIMES.
@@ -530,14 +544,14 @@ first_byte_row() {
     unmount_all
   done
   if ((ok)); then
-    time_row "$label" "" "" "head -c1 of ${path##*rootfs/}" "${times[@]}"
+    time_row "$label" "" "" "=head -c1 of ${path##*rootfs/}" -- "${times[@]}"
   else
     fail_row "$label" "mount or read of $path failed (see $LOG)"
   fi
 }
 
 # local_read_rows TREE: the random files and the largest file read from the extracted tree (the
-# reference rates EXT_RATE, EXT_SEQ; FSTYPE), after noting their sha256 for check_bytes.
+# reference rows RAND_REF, SEQ_REF of the ratios; FSTYPE), after noting their sha256 for check_bytes.
 local_read_rows() {
   local tree=$1 i t0 times=() stimes=()
   sha_of_list "$tree" "$RANDLIST" > "$RUN/random.sha"
@@ -553,12 +567,11 @@ local_read_rows() {
     stimes+=("$(since "$t0")")
   done
   FSTYPE=$(findmnt -n -o FSTYPE -T "$tree" || echo "?")
-  minmed "${times[@]}"
-  EXT_RATE=$(rate "$NRAND" "$MED")
-  minmed "${stimes[@]}"
-  EXT_SEQ=$(mbps "$LARGEST_SIZE" "$MED")
-  rand_row "extracted tree on $FSTYPE" "" "${times[@]}"
-  seq_row "extracted tree on $FSTYPE" "" "${stimes[@]}"
+  # One pair per call: scripts/bench-layers reads two trees.
+  LOCAL_N=$((${LOCAL_N:-0} + 1))
+  RAND_REF="rand-local-$LOCAL_N" SEQ_REF="seq-local-$LOCAL_N"
+  ROW_ID=$RAND_REF rand_row "extracted tree on $FSTYPE" "" "${times[@]}"
+  ROW_ID=$SEQ_REF seq_row "extracted tree on $FSTYPE" "" "${stimes[@]}"
 }
 
 # imgfs_read_once NAME SOURCE CACHE REF LAST: one run of the read rows (mount with the warm
@@ -587,7 +600,7 @@ imgfs_read_once() {
 
 # imgfs_read_rows NAME SOURCE CACHE REF [NAME2 BINARY2 CACHE2 REF2]: RUNS x imgfs_read_once; bytes
 # checked on the last run. With a second binary (--compare), its runs alternate with these, so
-# that both see the same machine. Adds to RAND_ROWS and SEQ_ROWS.
+# that both see the same machine. Records random-file and sequential rows.
 imgfs_read_rows() {
   local src=$2 i j n=1
   local names=("$1") bins=("$IMGFS") caches=("$3") refs=("$4") errs=("") notes=("")
@@ -620,7 +633,8 @@ imgfs_read_rows() {
       # shellcheck disable=SC2086
       seq_row "$name" "$SEQ_NOTE${err:+; ERROR: $err}" ${stimes[$j]}
     else
-      RAND_ROWS+=("$(rand_label "$name")|FAILED|||$err") SEQ_ROWS+=("$(seq_label "$name")|FAILED|||$err")
+      rand_text "$name" "$(cells best =FAILED notes "=$err")"
+      seq_text "$name" "$(cells best =FAILED notes "=$err")"
     fi
   done
 }
@@ -699,7 +713,9 @@ tree_check_row() {
   # this mount already holds the tree: the base is the just-mounted daemon of the cold-index row,
   # which had nothing loaded.
   mounted=$(vm_hwm "$DPID")
-  base=${MOUNTED_BASE:-$mounted}
+  # The expression of the base: the median of the cold-index row's, or this daemon's.
+  base=$mounted
+  [[ -n ${MOUNTED_BASE:-} ]] && base="$MOUNTED_BASE:base med"
   t0=$EPOCHREALTIME
   timeout -k 5 "$LIMIT" bash -c "$(declare -f tree_listing); tree_listing \"\$1\"" _ "$MNT/images/$REF/rootfs" > "$RUN/imgfs.listing" 2> "$RUN/find.err" || true
   t=$(since "$t0")
@@ -719,9 +735,12 @@ tree_check_row() {
   if [[ -s $RUN/find.err ]]; then
     problem "find over rootfs printed errors: $(head -n1 "$RUN/find.err" | cut -c1-200)"
   fi
-  add_row "imgfs daemon peak RSS per 100k entries (warm index, after find over rootfs)" \
-    "$(awk -v h="$hwm" -v b="$base" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f MiB", (h - b) / (n / 100000) / 1048576; else print "?" }')" \
-    "" "" "VmHWM $(fmt_size "$hwm") for $n entries; a just-mounted daemon with nothing loaded: $(fmt_size "$base"); this one after its mount (rootfs loaded by the warm-up): $(fmt_size "$mounted"); $(awk -v h="$hwm" -v n="$n" 'BEGIN { if (n > 0) printf "%.1f MiB", h / (n / 100000) / 1048576 }') per 100k without subtracting that"
+  local per=("=?") raw=("=")
+  ((n > 0)) && per=("@$hwm $base - $n 100000 / / mib1") raw=("@$hwm $n 100000 / / mib1")
+  xrow "imgfs daemon peak RSS per 100k entries (warm index, after find over rootfs)" "$(cells best "${per[@]}" \
+    notes "=VmHWM $(fmt_size "$hwm") for $n entries; a just-mounted daemon with nothing loaded: " "@$base size" \
+    "=; this one after its mount (rootfs loaded by the warm-up): $(fmt_size "$mounted"); " "${raw[@]}" \
+    "= per 100k without subtracting that")"
 }
 
 ensure_ratarmount() {
@@ -766,7 +785,8 @@ ratarmount_rows() {
   if ! ensure_ratarmount; then
     na="n/a ($RAT_ERR)"
     add_row "$name cold index: mount + ls -R" "$na" "" "" ""
-    RAND_ROWS+=("$(rand_label "$name")|$na") SEQ_ROWS+=("$(seq_label "$name")|$na")
+    rand_text "$name" "$(cells best "=$na")"
+    seq_text "$name" "$(cells best "=$na")"
     return
   fi
   section "$name ($RAT_VER)"
@@ -789,7 +809,8 @@ ratarmount_rows() {
   done
   if [[ -n $err ]]; then
     add_row "$name cold index: mount + ls -R" "FAILED" "" "" "$err"
-    RAND_ROWS+=("$(rand_label "$name")|n/a (no index)") SEQ_ROWS+=("$(seq_label "$name")|n/a (no index)")
+    rand_text "$name" "$(cells best "=n/a (no index)")"
+    seq_text "$name" "$(cells best "=n/a (no index)")"
     return
   fi
   # Which gzip backend it picked (indexed_gzip for small archives, rapidgzip for big ones): one
@@ -800,9 +821,9 @@ ratarmount_rows() {
   timeout -k 5 "$LIMIT" "$RAT" -d 3 --index-file "$prev" "$TGZ" "$MNT" > "$RUN/ratarmount-debug.log" 2>&1 || true
   unmount_all
   backend=$(sed -n 's/.*compression by using: \([A-Za-z_]*\) with parallelization=\([0-9]*\).*/\1, parallelization \2/p' "$RUN/ratarmount-debug.log" | head -n1 || true)
-  minmed "${hwms[@]}"
-  time_row "$name cold index: mount + ls -R" "$GZ_MED" "gzip -dc" \
-    "$RAT_VER, backend ${backend:-?}$([[ -n ${RAT_WHAT:-} ]] || echo ", a gzip seek point every ${gs:-16} MiB"); index $(fmt_size "$(stat -c %s "$prev")"); peak RSS $(fmt_size "$MED")$( ((PEER_RUNS == 1)) && echo '; 1 run')" "${times[@]}"
+  ROW_SERIES=$(series hwm "${hwms[*]}") time_row "$name cold index: mount + ls -R" "$GZ_REF" "gzip -dc" \
+    "=$RAT_VER, backend ${backend:-?}$([[ -n ${RAT_WHAT:-} ]] || echo ", a gzip seek point every ${gs:-16} MiB"); index $(fmt_size "$(stat -c %s "$prev")"); peak RSS " \
+    "@hwm med size" "=$( ((PEER_RUNS == 1)) && echo '; 1 run')" -- "${times[@]}"
   times=()
   local stimes=()
   err=""
@@ -828,7 +849,8 @@ ratarmount_rows() {
     rand_row "$name" "${runs}warm index; $BYTES_NOTE${err:+; ERROR: $err}" "${times[@]}"
     seq_row "$name" "${runs}$SEQ_NOTE${err:+; ERROR: $err}" "${stimes[@]}"
   else
-    RAND_ROWS+=("$(rand_label "$name")|FAILED|||$err") SEQ_ROWS+=("$(seq_label "$name")|FAILED|||$err")
+    rand_text "$name" "$(cells best =FAILED notes "=$err")"
+    seq_text "$name" "$(cells best =FAILED notes "=$err")"
   fi
 }
 
@@ -839,7 +861,8 @@ archivemount_rows() {
   if ! command -v archivemount > /dev/null; then
     na="n/a (archivemount not installed: apt-get install archivemount)"
     add_row "archivemount mount + ls -R" "$na" "" "" ""
-    RAND_ROWS+=("$(rand_label archivemount)|$na") SEQ_ROWS+=("$(seq_label archivemount)|$na")
+    rand_text archivemount "$(cells best "=$na")"
+    seq_text archivemount "$(cells best "=$na")"
     return
   fi
   local ver
@@ -853,7 +876,8 @@ archivemount_rows() {
   if ! timeout -k 5 "$LIMIT" archivemount -o readonly "$TGZ" "$MNT" > "$RUN/archivemount.log" 2>&1; then
     add_row "archivemount mount + ls -R" "FAILED" "" "" "$(head -n1 "$RUN/archivemount.log" | cut -c1-200)"
     unmount_all
-    RAND_ROWS+=("$(rand_label archivemount)|n/a (mount failed)") SEQ_ROWS+=("$(seq_label archivemount)|n/a (mount failed)")
+    rand_text archivemount "$(cells best "=n/a (mount failed)")"
+    seq_text archivemount "$(cells best "=n/a (mount failed)")"
     return
   fi
   # Its listing may have errors of its own (a peer's bug is a note, not a stop).
@@ -864,7 +888,7 @@ archivemount_rows() {
   t=$(since "$t0")
   DPID=$(pid_with_arg "$MNT") || DPID=""
   hwm=$(vm_hwm "$DPID")
-  time_row "archivemount mount + ls -R (1 run: no index kept)" "$GZ_MED" "gzip -dc" "$ver; peak RSS $(fmt_size "$hwm")$lsnote" "$t"
+  time_row "archivemount mount + ls -R (1 run: no index kept)" "$GZ_REF" "gzip -dc" "=$ver; peak RSS $(fmt_size "$hwm")$lsnote" -- "$t"
   # Random files within the budget.
   drop_caches
   local n=0 f elapsed ok=1
@@ -878,9 +902,9 @@ archivemount_rows() {
   done < "$RANDLIST"
   # Re-reading is as slow as reading: check 50 files, and not the largest (minutes for 70 MB).
   check_bytes archivemount "$MNT" "$((n < 50 ? n : 50))" skip-largest
-  local r
-  r=$(rate "$n" "$elapsed")
-  RAND_ROWS+=("$(rand_label archivemount)|$r files/s||$(ratio "$r" "$EXT_RATE")× local fs|1 run: $n files in $(fmt_time "$elapsed") (budget ${PEER_BUDGET} s); $BYTES_NOTE$( ((ok)) || echo '; read errors')")
+  # One run, within the budget: the rate of the files it read, no median.
+  record type=row group=rand "label=$(rand_label archivemount)" kind=rate "count:=$n" "ref=$RAND_REF" "ref_name=local fs" \
+    "values:=$(nums "$elapsed")" "cells:=$(cells median notes "=1 run: $n files in $(fmt_time "$elapsed") (budget ${PEER_BUDGET} s); $BYTES_NOTE$( ((ok)) || echo '; read errors')")"
   # The largest file, for at most PEER_BUDGET seconds (dd prints what it copied when interrupted).
   drop_caches
   local bytes
@@ -889,10 +913,10 @@ archivemount_rows() {
   t=$(since "$t0")
   bytes=$(awk '/bytes/ { print $1; exit }' "$RUN/dd.err")
   if [[ -n $bytes ]]; then
-    r=$(mbps "$bytes" "$t")
-    SEQ_ROWS+=("$(seq_label archivemount)|$r MB/s||$(ratio "$r" "$EXT_SEQ")× local fs|1 run: $(fmt_size "$bytes") of $(fmt_size "$LARGEST_SIZE") in $(fmt_time "$t") (budget $PEER_BUDGET s)")
+    record type=row group=seq "label=$(seq_label archivemount)" kind=mbps "bytes:=$bytes" "ref=$SEQ_REF" "ref_name=local fs" \
+      "values:=$(nums "$t")" "cells:=$(cells median notes "=1 run: $(fmt_size "$bytes") of $(fmt_size "$LARGEST_SIZE") in $(fmt_time "$t") (budget $PEER_BUDGET s)")"
   else
-    SEQ_ROWS+=("$(seq_label archivemount)|FAILED||||$(head -n1 "$RUN/dd.err")")
+    seq_text archivemount "$(cells best =FAILED notes "=$(head -n1 "$RUN/dd.err")")"
   fi
   unmount_all
 }
@@ -923,12 +947,10 @@ big_mount_rows() {
     fail_row "$label" "$err"
     return
   fi
-  time_row "$label" "" "" "layers: $(tar -tvf "$BIG" | awk '$1 ~ /^-/ && $NF ~ /[.]tar$/' | wc -l); ls -l lists $(grep -c "^-" "$RUN/blobs.ls") blobs" "${times[@]}"
-  minmed "${rb[@]}"
-  local rb_min=$MIN rb_med=$MED
-  minmed "${rc[@]}"
-  add_row "bytes the imgfs daemon read for that mount (read_bytes)" "$(fmt_size "$rb_min")" "$(fmt_size "$rb_med")" \
-    "$(pct "$rb_med" "$size") of the archive" "read() calls returned $(fmt_size "$MED") (rchar); read_bytes includes kernel readahead"
+  time_row "$label" "" "" "=layers: $(tar -tvf "$BIG" | awk '$1 ~ /^-/ && $NF ~ /[.]tar$/' | wc -l); ls -l lists $(grep -c "^-" "$RUN/blobs.ls") blobs" -- "${times[@]}"
+  ROW_SERIES=$(series rb "${rb[*]}" rc "${rc[*]}") xrow "bytes the imgfs daemon read for that mount (read_bytes)" \
+    "$(cells best "@rb min size" median "@rb med size" ratio "@rb med $size pct" "= of the archive" \
+      notes "=read() calls returned " "@rc med size" "= (rchar); read_bytes includes kernel readahead")"
 }
 
 problems_from_log() {
@@ -940,38 +962,20 @@ problems_from_log() {
   fi
 }
 
+# print_report: the report from $RUN/rows.jsonl (scripts/bench_report.py), into report.md and, with
+# DOCS, appended to docs/benchmarks.md.
 print_report() {
-  local os cpu mem fs date
+  local os cpu mem fs lines=()
   os=$(. /etc/os-release && echo "$PRETTY_NAME")
   cpu=$(awk -F': ' '/^model name/ { print $2; exit }' /proc/cpuinfo)
   mem=$(awk '/^MemTotal/ { printf "%.0f GiB", $2 / 1048576 }' /proc/meminfo)
   fs=$(findmnt -n -o FSTYPE -T "$WORKDIR" || echo "?")
-  date=$(date -u '+%Y-%m-%d %H:%M UTC')
-  {
-    echo "## $date — ${REPORT_TITLE:-imgfs} $REV"
-    echo
-    echo "- command: \`$CMDLINE\` (took $(awk -v s="$(since "$T_START")" 'BEGIN { printf "%.1f min", s / 60 }')${BUILD_TIME:+, of which cargo build $(fmt_time "$BUILD_TIME")})"
-    echo "- machine: $(nproc) cores ($cpu), $mem RAM, kernel $(uname -r), $os; work dir $WORKDIR on $fs;" \
-      "load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end"
-    [[ -n ${REMARK:-} ]] && echo "- remark: $REMARK"
-    printf -- '- %s\n' "${REPORT_LINES[@]}"
-    echo "- best and median of $RUNS runs; 'cold' = page cache dropped (sync; echo 3 > drop_caches) before the timed part;" \
-      "each imgfs run mounts a fresh directory; ratios are of medians"
-    echo
-    echo "| measurement | best | median | ratio | notes |"
-    echo "|---|---|---|---|---|"
-    printf '%s\n' "${ROWS[@]}"
-    echo
-    if ((${#NOTES[@]})); then
-      printf -- '- note: %s\n' "${NOTES[@]}"
-    fi
-    if ((${#PROBLEMS[@]})); then
-      printf -- '- problem: %s\n' "${PROBLEMS[@]}"
-    else
-      echo "- problems: none seen (bytes and tree checked against ${TREE_BY:-tar -x})"
-    fi
-    echo
-  } > "$RUN/report.md"
+  [[ ${#REPORT_LINES[@]} -gt 0 ]] && lines=("${REPORT_LINES[@]}")
+  record type=meta style=bench "date=$(date -u '+%Y-%m-%d %H:%M UTC')" "title=${REPORT_TITLE:-}" "rev=$REV" \
+    "command=$CMDLINE" "took_seconds:=$(since "$T_START")" "build_seconds:=${BUILD_TIME:-0}" \
+    "machine=$(nproc) cores ($cpu), $mem RAM, kernel $(uname -r), $os; work dir $WORKDIR on $fs; load average $LOAD_START at start, $(cut -d' ' -f1-3 /proc/loadavg) at end" \
+    "remark=${REMARK:-}" "lines:=$(jq -nc '$ARGS.positional' --args "${lines[@]}")" "runs=$RUNS" "tree_by=${TREE_BY:-}"
+  python3 "$REPORT_PY" report "$RUN/rows.jsonl" > "$RUN/report.md" || die "bench_report.py failed on $RUN/rows.jsonl"
   cat "$RUN/report.md"
   if ((DOCS)); then
     local doc=$REPO/docs/benchmarks.md

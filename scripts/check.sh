@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The checks that need no root, no /dev/fuse and no container tool: formatting, lints, the module
-# graph, the unit tests, a build of the fuzz targets, and the root-free tier (tests/rootfree: every
-# source format made in Rust, opened through the mount's code, compared with golden trees).
+# graph, the unit tests, the benchmark report's tests, a build of the fuzz targets, and the
+# root-free tier (tests/rootfree: every source format made in Rust, opened through the mount's code,
+# compared with golden trees).
 # scripts/test.sh runs this first; anyone can run it alone.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -19,6 +20,9 @@ cargo clippy --release --all-targets --quiet -- -D warnings
 
 step "unit tests"
 cargo test --release --lib --quiet
+
+step "benchmark report tests (scripts/test_bench_report.py)"
+python3 -m unittest discover -s scripts -p 'test_*.py'
 
 step "fuzz targets build (fuzz/)"
 cargo check --release --quiet --manifest-path fuzz/Cargo.toml --bins
