@@ -22,34 +22,19 @@
 
 use flate2::write::GzEncoder;
 use flate2::Compression;
-use imgfs::blob::chunk_cache::{CacheConfig, MIN_CHUNK_SIZE};
-use imgfs::blob::gzip::{build_index, GzipIndex, GzipReader};
-use imgfs::blob::ReadAt;
+use imgfs::blob::gzip::{build_index, GzipIndex};
+#[path = "codec.rs"]
+mod codec;
 #[path = "common.rs"]
 mod common;
 
-use common::{read_ranges, signed_index, Rng};
+use codec::{build, check_built, dispatch, MAX_OUT};
 use libfuzzer_sys::fuzz_target;
 use sha2::{Digest, Sha256};
-use std::io::{self, Read, Write};
-use std::sync::Arc;
-
-/// Decompressed bytes the target looks at, at most: a small input may inflate to gigabytes.
-const MAX_OUT: usize = 8 << 20;
+use std::io::{Read, Write};
 
 fuzz_target!(|data: &[u8]| {
-    if data.len() < 10 {
-        return;
-    }
-    let (mode, param) = (data[0] % 4, data[1]);
-    let seed = u64::from_le_bytes(data[2..10].try_into().unwrap());
-    let payload = &data[10..];
-    match mode {
-        0 => check_stream(payload, param, seed),
-        1 => check_stream(&compress(payload, param), param, seed),
-        2 => check_decoded(payload, seed),
-        _ => check_decoded(&signed_index(b"IMGFSGZI", payload), seed),
-    }
+    dispatch::<GzipIndex>(data, |plain, param, _| compress(plain, param), check_stream);
 });
 
 /// Compresses `plain` into gzip members with flushes placed by the bytes of `plain` itself.
@@ -97,72 +82,15 @@ fn reference(stream: &[u8]) -> Option<Vec<u8>> {
 
 fn check_stream(stream: &[u8], param: u8, seed: u64) {
     let spacing = 1 + (u64::from(param) << 6);
-    let mut got = Vec::new();
-    let mut sink = |b: &[u8]| {
-        if got.len() + b.len() > MAX_OUT {
-            return Err(io::Error::other("fuzz target output limit"));
-        }
-        got.extend_from_slice(b);
-        Ok(())
-    };
-    let built = build_index(stream, spacing, &mut sink);
     let want = reference(stream);
-    let index = match built {
-        Ok(index) => index,
-        Err(e) => {
-            let limited = e.to_string().contains("fuzz target output limit");
-            assert!(
-                want.is_none() || limited,
-                "flate2 decodes {} bytes but the index builder fails: {e}",
-                want.as_ref().map_or(0, |w| w.len())
-            );
-            return;
-        }
+    let Some((index, got)) = build(want.as_deref(), |sink| build_index(stream, spacing, sink)) else {
+        return;
     };
-    assert_eq!(index.uncompressed_len(), got.len() as u64, "index size vs sink output");
     assert!(index.compressed_len() <= stream.len() as u64);
-    assert_eq!(
-        index.compressed_sha256(),
-        <[u8; 32]>::from(Sha256::digest(&stream[..index.compressed_len() as usize]))
-    );
+    let blob = &stream[..index.compressed_len() as usize];
+    assert_eq!(index.compressed_sha256(), <[u8; 32]>::from(Sha256::digest(blob)));
     let points = index.points();
     assert!(points.first().is_some_and(|p| p.out == 0 && p.member_start));
     assert!(points.windows(2).all(|w| w[0].out < w[1].out && w[0].inp <= w[1].inp));
-    let again = GzipIndex::from_bytes(&index.to_bytes()).expect("an index's own encoding decodes");
-    assert_eq!(again, index);
-    if let Some(want) = &want {
-        assert!(
-            got == *want,
-            "builder output differs from flate2 ({} vs {} bytes)",
-            got.len(),
-            want.len()
-        );
-    }
-    let blob: Arc<dyn ReadAt> = Arc::new(stream[..index.compressed_len() as usize].to_vec());
-    let reader = reader(blob, index, param, seed);
-    read_ranges(&reader, Some(&got), seed);
-}
-
-fn reader(blob: Arc<dyn ReadAt>, index: GzipIndex, param: u8, seed: u64) -> GzipReader {
-    let config = CacheConfig {
-        chunk_size: MIN_CHUNK_SIZE << (param % 3),
-        cache_bytes: if seed & 1 == 0 { 0 } else { 64 << 10 },
-        max_decoders: (seed >> 1) as usize % 3,
-    };
-    GzipReader::with_config(blob, Arc::new(index), config).expect("blob has the index's length")
-}
-
-fn check_decoded(bytes: &[u8], seed: u64) {
-    let Ok(index) = GzipIndex::from_bytes(bytes) else {
-        return;
-    };
-    assert_eq!(index.to_bytes(), bytes, "decoded index does not re-encode to its bytes");
-    if index.uncompressed_len() > MAX_OUT as u64 * 4 || index.compressed_len() > MAX_OUT as u64 {
-        return;
-    }
-    // A reader over bytes the index was not built from: errors are fine, panics and hangs not.
-    let mut rng = Rng(seed | 1);
-    let blob: Vec<u8> = (0..index.compressed_len()).map(|_| rng.next() as u8).collect();
-    let reader = reader(Arc::new(blob), index, seed as u8, seed);
-    read_ranges(&reader, None, seed);
+    check_built(index, blob, &got, want.as_deref(), param, seed);
 }
