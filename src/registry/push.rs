@@ -23,6 +23,18 @@ impl Client {
         }))
     }
 
+    /// Runs a write; a 401 (the push token expired: the client's own re-authentication asks for
+    /// a pull token) gets one new push token and one more try.
+    fn with_push_token<T>(&self, op: impl Fn() -> Result<T, RegistryError>) -> Result<T, RegistryError> {
+        match op() {
+            Err(RegistryError::Unauthorized { .. }) => {
+                self.login_push()?;
+                op()
+            }
+            r => r,
+        }
+    }
+
     /// True when the repository has blob `digest` (HEAD).
     pub fn has_blob(&self, digest: &Digest) -> Result<bool, RegistryError> {
         let target = self.target(&self.image.selector());
@@ -40,7 +52,9 @@ impl Client {
         let target = self.target(&self.image.selector());
         let what = format!("upload of blob {digest}");
         let d = digest.to_string();
-        self.block_on(self.retrying(&what, || self.oci.push_blob(&target, bytes.to_vec(), &d)))?;
+        self.with_push_token(|| {
+            self.block_on(self.retrying(&what, || self.oci.push_blob(&target, bytes.to_vec(), &d)))
+        })?;
         log::info!("{}: uploaded blob {digest} ({} bytes)", self.name(), bytes.len());
         Ok(())
     }
@@ -53,10 +67,12 @@ impl Client {
             reference: self.name().to_owned(),
             reason: format!("media type {media_type:?} is not a valid header value"),
         })?;
-        self.block_on(self.retrying(&what, || {
-            self.oci
-                .push_manifest_raw(&target, bytes.to_vec(), content_type.clone())
-        }))?;
+        self.with_push_token(|| {
+            self.block_on(self.retrying(&what, || {
+                self.oci
+                    .push_manifest_raw(&target, bytes.to_vec(), content_type.clone())
+            }))
+        })?;
         Ok(())
     }
 }
