@@ -10,7 +10,7 @@
 //! and the layer is indexed from its blob as without the option.
 
 use super::push::connect;
-use super::{format_version, parse_artifact, subjects, validate, IndexBlob, ANN_FORMAT, ARTIFACT_TYPE};
+use super::{format_version, parse_artifact, subjects, validate, IndexBlob, Refused, ANN_FORMAT, ARTIFACT_TYPE};
 use super::{MAX_ARTIFACT_MANIFEST, MAX_INDEX_BLOB};
 use crate::cache::Cache;
 use crate::image::{ImageSet, LayerInfo, ManifestInfo};
@@ -107,10 +107,13 @@ fn install_image(client: &Client, m: &ManifestInfo, wanted: &[&LayerInfo], cache
     let results = client.block_on(join_all(fetches));
     let mut installed = 0;
     for ((l, b), fetched) in jobs.iter().zip(results) {
-        let checked = fetched.map_err(|e| e.to_string()).and_then(|bytes| {
+        let checked = fetched.map_err(Refused::from).and_then(|bytes| {
             let actual = b.digest.same_alg_of(&bytes);
             if actual != b.digest || bytes.len() as u64 != b.size {
-                return Err(format!("the registry sent {} bytes that hash to {actual}", bytes.len()));
+                return Err(Refused::WrongBytes {
+                    len: bytes.len(),
+                    actual,
+                });
             }
             let payload = validate(&bytes, l)?;
             crate::layer::store_index(cache, &l.digest, payload);
@@ -138,10 +141,10 @@ fn install_image(client: &Client, m: &ManifestInfo, wanted: &[&LayerInfo], cache
 
 /// The referrer to use: the last listed (the newest in a referrers tag) of this imgfs's index
 /// format.
-fn choose(list: &[Referrer]) -> Result<&Referrer, String> {
+fn choose(list: &[Referrer]) -> Result<&Referrer, Refused> {
     let ours = format_version();
     if list.is_empty() {
-        return Err(format!("no referrer of type {ARTIFACT_TYPE}"));
+        return Err(Refused::NoReferrer);
     }
     list.iter()
         .rev()
@@ -151,10 +154,10 @@ fn choose(list: &[Referrer]) -> Result<&Referrer, String> {
                 .iter()
                 .filter_map(|r| r.annotations.get(ANN_FORMAT).map(String::as_str))
                 .collect();
-            format!(
-                "the published indexes are of format {}; this imgfs reads {ours}",
-                theirs.join(", ")
-            )
+            Refused::OtherFormat {
+                theirs: theirs.join(", "),
+                ours: ours.clone(),
+            }
         })
 }
 
@@ -163,16 +166,14 @@ fn artifact(
     client: &Client,
     r: &Referrer,
     m: &ManifestInfo,
-) -> Result<std::collections::BTreeMap<crate::digest::Digest, IndexBlob>, String> {
+) -> Result<std::collections::BTreeMap<crate::digest::Digest, IndexBlob>, Refused> {
     if r.size > MAX_ARTIFACT_MANIFEST {
-        return Err(format!("its manifest is {} bytes", r.size));
+        return Err(Refused::ManifestTooLarge(r.size));
     }
-    let bytes = client
-        .block_on(client.manifest(&r.digest.to_string()))
-        .map_err(|e| e.to_string())?;
+    let bytes = client.block_on(client.manifest(&r.digest.to_string()))?;
     let actual = r.digest.same_alg_of(&bytes);
     if actual != r.digest {
-        return Err(format!("the registry sent a manifest that hashes to {actual}"));
+        return Err(Refused::WrongManifest(actual));
     }
     parse_artifact(&bytes, &m.digest)
 }
@@ -204,7 +205,7 @@ mod tests {
         ];
         assert_eq!(choose(&list).unwrap().digest, list[2].digest);
         let old = [referrer(1, Some("1")), referrer(2, Some("3"))];
-        assert!(choose(&old).unwrap_err().contains("format 1, 3"));
+        assert!(choose(&old).unwrap_err().to_string().contains("format 1, 3"));
         assert!(choose(&[]).is_err());
         assert_eq!(choose(&[referrer(4, None)]).unwrap().digest, Digest::sha256_of(&[4]));
     }

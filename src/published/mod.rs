@@ -43,6 +43,60 @@ pub const MAX_INDEX_BLOB: u64 = 256 << 20;
 /// Largest artifact manifest read.
 pub const MAX_ARTIFACT_MANIFEST: u64 = 4 << 20;
 
+/// Why a published index (the artifact, or one layer's index blob) is not used. Logged in one
+/// line with the layer or image it concerns; the layer is then indexed from its blob.
+// Variant fields are named for what they hold; each variant's message says the rest.
+#[allow(missing_docs)]
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Refused {
+    /// No referrer of our artifact type.
+    #[error("no referrer of type {ARTIFACT_TYPE}")]
+    NoReferrer,
+    /// Only referrers of other index formats.
+    #[error("the published indexes are of format {theirs}; this imgfs reads {ours}")]
+    OtherFormat { theirs: String, ours: String },
+    /// The registry failed or refused.
+    #[error(transparent)]
+    Registry(#[from] crate::registry::RegistryError),
+    /// The artifact manifest is larger than [`MAX_ARTIFACT_MANIFEST`].
+    #[error("its manifest is {0} bytes")]
+    ManifestTooLarge(u64),
+    /// The artifact manifest's bytes do not hash to its digest.
+    #[error("the registry sent a manifest that hashes to {0}")]
+    WrongManifest(Digest),
+    /// The artifact manifest is not JSON.
+    #[error("not JSON ({0})")]
+    NotJson(String),
+    /// Another artifact type.
+    #[error("artifactType is not {ARTIFACT_TYPE}")]
+    NotOurType,
+    /// Another subject.
+    #[error("its subject is not {0}")]
+    OtherSubject(Digest),
+    /// A descriptor of the artifact is missing a field or has a bad one.
+    #[error("{0}")]
+    BadDescriptor(&'static str),
+    /// An index blob's bytes do not hash to its digest (or are not its size).
+    #[error("the registry sent {len} bytes that hash to {actual}")]
+    WrongBytes { len: usize, actual: Digest },
+    /// Not a cache file of this imgfs's cache version.
+    #[error("not an imgfs index file of this version (cache envelope)")]
+    Envelope,
+    /// The cache file's CRC-32 fails.
+    #[error("its checksum (CRC-32) does not match")]
+    Checksum,
+    /// The index does not decode (format version, structure, chunk digests and their seal).
+    #[error(transparent)]
+    Format(#[from] crate::layer::format::FormatError),
+    /// The index is of another layer.
+    #[error("it indexes layer {0}")]
+    OtherLayer(Digest),
+    /// The index's diff_id is not the config's.
+    #[error("its diff_id is {actual}, the config's is {expected}")]
+    DiffId { actual: Digest, expected: String },
+}
+
 /// The format version written into annotations.
 pub fn format_version() -> String {
     crate::layer::format::FORMAT_VERSION.to_string()
@@ -77,17 +131,20 @@ pub struct IndexBlob {
 
 /// The index blobs of an artifact manifest by the layer they index, after checking that it is
 /// an imgfs index artifact whose subject is `subject`.
-pub fn parse_artifact(bytes: &[u8], subject: &Digest) -> Result<BTreeMap<Digest, IndexBlob>, String> {
-    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| format!("not JSON ({e})"))?;
+pub fn parse_artifact(bytes: &[u8], subject: &Digest) -> Result<BTreeMap<Digest, IndexBlob>, Refused> {
+    let doc: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| Refused::NotJson(e.to_string()))?;
     let text = |v: &serde_json::Value, k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
     if text(&doc, "artifactType").as_deref() != Some(ARTIFACT_TYPE) {
-        return Err(format!("artifactType is not {ARTIFACT_TYPE}"));
+        return Err(Refused::NotOurType);
     }
     let subject_of = doc.get("subject").and_then(|s| text(s, "digest"));
     if subject_of.as_deref() != Some(subject.to_string().as_str()) {
-        return Err(format!("its subject is not {subject}"));
+        return Err(Refused::OtherSubject(subject.clone()));
     }
-    let layers = doc.get("layers").and_then(|l| l.as_array()).ok_or("no layers list")?;
+    let layers = doc
+        .get("layers")
+        .and_then(|l| l.as_array())
+        .ok_or(Refused::BadDescriptor("no layers list"))?;
     let mut out = BTreeMap::new();
     for l in layers {
         if text(l, "mediaType").as_deref() != Some(MT_LAYER_INDEX) {
@@ -97,14 +154,16 @@ pub fn parse_artifact(bytes: &[u8], subject: &Digest) -> Result<BTreeMap<Digest,
             .get("annotations")
             .and_then(|a| text(a, ANN_LAYER))
             .and_then(|d| d.parse::<Digest>().ok())
-            .ok_or_else(|| format!("an index blob has no valid {ANN_LAYER} annotation"))?;
+            .ok_or(Refused::BadDescriptor(
+                "an index blob has no valid vnd.imgfs.layer.digest annotation",
+            ))?;
         let digest = text(l, "digest")
             .and_then(|d| d.parse::<Digest>().ok())
-            .ok_or("an index blob has a bad digest")?;
+            .ok_or(Refused::BadDescriptor("an index blob has a bad digest"))?;
         let size = l
             .get("size")
             .and_then(|s| s.as_u64())
-            .ok_or("an index blob has no size")?;
+            .ok_or(Refused::BadDescriptor("an index blob has no size"))?;
         out.insert(layer, IndexBlob { digest, size });
     }
     Ok(out)
@@ -146,18 +205,21 @@ pub fn artifact_manifest(subject: (&str, &Digest, u64), blobs: &[(Digest, IndexB
 /// CRC, then the whole index decoded: format version, structure, chunk digests against their
 /// seal), and that it describes this layer (digest, size, the config's diff_id). Returns the
 /// payload to install.
-pub fn validate<'a>(bytes: &'a [u8], layer: &LayerInfo) -> Result<&'a [u8], String> {
+pub fn validate<'a>(bytes: &'a [u8], layer: &LayerInfo) -> Result<&'a [u8], Refused> {
     if !crate::cache::is_current(bytes) {
-        return Err("not an imgfs index file of this version (cache envelope)".into());
+        return Err(Refused::Envelope);
     }
-    let payload = crate::cache::open_envelope(bytes).ok_or("its checksum (CRC-32) does not match")?;
-    let index = crate::layer::format::decode(payload, layer.size).map_err(|e| e.to_string())?;
+    let payload = crate::cache::open_envelope(bytes).ok_or(Refused::Checksum)?;
+    let index = crate::layer::format::decode(payload, layer.size)?;
     if index.digest != layer.digest {
-        return Err(format!("it indexes layer {}", index.digest));
+        return Err(Refused::OtherLayer(index.digest));
     }
     if let Some(id) = &layer.diff_id {
         if index.diff_id.to_string() != *id {
-            return Err(format!("its diff_id is {}, the config's is {id}", index.diff_id));
+            return Err(Refused::DiffId {
+                actual: index.diff_id,
+                expected: id.clone(),
+            });
         }
     }
     Ok(payload)
@@ -182,7 +244,7 @@ mod tests {
         let parsed = parse_artifact(&bytes, &subject).unwrap();
         assert_eq!(parsed.into_iter().collect::<Vec<_>>(), [(layer, blob)]);
         let other = Digest::sha256_of(b"other");
-        assert!(parse_artifact(&bytes, &other).unwrap_err().contains("subject"));
+        assert!(matches!(parse_artifact(&bytes, &other), Err(Refused::OtherSubject(_))));
         let v: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
         assert_eq!(v["config"]["digest"], Digest::sha256_of(b"{}").to_string());
         assert_eq!(v["artifactType"], ARTIFACT_TYPE);
