@@ -15,7 +15,7 @@ use crate::image::ImageSet;
 use crate::layer::{LayerError, LayerStore};
 use crate::registry::client::Client;
 use crate::registry::referrers::{Listed, Referrer};
-use crate::registry::{auth, ImageRef, RegistryError, RegistryOptions};
+use crate::registry::{ImageRef, RegistryError, RegistryOptions};
 use crate::source::{SourceError, SourceRef, Transport};
 use std::sync::Arc;
 
@@ -152,11 +152,6 @@ pub fn push(source: &str, dest: Option<&str>, cache: &Cache, opts: &RegistryOpti
 /// A client of the image's repository with the credentials imgfs finds for it (flags, creds
 /// file, auth files, helpers; never logged).
 pub(super) fn connect(image: &ImageRef, opts: &RegistryOptions) -> Result<Client, RegistryError> {
-    let name = format!("docker://{image}");
-    let found =
-        auth::find(image, opts.creds.as_ref(), opts.authfile.as_deref()).map_err(|source| RegistryError::Auth {
-            reference: name,
-            source,
-        })?;
+    let found = crate::registry::client::find_credentials(image, opts)?;
     Client::connect(image, found.as_ref().map(|f| &f.creds), opts)
 }

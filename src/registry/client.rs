@@ -143,6 +143,16 @@ pub struct Client {
     timeout: Duration,
 }
 
+/// The credentials imgfs finds for `image` (flags, creds file, auth files, helpers:
+/// [`auth::find`](super::auth::find)), as a registry error naming the image when they cannot be
+/// read. Callers hand them to [`Client::connect`]; the secret is never logged.
+pub fn find_credentials(image: &ImageRef, opts: &RegistryOptions) -> Result<Option<super::auth::Found>, RegistryError> {
+    super::auth::find(image, opts.creds.as_ref(), opts.authfile.as_deref()).map_err(|source| RegistryError::Auth {
+        reference: format!("docker://{image}"),
+        source,
+    })
+}
+
 impl Client {
     /// Connects to the registry of `image` (one `/v2/` round trip, which also authenticates).
     /// Without TLS verification, a registry that does not speak TLS is tried over plain HTTP.

@@ -18,7 +18,7 @@ use crate::digest::Digest;
 use crate::oci::{self, Descriptor, DescriptorError, DocKind};
 use crate::registry::blob::{BlockCache, RemoteBlob, RemoteReader};
 use crate::registry::client::Client;
-use crate::registry::{auth, ImageRef, Platform, RegistryError, RegistryOptions};
+use crate::registry::{ImageRef, Platform, RegistryError, RegistryOptions};
 use futures_util::future::join_all;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -37,11 +37,7 @@ pub fn open(image: &ImageRef, opts: &RegistryOptions, cache: &Cache) -> Result<R
         })?),
         None => None,
     };
-    let found =
-        auth::find(image, opts.creds.as_ref(), opts.authfile.as_deref()).map_err(|source| RegistryError::Auth {
-            reference: name.clone(),
-            source,
-        })?;
+    let found = crate::registry::client::find_credentials(image, opts)?;
     match &found {
         Some(f) => log::info!("{name}: credentials from {}", f.origin),
         None => log::info!("{name}: no credentials found; anonymous"),
