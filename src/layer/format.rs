@@ -25,8 +25,9 @@ use std::sync::Arc;
 /// file), no header offsets; 4 = links, devices, directories and fifos carry no data whatever
 /// their size field says (indexes built before skipped it and lost the members after), symlinks
 /// have mode 0777; 5 = the layer digest and the sealed chunk digests (sha256) of the blob
-/// (`blob::verified`); 6 = chunk digests in BLAKE3.
-pub const FORMAT_VERSION: u32 = 7;
+/// (`blob::verified`); 6 = chunk digests in BLAKE3; 7 = zstd checkpoints; 8 = their block checks
+/// cover the blocks' offsets.
+pub const FORMAT_VERSION: u32 = 8;
 
 /// Why a cached index was refused.
 #[derive(Debug, thiserror::Error)]
@@ -319,7 +320,7 @@ mod tests {
     #[test]
     fn other_versions_are_refused() {
         let mut bytes = encode(&sample(), 4096);
-        for v in [6u32, 8] {
+        for v in [FORMAT_VERSION - 1, FORMAT_VERSION + 1] {
             bytes[..4].copy_from_slice(&v.to_le_bytes());
             assert!(matches!(decode(&bytes, 4096), Err(FormatError("other format version"))));
         }

@@ -14,6 +14,7 @@ use std::sync::Mutex;
 
 use zstd_sys as zs;
 
+use super::checkpoint::block_check;
 use super::seq::{BlockKind, MAX_BLOCK};
 
 /// Room kept in a history buffer beyond the window, so that buffers alternate rarely.
@@ -213,9 +214,11 @@ impl History {
         self.base[self.cur] + self.len[self.cur] as u64
     }
 
-    /// Decodes one block (its content, without the 3-byte header); `size` is the header's
-    /// Block_Size. Returns the CRC-32 of the bytes produced.
-    pub(super) fn decode(&mut self, kind: BlockKind, content: &[u8], size: usize) -> io::Result<u32> {
+    /// Decodes one block (its content, without the 3-byte header, which starts at compressed
+    /// offset `comp_off`); `size` is the header's Block_Size. Returns the block's
+    /// [`block_check`] of the bytes produced.
+    pub(super) fn decode(&mut self, kind: BlockKind, content: &[u8], size: usize, comp_off: u64) -> io::Result<u32> {
+        let out_off = self.end();
         let c = self.cur;
         if self.bufs[c].len() - (self.lo[c] + self.len[c]) < MAX_BLOCK {
             let o = 1 - c;
@@ -268,7 +271,7 @@ impl History {
             }
         };
         self.len[c] += n;
-        Ok(crc32fast::hash(&self.bufs[c][at..at + n]))
+        Ok(block_check(out_off, comp_off, &self.bufs[c][at..at + n]))
     }
 
     /// Copies decoded bytes from output position `from` into `out`; returns how many (0 when

@@ -40,9 +40,21 @@ pub struct Checkpoint {
     pub sparse: Vec<u8>,
     /// Length of the sparse window before compression.
     pub sparse_len: u64,
-    /// CRC-32 of the output of each block of the segment (up to the next checkpoint or the end
-    /// of the frame): a resumed decoder checks every block against the index pass's decode.
+    /// [`block_check`] of each block of the segment (up to the next checkpoint or the end of
+    /// the frame): a resumed decoder checks every block against the index pass's decode.
     pub block_crcs: Vec<u32>,
+}
+
+/// What a resumed decoder checks each block against: a CRC-32 of the block's output position,
+/// the compressed offset of its header, then its output. The offsets are in it because a
+/// checkpoint whose block bytes are right but whose `out_off` or `comp_off` is not would
+/// otherwise serve true bytes at the wrong place (found by the `zstd_checkpoint` fuzz target).
+pub(super) fn block_check(out_off: u64, comp_off: u64, output: &[u8]) -> u32 {
+    let mut h = crc32fast::Hasher::new();
+    h.update(&out_off.to_le_bytes());
+    h.update(&comp_off.to_le_bytes());
+    h.update(output);
+    h.finalize()
 }
 
 /// Appends `v` as a LEB128 varint.
@@ -136,11 +148,12 @@ impl Checkpoint {
         // keeps every checkpoint in memory until it is written.
         sparse.shrink_to_fit();
         let mut block_crcs = Vec::with_capacity(p.blocks.len());
-        let mut pos = p.out_off;
-        for &n in &p.blocks {
+        let (mut pos, mut comp) = (p.out_off, p.comp_off);
+        for &(n, c) in &p.blocks {
             let end = pos + u64::from(n);
-            block_crcs.push(crc32fast::hash(&bytes(pos, end)?));
+            block_crcs.push(block_check(pos, comp, &bytes(pos, end)?));
             pos = end;
+            comp += u64::from(c);
         }
         Some(Checkpoint {
             frame,

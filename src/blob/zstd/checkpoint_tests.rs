@@ -143,15 +143,21 @@ fn cli_frames_resume() {
 }
 
 /// Reads from checkpoint `c` to the end of the stream.
-fn read_from(source: &ZstdSource, c: &Checkpoint) -> io::Result<Vec<u8>> {
+fn read_from(source: &ZstdSource, c: &Checkpoint, plain: &[u8]) -> io::Result<Vec<u8>> {
     let mut d = source.open(c.out_off)?;
     let mut out = Vec::new();
     let mut buf = vec![0u8; 100_000];
     loop {
+        let at = d.position() as usize;
         let n = d.read(&mut buf)?;
         if n == 0 {
             return Ok(out);
         }
+        // Whatever fails later, no byte served so far may differ from the frame's.
+        assert!(
+            at + n <= plain.len() && buf[..n] == plain[at..at + n],
+            "other bytes served at {at}"
+        );
         out.extend_from_slice(&buf[..n]);
     }
 }
@@ -189,6 +195,17 @@ fn a_checkpoint_that_disagrees_with_the_frame_is_never_trusted() {
         ("tables changed", Box::new(|c| c.entropy[10] ^= 0x20)),
         ("checkpoint moved by a block", Box::new(|c| c.out_off += 1)),
         ("block check changed", Box::new(|c| c.block_crcs[0] ^= 1)),
+        // The same window at the same place and the same blocks, only said to be elsewhere in
+        // the output or the blob: every decoded byte is right, but it would be served at the
+        // wrong offset.
+        (
+            "output offset moved with its window",
+            Box::new(|c| {
+                c.out_off -= 4096;
+                c.content_len -= 4096;
+            }),
+        ),
+        ("compressed offset moved", Box::new(|c| c.comp_off -= 1)),
         ("content shorter", Box::new(|c| c.content_len /= 2)),
     ];
     for (what, edit) in edits {
@@ -212,14 +229,14 @@ fn a_checkpoint_that_disagrees_with_the_frame_is_never_trusted() {
         // rather than serve other bytes.
         let source = ZstdIndex::source(Arc::clone(&blob), Arc::new(bad.clone()));
         let c = &bad.checkpoints[k];
-        match read_from(&source, c) {
+        match read_from(&source, c, &plain) {
             Err(e) => assert_eq!(e.kind(), io::ErrorKind::InvalidData, "{what}: {e}"),
             Ok(got) => panic!("{what}: read {} bytes through a wrong checkpoint", got.len()),
         }
         // A decoder started before it crosses it: it fails there, or (when what it takes from
         // the checkpoint, the window bytes, is intact) reads the true bytes.
         let before = &bad.checkpoints[k - 1];
-        if let Ok(got) = read_from(&source, before) {
+        if let Ok(got) = read_from(&source, before, &plain) {
             assert!(
                 got == plain[before.out_off as usize..],
                 "{what}: crossing gave other bytes"

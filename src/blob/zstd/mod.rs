@@ -84,8 +84,9 @@ const MAX_STALLS: u32 = 4;
 const MIN_FRAME_BYTES: u64 = 4 + 1 + 1 + 3;
 /// First bytes of an encoded [`ZstdIndex`].
 const INDEX_MAGIC: &[u8; 8] = b"IMGFSZSI";
-/// Version of the encoding written by [`ZstdIndex::to_bytes`] (2: checkpoints).
-const INDEX_VERSION: u32 = 2;
+/// Version of the encoding written by [`ZstdIndex::to_bytes`] (2: checkpoints; 3: block checks
+/// bound to the blocks' offsets, [`checkpoint::block_check`]).
+const INDEX_VERSION: u32 = 3;
 /// Output between checkpoints inside a frame: a random read decodes 1 MiB on average
 /// (docs/index-format.md, "zstd checkpoints").
 pub const DEFAULT_CHECKPOINT_SPACING: u64 = 2 << 20;

@@ -122,7 +122,7 @@ impl Resumed {
         let f = self.index.frames[self.frame];
         let crc = self
             .hist
-            .decode(bh.kind, &block[3..], bh.size)
+            .decode(bh.kind, &block[3..], bh.size, at)
             .map_err(|e| corrupt(at, e.to_string()))?;
         self.input.consume(need);
         // Every block is checked against what the index pass decoded: a checkpoint that

@@ -31,8 +31,9 @@ pub(super) struct Pending {
     /// Referenced ranges `[start, end)` of output positions inside that window, sorted and
     /// merged.
     pub refs: Vec<(u64, u64)>,
-    /// Output length of each block of the segment, in order.
-    pub blocks: Vec<u32>,
+    /// Output length and compressed length (header included) of each block of the segment,
+    /// in order.
+    pub blocks: Vec<(u32, u32)>,
     /// Output position where the segment ends (set when it is complete).
     pub end: u64,
 }
@@ -199,7 +200,7 @@ impl FrameTracker {
                 }
             };
             if let Some(cp) = self.open.as_mut() {
-                cp.blocks.push(produced as u32);
+                cp.blocks.push((produced as u32, need as u32));
             }
             self.out += produced as u64;
             self.start += need;
