@@ -188,11 +188,21 @@ impl Cache {
     /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
     /// next time, so it is a warning, not an error.
     pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
+        self.store_parts(kind, key, &[payload]);
+    }
+
+    /// [`Self::store`] of the payload made of `parts` one after the other, written as they are:
+    /// a copy of a payload of tens of MB (a zstd index with checkpoints) would be the peak RSS
+    /// of a cold index.
+    pub fn store_parts(&self, kind: &str, key: &str, parts: &[&[u8]]) {
         let Some(path) = self.path(kind, key) else { return };
         if let Some(dir) = &self.dir {
             remove_stale_temporaries(dir);
         }
-        match write_atomic(&path, &encode(payload)) {
+        let header = header(parts);
+        let mut all = vec![&header[..]];
+        all.extend_from_slice(parts);
+        match write_atomic(&path, &all) {
             Ok(()) => self.note_used(file_name(kind, key)),
             Err(e) => log::warn!("cannot write cache file {}: {e}; continuing without it", path.display()),
         }
@@ -336,12 +346,24 @@ pub fn open_envelope(bytes: &[u8]) -> Option<&[u8]> {
 
 fn encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(MAGIC);
-    out.extend_from_slice(&CACHE_VERSION.to_le_bytes());
-    out.extend_from_slice(&(payload.len() as u64).to_le_bytes());
-    out.extend_from_slice(&crc32fast::hash(payload).to_le_bytes());
+    out.extend_from_slice(&header(&[payload]));
     out.extend_from_slice(payload);
     out
+}
+
+/// The envelope's header for the payload made of `parts`: magic, version, length, CRC-32.
+fn header(parts: &[&[u8]]) -> [u8; HEADER_LEN] {
+    let mut crc = crc32fast::Hasher::new();
+    for p in parts {
+        crc.update(p);
+    }
+    let len: usize = parts.iter().map(|p| p.len()).sum();
+    let mut h = [0u8; HEADER_LEN];
+    h[..8].copy_from_slice(MAGIC);
+    h[8..12].copy_from_slice(&CACHE_VERSION.to_le_bytes());
+    h[12..20].copy_from_slice(&(len as u64).to_le_bytes());
+    h[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
+    h
 }
 
 fn decode(bytes: &[u8]) -> Option<&[u8]> {
@@ -406,7 +428,7 @@ pub fn is_current(bytes: &[u8]) -> bool {
 /// Bytes `is_current` needs.
 pub const ENVELOPE_LEN: usize = HEADER_LEN;
 
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
@@ -418,7 +440,9 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        for part in parts {
+            f.write_all(part)?;
+        }
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
@@ -431,6 +455,15 @@ fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_payload_stored_in_parts_is_the_parts_joined() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = Cache::new(Some(dir.path().to_path_buf()));
+        cache.store_parts("t", "k", &[b"pay", b"", b"load bytes"]);
+        assert_eq!(cache.load("t", "k").as_deref(), Some(&b"payload bytes"[..]));
+        assert_eq!(fs::read(dir.path().join("t-k")).unwrap(), envelope(b"payload bytes"));
+    }
 
     #[test]
     fn round_trip_and_every_flipped_byte_is_rejected() {

@@ -231,7 +231,14 @@ pub(crate) struct IndexWriter {
 
 impl IndexWriter {
     pub(crate) fn new(magic: &[u8; 8], version: u32) -> Self {
-        let mut w = Self { buf: Vec::new() };
+        Self::with_capacity(magic, version, 0)
+    }
+    /// [`Self::new`] for about `len` bytes of fields (the encoding is built in one buffer,
+    /// never regrown and copied).
+    pub(crate) fn with_capacity(magic: &[u8; 8], version: u32, len: usize) -> Self {
+        let mut w = Self {
+            buf: Vec::with_capacity(8 + 4 + len + 32),
+        };
         w.bytes(magic);
         w.u32(version);
         w

@@ -48,10 +48,26 @@ impl From<super::entries::EntriesError> for FormatError {
 
 type Result<T> = std::result::Result<T, FormatError>;
 
-/// Encodes an index of a blob of `blob_len` bytes.
-pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
-    let members = index.entries.encoded();
-    let mut w = Writer(Vec::with_capacity(64 + members.len()));
+/// An encoded index in pieces, written one after the other: a zstd index with checkpoints is
+/// tens of MB, and joining the pieces in one buffer held it twice at once (three times with the
+/// cache file's envelope), which was the peak RSS of a cold index.
+pub struct Encoded<'a> {
+    head: Vec<u8>,
+    seek: Vec<u8>,
+    tail: Vec<u8>,
+    members: &'a [u8],
+}
+
+impl Encoded<'_> {
+    /// The pieces, in order.
+    pub fn parts(&self) -> [&[u8]; 4] {
+        [&self.head, &self.seek, &self.tail, self.members]
+    }
+}
+
+/// Encodes an index of a blob of `blob_len` bytes, in pieces; see [`Encoded`].
+pub fn encode_parts(index: &LayerIndex, blob_len: u64) -> Encoded<'_> {
+    let mut w = Writer(Vec::with_capacity(256 + index.chunks.hashes().len()));
     w.0.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     w.num(blob_len);
     w.bytes(index.diff_id.to_string().as_bytes());
@@ -59,17 +75,17 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
     w.0.push(index.chunks.shift());
     w.bytes(index.chunks.hashes());
     w.0.extend_from_slice(&index.chunks.seal(&index.digest));
-    match &index.seek {
-        SeekIndex::None => w.0.push(0),
-        SeekIndex::Gzip(g) => {
-            w.0.push(1);
-            w.bytes(&g.to_bytes());
-        }
-        SeekIndex::Zstd(z) => {
-            w.0.push(2);
-            w.bytes(&z.to_bytes());
-        }
+    let (kind, seek) = match &index.seek {
+        SeekIndex::None => (0, Vec::new()),
+        SeekIndex::Gzip(g) => (1, g.to_bytes()),
+        SeekIndex::Zstd(z) => (2, z.to_bytes()),
+    };
+    w.0.push(kind);
+    if kind != 0 {
+        // The length of what `Writer::bytes` would write; the bytes are the next piece.
+        w.num(seek.len() as u64);
     }
+    let head = std::mem::take(&mut w.0);
     w.num(index.entries.len() as u64);
     for s in index.entries.starts() {
         w.0.extend_from_slice(&s.to_le_bytes());
@@ -79,8 +95,19 @@ pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
     for i in rare {
         w.num(u64::from(i));
     }
-    w.bytes(members);
-    w.0
+    let members = index.entries.encoded();
+    w.num(members.len() as u64);
+    Encoded {
+        head,
+        seek,
+        tail: w.0,
+        members,
+    }
+}
+
+/// Encodes an index of a blob of `blob_len` bytes in one buffer.
+pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
+    encode_parts(index, blob_len).parts().concat()
 }
 
 /// Decodes an index, checking it belongs to a blob of `blob_len` bytes (members copied).

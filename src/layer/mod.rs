@@ -373,7 +373,8 @@ impl LayerStore {
                     GZIP_SPACING,
                     checkpoints,
                 )?;
-                self.cache.store("layer", &key, &format::encode(&index, blob.len()));
+                self.cache
+                    .store_parts("layer", &key, &format::encode_parts(&index, blob.len()).parts());
                 // This pass hashed the whole blob; a cached index vouches for no byte of it.
                 (self.on_verified)(digest);
                 // Record which file the index was built from, if it was one file that did not

@@ -186,7 +186,8 @@ impl ZstdIndex {
 
     /// The versioned little-endian encoding; see [`Self::from_bytes`].
     pub fn to_bytes(&self) -> Vec<u8> {
-        let mut w = IndexWriter::new(INDEX_MAGIC, INDEX_VERSION);
+        let fields = 64 + 32 * self.frames.len() + self.checkpoints.iter().map(|c| 16 + c.encoded_len()).sum::<usize>();
+        let mut w = IndexWriter::with_capacity(INDEX_MAGIC, INDEX_VERSION, fields);
         w.u64(self.compressed_len);
         w.u64(self.uncompressed_len);
         w.bytes(&self.compressed_sha256);
