@@ -15,7 +15,7 @@
 
 use std::collections::BTreeSet;
 use std::fs;
-use std::io::Write;
+use std::io::{Seek, Write};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -188,24 +188,55 @@ impl Cache {
     /// Stores a payload atomically. Failure (read-only or full disk) only costs a rebuild
     /// next time, so it is a warning, not an error.
     pub fn store(&self, kind: &str, key: &str, payload: &[u8]) {
-        self.store_parts(kind, key, &[payload]);
+        self.store_with(kind, key, |w| w.write_all(payload));
     }
 
-    /// [`Self::store`] of the payload made of `parts` one after the other, written as they are:
-    /// a copy of a payload of tens of MB (a zstd index with checkpoints) would be the peak RSS
-    /// of a cold index.
-    pub fn store_parts(&self, kind: &str, key: &str, parts: &[&[u8]]) {
+    /// [`Self::store`] of the payload `write` writes, sent to the file as it comes: a payload of
+    /// tens of MB (a zstd index with checkpoints) is never copied whole into memory.
+    pub fn store_with(&self, kind: &str, key: &str, write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>) {
         let Some(path) = self.path(kind, key) else { return };
         if let Some(dir) = &self.dir {
             remove_stale_temporaries(dir);
         }
-        let header = header(parts);
-        let mut all = vec![&header[..]];
-        all.extend_from_slice(parts);
-        match write_atomic(&path, &all) {
+        let result = write_atomic(&path, |f| {
+            // The header comes first but holds the payload's length and CRC: a placeholder,
+            // then the payload, then the header written over the placeholder.
+            f.write_all(&[0u8; HEADER_LEN])?;
+            let mut out = Enveloping {
+                inner: std::io::BufWriter::with_capacity(1 << 20, f.try_clone()?),
+                crc: crc32fast::Hasher::new(),
+                len: 0,
+            };
+            write(&mut out)?;
+            out.inner.flush()?;
+            let crc = out.crc.clone().finalize();
+            let len = out.len;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.write_all(&header_of(len, crc))
+        });
+        match result {
             Ok(()) => self.note_used(file_name(kind, key)),
             Err(e) => log::warn!("cannot write cache file {}: {e}; continuing without it", path.display()),
         }
+    }
+}
+
+/// Passes a payload on while taking its length and CRC.
+struct Enveloping<W> {
+    inner: W,
+    crc: crc32fast::Hasher,
+    len: u64,
+}
+
+impl<W: Write> Write for Enveloping<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.crc.update(&buf[..n]);
+        self.len += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
     }
 }
 
@@ -346,23 +377,19 @@ pub fn open_envelope(bytes: &[u8]) -> Option<&[u8]> {
 
 fn encode(payload: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity(HEADER_LEN + payload.len());
-    out.extend_from_slice(&header(&[payload]));
+    out.extend_from_slice(&header_of(payload.len() as u64, crc32fast::hash(payload)));
     out.extend_from_slice(payload);
     out
 }
 
-/// The envelope's header for the payload made of `parts`: magic, version, length, CRC-32.
-fn header(parts: &[&[u8]]) -> [u8; HEADER_LEN] {
-    let mut crc = crc32fast::Hasher::new();
-    for p in parts {
-        crc.update(p);
-    }
-    let len: usize = parts.iter().map(|p| p.len()).sum();
+/// The envelope's header for a payload of `len` bytes with CRC-32 `crc`: magic, version,
+/// length, CRC.
+fn header_of(len: u64, crc: u32) -> [u8; HEADER_LEN] {
     let mut h = [0u8; HEADER_LEN];
     h[..8].copy_from_slice(MAGIC);
     h[8..12].copy_from_slice(&CACHE_VERSION.to_le_bytes());
-    h[12..20].copy_from_slice(&(len as u64).to_le_bytes());
-    h[20..24].copy_from_slice(&crc.finalize().to_le_bytes());
+    h[12..20].copy_from_slice(&len.to_le_bytes());
+    h[20..24].copy_from_slice(&crc.to_le_bytes());
     h
 }
 
@@ -428,7 +455,7 @@ pub fn is_current(bytes: &[u8]) -> bool {
 /// Bytes `is_current` needs.
 pub const ENVELOPE_LEN: usize = HEADER_LEN;
 
-fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
+fn write_atomic(path: &Path, write: impl FnOnce(&mut fs::File) -> std::io::Result<()>) -> std::io::Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     fs::create_dir_all(dir)?;
     let tmp = dir.join(format!(
@@ -440,9 +467,7 @@ fn write_atomic(path: &Path, parts: &[&[u8]]) -> std::io::Result<()> {
     ));
     let result = (|| {
         let mut f = fs::File::create(&tmp)?;
-        for part in parts {
-            f.write_all(part)?;
-        }
+        write(&mut f)?;
         f.sync_all()?;
         fs::rename(&tmp, path)
     })();
@@ -457,10 +482,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_payload_stored_in_parts_is_the_parts_joined() {
+    fn a_payload_written_in_pieces_is_the_pieces_joined() {
         let dir = tempfile::tempdir().unwrap();
         let cache = Cache::new(Some(dir.path().to_path_buf()));
-        cache.store_parts("t", "k", &[b"pay", b"", b"load bytes"]);
+        cache.store_with("t", "k", |w| {
+            w.write_all(b"pay")?;
+            w.write_all(b"")?;
+            w.write_all(b"load bytes")
+        });
         assert_eq!(cache.load("t", "k").as_deref(), Some(&b"payload bytes"[..]));
         assert_eq!(fs::read(dir.path().join("t-k")).unwrap(), envelope(b"payload bytes"));
     }

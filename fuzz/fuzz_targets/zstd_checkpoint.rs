@@ -81,7 +81,7 @@ fuzz_target!(|data: &[u8]| {
                 }
                 1 if !c.sparse.is_empty() => {
                     let i = rng.below(c.sparse.len() as u64) as usize;
-                    c.sparse[i] ^= bit;
+                    c.sparse.to_mut()[i] ^= bit;
                 }
                 2 => c.out_off ^= u64::from(bit),
                 3 => c.comp_off ^= u64::from(bit),

@@ -10,7 +10,7 @@
 //!   encoded index ends with the sha256 of everything before it, so any flipped or missing byte is
 //!   rejected before a single field is trusted, and every read is bounds-checked.
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 use sha2::{Digest, Sha256};
@@ -224,21 +224,39 @@ impl<R: Read> Read for HashingReader<R> {
     }
 }
 
-/// Builds an encoded index: `magic`, `version`, fields, then the sha256 trailer.
-pub(crate) struct IndexWriter {
+/// Builds an encoded index: `magic`, `version`, fields, then the sha256 trailer; in memory, or
+/// written out a MiB at a time ([`Self::streaming`]).
+pub(crate) struct IndexWriter<'a> {
     buf: Vec<u8>,
+    /// Where a streaming writer sends its bytes, the hash of those sent, the first error.
+    sink: Option<(&'a mut dyn Write, Sha256)>,
+    err: Option<io::Error>,
 }
 
-impl IndexWriter {
+/// Bytes a streaming [`IndexWriter`] holds before it writes them out.
+const SPILL: usize = 1 << 20;
+
+impl<'a> IndexWriter<'a> {
     pub(crate) fn new(magic: &[u8; 8], version: u32) -> Self {
         Self::with_capacity(magic, version, 0)
     }
     /// [`Self::new`] for about `len` bytes of fields (the encoding is built in one buffer,
     /// never regrown and copied).
     pub(crate) fn with_capacity(magic: &[u8; 8], version: u32, len: usize) -> Self {
-        let mut w = Self {
-            buf: Vec::with_capacity(8 + 4 + len + 32),
-        };
+        Self::start(Vec::with_capacity(8 + 4 + len + 32), None, magic, version)
+    }
+    /// A writer that sends the encoding to `sink` as it goes ([`Self::finish_streaming`]): an
+    /// index of tens of MB is never held in memory a second time.
+    pub(crate) fn streaming(magic: &[u8; 8], version: u32, sink: &'a mut dyn Write) -> Self {
+        Self::start(
+            Vec::with_capacity(SPILL + 4096),
+            Some((sink, Sha256::new())),
+            magic,
+            version,
+        )
+    }
+    fn start(buf: Vec<u8>, sink: Option<(&'a mut dyn Write, Sha256)>, magic: &[u8; 8], version: u32) -> Self {
+        let mut w = Self { buf, sink, err: None };
         w.bytes(magic);
         w.u32(version);
         w
@@ -254,12 +272,36 @@ impl IndexWriter {
     }
     pub(crate) fn bytes(&mut self, v: &[u8]) {
         self.buf.extend_from_slice(v);
+        if self.buf.len() >= SPILL {
+            self.spill();
+        }
     }
-    /// Appends the checksum trailer and returns the encoding.
+    /// Sends what is buffered to the sink, if streaming.
+    fn spill(&mut self) {
+        if let Some((sink, sha)) = self.sink.as_mut() {
+            sha.update(&self.buf);
+            if self.err.is_none() {
+                self.err = sink.write_all(&self.buf).err();
+            }
+            self.buf.clear();
+        }
+    }
+    /// Appends the checksum trailer and returns the encoding (of an in-memory writer).
     pub(crate) fn finish(mut self) -> Vec<u8> {
         let sum: [u8; 32] = Sha256::digest(&self.buf).into();
         self.buf.extend_from_slice(&sum);
         self.buf
+    }
+    /// Writes the rest and the checksum trailer (of a streaming writer).
+    pub(crate) fn finish_streaming(mut self) -> io::Result<()> {
+        self.spill();
+        if let Some(e) = self.err {
+            return Err(e);
+        }
+        match self.sink {
+            Some((sink, sha)) => sink.write_all(&sha.finalize()),
+            None => Err(io::Error::other("not a streaming index writer")),
+        }
     }
 }
 

@@ -48,25 +48,10 @@ impl From<super::entries::EntriesError> for FormatError {
 
 type Result<T> = std::result::Result<T, FormatError>;
 
-/// An encoded index in pieces, written one after the other: a zstd index with checkpoints is
-/// tens of MB, and joining the pieces in one buffer held it twice at once (three times with the
-/// cache file's envelope), which was the peak RSS of a cold index.
-pub struct Encoded<'a> {
-    head: Vec<u8>,
-    seek: Vec<u8>,
-    tail: Vec<u8>,
-    members: &'a [u8],
-}
-
-impl Encoded<'_> {
-    /// The pieces, in order.
-    pub fn parts(&self) -> [&[u8]; 4] {
-        [&self.head, &self.seek, &self.tail, self.members]
-    }
-}
-
-/// Encodes an index of a blob of `blob_len` bytes, in pieces; see [`Encoded`].
-pub fn encode_parts(index: &LayerIndex, blob_len: u64) -> Encoded<'_> {
+/// Writes the encoding of an index of a blob of `blob_len` bytes to `out`, piece by piece: a
+/// zstd index with checkpoints is tens of MB, and building the whole encoding in memory held it
+/// a second time (the peak RSS of a cold index).
+pub fn encode_to(index: &LayerIndex, blob_len: u64, out: &mut dyn std::io::Write) -> std::io::Result<()> {
     let mut w = Writer(Vec::with_capacity(256 + index.chunks.hashes().len()));
     w.0.extend_from_slice(&FORMAT_VERSION.to_le_bytes());
     w.num(blob_len);
@@ -75,17 +60,21 @@ pub fn encode_parts(index: &LayerIndex, blob_len: u64) -> Encoded<'_> {
     w.0.push(index.chunks.shift());
     w.bytes(index.chunks.hashes());
     w.0.extend_from_slice(&index.chunks.seal(&index.digest));
-    let (kind, seek) = match &index.seek {
-        SeekIndex::None => (0, Vec::new()),
-        SeekIndex::Gzip(g) => (1, g.to_bytes()),
-        SeekIndex::Zstd(z) => (2, z.to_bytes()),
-    };
-    w.0.push(kind);
-    if kind != 0 {
-        // The length of what `Writer::bytes` would write; the bytes are the next piece.
-        w.num(seek.len() as u64);
+    match &index.seek {
+        SeekIndex::None => w.0.push(0),
+        SeekIndex::Gzip(g) => {
+            w.0.push(1);
+            w.bytes(&g.to_bytes());
+        }
+        SeekIndex::Zstd(z) => {
+            w.0.push(2);
+            // `Writer::bytes`'s length, then the index straight to `out`.
+            w.num(z.encoded_len() as u64);
+            out.write_all(&w.0)?;
+            w.0.clear();
+            z.write_to(out)?;
+        }
     }
-    let head = std::mem::take(&mut w.0);
     w.num(index.entries.len() as u64);
     for s in index.entries.starts() {
         w.0.extend_from_slice(&s.to_le_bytes());
@@ -97,22 +86,21 @@ pub fn encode_parts(index: &LayerIndex, blob_len: u64) -> Encoded<'_> {
     }
     let members = index.entries.encoded();
     w.num(members.len() as u64);
-    Encoded {
-        head,
-        seek,
-        tail: w.0,
-        members,
-    }
+    out.write_all(&w.0)?;
+    out.write_all(members)
 }
 
 /// Encodes an index of a blob of `blob_len` bytes in one buffer.
 pub fn encode(index: &LayerIndex, blob_len: u64) -> Vec<u8> {
-    encode_parts(index, blob_len).parts().concat()
+    let mut out = Vec::new();
+    // Writing to a Vec does not fail.
+    let _ = encode_to(index, blob_len, &mut out);
+    out
 }
 
 /// Decodes an index, checking it belongs to a blob of `blob_len` bytes (members copied).
 pub fn decode(data: &[u8], blob_len: u64) -> Result<LayerIndex> {
-    let (head, index, members) = decode_head(data, blob_len, false)?;
+    let (head, index, members) = decode_head(data, blob_len, Origin::Unchecked)?;
     let entries = Entries::from_encoded(data.get(members).unwrap_or(&[]), index.starts, &index.rare)?;
     let chunks = ChunkDigests::new(head.shift, blob_len, Bytes::owned(data[head.hashes.clone()].to_vec()))?;
     head.finish(entries, chunks)
@@ -124,7 +112,7 @@ pub fn decode_mapped(map: Arc<memmap2::Mmap>, payload: Range<usize>, blob_len: u
         .get(payload.clone())
         .ok_or(FormatError("payload outside the file"))?;
     // The cache file's CRC covers the seek index: its own sha256 need not be hashed again.
-    let (head, index, members) = decode_head(data, blob_len, true)?;
+    let (head, index, members) = decode_head(data, blob_len, Origin::Mapped(&map))?;
     let range = payload.start + members.start..payload.start + members.end;
     // The chunk digests stay in the mapping (page cache), like the members.
     let hashes = payload.start + head.hashes.start..payload.start + head.hashes.end;
@@ -175,10 +163,21 @@ struct MemberIndex {
     rare: Vec<u32>,
 }
 
+/// Where encoded bytes come from.
+#[derive(Clone, Copy)]
+enum Origin<'a> {
+    /// Anywhere: every checksum is checked.
+    Unchecked,
+    /// A cache file whose CRC was checked.
+    Checksummed,
+    /// Inside this mapped cache file, whose CRC was checked.
+    Mapped(&'a Arc<memmap2::Mmap>),
+}
+
 /// Everything before the members, their index, and where they are in `data`.
-fn decode_head(data: &[u8], blob_len: u64, checksummed: bool) -> Result<(Head, MemberIndex, Range<usize>)> {
+fn decode_head(data: &[u8], blob_len: u64, origin: Origin<'_>) -> Result<(Head, MemberIndex, Range<usize>)> {
     let (mut r, chunks) = decode_chunk_part(data, blob_len)?;
-    let seek = r.seek(checksummed)?;
+    let seek = r.seek(origin)?;
     let count = r.count(4)?;
     let starts = r.take(count * 4)?.chunks_exact(4);
     let starts = starts.map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect();
@@ -262,7 +261,7 @@ pub fn decode_stream_len(data: &[u8], blob_len: u64, layer: &Digest) -> Result<u
     if &part.digest != layer {
         return Err(FormatError("index of another layer"));
     }
-    Ok(match r.seek(true)? {
+    Ok(match r.seek(Origin::Checksummed)? {
         SeekIndex::None => blob_len,
         SeekIndex::Gzip(g) => g.uncompressed_len(),
         SeekIndex::Zstd(z) => z.uncompressed_len(),
@@ -270,14 +269,21 @@ pub fn decode_stream_len(data: &[u8], blob_len: u64, layer: &Digest) -> Result<u
 }
 
 impl Reader<'_> {
-    fn seek(&mut self, checksummed: bool) -> Result<SeekIndex> {
-        let gzip = |b| match checksummed {
-            true => gzip::GzipIndex::from_checksummed_bytes(b),
-            false => gzip::GzipIndex::from_bytes(b),
+    /// The seek index. From a cache file its own sha256 is not hashed again (the file's CRC
+    /// covers it), and from a mapped one a zstd index's sparse windows stay in the mapping.
+    fn seek(&mut self, origin: Origin<'_>) -> Result<SeekIndex> {
+        let gzip = |b| match origin {
+            Origin::Unchecked => gzip::GzipIndex::from_bytes(b),
+            _ => gzip::GzipIndex::from_checksummed_bytes(b),
         };
-        let zstd = |b| match checksummed {
-            true => zstd::ZstdIndex::from_checksummed_bytes(b),
-            false => zstd::ZstdIndex::from_bytes(b),
+        let zstd = |b: &[u8]| match origin {
+            Origin::Unchecked => zstd::ZstdIndex::from_bytes(b),
+            Origin::Checksummed => zstd::ZstdIndex::from_checksummed_bytes(b),
+            Origin::Mapped(m) => {
+                // `b` is a slice of the mapping: its place in it.
+                let start = b.as_ptr() as usize - m.as_ptr() as usize;
+                zstd::ZstdIndex::from_mapped(m, start..start + b.len())
+            }
         };
         Ok(match self.byte()? {
             0 => SeekIndex::None,

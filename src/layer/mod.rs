@@ -374,7 +374,16 @@ impl LayerStore {
                     checkpoints,
                 )?;
                 self.cache
-                    .store_parts("layer", &key, &format::encode_parts(&index, blob.len()).parts());
+                    .store_with("layer", &key, |w| format::encode_to(&index, blob.len(), w));
+                // Served from the file just written, as a warm mount would be: members and
+                // zstd sparse windows in the page cache instead of this process's memory
+                // (tens of MB for a large zstd layer with checkpoints).
+                let index = self
+                    .cache
+                    .map("layer", &key)
+                    .and_then(|(map, payload)| format::decode_mapped(map, payload, blob.len()).ok())
+                    .filter(|m| m.digest == index.digest && m.diff_id == index.diff_id)
+                    .unwrap_or(index);
                 // This pass hashed the whole blob; a cached index vouches for no byte of it.
                 (self.on_verified)(digest);
                 // Record which file the index was built from, if it was one file that did not

@@ -324,15 +324,18 @@ impl RemoteBlob {
     fn read_downloaded(&self, buf: &mut [u8], offset: u64) -> Option<io::Result<usize>> {
         let mut w = self.state();
         let started = Instant::now();
+        // The end of the blob is served only once the download has hashed all of it (and, with
+        // a cache, named it: a mount whose last read returned has its download kept).
+        let end = offset.saturating_add(buf.len() as u64) > self.last_block() * BLOCK;
         loop {
             match &*w {
                 Whole::Complete(f) => return Some(pread(f, buf, offset)),
                 Whole::Bad(e) => return Some(Err(io::Error::new(io::ErrorKind::InvalidData, e.clone()))),
-                Whole::Running { file, have } if offset < *have => {
+                Whole::Running { file, have } if offset < *have && !end => {
                     let n = buf.len().min((*have - offset) as usize);
                     return Some(pread(file, &mut buf[..n], offset));
                 }
-                Whole::Running { have, .. } if offset < have.saturating_add(FOLLOW_WINDOW) => {
+                Whole::Running { have, .. } if end || offset < have.saturating_add(FOLLOW_WINDOW) => {
                     if started.elapsed() > self.wait_limit() {
                         return Some(Err(io::Error::new(io::ErrorKind::TimedOut, self.stalled())));
                     }

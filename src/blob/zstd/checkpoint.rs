@@ -8,6 +8,7 @@
 //! bytes read as zeros; no match of the segment reads them.
 
 use super::tracker::Pending;
+use crate::cache::Bytes;
 use std::ops::Range;
 
 /// Most a window may be (libzstd decodes up to 2^31 with `--long=31` and a raised limit).
@@ -36,8 +37,8 @@ pub struct Checkpoint {
     pub content_len: u64,
     /// Dictionary header: magic, ID, entropy tables, repeat offsets.
     pub entropy: Vec<u8>,
-    /// The sparse window, zstd-compressed.
-    pub sparse: Vec<u8>,
+    /// The sparse window, zstd-compressed (in the mapped cache file when loaded from one).
+    pub sparse: Bytes,
     /// Length of the sparse window before compression.
     pub sparse_len: u64,
     /// [`block_check`] of each block of the segment (up to the next checkpoint or the end of
@@ -162,7 +163,7 @@ impl Checkpoint {
             window,
             content_len: p.content_len,
             entropy: p.entropy,
-            sparse,
+            sparse: Bytes::owned(sparse),
             sparse_len: raw.len() as u64,
             block_crcs,
         })

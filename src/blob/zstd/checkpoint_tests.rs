@@ -182,7 +182,7 @@ fn a_checkpoint_that_disagrees_with_the_frame_is_never_trusted() {
                 for (_, r) in runs {
                     zeroed[r].fill(0);
                 }
-                c.sparse = ::zstd::bulk::compress(&zeroed, 3).unwrap();
+                c.sparse = crate::cache::Bytes::owned(::zstd::bulk::compress(&zeroed, 3).unwrap());
             }),
         ),
         (
@@ -267,4 +267,32 @@ fn frames_of_a_stream_get_their_own_checkpoints() {
     assert!(frames.iter().filter(|&&f| f == 0).count() >= 8, "{frames:?}");
     assert!(frames.iter().filter(|&&f| f == 2).count() >= 5, "{frames:?}");
     assert!(frames.iter().all(|&f| f == 0 || f == 2), "{frames:?}");
+}
+
+#[test]
+fn an_index_loaded_from_a_mapped_file_keeps_its_sparse_windows_there_and_reads_the_same() {
+    let plain = data(3 << 20, 8);
+    let comp = compress(&plain, 3, true, false);
+    let (idx, _) = index_with(&comp, 256 << 10);
+    assert!(idx.checkpoints().len() >= 8);
+    // An index inside a mapped cache file, after other bytes, as in a layer cache file.
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::cache::Cache::new(Some(dir.path().to_path_buf()));
+    // Written as the layer cache writes it: streamed, never whole in memory.
+    let body = idx.to_bytes();
+    assert_eq!(body.len(), idx.encoded_len());
+    cache.store_with("t", "k", |w| {
+        w.write_all(&[7u8; 1000])?;
+        idx.write_to(w)
+    });
+    let (map, payload) = cache.map("t", "k").unwrap();
+    let at = payload.start + 1000;
+    assert_eq!(&map[at..at + body.len()], &body[..]);
+    let mapped = ZstdIndex::from_mapped(&map, at..at + body.len()).unwrap();
+    assert_eq!(mapped, idx);
+    assert!(mapped.checkpoints().iter().all(|c| c.sparse.is_mapped()));
+    assert!(ZstdIndex::from_mapped(&map, at..at + body.len() + 1).is_err());
+    let blob: Arc<dyn ReadAt> = Arc::new(comp);
+    let r = ZstdReader::new(blob, Arc::new(mapped)).unwrap();
+    check_random_reads(&r, &plain, 200, 60_000);
 }

@@ -51,7 +51,7 @@ mod resume;
 mod seq;
 mod tracker;
 
-use std::io::{self, Read};
+use std::io::{self, Read, Write};
 use std::sync::Arc;
 
 pub use checkpoint::{Checkpoint, CheckpointError};
@@ -64,6 +64,7 @@ use super::chunk_cache::{CacheConfig, Decoder, Source};
 use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource, Trailer};
 use super::indexed::{IndexedReader, StreamIndex};
 use super::ReadAt;
+use crate::cache::Bytes;
 
 /// Magic number opening every zstd data frame (little-endian on disk).
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
@@ -90,6 +91,7 @@ const INDEX_VERSION: u32 = 3;
 /// Output between checkpoints inside a frame: a random read decodes 1 MiB on average
 /// (docs/index-format.md, "zstd checkpoints").
 pub const DEFAULT_CHECKPOINT_SPACING: u64 = 2 << 20;
+
 /// Encoded size of one [`Frame`].
 const FRAME_BYTES: usize = 4 * 8;
 
@@ -186,8 +188,29 @@ impl ZstdIndex {
 
     /// The versioned little-endian encoding; see [`Self::from_bytes`].
     pub fn to_bytes(&self) -> Vec<u8> {
-        let fields = 64 + 32 * self.frames.len() + self.checkpoints.iter().map(|c| 16 + c.encoded_len()).sum::<usize>();
-        let mut w = IndexWriter::with_capacity(INDEX_MAGIC, INDEX_VERSION, fields);
+        let mut w = IndexWriter::with_capacity(INDEX_MAGIC, INDEX_VERSION, self.encoded_len());
+        self.encode(&mut w);
+        w.finish()
+    }
+
+    /// Writes [`Self::to_bytes`] to `out` as it encodes it, without holding it in memory.
+    pub fn write_to(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut w = IndexWriter::streaming(INDEX_MAGIC, INDEX_VERSION, out);
+        self.encode(&mut w);
+        w.finish_streaming()
+    }
+
+    /// Length of [`Self::to_bytes`].
+    pub fn encoded_len(&self) -> usize {
+        let checkpoints: usize = self
+            .checkpoints
+            .iter()
+            .map(|c| 6 * 8 + 8 + c.entropy.len() + 8 + c.sparse.len() + 8 + 4 * c.block_crcs.len() + 4)
+            .sum();
+        8 + 4 + 8 + 8 + 32 + 8 + FRAME_BYTES * self.frames.len() + 8 + checkpoints + 32
+    }
+
+    fn encode(&self, w: &mut IndexWriter<'_>) {
         w.u64(self.compressed_len);
         w.u64(self.uncompressed_len);
         w.bytes(&self.compressed_sha256);
@@ -213,23 +236,35 @@ impl ZstdIndex {
             }
             w.u32(c.crc());
         }
-        w.finish()
     }
 
     /// Decodes [`Self::to_bytes`] output, rejecting any damage (sha256 trailer) and any
     /// inconsistency (frames overlapping, out of range, not contiguous in output).
     pub fn from_bytes(data: &[u8]) -> Result<ZstdIndex> {
-        decode_index(data, Trailer::Check).map_err(bad_index)
+        decode_index(data, Trailer::Check, None).map_err(bad_index)
     }
 
     /// [`Self::from_bytes`] for bytes inside a file whose own checksum was verified: the sha256
     /// trailer is not hashed again; every other check is made.
     pub fn from_checksummed_bytes(data: &[u8]) -> Result<ZstdIndex> {
-        decode_index(data, Trailer::Skip).map_err(bad_index)
+        decode_index(data, Trailer::Skip, None).map_err(bad_index)
+    }
+
+    /// [`Self::from_checksummed_bytes`] for `range` of a mapped cache file: the sparse windows
+    /// (nearly all of a checkpoint index) stay in the mapping, page cache the kernel may
+    /// reclaim, instead of being copied into the process's own memory.
+    pub fn from_mapped(map: &Arc<memmap2::Mmap>, range: std::ops::Range<usize>) -> Result<ZstdIndex> {
+        let data = map
+            .get(range.clone())
+            .ok_or_else(|| bad_index(Field("index outside its file".into())))?;
+        decode_index(data, Trailer::Skip, Some((map, range.start))).map_err(bad_index)
     }
 }
 
-fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex, IndexFormatError> {
+/// Where decoded bytes live: the mapping `data` was taken from and `data`'s offset in it.
+type Place<'a> = Option<(&'a Arc<memmap2::Mmap>, usize)>;
+
+fn decode_index(data: &[u8], trailer: Trailer, place: Place<'_>) -> std::result::Result<ZstdIndex, IndexFormatError> {
     let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
@@ -268,7 +303,8 @@ fn decode_index(data: &[u8], trailer: Trailer) -> std::result::Result<ZstdIndex,
             "frames hold {out_end} bytes but the index says {uncompressed_len}"
         )));
     }
-    let checkpoints = decode_checkpoints(&mut r, &frames)?;
+    let place = place.map(|(m, at)| (m, at, data.as_ptr() as usize));
+    let checkpoints = decode_checkpoints(&mut r, &frames, place)?;
     r.finish()?;
     Ok(ZstdIndex {
         compressed_len,
@@ -284,9 +320,12 @@ const MIN_CHECKPOINT_BYTES: usize = 9 * 8 + 4;
 
 /// Reads the checkpoints and checks each against its CRC and its frame: strictly increasing,
 /// strictly inside the frame's compressed and output ranges, its window inside the frame.
+/// With `place` = (mapping, offset of the index in it, address of the index), sparse windows
+/// are ranges of the mapping.
 fn decode_checkpoints(
     r: &mut IndexReader<'_>,
     frames: &[Frame],
+    place: Option<(&Arc<memmap2::Mmap>, usize, usize)>,
 ) -> std::result::Result<Vec<Checkpoint>, IndexFormatError> {
     let count = r.u64()?;
     if count > (r.remaining() / MIN_CHECKPOINT_BYTES) as u64 {
@@ -303,7 +342,15 @@ fn decode_checkpoints(
         let n = r.u64()?;
         let entropy = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?.to_vec();
         let n = r.u64()?;
-        let sparse = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?.to_vec();
+        let sparse = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?;
+        let sparse = match place {
+            Some((map, at, addr)) => {
+                let start = at + (sparse.as_ptr() as usize - addr);
+                Bytes::mapped(Arc::clone(map), start..start + sparse.len())
+                    .ok_or_else(|| Field("sparse window outside the file".into()))?
+            }
+            None => Bytes::owned(sparse.to_vec()),
+        };
         let n = r.u64()?;
         if n > (r.remaining() / 4) as u64 {
             return Err(Field(format!(
