@@ -281,7 +281,7 @@ impl Reader<'_> {
             Origin::Checksummed => zstd::ZstdIndex::from_checksummed_bytes(b),
             Origin::Mapped(m) => {
                 // `b` is a slice of the mapping: its place in it.
-                let start = b.as_ptr() as usize - m.as_ptr() as usize;
+                let start = (b.as_ptr() as usize).saturating_sub(m.as_ptr() as usize);
                 zstd::ZstdIndex::from_mapped(m, start..start + b.len())
             }
         };

@@ -265,8 +265,9 @@ impl Checkpoint {
         h.finalize()
     }
 
-    /// Bytes this checkpoint takes in the index.
+    /// Bytes this checkpoint takes in the index: nine u64 (six fields and three lengths), the
+    /// entropy header, the sparse window, the block checks and the CRC.
     pub fn encoded_len(&self) -> usize {
-        9 * 8 + 4 + self.entropy.len() + self.sparse.len() + 4 * self.block_crcs.len()
+        9 * 8 + self.entropy.len() + self.sparse.len() + 4 * self.block_crcs.len() + 4
     }
 }

@@ -91,7 +91,6 @@ const INDEX_VERSION: u32 = 3;
 /// Output between checkpoints inside a frame: a random read decodes 1 MiB on average
 /// (docs/index-format.md, "zstd checkpoints").
 pub const DEFAULT_CHECKPOINT_SPACING: u64 = 2 << 20;
-
 /// Encoded size of one [`Frame`].
 const FRAME_BYTES: usize = 4 * 8;
 
@@ -202,11 +201,7 @@ impl ZstdIndex {
 
     /// Length of [`Self::to_bytes`].
     pub fn encoded_len(&self) -> usize {
-        let checkpoints: usize = self
-            .checkpoints
-            .iter()
-            .map(|c| 6 * 8 + 8 + c.entropy.len() + 8 + c.sparse.len() + 8 + 4 * c.block_crcs.len() + 4)
-            .sum();
+        let checkpoints: usize = self.checkpoints.iter().map(Checkpoint::encoded_len).sum();
         8 + 4 + 8 + 8 + 32 + 8 + FRAME_BYTES * self.frames.len() + 8 + checkpoints + 32
     }
 
