@@ -221,6 +221,54 @@ impl Cache {
     }
 }
 
+impl Cache {
+    /// A place to put bytes aside while an index is built: an unnamed file in the cache
+    /// directory (`O_TMPFILE`: gone with its last handle, nothing to clean up after a crash);
+    /// `None` without a cache directory or when it cannot be made.
+    pub fn spill(&self) -> Option<Spill> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let dir = self.dir.as_ref()?;
+        fs::create_dir_all(dir).ok()?;
+        let file = fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_TMPFILE)
+            .open(dir)
+            .map_err(|e| log::debug!("no spill file in {}: {e}", dir.display()))
+            .ok()?;
+        Some(Spill { file, len: 0 })
+    }
+}
+
+/// Bytes put aside in an unnamed file of the cache directory and read back mapped: page cache
+/// the kernel may write out or drop, instead of the builder's own memory (the sparse windows of
+/// a zstd checkpoint index: tens of MB).
+pub struct Spill {
+    file: fs::File,
+    len: u64,
+}
+
+impl Spill {
+    /// Appends `bytes`; returns where they are.
+    pub fn append(&mut self, bytes: &[u8]) -> std::io::Result<std::ops::Range<usize>> {
+        use std::os::unix::fs::FileExt;
+        self.file.write_all_at(bytes, self.len)?;
+        let start = self.len as usize;
+        self.len += bytes.len() as u64;
+        Ok(start..start + bytes.len())
+    }
+
+    /// Everything appended, mapped.
+    pub fn map(self) -> std::io::Result<Arc<memmap2::Mmap>> {
+        // SAFETY: the file has no name and only this handle (dropped after mapping): nothing
+        // else can change it while the mapping lives.
+        #[allow(unsafe_code)]
+        let map = unsafe { memmap2::Mmap::map(&self.file) }?;
+        Ok(Arc::new(map))
+    }
+}
+
 /// Passes a payload on while taking its length and CRC.
 struct Enveloping<W> {
     inner: W,
@@ -290,6 +338,14 @@ impl Bytes {
     /// Gives back the spare capacity of owned bytes.
     pub fn shrink_to_fit(&mut self) {
         self.owned.shrink_to_fit();
+    }
+
+    /// Drops mapped bytes from this process's memory ([`release`]) once they have been read;
+    /// a later access reads them again from the page cache. Owned bytes stay.
+    pub fn release(&self) {
+        if let Some((m, r)) = &self.mapped {
+            release(m, r.clone());
+        }
     }
 }
 

@@ -50,7 +50,7 @@ fuzz_target!(|data: &[u8]| {
     let digest = Digest::sha256_of(&blob);
     let blob: Arc<dyn ReadAt> = Arc::new(blob);
     let spacing = 1 + (u64::from(param) << 8);
-    let Ok(index) = build_index(blob.as_ref(), &digest, None, spacing, false) else {
+    let Ok(index) = build_index(blob.as_ref(), &digest, None, spacing, false, None) else {
         return;
     };
     let config = CacheConfig {

@@ -60,13 +60,15 @@ impl<R: Read> Read for BlobHasher<R> {
     }
 }
 
-/// Indexes a layer, verifying its digest and (when known) its diff_id.
+/// Indexes a layer, verifying its digest and (when known) its diff_id; zstd checkpoints' sparse
+/// windows go to `spill` as they are made when there is one (`cache::Spill`).
 pub fn build_index(
     blob: &dyn ReadAt,
     digest: &Digest,
     diff_id: Option<&str>,
     spacing: u64,
     zstd_checkpoints: bool,
+    spill: Option<crate::cache::Spill>,
 ) -> Result<LayerIndex, LayerError> {
     let io_err = |e: io::Error| LayerError::Io {
         digest: digest.clone(),
@@ -139,9 +141,10 @@ pub fn build_index(
         Compression::Gzip => gzip::build_index(&mut reader, spacing, &mut sink)
             .map(|i| SeekIndex::Gzip(Arc::new(i)))
             .map_err(|e| decompress_err(e.to_string())),
-        Compression::Zstd => zstd::build_index_with(
+        Compression::Zstd => zstd::build_index_spilling(
             &mut reader,
             zstd_checkpoints.then_some(zstd::DEFAULT_CHECKPOINT_SPACING),
+            spill,
             &mut sink,
         )
         .map(|i| SeekIndex::Zstd(Arc::new(i)))

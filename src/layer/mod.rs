@@ -372,6 +372,7 @@ impl LayerStore {
                     diff_id,
                     GZIP_SPACING,
                     checkpoints,
+                    checkpoints.then(|| self.cache.spill()).flatten(),
                 )?;
                 self.cache
                     .store_with("layer", &key, |w| format::encode_to(&index, blob.len(), w));

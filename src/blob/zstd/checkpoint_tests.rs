@@ -296,3 +296,29 @@ fn an_index_loaded_from_a_mapped_file_keeps_its_sparse_windows_there_and_reads_t
     let r = ZstdReader::new(blob, Arc::new(mapped)).unwrap();
     check_random_reads(&r, &plain, 200, 60_000);
 }
+
+#[test]
+fn sparse_windows_spilled_during_the_pass_are_mapped_back_and_read_the_same() {
+    let plain = data(3 << 20, 9);
+    let comp = compress(&plain, 19, false, false);
+    let (in_memory, _) = index_with(&comp, 256 << 10);
+    let dir = tempfile::tempdir().unwrap();
+    let cache = crate::cache::Cache::new(Some(dir.path().to_path_buf()));
+    let spill = cache.spill().expect("O_TMPFILE in a temporary directory");
+    let mut got = Vec::new();
+    let spilled = build_index_spilling(&comp[..], Some(256 << 10), Some(spill), &mut |b: &[u8]| {
+        got.extend_from_slice(b);
+        Ok(())
+    })
+    .unwrap();
+    assert!(got == plain);
+    assert!(spilled.checkpoints().len() >= 8);
+    assert!(spilled.checkpoints().iter().all(|c| c.sparse.is_mapped()));
+    // The same index, byte for byte, and the spill file left no name behind.
+    assert_eq!(spilled, in_memory);
+    assert_eq!(spilled.to_bytes(), in_memory.to_bytes());
+    assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+    let blob: Arc<dyn ReadAt> = Arc::new(comp);
+    let r = ZstdReader::new(blob, Arc::new(spilled)).unwrap();
+    check_random_reads(&r, &plain, 200, 61_000);
+}

@@ -15,6 +15,7 @@ use std::thread::{Scope, ScopedJoinHandle};
 use super::checkpoint::{self, Checkpoint};
 use super::seq;
 use super::tracker::{FrameTracker, Pending, Recent};
+use crate::cache::{Bytes, Spill};
 
 /// Messages in flight at most (each up to two build buffers: 512 KiB).
 const QUEUE: usize = 4;
@@ -57,14 +58,18 @@ pub(super) type Handle<'scope> = ScopedJoinHandle<'scope, Vec<Checkpoint>>;
 impl Follower {
     /// Starts the thread in `scope`; `None` if it cannot be started (the index then has no
     /// checkpoints).
-    pub(super) fn spawn<'scope>(scope: &'scope Scope<'scope, '_>, spacing: u64) -> Option<(Follower, Handle<'scope>)> {
+    pub(super) fn spawn<'scope>(
+        scope: &'scope Scope<'scope, '_>,
+        spacing: u64,
+        spill: Option<Spill>,
+    ) -> Option<(Follower, Handle<'scope>)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let (back, spare) = mpsc::channel();
         let given_up = Arc::new(AtomicU64::new(NONE));
         let flag = Arc::clone(&given_up);
         let handle = std::thread::Builder::new()
             .name("zstd-checkpoints".into())
-            .spawn_scoped(scope, move || follow(rx, back, &flag, spacing));
+            .spawn_scoped(scope, move || follow(rx, back, &flag, spacing, spill));
         match handle {
             Ok(h) => Some((
                 Follower {
@@ -123,7 +128,13 @@ impl Follower {
 }
 
 /// The thread: follows each frame with a [`FrameCheckpoints`].
-fn follow(rx: Receiver<Msg>, back: Sender<Vec<u8>>, given_up: &AtomicU64, spacing: u64) -> Vec<Checkpoint> {
+fn follow(
+    rx: Receiver<Msg>,
+    back: Sender<Vec<u8>>,
+    given_up: &AtomicU64,
+    spacing: u64,
+    mut spill: Option<Spill>,
+) -> Vec<Checkpoint> {
     let mut all = Vec::new();
     let mut cur: Option<(FrameCheckpoints, u64)> = None;
     for m in rx {
@@ -136,7 +147,7 @@ fn follow(rx: Receiver<Msg>, back: Sender<Vec<u8>>, given_up: &AtomicU64, spacin
             } => cur = Some((FrameCheckpoints::new(frame, comp_off, out_off, spacing), run)),
             Msg::Data { consumed, output } => {
                 if let Some((c, run)) = cur.as_mut() {
-                    c.step(&consumed, &output);
+                    c.step(&consumed, &output, spill.as_mut());
                     if c.tracker.failed().is_some() {
                         given_up.store(*run, Ordering::Relaxed);
                     }
@@ -146,7 +157,7 @@ fn follow(rx: Receiver<Msg>, back: Sender<Vec<u8>>, given_up: &AtomicU64, spacin
             }
             Msg::End { keep } => {
                 if let Some((mut c, _)) = cur.take() {
-                    c.finish();
+                    c.finish(spill.as_mut());
                     if keep {
                         all.append(&mut c.found);
                     }
@@ -154,7 +165,42 @@ fn follow(rx: Receiver<Msg>, back: Sender<Vec<u8>>, given_up: &AtomicU64, spacin
             }
         }
     }
-    all
+    map_spilled(all, spill)
+}
+
+/// A checkpoint whose sparse window may be in the spill file (then at this range, and its
+/// `sparse` empty until [`map_spilled`]).
+type Found = (Checkpoint, Option<std::ops::Range<usize>>);
+
+/// The checkpoints, their spilled sparse windows mapped from the spill file (or, if it cannot
+/// be mapped, read back into memory; a window that cannot be read back drops the checkpoints).
+fn map_spilled(all: Vec<Found>, spill: Option<Spill>) -> Vec<Checkpoint> {
+    if all.iter().all(|(_, r)| r.is_none()) {
+        return all.into_iter().map(|(c, _)| c).collect();
+    }
+    let map = match spill.map(Spill::map) {
+        Some(Ok(m)) => m,
+        other => {
+            if let Some(Err(e)) = other {
+                log::warn!("zstd checkpoints: cannot map their spill file ({e}); none recorded");
+            }
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::with_capacity(all.len());
+    for (mut c, range) in all {
+        if let Some(r) = range {
+            match Bytes::mapped(Arc::clone(&map), r) {
+                Some(b) => c.sparse = b,
+                None => {
+                    log::warn!("zstd checkpoints: their spill file is short; none recorded");
+                    return Vec::new();
+                }
+            }
+        }
+        out.push(c);
+    }
+    out
 }
 
 /// The checkpoints of the frame being indexed.
@@ -168,7 +214,7 @@ struct FrameCheckpoints {
     recent: Option<Recent>,
     /// Completed segments whose window has not been fully output yet.
     waiting: Vec<Pending>,
-    found: Vec<Checkpoint>,
+    found: Vec<Found>,
 }
 
 impl FrameCheckpoints {
@@ -184,8 +230,9 @@ impl FrameCheckpoints {
         }
     }
 
-    /// Follows compressed bytes libzstd consumed and output it produced.
-    fn step(&mut self, consumed: &[u8], output: &[u8]) {
+    /// Follows compressed bytes libzstd consumed and output it produced; the sparse windows
+    /// of the checkpoints it completes go to `spill` if there is one.
+    fn step(&mut self, consumed: &[u8], output: &[u8], mut spill: Option<&mut Spill>) {
         let t = &mut self.tracker;
         t.push(consumed);
         if t.failed().is_some() {
@@ -207,7 +254,14 @@ impl FrameCheckpoints {
         for p in self.waiting.drain(..ready) {
             let get = |a: u64, b: u64| recent.get(a, b);
             match Checkpoint::from_pending(self.frame, window, p, &get) {
-                Some(c) => self.found.push(c),
+                Some(mut c) => {
+                    // Kept in memory when the spill file fails: a slower build, not a lost one.
+                    let spilled = spill.as_deref_mut().and_then(|s| s.append(&c.sparse).ok());
+                    if spilled.is_some() {
+                        c.sparse = Bytes::default();
+                    }
+                    self.found.push((c, spilled));
+                }
                 None => {
                     t.fail("window bytes no longer held");
                     self.found.clear();
@@ -218,9 +272,9 @@ impl FrameCheckpoints {
     }
 
     /// The frame ended: keep its checkpoints only if it was followed to the end.
-    fn finish(&mut self) {
+    fn finish(&mut self, spill: Option<&mut Spill>) {
         if self.tracker.finish() {
-            self.step(&[], &[]);
+            self.step(&[], &[], spill);
         }
         let failed = self.tracker.failed();
         if failed.is_some() || !self.waiting.is_empty() {

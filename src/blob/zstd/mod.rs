@@ -64,7 +64,7 @@ use super::chunk_cache::{CacheConfig, Decoder, Source};
 use super::codec_io::{HashingReader, IndexReader, IndexWriter, Input, ReadAtSource, Trailer};
 use super::indexed::{IndexedReader, StreamIndex};
 use super::ReadAt;
-use crate::cache::Bytes;
+use crate::cache::{Bytes, Spill};
 
 /// Magic number opening every zstd data frame (little-endian on disk).
 pub const ZSTD_MAGIC: u32 = 0xFD2F_B528;
@@ -230,6 +230,9 @@ impl ZstdIndex {
                 w.u32(b);
             }
             w.u32(c.crc());
+            // Copied and hashed: a window mapped from a spill file need not stay in this
+            // process's memory.
+            c.sparse.release();
         }
     }
 
@@ -370,6 +373,9 @@ fn decode_checkpoints(
         if c.crc() != crc {
             return Err(Field(format!("checkpoint {i} fails its CRC")));
         }
+        // The CRC read a mapped window's pages: out of this process's memory again until a
+        // resume needs them (tens of MB of an index would otherwise stay resident).
+        c.sparse.release();
         c.validate().map_err(|e| Field(e.to_string()))?;
         let f = usize::try_from(frame).ok().and_then(|f| frames.get(f));
         let inside = f.is_some_and(|f| {
@@ -417,11 +423,22 @@ pub fn build_index_with<R: Read>(
     spacing: Option<u64>,
     sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
 ) -> Result<ZstdIndex> {
+    build_index_spilling(compressed, spacing, None, sink)
+}
+
+/// [`build_index_with`] that puts the checkpoints' sparse windows in `spill` as they are made
+/// (the index's checkpoints then map them from there): the pass holds no index in memory.
+pub fn build_index_spilling<R: Read>(
+    compressed: R,
+    spacing: Option<u64>,
+    spill: Option<Spill>,
+    sink: &mut dyn FnMut(&[u8]) -> io::Result<()>,
+) -> Result<ZstdIndex> {
     let Some(spacing) = spacing else {
         return build(compressed, None, sink);
     };
     std::thread::scope(|scope| {
-        let Some((follower, handle)) = Follower::spawn(scope, spacing) else {
+        let Some((follower, handle)) = Follower::spawn(scope, spacing, spill) else {
             return build(compressed, None, sink);
         };
         let mut idx = build(compressed, Some(follower), sink)?;
