@@ -172,8 +172,8 @@ fn follow(
 /// `sparse` empty until [`map_spilled`]).
 type Found = (Checkpoint, Option<std::ops::Range<usize>>);
 
-/// The checkpoints, their spilled sparse windows mapped from the spill file (or, if it cannot
-/// be mapped, read back into memory; a window that cannot be read back drops the checkpoints).
+/// The checkpoints, their spilled sparse windows mapped from the spill file. If it cannot be
+/// mapped the index gets no checkpoints (logged): reads are then slower, never wrong.
 fn map_spilled(all: Vec<Found>, spill: Option<Spill>) -> Vec<Checkpoint> {
     if all.iter().all(|(_, r)| r.is_none()) {
         return all.into_iter().map(|(c, _)| c).collect();
@@ -255,7 +255,7 @@ impl FrameCheckpoints {
             let get = |a: u64, b: u64| recent.get(a, b);
             match Checkpoint::from_pending(self.frame, window, p, &get) {
                 Some(mut c) => {
-                    // Kept in memory when the spill file fails: a slower build, not a lost one.
+                    // Kept in memory when the spill file fails: more memory, not a lost window.
                     let spilled = spill.as_deref_mut().and_then(|s| s.append(&c.sparse).ok());
                     if spilled.is_some() {
                         c.sparse = Bytes::default();
