@@ -208,20 +208,17 @@ impl Cache {
                 len: 0,
             };
             write(&mut out)?;
-            out.inner.flush()?;
-            let crc = out.crc.clone().finalize();
-            let len = out.len;
+            let Enveloping { inner, crc, len } = out;
+            inner.into_inner().map_err(std::io::IntoInnerError::into_error)?;
             f.seek(std::io::SeekFrom::Start(0))?;
-            f.write_all(&header_of(len, crc))
+            f.write_all(&header_of(len, crc.finalize()))
         });
         match result {
             Ok(()) => self.note_used(file_name(kind, key)),
             Err(e) => log::warn!("cannot write cache file {}: {e}; continuing without it", path.display()),
         }
     }
-}
 
-impl Cache {
     /// A place to put bytes aside while an index is built: an unnamed file in the cache
     /// directory (`O_TMPFILE`: gone with its last handle, nothing to clean up after a crash);
     /// `None` without a cache directory or when it cannot be made.

@@ -255,14 +255,16 @@ impl ZstdIndex {
         let data = map
             .get(range.clone())
             .ok_or_else(|| bad_index(Field("index outside its file".into())))?;
-        decode_index(data, Trailer::Skip, Some((map, range.start))).map_err(bad_index)
+        decode_index(data, Trailer::Skip, Some(map)).map_err(bad_index)
     }
 }
 
-/// Where decoded bytes live: the mapping `data` was taken from and `data`'s offset in it.
-type Place<'a> = Option<(&'a Arc<memmap2::Mmap>, usize)>;
-
-fn decode_index(data: &[u8], trailer: Trailer, place: Place<'_>) -> std::result::Result<ZstdIndex, IndexFormatError> {
+/// With `mapped`, the mapping `data` is a slice of: sparse windows are then ranges of it.
+fn decode_index(
+    data: &[u8],
+    trailer: Trailer,
+    mapped: Option<&Arc<memmap2::Mmap>>,
+) -> std::result::Result<ZstdIndex, IndexFormatError> {
     let mut r = IndexReader::open(data, INDEX_MAGIC, INDEX_VERSION, trailer)?;
     let compressed_len = r.u64()?;
     let uncompressed_len = r.u64()?;
@@ -301,8 +303,7 @@ fn decode_index(data: &[u8], trailer: Trailer, place: Place<'_>) -> std::result:
             "frames hold {out_end} bytes but the index says {uncompressed_len}"
         )));
     }
-    let place = place.map(|(m, at)| (m, at, data.as_ptr() as usize));
-    let checkpoints = decode_checkpoints(&mut r, &frames, place)?;
+    let checkpoints = decode_checkpoints(&mut r, &frames, mapped)?;
     r.finish()?;
     Ok(ZstdIndex {
         compressed_len,
@@ -318,12 +319,11 @@ const MIN_CHECKPOINT_BYTES: usize = 9 * 8 + 4;
 
 /// Reads the checkpoints and checks each against its CRC and its frame: strictly increasing,
 /// strictly inside the frame's compressed and output ranges, its window inside the frame.
-/// With `place` = (mapping, offset of the index in it, address of the index), sparse windows
-/// are ranges of the mapping.
+/// With `mapped` (the mapping the encoding is a slice of), sparse windows are ranges of it.
 fn decode_checkpoints(
     r: &mut IndexReader<'_>,
     frames: &[Frame],
-    place: Option<(&Arc<memmap2::Mmap>, usize, usize)>,
+    mapped: Option<&Arc<memmap2::Mmap>>,
 ) -> std::result::Result<Vec<Checkpoint>, IndexFormatError> {
     let count = r.u64()?;
     if count > (r.remaining() / MIN_CHECKPOINT_BYTES) as u64 {
@@ -341,9 +341,10 @@ fn decode_checkpoints(
         let entropy = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?.to_vec();
         let n = r.u64()?;
         let sparse = r.bytes(usize::try_from(n).map_err(|e| Field(e.to_string()))?)?;
-        let sparse = match place {
-            Some((map, at, addr)) => {
-                let start = at + (sparse.as_ptr() as usize - addr);
+        let sparse = match mapped {
+            Some(map) => {
+                // `sparse` is a slice of the mapping: its place in it.
+                let start = (sparse.as_ptr() as usize).saturating_sub(map.as_ptr() as usize);
                 Bytes::mapped(Arc::clone(map), start..start + sparse.len())
                     .ok_or_else(|| Field("sparse window outside the file".into()))?
             }
