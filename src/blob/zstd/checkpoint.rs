@@ -51,11 +51,50 @@ pub struct Checkpoint {
 /// checkpoint whose block bytes are right but whose `out_off` or `comp_off` is not would
 /// otherwise serve true bytes at the wrong place (found by the `zstd_checkpoint` fuzz target).
 pub(super) fn block_check(out_off: u64, comp_off: u64, output: &[u8]) -> u32 {
+    let mut h = block_hasher(out_off, comp_off);
+    h.update(output);
+    h.finalize()
+}
+
+/// A [`block_check`] before its output.
+fn block_hasher(out_off: u64, comp_off: u64) -> crc32fast::Hasher {
     let mut h = crc32fast::Hasher::new();
     h.update(&out_off.to_le_bytes());
     h.update(&comp_off.to_le_bytes());
-    h.update(output);
-    h.finalize()
+    h
+}
+
+/// Passes the output bytes `[start, end)` to its third argument, in order; false if they are
+/// gone.
+pub(super) type OutputBytes<'a> = dyn Fn(u64, u64, &mut dyn FnMut(&[u8])) -> bool + 'a;
+
+/// A checkpoint whose sparse window is not compressed yet: [`Checkpoint::from_pending`]
+/// gathers it where the recent output is, [`Unsealed::seal`] compresses it (on a thread of its
+/// own during the index pass, `follow.rs`).
+pub(super) struct Unsealed {
+    /// Everything but `sparse`.
+    pub checkpoint: Checkpoint,
+    /// The sparse window: runs, then the kept bytes.
+    raw: Vec<u8>,
+}
+
+impl Unsealed {
+    /// The checkpoint with its sparse window compressed by `cctx` (reused from checkpoint to
+    /// checkpoint: a context per window was allocated and cleared 550 times per GiB);
+    /// `None` if the compressor fails.
+    pub(super) fn seal(self, cctx: &mut ::zstd::bulk::Compressor<'_>) -> Option<Checkpoint> {
+        let mut c = self.checkpoint;
+        let mut sparse = cctx.compress(&self.raw).ok()?;
+        // The buffer was sized for incompressible input: ~2.5x what it holds here.
+        sparse.shrink_to_fit();
+        c.sparse = Bytes::owned(sparse);
+        Some(c)
+    }
+}
+
+/// The compressor of sparse windows.
+pub(super) fn sparse_compressor() -> std::io::Result<::zstd::bulk::Compressor<'static>> {
+    ::zstd::bulk::Compressor::new(SPARSE_LEVEL)
 }
 
 /// Appends `v` as a LEB128 varint.
@@ -124,14 +163,11 @@ fn get_varint(data: &[u8], at: &mut usize) -> Result<u64, CheckpointError> {
 }
 
 impl Checkpoint {
-    /// Builds the checkpoint of a completed tracker segment; `bytes(start, end)` returns the
-    /// output bytes `[start, end)` (the build keeps the recent output), `None` if gone.
-    pub(super) fn from_pending(
-        frame: u64,
-        window: u64,
-        p: Pending,
-        bytes: &dyn Fn(u64, u64) -> Option<Vec<u8>>,
-    ) -> Option<Checkpoint> {
+    /// Gathers the checkpoint of a completed tracker segment: its kept window bytes (not yet
+    /// compressed: [`Unsealed::seal`]) and the checks of its blocks. `bytes(start, end, f)`
+    /// passes the output bytes `[start, end)` to `f` in order (the build keeps the recent
+    /// output) and returns false if they are gone.
+    pub(super) fn from_pending(frame: u64, window: u64, p: Pending, bytes: &OutputBytes<'_>) -> Option<Unsealed> {
         let window_start = p.out_off - p.content_len;
         let mut raw = Vec::new();
         put_varint(&mut raw, p.refs.len() as u64);
@@ -142,30 +178,35 @@ impl Checkpoint {
             prev = e;
         }
         for &(s, e) in &p.refs {
-            raw.extend_from_slice(&bytes(s, e)?);
+            if !bytes(s, e, &mut |b| raw.extend_from_slice(b)) {
+                return None;
+            }
         }
-        let mut sparse = ::zstd::bulk::compress(&raw, SPARSE_LEVEL).ok()?;
-        // The buffer was sized for incompressible input: ~2.5x what it holds here, and the index
-        // keeps every checkpoint in memory until it is written.
-        sparse.shrink_to_fit();
         let mut block_crcs = Vec::with_capacity(p.blocks.len());
         let (mut pos, mut comp) = (p.out_off, p.comp_off);
         for &(n, c) in &p.blocks {
             let end = pos + u64::from(n);
-            block_crcs.push(block_check(pos, comp, &bytes(pos, end)?));
+            let mut h = block_hasher(pos, comp);
+            if !bytes(pos, end, &mut |b| h.update(b)) {
+                return None;
+            }
+            block_crcs.push(h.finalize());
             pos = end;
             comp += u64::from(c);
         }
-        Some(Checkpoint {
-            frame,
-            comp_off: p.comp_off,
-            out_off: p.out_off,
-            window,
-            content_len: p.content_len,
-            entropy: p.entropy,
-            sparse: Bytes::owned(sparse),
-            sparse_len: raw.len() as u64,
-            block_crcs,
+        Some(Unsealed {
+            checkpoint: Checkpoint {
+                frame,
+                comp_off: p.comp_off,
+                out_off: p.out_off,
+                window,
+                content_len: p.content_len,
+                entropy: p.entropy,
+                sparse: Bytes::default(),
+                sparse_len: raw.len() as u64,
+                block_crcs,
+            },
+            raw,
         })
     }
 

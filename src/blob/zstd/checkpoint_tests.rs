@@ -322,3 +322,79 @@ fn sparse_windows_spilled_during_the_pass_are_mapped_back_and_read_the_same() {
     let r = ZstdReader::new(blob, Arc::new(spilled)).unwrap();
     check_random_reads(&r, &plain, 200, 61_000);
 }
+
+/// Manual measurement: CPU of the index pass, and of decoding a layer's segments from their
+/// checkpoints (one thread, two threads at once as read-ahead runs them, one decoder through
+/// all) against libzstd's streaming decode of the whole frame.
+/// `IMGFS_DECODE_COST=layer.zst [IMGFS_DECODE_RANGE=from,to] cargo test --release --lib --
+/// --ignored decode_cost --nocapture` (the range, in output bytes, picks the segments of one file).
+#[test]
+#[ignore]
+fn decode_cost() {
+    let path = std::env::var("IMGFS_DECODE_COST").expect("set IMGFS_DECODE_COST to a zstd layer");
+    let comp = std::fs::read(&path).unwrap();
+    // This process's CPU seconds (clock ticks of 10 ms: enough for runs of tenths of seconds).
+    let cpu = || {
+        let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+        let f: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+        (f[11].parse::<u64>().unwrap() + f[12].parse::<u64>().unwrap()) as f64 / 100.0
+    };
+    let mb_per = |bytes: u64, secs: f64| bytes as f64 / 1e6 / secs;
+
+    let t = cpu();
+    let mut dec = ::zstd::stream::Decoder::new(&comp[..]).unwrap();
+    dec.window_log_max(31).unwrap();
+    let len = std::io::copy(&mut dec, &mut std::io::sink()).unwrap();
+    eprintln!("stream decode: {:.0} MB/s per CPU-s", mb_per(len, cpu() - t));
+
+    let (t, wall) = (cpu(), std::time::Instant::now());
+    let idx = build_index_with(&comp[..], Some(DEFAULT_CHECKPOINT_SPACING), &mut |_| Ok(())).unwrap();
+    eprintln!(
+        "index pass: {:.2} CPU-s, {:.2} s",
+        cpu() - t,
+        wall.elapsed().as_secs_f64()
+    );
+
+    let range = std::env::var("IMGFS_DECODE_RANGE").map_or((0, len), |r| {
+        let (a, b) = r.split_once(',').unwrap();
+        (a.parse().unwrap(), b.parse().unwrap())
+    });
+    let c = idx.checkpoints();
+    let segs: Vec<(u64, u64)> = (0..c.len())
+        .map(|i| (c[i].out_off, c.get(i + 1).map_or(len, |n| n.out_off)))
+        .filter(|&(a, b)| b > range.0 && a < range.1)
+        .collect();
+    let bytes = segs.last().unwrap().1 - segs[0].0;
+    let source = ZstdIndex::source(Arc::new(comp.clone()), Arc::new(idx.clone()));
+    let read = |from: u64, n: u64| {
+        let mut d = source.open(from).unwrap();
+        let mut buf = vec![0u8; 1 << 20];
+        let mut left = n as usize;
+        while left > 0 {
+            let k = d.read(&mut buf[..left.min(1 << 20)]).unwrap();
+            assert!(k > 0);
+            left -= k;
+        }
+    };
+
+    let t = cpu();
+    segs.iter().for_each(|&(a, b)| read(a, b - a));
+    let one = mb_per(bytes, cpu() - t);
+    let (t, wall) = (cpu(), std::time::Instant::now());
+    std::thread::scope(|sc| {
+        for k in 0..2 {
+            let (segs, read) = (&segs, &read);
+            sc.spawn(move || segs.iter().skip(k).step_by(2).for_each(|&(a, b)| read(a, b - a)));
+        }
+    });
+    let (two, two_wall) = (mb_per(bytes, cpu() - t), mb_per(bytes, wall.elapsed().as_secs_f64()));
+    let t = cpu();
+    read(segs[0].0, bytes);
+    let run = mb_per(bytes, cpu() - t);
+    eprintln!(
+        "{} segments, {:.0} MB: one thread {one:.0} MB/s per CPU-s; two threads {two:.0} MB/s per CPU-s, \
+         {two_wall:.0} MB/s; one decoder through all {run:.0} MB/s per CPU-s",
+        segs.len(),
+        bytes as f64 / 1e6
+    );
+}

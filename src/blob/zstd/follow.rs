@@ -4,21 +4,26 @@
 //! compressing the kept window bytes cost about as much CPU as libzstd's decoding itself
 //! (docs/index-format.md, "zstd checkpoints"), so the index pass hands the compressed bytes
 //! libzstd consumed and the output it produced to a [`Follower`] thread through a bounded
-//! queue and goes on decoding, feeding the tar indexer and hashing; on two cores the
-//! checkpoints then cost little more than the copies. The thread reuses the queue's buffers.
+//! queue and goes on decoding, feeding the tar indexer and hashing. The thread reuses the
+//! queue's buffers, and hands each checkpoint it gathers to a second thread that compresses its
+//! sparse window and spills it ([`seal_all`]): following was still the slower side of the pass
+//! (the main thread waited on the queue), and the compression was a third of it at `-19`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc::{self, Receiver, Sender, SyncSender};
 use std::sync::Arc;
 use std::thread::{Scope, ScopedJoinHandle};
 
-use super::checkpoint::{self, Checkpoint};
+use super::checkpoint::{self, Checkpoint, Unsealed};
 use super::seq;
 use super::tracker::{FrameTracker, Pending, Recent};
 use crate::cache::{Bytes, Spill};
 
 /// Messages in flight at most (each up to two build buffers: 512 KiB).
 const QUEUE: usize = 4;
+/// Checkpoints waiting for the sealing thread at most (each holds its uncompressed sparse
+/// window: a few hundred KB, up to a window).
+const SEAL_QUEUE: usize = 2;
 /// Output a segment may run past its spacing (a checkpoint is delayed by a block while a table
 /// is RLE) and output libzstd produced after the tracker closed a segment, kept in [`Recent`]
 /// beyond the window and the spacing.
@@ -35,8 +40,13 @@ enum Msg {
         comp_off: u64,
         out_off: u64,
     },
-    /// Compressed bytes libzstd consumed and the output it produced (either may be empty).
-    Data { consumed: Vec<u8>, output: Vec<u8> },
+    /// Compressed bytes libzstd consumed and the output it produced, `output[..produced]`
+    /// (either may be empty).
+    Data {
+        consumed: Vec<u8>,
+        output: Vec<u8>,
+        produced: usize,
+    },
     /// The frame ended; `keep`: it is recorded in the frame table.
     End { keep: bool },
 }
@@ -44,7 +54,11 @@ enum Msg {
 /// The index pass's end of the queue; see the module doc.
 pub(super) struct Follower {
     tx: SyncSender<Msg>,
+    /// Buffers sent back for reuse: of compressed bytes, of output.
     spare: Receiver<Vec<u8>>,
+    spare_out: Receiver<Vec<u8>>,
+    /// An output buffer that was not sent (the frame is not followed).
+    kept: Option<Vec<u8>>,
     /// The `run` of a frame the thread stopped following (no checkpoints): its bytes are not
     /// sent any more.
     given_up: Arc<AtomicU64>,
@@ -65,16 +79,19 @@ impl Follower {
     ) -> Option<(Follower, Handle<'scope>)> {
         let (tx, rx) = mpsc::sync_channel(QUEUE);
         let (back, spare) = mpsc::channel();
+        let (back_out, spare_out) = mpsc::channel();
         let given_up = Arc::new(AtomicU64::new(NONE));
         let flag = Arc::clone(&given_up);
         let handle = std::thread::Builder::new()
             .name("zstd-checkpoints".into())
-            .spawn_scoped(scope, move || follow(rx, back, &flag, spacing, spill));
+            .spawn_scoped(scope, move || follow(rx, [back, back_out], &flag, spacing, spill));
         match handle {
             Ok(h) => Some((
                 Follower {
                     tx,
                     spare,
+                    spare_out,
+                    kept: None,
                     given_up,
                     run: 0,
                 },
@@ -103,22 +120,36 @@ impl Follower {
         });
     }
 
-    /// Bytes libzstd consumed and produced in the current frame.
-    pub(super) fn data(&mut self, consumed: &[u8], output: &[u8]) {
-        if (consumed.is_empty() && output.is_empty()) || self.given_up.load(Ordering::Relaxed) == self.run {
+    /// A buffer of at least `n` bytes (stale) for libzstd's next output: handed over with
+    /// [`Self::data`] rather than copied (a copy of every output byte cost the pass's thread
+    /// about a tenth of its time).
+    pub(super) fn output_buffer(&mut self, n: usize) -> Vec<u8> {
+        let mut v = self
+            .kept
+            .take()
+            .or_else(|| self.spare_out.try_recv().ok())
+            .unwrap_or_default();
+        if v.len() < n {
+            v.resize(n, 0);
+        }
+        v
+    }
+
+    /// Bytes libzstd consumed and produced (`output[..produced]`, in a buffer from
+    /// [`Self::output_buffer`]) in the current frame.
+    pub(super) fn data(&mut self, consumed: &[u8], output: Vec<u8>, produced: usize) {
+        if (consumed.is_empty() && produced == 0) || self.given_up.load(Ordering::Relaxed) == self.run {
+            self.kept = Some(output);
             return;
         }
-        let copy = |b: &[u8]| {
-            let mut v = self.spare.try_recv().unwrap_or_default();
-            v.clear();
-            v.extend_from_slice(b);
-            v
-        };
-        let m = Msg::Data {
-            consumed: copy(consumed),
-            output: copy(output),
-        };
-        self.send(m);
+        let mut v = self.spare.try_recv().unwrap_or_default();
+        v.clear();
+        v.extend_from_slice(consumed);
+        self.send(Msg::Data {
+            consumed: v,
+            output,
+            produced,
+        });
     }
 
     /// The current frame ended; `keep`: it goes into the frame table (it has output).
@@ -127,41 +158,132 @@ impl Follower {
     }
 }
 
-/// The thread: follows each frame with a [`FrameCheckpoints`].
+/// The thread: follows each frame with a [`FrameCheckpoints`] and hands the checkpoints it
+/// gathers to a sealing thread of its own ([`seal_all`]).
 fn follow(
     rx: Receiver<Msg>,
-    back: Sender<Vec<u8>>,
+    back: [Sender<Vec<u8>>; 2],
     given_up: &AtomicU64,
     spacing: u64,
-    mut spill: Option<Spill>,
+    spill: Option<Spill>,
 ) -> Vec<Checkpoint> {
-    let mut all = Vec::new();
-    let mut cur: Option<(FrameCheckpoints, u64)> = None;
-    for m in rx {
-        match m {
-            Msg::Start {
-                frame,
-                run,
-                comp_off,
-                out_off,
-            } => cur = Some((FrameCheckpoints::new(frame, comp_off, out_off, spacing), run)),
-            Msg::Data { consumed, output } => {
-                if let Some((c, run)) = cur.as_mut() {
-                    c.step(&consumed, &output, spill.as_mut());
-                    if c.tracker.failed().is_some() {
-                        given_up.store(*run, Ordering::Relaxed);
+    std::thread::scope(|scope| {
+        let (seal, sealed) = mpsc::sync_channel(SEAL_QUEUE);
+        let sealer = std::thread::Builder::new()
+            .name("zstd-seal".into())
+            .spawn_scoped(scope, move || seal_all(sealed, spill));
+        let sealer = match sealer {
+            Ok(h) => h,
+            Err(e) => {
+                log::warn!("no zstd checkpoints: cannot start a thread: {e}");
+                // Keep taking the pass's bytes (and giving its buffers back) until it ends.
+                for m in rx {
+                    if let Msg::Data { consumed, output, .. } = m {
+                        let _ = back[0].send(consumed);
+                        let _ = back[1].send(output);
                     }
                 }
-                let _ = back.send(consumed);
-                let _ = back.send(output);
+                return Vec::new();
             }
-            Msg::End { keep } => {
-                if let Some((mut c, _)) = cur.take() {
-                    c.finish(spill.as_mut());
-                    if keep {
-                        all.append(&mut c.found);
+        };
+        // A closed queue means the sealing thread is gone (it panicked): its join reports it.
+        let send = |m: Seal| {
+            let _ = seal.send(m);
+        };
+        let mut cur: Option<(FrameCheckpoints, u64)> = None;
+        for m in rx {
+            match m {
+                Msg::Start {
+                    frame,
+                    run,
+                    comp_off,
+                    out_off,
+                } => {
+                    if cur.is_some() {
+                        // A frame without an end: what it sent is not this frame's.
+                        send(Seal::End { keep: false });
+                    }
+                    cur = Some((FrameCheckpoints::new(frame, comp_off, out_off, spacing), run));
+                }
+                Msg::Data {
+                    consumed,
+                    output,
+                    produced,
+                } => {
+                    if let Some((c, run)) = cur.as_mut() {
+                        c.step(&consumed, output.get(..produced).unwrap_or(&[]), &send);
+                        if c.tracker.failed().is_some() {
+                            given_up.store(*run, Ordering::Relaxed);
+                        }
+                    }
+                    let _ = back[0].send(consumed);
+                    let _ = back[1].send(output);
+                }
+                Msg::End { keep } => {
+                    if let Some((mut c, _)) = cur.take() {
+                        let complete = c.finish(&send);
+                        send(Seal::End { keep: keep && complete });
                     }
                 }
+            }
+        }
+        drop(seal);
+        sealer.join().unwrap_or_else(|_| {
+            log::warn!("zstd checkpoints: the sealing thread failed; none recorded");
+            Vec::new()
+        })
+    })
+}
+
+/// What the following thread hands the sealing thread.
+enum Seal {
+    /// A checkpoint of the current frame, its sparse window to compress.
+    One(Unsealed),
+    /// The current frame ended; `keep`: its checkpoints go into the index.
+    End { keep: bool },
+}
+
+/// The sealing thread: compresses each sparse window (`SPARSE_LEVEL`: at `-19` this took a
+/// third of the following thread's CPU, which bounded the whole pass), appends it to `spill`
+/// if there is one, and keeps the checkpoints of the frames that end complete.
+fn seal_all(sealed: Receiver<Seal>, mut spill: Option<Spill>) -> Vec<Checkpoint> {
+    let mut cctx = match checkpoint::sparse_compressor() {
+        Ok(c) => Some(c),
+        Err(e) => {
+            log::warn!("no zstd checkpoints: cannot make a compressor: {e}");
+            None
+        }
+    };
+    let mut all = Vec::new();
+    let mut frame: Vec<Found> = Vec::new();
+    let mut failed = false;
+    for m in sealed {
+        match m {
+            Seal::One(u) => {
+                if failed {
+                    continue;
+                }
+                match cctx.as_mut().and_then(|c| u.seal(c)) {
+                    Some(mut c) => {
+                        // Kept in memory when the spill file fails: more memory, not a lost window.
+                        let spilled = spill.as_mut().and_then(|s| s.append(&c.sparse).ok());
+                        if spilled.is_some() {
+                            c.sparse = Bytes::default();
+                        }
+                        frame.push((c, spilled));
+                    }
+                    None => {
+                        failed = true;
+                        frame.clear();
+                    }
+                }
+            }
+            Seal::End { keep } => {
+                if keep && !failed {
+                    all.append(&mut frame);
+                }
+                frame.clear();
+                failed = false;
             }
         }
     }
@@ -214,7 +336,6 @@ struct FrameCheckpoints {
     recent: Option<Recent>,
     /// Completed segments whose window has not been fully output yet.
     waiting: Vec<Pending>,
-    found: Vec<Found>,
 }
 
 impl FrameCheckpoints {
@@ -226,13 +347,12 @@ impl FrameCheckpoints {
             out_start: out_off,
             recent: None,
             waiting: Vec::new(),
-            found: Vec::new(),
         }
     }
 
-    /// Follows compressed bytes libzstd consumed and output it produced; the sparse windows
-    /// of the checkpoints it completes go to `spill` if there is one.
-    fn step(&mut self, consumed: &[u8], output: &[u8], mut spill: Option<&mut Spill>) {
+    /// Follows compressed bytes libzstd consumed and output it produced; the checkpoints it
+    /// completes go to `seal`.
+    fn step(&mut self, consumed: &[u8], output: &[u8], seal: &dyn Fn(Seal)) {
         let t = &mut self.tracker;
         t.push(consumed);
         if t.failed().is_some() {
@@ -251,37 +371,30 @@ impl FrameCheckpoints {
         let window = t.window().unwrap_or(0);
         // Ready once the whole segment was output (its block CRCs need it).
         let ready = self.waiting.iter().take_while(|p| p.end <= recent.end()).count();
+        let bytes = |a: u64, b: u64, f: &mut dyn FnMut(&[u8])| recent.visit(a, b, f);
         for p in self.waiting.drain(..ready) {
-            let get = |a: u64, b: u64| recent.get(a, b);
-            match Checkpoint::from_pending(self.frame, window, p, &get) {
-                Some(mut c) => {
-                    // Kept in memory when the spill file fails: more memory, not a lost window.
-                    let spilled = spill.as_deref_mut().and_then(|s| s.append(&c.sparse).ok());
-                    if spilled.is_some() {
-                        c.sparse = Bytes::default();
-                    }
-                    self.found.push((c, spilled));
-                }
+            match Checkpoint::from_pending(self.frame, window, p, &bytes) {
+                Some(u) => seal(Seal::One(u)),
                 None => {
                     t.fail("window bytes no longer held");
-                    self.found.clear();
                     return;
                 }
             }
         }
     }
 
-    /// The frame ended: keep its checkpoints only if it was followed to the end.
-    fn finish(&mut self, spill: Option<&mut Spill>) {
+    /// The frame ended: true if it was followed to the end (its checkpoints can be kept).
+    fn finish(&mut self, seal: &dyn Fn(Seal)) -> bool {
         if self.tracker.finish() {
-            self.step(&[], &[], spill);
+            self.step(&[], &[], seal);
         }
         let failed = self.tracker.failed();
         if failed.is_some() || !self.waiting.is_empty() {
             if let Some(why) = failed.filter(|w| !w.contains("too small")) {
                 log::debug!("zstd frame {}: no checkpoints ({why})", self.frame);
             }
-            self.found.clear();
+            return false;
         }
+        true
     }
 }

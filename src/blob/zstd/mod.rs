@@ -544,15 +544,21 @@ fn decode_frame<R: Read>(
     loop {
         let more = input.fill()?;
         let at = input.pos();
-        let step = decompress(dctx, input.data(), out).map_err(|c| corrupt(at, zstd_msg(c)))?;
-        if let Some(f) = follower.as_mut() {
-            f.data(&input.data()[..step.consumed], &out[..step.produced]);
-        }
-        input.consume(step.consumed);
+        // With a follower, output goes to a buffer that is then handed to it, not copied.
+        let mut owned = follower.as_mut().map(|f| f.output_buffer(out.len()));
+        let dst: &mut [u8] = match owned.as_mut() {
+            Some(v) => &mut v[..],
+            None => &mut *out,
+        };
+        let step = decompress(dctx, input.data(), dst).map_err(|c| corrupt(at, zstd_msg(c)))?;
         if step.produced > 0 {
-            sink(&out[..step.produced]).map_err(Error::Sink)?;
+            sink(&dst[..step.produced]).map_err(Error::Sink)?;
             produced += step.produced as u64;
         }
+        if let (Some(f), Some(v)) = (follower.as_mut(), owned) {
+            f.data(&input.data()[..step.consumed], v, step.produced);
+        }
+        input.consume(step.consumed);
         if step.frame_done {
             return Ok(produced);
         }

@@ -188,12 +188,70 @@ enum Mode {
     Described(Vec<u8>),
 }
 
+/// A state of a sequence table with the value of its symbol (libzstd's layout): decoding a
+/// field is one lookup and one read, with no per-symbol tables and checks in the loop.
+#[derive(Clone, Copy, Debug, Default)]
+struct SeqCell {
+    /// Base of the next state (plus `bits` bits read).
+    next: u16,
+    bits: u8,
+    /// Extra bits of the value, read after the state's.
+    extra: u8,
+    /// The value without its extra bits.
+    value: u32,
+}
+
+/// A sequence table ready for decoding: `1 << log` cells.
+#[derive(Clone, Debug)]
+struct SeqCells {
+    log: u32,
+    cells: Vec<SeqCell>,
+}
+
+/// Baseline and extra bits of a symbol of one field (RFC 8878 3.1.1.3.2.1.1); `None` when the
+/// symbol has no meaning there.
+type SymbolValue = fn(u8) -> Option<(u32, u8)>;
+
+fn ll_value(s: u8) -> Option<(u32, u8)> {
+    Some((*LL_BASE.get(usize::from(s))?, *LL_BITS.get(usize::from(s))?))
+}
+
+fn ml_value(s: u8) -> Option<(u32, u8)> {
+    Some((*ML_BASE.get(usize::from(s))?, *ML_BITS.get(usize::from(s))?))
+}
+
+/// Offset codes: the value is `1 << code` plus `code` bits (the repeat-offset rules apply to
+/// values 1 to 3).
+fn of_value(s: u8) -> Option<(u32, u8)> {
+    (s <= 31).then(|| (1u32 << s, s))
+}
+
+impl SeqCells {
+    fn new(t: &Table, value: SymbolValue) -> Result<Self, &'static str> {
+        let cells = t
+            .cells
+            .iter()
+            .map(|c| {
+                let (v, extra) = value(c.symbol).ok_or("sequence symbol out of range")?;
+                Ok(SeqCell {
+                    next: c.base,
+                    bits: c.bits,
+                    extra,
+                    value: v,
+                })
+            })
+            .collect::<Result<Vec<_>, &'static str>>()?;
+        Ok(Self { log: t.log, cells })
+    }
+}
+
 /// One of the three sequence tables: how it was set and its decoding table.
 struct SeqTable {
     mode: Mode,
-    table: Table,
+    table: SeqCells,
     /// The predefined table, built once.
-    predefined: Table,
+    predefined: SeqCells,
+    value: SymbolValue,
     default: &'static [i16],
     default_log: u32,
     max_symbol: usize,
@@ -201,12 +259,20 @@ struct SeqTable {
 }
 
 impl SeqTable {
-    fn new(default: &'static [i16], default_log: u32, max_symbol: usize, max_log: u32) -> Self {
+    fn new(default: &'static [i16], default_log: u32, max_symbol: usize, max_log: u32, value: SymbolValue) -> Self {
+        let rle = SeqCells {
+            log: 0,
+            cells: vec![SeqCell::default()],
+        };
+        // The predefined distributions are valid constants (tested).
+        let predefined = Table::build(default, default_log)
+            .and_then(|t| SeqCells::new(&t, value))
+            .unwrap_or_else(|_| rle.clone());
         Self {
             mode: Mode::Undefined,
-            table: Table::rle(0),
-            // The predefined distributions are valid constants (tested).
-            predefined: Table::build(default, default_log).unwrap_or_else(|_| Table::rle(0)),
+            table: rle,
+            predefined,
+            value,
             default,
             default_log,
             max_symbol,
@@ -227,13 +293,13 @@ impl SeqTable {
                 if usize::from(s) > self.max_symbol {
                     return Err("RLE symbol out of range");
                 }
-                self.table = Table::rle(s);
+                self.table = SeqCells::new(&Table::rle(s), self.value)?;
                 self.mode = Mode::Rle;
                 Ok(1)
             }
             2 => {
                 let d = fse::read_description(src, self.max_symbol, self.max_log)?;
-                self.table = Table::build(&d.norm, d.log)?;
+                self.table = SeqCells::new(&Table::build(&d.norm, d.log)?, self.value)?;
                 self.mode = Mode::Described(src[..d.len].to_vec());
                 Ok(d.len)
             }
@@ -256,11 +322,32 @@ impl SeqTable {
     }
 }
 
+/// Zero bytes in front of a bitstream (see [`RevBits`]).
+const PAD: usize = 16;
+/// Most bits [`RevBits::get`] may take in all after a [`RevBits::refill`]; a sequence reads
+/// its offset (<= 31 bits) and match length (<= 16) after one, its literal length (<= 16) and
+/// the three state updates (<= 9 + 9 + 8) after another.
+const REFILL_BITS: u32 = 56;
+const _: () = assert!(31 + 16 <= REFILL_BITS && 16 + 9 + 9 + 8 <= REFILL_BITS);
+
 /// Reads a sequence bitstream backwards (RFC 8878 4.1: the last byte holds a 1 marking the
 /// start, everything is read from the end towards the beginning).
+///
+/// Bits come from a 64-bit container loaded once per [`Self::refill`] (at least 56 unread bits
+/// in it), not from memory per field: following the sequences of the index pass took more CPU
+/// than libzstd's whole decoding when each field was read with its own bounds-checked load.
+/// Positions are those of the stream with [`PAD`] zero bytes in front, so a refill near the
+/// start never reads outside it: a stream that asks for more bits than it has reads zeros
+/// there, and [`Self::overrun`] tells (checked once per sequence, which reads at most 89 bits).
 struct RevBits<'a> {
     src: &'a [u8],
+    /// The padding, then the stream's first 8 bytes (zero-filled when shorter).
+    head: [u8; PAD + 8],
+    /// Unread bits, padding included.
     left: usize,
+    container: u64,
+    /// Position of the container's bit 0.
+    base: usize,
 }
 
 impl<'a> RevBits<'a> {
@@ -269,26 +356,58 @@ impl<'a> RevBits<'a> {
         if last == 0 {
             return Err("sequence bitstream has no end mark");
         }
-        let left = src.len() * 8 - 8 + (7 - last.leading_zeros() as usize);
-        Ok(Self { src, left })
+        let mut head = [0u8; PAD + 8];
+        let n = src.len().min(8);
+        head[PAD..PAD + n].copy_from_slice(&src[..n]);
+        let left = PAD * 8 + src.len() * 8 - 8 + (7 - last.leading_zeros() as usize);
+        let mut r = Self {
+            src,
+            head,
+            left,
+            container: 0,
+            base: 0,
+        };
+        r.refill();
+        Ok(r)
     }
 
-    #[inline]
-    fn read(&mut self, n: u32) -> Result<u64, &'static str> {
-        if n == 0 {
-            return Ok(0);
-        }
-        let n_us = n as usize;
-        if n_us > self.left {
-            return Err("sequence bitstream overrun");
-        }
-        self.left -= n_us;
-        let byte = self.left >> 3;
-        let v = match self.src.get(byte..byte + 8) {
-            Some(s) => u64::from_le_bytes(s.try_into().unwrap_or([0; 8])),
-            None => le(&self.src[byte..]),
+    /// Loads the 8 bytes that end with the next unread bit's byte.
+    #[inline(always)]
+    fn refill(&mut self) {
+        // `left` stays >= 128 - 89 between overrun checks, so `end` >= 8.
+        let end = self.left.div_ceil(8).max(8);
+        let bytes: [u8; 8] = if end >= PAD + 8 {
+            let r = end - PAD;
+            // `r` <= the stream's length: reads only go back from its end.
+            self.src.get(r - 8..r).and_then(|b| b.try_into().ok()).unwrap_or([0; 8])
+        } else {
+            self.head
+                .get(end - 8..end)
+                .and_then(|b| b.try_into().ok())
+                .unwrap_or([0; 8])
         };
-        Ok((v >> (self.left & 7)) & ((1u64 << n) - 1))
+        self.container = u64::from_le_bytes(bytes);
+        self.base = (end - 8) * 8;
+    }
+
+    /// The next `n` bits (`n` <= 56 in all since the last refill).
+    #[inline(always)]
+    fn get(&mut self, n: u32) -> u64 {
+        self.left -= n as usize;
+        // At most 64 (n = 0 then, and the mask is 0).
+        let shift = (self.left - self.base) as u32;
+        self.container.wrapping_shr(shift) & ((1u64 << n) - 1)
+    }
+
+    /// More bits were read than the stream has.
+    #[inline(always)]
+    fn overrun(&self) -> bool {
+        self.left < PAD * 8
+    }
+
+    /// Every bit was read.
+    fn exhausted(&self) -> bool {
+        self.left == PAD * 8
     }
 }
 
@@ -307,9 +426,9 @@ impl Default for SeqState {
     fn default() -> Self {
         Self {
             huf: None,
-            ll: SeqTable::new(&LL_DEFAULT, 6, 35, 9),
-            of: SeqTable::new(&OF_DEFAULT, 5, 31, 8),
-            ml: SeqTable::new(&ML_DEFAULT, 6, 52, 9),
+            ll: SeqTable::new(&LL_DEFAULT, 6, 35, 9, ll_value),
+            of: SeqTable::new(&OF_DEFAULT, 5, 31, 8, of_value),
+            ml: SeqTable::new(&ML_DEFAULT, 6, 52, 9, ml_value),
             reps: [1, 4, 8],
         }
     }
@@ -355,25 +474,26 @@ impl SeqState {
         at += self.ml.set((modes >> 2) & 3, &rest[at..])?;
         let mut bits = RevBits::new(&rest[at..])?;
         let (ll_t, of_t, ml_t) = (&self.ll.table, &self.of.table, &self.ml.table);
-        let mut ll_state = bits.read(ll_t.log)? as usize;
-        let mut of_state = bits.read(of_t.log)? as usize;
-        let mut ml_state = bits.read(ml_t.log)? as usize;
+        // Table logs are at most 9, 8 and 9 bits.
+        let mut ll_state = bits.get(ll_t.log) as usize;
+        let mut of_state = bits.get(of_t.log) as usize;
+        let mut ml_state = bits.get(ml_t.log) as usize;
+        if bits.overrun() {
+            return Err("sequence bitstream overrun");
+        }
         let mut lits_used: usize = 0;
         let mut out: usize = 0;
         let reps = &mut self.reps;
         for i in 0..nb_seq {
-            let ll_cell = ll_t.cells[ll_state];
-            let of_cell = of_t.cells[of_state];
-            let ml_cell = ml_t.cells[ml_state];
-            let of_code = u32::from(of_cell.symbol);
-            if of_code > 31 {
-                return Err("offset code out of range");
-            }
-            let of_value = (1u64 << of_code) + bits.read(of_code)?;
-            let mlc = usize::from(ml_cell.symbol);
-            let llc = usize::from(ll_cell.symbol);
-            let ml = u64::from(ML_BASE[mlc]) + bits.read(u32::from(ML_BITS[mlc]))?;
-            let ll = u64::from(LL_BASE[llc]) + bits.read(u32::from(LL_BITS[llc]))?;
+            let ll_cell = *ll_t.cells.get(ll_state).ok_or("FSE state out of range")?;
+            let of_cell = *of_t.cells.get(of_state).ok_or("FSE state out of range")?;
+            let ml_cell = *ml_t.cells.get(ml_state).ok_or("FSE state out of range")?;
+            // Two refills per sequence (REFILL_BITS).
+            bits.refill();
+            let of_value = u64::from(of_cell.value) + bits.get(u32::from(of_cell.extra));
+            let ml = u64::from(ml_cell.value) + bits.get(u32::from(ml_cell.extra));
+            bits.refill();
+            let ll = u64::from(ll_cell.value) + bits.get(u32::from(ll_cell.extra));
             let offset = if of_value > 3 {
                 let o = of_value - 3;
                 *reps = [o, reps[0], reps[1]];
@@ -396,6 +516,10 @@ impl SeqState {
                     }
                 }
             };
+            // Nothing read past the stream reaches `on_match`.
+            if bits.overrun() {
+                return Err("sequence bitstream overrun");
+            }
             lits_used += ll as usize;
             if lits_used > lit_size {
                 return Err("sequences use more literals than the block has");
@@ -408,18 +532,15 @@ impl SeqState {
             on_match(p, offset, ml);
             p += ml;
             if i + 1 < nb_seq {
-                let c = ll_t.cells[ll_state];
-                ll_state = usize::from(c.base) + bits.read(u32::from(c.bits))? as usize;
-                let c = ml_t.cells[ml_state];
-                ml_state = usize::from(c.base) + bits.read(u32::from(c.bits))? as usize;
-                let c = of_t.cells[of_state];
-                of_state = usize::from(c.base) + bits.read(u32::from(c.bits))? as usize;
-                if ll_state >= ll_t.cells.len() || ml_state >= ml_t.cells.len() || of_state >= of_t.cells.len() {
-                    return Err("FSE state out of range");
-                }
+                ll_state = usize::from(ll_cell.next) + bits.get(u32::from(ll_cell.bits)) as usize;
+                ml_state = usize::from(ml_cell.next) + bits.get(u32::from(ml_cell.bits)) as usize;
+                of_state = usize::from(of_cell.next) + bits.get(u32::from(of_cell.bits)) as usize;
+            }
+            if bits.overrun() {
+                return Err("sequence bitstream overrun");
             }
         }
-        if bits.left != 0 {
+        if !bits.exhausted() {
             return Err("sequence bitstream not fully consumed");
         }
         let total = out + (lit_size - lits_used);
@@ -495,5 +616,68 @@ impl SeqState {
             d.extend_from_slice(&u32::try_from(r).ok()?.to_le_bytes());
         }
         Some(d)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The bits of a stream from its end mark down, one at a time (RFC 8878 4.1).
+    fn reference(src: &[u8]) -> Vec<u8> {
+        let last = *src.last().unwrap();
+        let mut left = src.len() * 8 - 8 + (7 - last.leading_zeros() as usize);
+        let mut out = Vec::new();
+        while left > 0 {
+            left -= 1;
+            out.push((src[left / 8] >> (left % 8)) & 1);
+        }
+        out
+    }
+
+    #[test]
+    fn reads_the_same_bits_as_one_at_a_time() {
+        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        for len in 1..80 {
+            for _ in 0..20 {
+                let mut src: Vec<u8> = (0..len).map(|_| next() as u8).collect();
+                *src.last_mut().unwrap() |= 1 << (next() % 8);
+                let want = reference(&src);
+                let mut r = RevBits::new(&src).unwrap();
+                let mut got = Vec::new();
+                // Fields of 0 to 31 bits, a refill before each group of at most 56, as the
+                // sequence loop does.
+                while !r.overrun() && got.len() < want.len() {
+                    r.refill();
+                    let mut group = 0;
+                    loop {
+                        let n = (next() % 32) as u32;
+                        if group + n > REFILL_BITS || got.len() + n as usize > want.len() {
+                            break;
+                        }
+                        let v = r.get(n);
+                        got.extend((0..n).rev().map(|i| ((v >> i) & 1) as u8));
+                        group += n;
+                    }
+                    if group == 0 {
+                        let n = (want.len() - got.len()).min(1) as u32;
+                        let v = r.get(n);
+                        got.extend((0..n).rev().map(|i| ((v >> i) & 1) as u8));
+                    }
+                }
+                assert_eq!(got, want, "stream of {len} bytes");
+                assert!(r.exhausted());
+                // One bit more is an overrun, never a panic.
+                r.refill();
+                r.get(1);
+                assert!(r.overrun());
+            }
+        }
     }
 }

@@ -303,21 +303,21 @@ impl Recent {
         }
     }
 
-    /// Bytes `[from, to)`, if still held.
-    pub(super) fn get(&self, from: u64, to: u64) -> Option<Vec<u8>> {
+    /// Passes bytes `[from, to)` to `f` in order (one or two slices of the ring); false if
+    /// they are not all held.
+    pub(super) fn visit(&self, from: u64, to: u64, f: &mut dyn FnMut(&[u8])) -> bool {
         let held = self.end - self.start;
         let first = self.end - held.min(self.buf.len() as u64);
         if from < first || to > self.end || from > to {
-            return None;
+            return false;
         }
-        let mut out = Vec::with_capacity((to - from) as usize);
         let mut pos = from;
         while pos < to {
             let i = ((pos - self.start) % self.cap as u64) as usize;
             let k = ((self.cap - i) as u64).min(to - pos) as usize;
-            out.extend_from_slice(&self.buf[i..i + k]);
+            f(&self.buf[i..i + k]);
             pos += k as u64;
         }
-        Some(out)
+        true
     }
 }
