@@ -142,6 +142,49 @@ fn cli_frames_resume() {
     }
 }
 
+/// The sequence follower sees the bytes libzstd consumed, which may belong to a block that
+/// libzstd rejects later: damaged frames give an index or an error, never a panic, and any
+/// index they give reads the bytes libzstd decodes.
+#[test]
+fn damaged_frames_never_panic_the_follower() {
+    let plain = data(1 << 20, 9);
+    let comp = compress(&plain, 19, false, false);
+    let mut seed = 0x2545_f491_4f6c_dd1du64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let (mut indexed, mut rejected) = (0, 0);
+    for _ in 0..150 {
+        let mut bad = comp.clone();
+        // One to eight damaged bytes past the frame header, in the sequences more often than not.
+        for _ in 0..1 + next() % 8 {
+            let at = 16 + (next() as usize) % (bad.len() - 16);
+            bad[at] ^= 1 << (next() % 8);
+        }
+        let mut out = Vec::new();
+        let built = build_index_with(&bad[..], Some(64 << 10), &mut |b: &[u8]| {
+            out.extend_from_slice(b);
+            Ok(())
+        });
+        let Ok(idx) = built else {
+            rejected += 1;
+            continue;
+        };
+        indexed += 1;
+        let source = ZstdIndex::source(Arc::new(bad.clone()), Arc::new(idx.clone()));
+        for c in idx.checkpoints().iter().take(4) {
+            if let Ok(got) = read_from(&source, c, &out) {
+                assert!(got == out[c.out_off as usize..]);
+            }
+        }
+    }
+    eprintln!("{indexed} damaged frames indexed (libzstd took them), {rejected} rejected");
+    assert!(rejected > 0);
+}
+
 /// Reads from checkpoint `c` to the end of the stream.
 fn read_from(source: &ZstdSource, c: &Checkpoint, plain: &[u8]) -> io::Result<Vec<u8>> {
     let mut d = source.open(c.out_off)?;
