@@ -13,7 +13,10 @@
 //!   checkpoints) every read returns the true bytes or an error;
 //! - 2: one field or byte of one checkpoint is changed and its CRC recomputed (a forged or buggy
 //!   checkpoint): the index is rejected, or every read returns the true bytes or an error, never
-//!   other bytes.
+//!   other bytes;
+//! - 3: the frame itself is damaged (1-8 flipped bits past its header) before it is indexed: the
+//!   sequence follower sees whatever libzstd consumed, including blocks libzstd then rejects; the
+//!   build fails, or every read returns the bytes libzstd decoded or an error.
 
 #![no_main]
 
@@ -35,19 +38,32 @@ fuzz_target!(|data: &[u8]| {
     if data.len() < 11 {
         return;
     }
-    let (mode, param) = (data[0] % 3, data[1]);
+    let (mode, param) = (data[0] % 4, data[1]);
     let seed = u64::from_le_bytes(data[2..10].try_into().unwrap());
     let plain = grow(&data[10..], seed);
-    let comp = compress(&plain, param, seed);
+    let mut comp = compress(&plain, param, seed);
+    if mode == 3 {
+        let mut rng = Rng(seed | 5);
+        for _ in 0..1 + rng.below(8) {
+            let at = 16 + rng.below(comp.len() as u64 - 16) as usize;
+            comp[at] ^= 1 << rng.below(8);
+        }
+    }
     let spacing = 16u64 << 10 << (param % 4);
     let mut got = Vec::new();
-    let index = build_index_with(&comp[..], Some(spacing), &mut |b: &[u8]| {
+    let built = build_index_with(&comp[..], Some(spacing), &mut |b: &[u8]| {
         got.extend_from_slice(b);
         Ok(())
-    })
-    .expect("libzstd's own frame indexes");
-    assert!(got == plain, "index build output differs");
+    });
     let blob: Arc<dyn ReadAt> = Arc::new(comp);
+    if mode == 3 {
+        if let Ok(index) = built {
+            check(&blob, index, &got, seed, false);
+        }
+        return;
+    }
+    let index = built.expect("libzstd's own frame indexes");
+    assert!(got == plain, "index build output differs");
     match mode {
         0 => {
             assert_eq!(ZstdIndex::from_bytes(&index.to_bytes()).unwrap(), index);

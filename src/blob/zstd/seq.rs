@@ -374,7 +374,8 @@ impl<'a> RevBits<'a> {
     /// Loads the 8 bytes that end with the next unread bit's byte.
     #[inline(always)]
     fn refill(&mut self) {
-        // `left` stays >= 128 - 89 between overrun checks, so `end` >= 8.
+        // Between overrun checks `left` >= 128 - 89; below 64 the load stays at the start of
+        // the padding.
         let end = self.left.div_ceil(8).max(8);
         let bytes: [u8; 8] = if end >= PAD + 8 {
             let r = end - PAD;
