@@ -43,6 +43,9 @@ fuzz_target!(|data: &[u8]| {
     let plain = grow(&data[10..], seed);
     let mut comp = compress(&plain, param, seed);
     if mode == 3 {
+        if comp.len() <= 16 {
+            return;
+        }
         let mut rng = Rng(seed | 5);
         for _ in 0..1 + rng.below(8) {
             let at = 16 + rng.below(comp.len() as u64 - 16) as usize;
