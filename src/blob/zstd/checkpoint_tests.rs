@@ -2,7 +2,7 @@
 //! the end of its frame, gives the bytes a full decode gives.
 
 use super::*;
-use crate::blob::codec_io::test_util::{check_random_reads, test_data};
+use crate::blob::codec_io::test_util::{check_random_reads, test_data, Rng};
 
 /// Data with matches near and far: a few MiB of mixed text and binary, then parts of it
 /// again, so later segments copy from well before their checkpoint.
@@ -149,13 +149,8 @@ fn cli_frames_resume() {
 fn damaged_frames_never_panic_the_follower() {
     let plain = data(1 << 20, 9);
     let comp = compress(&plain, 19, false, false);
-    let mut seed = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        seed ^= seed << 13;
-        seed ^= seed >> 7;
-        seed ^= seed << 17;
-        seed
-    };
+    let mut rng = Rng(0x2545_f491_4f6c_dd1d);
+    let mut next = move || rng.next();
     let (mut indexed, mut rejected) = (0, 0);
     for _ in 0..150 {
         let mut bad = comp.clone();

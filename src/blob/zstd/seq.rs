@@ -623,6 +623,7 @@ impl SeqState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::blob::codec_io::test_util::Rng;
 
     /// The bits of a stream from its end mark down, one at a time (RFC 8878 4.1).
     fn reference(src: &[u8]) -> Vec<u8> {
@@ -638,13 +639,8 @@ mod tests {
 
     #[test]
     fn reads_the_same_bits_as_one_at_a_time() {
-        let mut seed = 0x9e37_79b9_7f4a_7c15u64;
-        let mut next = move || {
-            seed ^= seed << 13;
-            seed ^= seed >> 7;
-            seed ^= seed << 17;
-            seed
-        };
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        let mut next = move || rng.next();
         for len in 1..80 {
             for _ in 0..20 {
                 let mut src: Vec<u8> = (0..len).map(|_| next() as u8).collect();
