@@ -138,7 +138,8 @@ fn serve(source: &str, mountpoint: &Path, opts: &Options) -> Result<(), DaemonEr
     let wait = opts.wait;
     let fs = Fs::new(tree, cache)
         .with_overlay_opaque(opts.overlay_opaque)
-        .with_zstd_checkpoints(opts.zstd_checkpoints);
+        .with_zstd_checkpoints(opts.zstd_checkpoints)
+        .with_published_index(opts.registry.published_index);
     fs.warm_up();
     let daemon = is_daemon();
     let base = crate::status::MountStatus {

@@ -220,6 +220,14 @@ impl Fs {
         self
     }
 
+    /// With `--published-index`: a registry layer's cached index (installed from the published
+    /// one) is used as is even without the checkpoints [`Self::with_zstd_checkpoints`] asks for,
+    /// rather than downloading the layer to index it again.
+    pub fn with_published_index(self, on: bool) -> Fs {
+        self.views.layers().set_keep_remote_indexes(on);
+        self
+    }
+
     /// Which opaque markers overlay views show (`-o overlay_opaque=`; both by default).
     pub fn with_overlay_opaque(mut self, which: OpaqueXattrs) -> Fs {
         self.overlay_opaque = which;

@@ -198,6 +198,20 @@ pub fn store_index(cache: &Cache, digest: &Digest, payload: &[u8]) {
     cache.store("layer", &cache_key(digest), payload);
 }
 
+/// True when `index` is a zstd index with a frame large enough for checkpoints but none: what
+/// an index pass without `-o zstd_checkpoints` (or an older publisher) leaves.
+pub fn lacks_checkpoints(index: &LayerIndex) -> bool {
+    match &index.seek {
+        SeekIndex::Zstd(z) => {
+            z.checkpoints().is_empty()
+                && z.frames()
+                    .iter()
+                    .any(|f| f.out_len > 2 * crate::blob::zstd::DEFAULT_CHECKPOINT_SPACING)
+        }
+        _ => false,
+    }
+}
+
 type Slot = Arc<OnceLock<Result<Arc<Layer>, LayerError>>>;
 
 /// The layers of one mount, each indexed at most once.
@@ -211,6 +225,9 @@ pub struct LayerStore {
     /// Record checkpoints inside large zstd frames (`-o zstd_checkpoints`; set before the first
     /// layer is asked for).
     zstd_checkpoints: std::sync::atomic::AtomicBool,
+    /// `--published-index`: never download a registry layer only to add checkpoints to an index
+    /// the cache has (set before the first layer is asked for).
+    keep_remote_indexes: std::sync::atomic::AtomicBool,
 }
 
 impl LayerStore {
@@ -225,6 +242,7 @@ impl LayerStore {
             on_verified,
             progress: Arc::default(),
             zstd_checkpoints: Default::default(),
+            keep_remote_indexes: Default::default(),
         }
     }
 
@@ -233,6 +251,14 @@ impl LayerStore {
     /// A cached index without them is built again.
     pub fn set_zstd_checkpoints(&self, on: bool) {
         self.zstd_checkpoints.store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Use the cached index of a registry layer as is when it lacks the checkpoints
+    /// [`Self::set_zstd_checkpoints`] asks for (`--published-index`, whose point is not to
+    /// download layers: adding checkpoints means downloading and decoding the whole layer).
+    /// Layers read from local files are still indexed again.
+    pub fn set_keep_remote_indexes(&self, on: bool) {
+        self.keep_remote_indexes.store(on, std::sync::atomic::Ordering::Relaxed);
     }
 
     /// What each layer is doing (`imgfs status`). Every layer of the source is listed, those
@@ -332,21 +358,32 @@ impl LayerStore {
             }
         });
         let checkpoints = self.zstd_checkpoints.load(std::sync::atomic::Ordering::Relaxed);
-        // Asked for checkpoints, the cache has an index without them: build it again.
-        let cached = cached.filter(|index| match &index.seek {
-            SeekIndex::Zstd(z) if checkpoints => {
-                !z.checkpoints().is_empty()
-                    || z.frames()
-                        .iter()
-                        .all(|f| f.out_len <= 2 * crate::blob::zstd::DEFAULT_CHECKPOINT_SPACING)
+        let keep = self.keep_remote_indexes.load(std::sync::atomic::Ordering::Relaxed) && blob.verifies_itself();
+        // Asked for checkpoints, the cache has an index without them: build it again, unless
+        // that would download a registry layer the user asked not to download.
+        let cached = cached.filter(|index| {
+            if !checkpoints || !lacks_checkpoints(index) {
+                return true;
             }
-            _ => true,
+            if keep {
+                log::info!(
+                    "layer {digest}: its index has no zstd checkpoints; used as is (--published-index: \
+                     adding them would download the layer), so a read decodes its frame from the start"
+                );
+            } else {
+                log::info!("layer {digest}: its cached index has no zstd checkpoints; indexing it again with them");
+            }
+            keep
         });
         let (index, bound) = match cached {
             Some(index) => {
                 let ms = started.elapsed().as_secs_f64() * 1e3;
+                let checkpoints = match &index.seek {
+                    SeekIndex::Zstd(z) => format!(", {} zstd checkpoints", z.checkpoints().len()),
+                    _ => String::new(),
+                };
                 log::info!(
-                    "layer {digest}: index of {} entries loaded from the cache in {ms:.1} ms",
+                    "layer {digest}: index of {} entries loaded from the cache in {ms:.1} ms{checkpoints}",
                     index.entries.len()
                 );
                 // Bound to this very file: no chunk needs hashing again (docs/index-format.md).
