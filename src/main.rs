@@ -122,6 +122,17 @@ impl RegistryArgs {
     }
 }
 
+/// Checkpoints inside single-frame zstd layers, for the commands that index layers without
+/// mounting (`imgfs mount` has the flag too, with its `-o` twin).
+#[derive(clap::Args, Clone, Default)]
+struct CheckpointArgs {
+    /// Index zstd layers written as one large frame with checkpoints inside it (as
+    /// `imgfs mount --zstd-checkpoints`): a cached index without them is built again
+    /// (docs/index-format.md, "zstd checkpoints").
+    #[arg(long)]
+    zstd_checkpoints: bool,
+}
+
 /// One image instead of the whole source, like `podman image mount`; docs/cli.md.
 #[derive(clap::Args, Clone, Default)]
 struct ImageArgs {
@@ -271,6 +282,8 @@ enum Command {
         #[command(flatten)]
         image: ImageArgs,
         #[command(flatten)]
+        checkpoints: CheckpointArgs,
+        #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
         registry: RegistryArgs,
@@ -283,6 +296,8 @@ enum Command {
         path: String,
         #[command(flatten)]
         image: ImageArgs,
+        #[command(flatten)]
+        checkpoints: CheckpointArgs,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -349,6 +364,11 @@ enum IndexCommand {
         source: String,
         /// The registry image to publish for, docker://HOST/REPO[:TAG][@DIGEST] (default: SOURCE).
         registry_ref: Option<String>,
+        /// Publish zstd layers written as one large frame indexed with checkpoints inside it, so
+        /// that `--published-index` reads a small file from the nearest one (an index of 10-40%
+        /// of the layer instead of ~1%; docs/registry.md, "Published indexes").
+        #[arg(long)]
+        zstd_checkpoints: bool,
         #[command(flatten)]
         cache: CacheArgs,
         #[command(flatten)]
@@ -477,6 +497,7 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
                 IndexCommand::Push {
                     source,
                     registry_ref,
+                    zstd_checkpoints,
                     cache,
                     registry,
                 },
@@ -484,7 +505,8 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             let registry = registry.options()?;
             let cache = cache_of(&cache);
             let bars = follow_opening();
-            let pushed = imgfs::published::push::push(&source, registry_ref.as_deref(), &cache, &registry)?;
+            let pushed =
+                imgfs::published::push::push(&source, registry_ref.as_deref(), &cache, &registry, zstd_checkpoints)?;
             drop(bars);
             for p in pushed {
                 println!(
@@ -534,13 +556,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             recursive,
             long,
             image,
+            checkpoints,
             cache,
             registry,
         } => {
             let cache = cache_of(&cache);
             let bars = follow_opening();
-            let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
-            let fs = Fs::new(tree, cache);
+            let fs = open_fs(&source, cache, &registry, &image, &checkpoints)?;
             if let Some(b) = &bars {
                 b.add(bars::of(fs.progress()));
             }
@@ -563,13 +585,13 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             source,
             path,
             image,
+            checkpoints,
             cache,
             registry,
         } => {
             let cache = cache_of(&cache);
             let bars = follow_opening();
-            let tree = imgfs::open_tree_choosing(&source, &cache, &registry.options()?, image.choice().as_ref())?;
-            let fs = Fs::new(tree, cache);
+            let fs = open_fs(&source, cache, &registry, &image, &checkpoints)?;
             if let Some(b) = &bars {
                 b.add(bars::of(fs.progress()));
             }
@@ -582,6 +604,22 @@ fn run(command: Command) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The filesystem `imgfs ls` and `imgfs cat` read, as a mount of SOURCE with these flags
+/// would show it.
+fn open_fs(
+    source: &str,
+    cache: Cache,
+    registry: &RegistryArgs,
+    image: &ImageArgs,
+    checkpoints: &CheckpointArgs,
+) -> anyhow::Result<Fs> {
+    let registry = registry.options()?;
+    let tree = imgfs::open_tree_choosing(source, &cache, &registry, image.choice().as_ref())?;
+    Ok(Fs::new(tree, cache)
+        .with_zstd_checkpoints(checkpoints.zstd_checkpoints)
+        .with_published_index(registry.published_index))
 }
 
 /// `imgfs cache du|prune`.

@@ -13,6 +13,9 @@ use std::sync::Arc;
 pub mod chunk_cache;
 pub mod codec_error;
 mod codec_io;
+/// Seeded test data, for the tests of the modules above the codecs (`layer::format`).
+#[cfg(test)]
+pub(crate) use codec_io::test_util;
 pub mod gzip;
 pub mod indexed;
 pub mod readahead;

@@ -382,6 +382,48 @@ mod tests {
         assert!(decode(&moved, 4096).is_err());
     }
 
+    /// What `imgfs index push --zstd-checkpoints` publishes: the index of a layer served from
+    /// its cache file, whose checkpoints' sparse windows are ranges of that mapping, encodes
+    /// with every checkpoint and window (the same bytes as the cache file's payload), and decodes
+    /// back to them from plain bytes, as a consumer decodes the fetched blob.
+    #[test]
+    fn mapped_checkpoint_windows_are_encoded() {
+        use crate::blob::test_util::test_data;
+        let plain = test_data(7 << 20, 3);
+        let comp = ::zstd::encode_all(&plain[..], 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let cache = crate::cache::Cache::new(Some(dir.path().to_path_buf()));
+        let spacing = Some(zstd::DEFAULT_CHECKPOINT_SPACING);
+        let z = zstd::build_index_spilling(&comp[..], spacing, cache.spill(), &mut |_: &[u8]| Ok(())).unwrap();
+        assert!(z.checkpoints().len() >= 2, "{} checkpoints", z.checkpoints().len());
+        let blob_len = 4096;
+        let index = LayerIndex {
+            seek: SeekIndex::Zstd(Arc::new(z)),
+            ..sample()
+        };
+        let first = encode(&index, blob_len);
+        cache.store("layer", "t", &first);
+        let (map, payload) = cache.map("layer", "t").unwrap();
+        let mapped = decode_mapped(map, payload, blob_len).unwrap();
+        let SeekIndex::Zstd(m) = &mapped.seek else {
+            panic!("not zstd")
+        };
+        assert!(m
+            .checkpoints()
+            .iter()
+            .all(|c| c.sparse.is_mapped() && !c.sparse.is_empty()));
+        assert!(
+            encode(&mapped, blob_len) == first,
+            "re-encoding a mapped index changed it"
+        );
+        let back = decode(&first, blob_len).unwrap();
+        let (SeekIndex::Zstd(a), SeekIndex::Zstd(b)) = (&back.seek, &index.seek) else {
+            panic!("not zstd")
+        };
+        assert_eq!(a.checkpoints(), b.checkpoints());
+        assert!(!super::super::lacks_checkpoints(&back));
+    }
+
     #[test]
     fn truncations_never_panic_and_fail() {
         let bytes = encode(&sample(), 4096);

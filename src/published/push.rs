@@ -6,7 +6,9 @@
 //! multi-platform index): the artifact's subject must be the manifest the registry serves. Its
 //! layers are read from SOURCE, which may be a local copy of the image (an OCI layout that
 //! `skopeo copy` pushed, say: no download) or the registry reference itself (each layer is then
-//! downloaded once into the cache and indexed as it arrives).
+//! downloaded once into the cache and indexed as it arrives). With `--zstd-checkpoints` the
+//! indexes of single-frame zstd layers carry checkpoints and their sparse windows, so that a
+//! consumer reads a small file by fetching the compressed bytes from the checkpoint before it.
 
 use super::{artifact_manifest, subjects, IndexBlob, ARTIFACT_TYPE, EMPTY};
 use crate::cache::Cache;
@@ -65,8 +67,16 @@ pub struct Pushed {
 }
 
 /// Publishes the layer indexes of the image `dest` names (default: `source`, which must then be
-/// a registry reference), reading its layers from `source`.
-pub fn push(source: &str, dest: Option<&str>, cache: &Cache, opts: &RegistryOptions) -> Result<Vec<Pushed>, PushError> {
+/// a registry reference), reading its layers from `source`; with `zstd_checkpoints`, zstd layers
+/// are indexed with checkpoints inside their large frames (a cached index without them is built
+/// again).
+pub fn push(
+    source: &str,
+    dest: Option<&str>,
+    cache: &Cache,
+    opts: &RegistryOptions,
+    zstd_checkpoints: bool,
+) -> Result<Vec<Pushed>, PushError> {
     let dest_text = dest.unwrap_or(source);
     let dest_ref = SourceRef::parse(dest_text)?;
     let Transport::Docker(image) = &dest_ref.transport else {
@@ -89,6 +99,7 @@ pub fn push(source: &str, dest: Option<&str>, cache: &Cache, opts: &RegistryOpti
         return Err(PushError::NoImage { reference: name });
     }
     let store = LayerStore::new(layer_set.clone(), cache.clone(), Box::new(|_| {}));
+    store.set_zstd_checkpoints(zstd_checkpoints);
     let client = connect(image, opts)?;
     client.login_push()?;
     client.push_blob(&Digest::sha256_of(EMPTY), EMPTY)?;
@@ -109,7 +120,27 @@ pub fn push(source: &str, dest: Option<&str>, cache: &Cache, opts: &RegistryOpti
         let mut blobs = Vec::new();
         let mut bytes = 0;
         for (l, layer) in m.layers.iter().zip(&layers) {
+            if let crate::layer::SeekIndex::Zstd(z) = &layer.index.seek {
+                log::info!(
+                    "{name}: layer {}: {} zstd frames, {} checkpoints",
+                    l.digest,
+                    z.frames().len(),
+                    z.checkpoints().len()
+                );
+            }
+            // The checkpoints' sparse windows may be ranges of the mapped cache file: encoding
+            // copies them into the blob like every other field.
             let blob = crate::cache::envelope(&crate::layer::format::encode(&layer.index, l.size));
+            if blob.len() as u64 > super::MAX_INDEX_BLOB {
+                // Published anyway (a later imgfs may accept more), but said now.
+                log::warn!(
+                    "{name}: layer {}: its index is {} bytes, more than the {} MiB a consumer fetches; \
+                     it will be indexed from its blob there",
+                    l.digest,
+                    blob.len(),
+                    super::MAX_INDEX_BLOB >> 20
+                );
+            }
             let digest = Digest::sha256_of(&blob);
             client.push_blob(&digest, &blob)?;
             bytes += blob.len() as u64;
