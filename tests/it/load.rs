@@ -165,21 +165,6 @@ fn find_lines(dir: &Path) -> Result<Vec<String>, String> {
 // Readers
 // ------------------------------------------------------------------------------------------------
 
-/// A small xorshift generator: the test needs no more than a seeded sequence.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n.max(1)
-    }
-}
-
 /// What the readers did.
 #[derive(Default)]
 struct Counts {

@@ -33,12 +33,15 @@
 //!   docker-archive, registry) and `podman image inspect` equals a `podman pull` (issue 19).
 //! - `published`: `imgfs index push` publishes layer indexes as a referrer artifact, and
 //!   `--published-index` mounts on an empty cache read only Range blocks of the layers (the
-//!   registry's access log); tampered, corrupt and absent indexes fall back to indexing.
+//!   registry's access log); tampered, corrupt and absent indexes fall back to indexing; a
+//!   single-frame zstd layer published with checkpoints is read from the one before a file.
 //! - `operations`: the daemon as an operator meets it: umount safety, credentials, logs, status,
 //!   healing layers, interrupts, the cache commands (docs/operations.md).
 //! - `verified`: a warm cache never serves unverified bytes: layers read from changed copies of
 //!   a source (docker-archive, OCI layout, registry; tar, gzip, zstd) fail only the reads that
 //!   touch changed chunks, damaged cache files are rebuilt.
+//! - `zstd_checkpoints`: `imgfs ls` / `cat --zstd-checkpoints` build and reuse checkpoint indexes
+//!   of a single-frame zstd layer (the image `published` also publishes with checkpoints).
 //!
 //! See docs/testing.md.
 
@@ -66,3 +69,4 @@ mod sources;
 mod tar_corpus;
 mod util;
 mod verified;
+mod zstd_checkpoints;

@@ -7,6 +7,7 @@
 
 use crate::registry::{Registry, Setup};
 use crate::util::{crate_root, expect, fixtures, run, run_imgfs, tempdir, tree_dump, walk, Mount, CMD_TIMEOUT};
+use crate::zstd_checkpoints::{checkpoints_loaded, single_frame_image, FrameImage, LAST, REF};
 use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
@@ -299,4 +300,89 @@ fn published_index_push_and_use_with_token_auth() {
         3,
         "{text}"
     );
+}
+
+/// Mounts `url` (the one-frame image of `zstd_checkpoints.rs`) with `--published-index` on an
+/// empty cache, reads its last small file, then dumps the whole rootfs: both as `want` (a local
+/// mount's) and without any layer fetched whole. Returns the layer bytes fetched for the one
+/// small file, and the mount's log.
+fn read_last_file(reg: &Registry, url: &str, img: &FrameImage, want: &[String], extra: &[&str]) -> (u64, String) {
+    let layers: BTreeMap<String, u64> = [img.layer.clone()].into();
+    let cache = tempdir();
+    let logs = tempdir();
+    let log = logs.path().join("mount.log");
+    let from = reg.access_log().len();
+    let m = mount_published(reg, url, cache.path(), &log, extra);
+    let rootfs = format!("{}/rootfs", crate::registry::image_dir(&m));
+    assert!(
+        m.read(&format!("{rootfs}/{LAST}")) == img.files[LAST],
+        "{extra:?}: {LAST}"
+    );
+    let gets = layer_gets(reg, from, &layers);
+    assert_no_whole_layer(&gets, cache.path(), url);
+    let fetched = gets.values().flatten().map(|(_, b)| b).sum();
+    assert_eq!(
+        tree_dump(&m.path(&rootfs)),
+        want,
+        "{extra:?}: rootfs over the published index"
+    );
+    assert_no_whole_layer(&layer_gets(reg, from, &layers), cache.path(), url);
+    drop(m);
+    (fetched, std::fs::read_to_string(&log).unwrap_or_default())
+}
+
+/// A single-frame zstd layer (~13 MiB of output): published without checkpoints, a consumer
+/// asking for them (`-o zstd_checkpoints`) uses the index as is (one line says so) instead of
+/// downloading the layer, and decodes the frame from its start to read the last file;
+/// published with `--zstd-checkpoints`, the consumer reads that file by fetching only the
+/// compressed bytes from the checkpoint before it.
+#[test]
+fn published_checkpoint_index_reads_a_small_file_from_the_checkpoint_before_it() {
+    let reg = Registry::start(Setup {
+        access_log: true,
+        ..Setup::default()
+    });
+    let img = single_frame_image();
+    reg.push(&img.source(), "imgfs/frame:v1", &[]);
+    let url = reg.url("imgfs/frame:v1");
+    let size = img.layer.1;
+    let local = Mount::with_args(img.source(), &["--no-cache"]);
+    let want = tree_dump(&local.path(&format!("images/{REF}/rootfs")));
+
+    index_push(&reg, &[&img.source(), &url]);
+    let (fetched, log) = read_last_file(&reg, &url, &img, &want, &["-o", "zstd_checkpoints"]);
+    assert_eq!(
+        log.matches("index installed from the published index").count(),
+        1,
+        "{log}"
+    );
+    let kept = "its index has no zstd checkpoints; used as is (--published-index";
+    assert_eq!(log.matches(kept).count(), 1, "no checkpoints published:\n{log}");
+    assert!(!log.contains("indexed layer"), "the layer was indexed again:\n{log}");
+    assert!(
+        fetched > size / 2,
+        "without checkpoints {fetched} bytes of the {size}-byte layer read: not from its start?"
+    );
+    eprintln!("published, no checkpoints: {fetched} bytes of the {size}-byte layer fetched for {LAST}");
+
+    // Published again with checkpoints: the newest referrer, used by the next consumer.
+    let out = index_push(&reg, &["--zstd-checkpoints", &img.source(), &url]);
+    assert!(out.contains("1 layers"), "{out}");
+    let (fetched, log) = read_last_file(&reg, &url, &img, &want, &["--zstd-checkpoints"]);
+    assert_eq!(
+        log.matches("index installed from the published index").count(),
+        1,
+        "{log}"
+    );
+    let loaded = checkpoints_loaded(&log);
+    assert!(
+        loaded.is_some_and(|n| n >= 4),
+        "published checkpoints: {loaded:?}\n{log}"
+    );
+    assert!(!log.contains("indexed layer") && !log.contains(kept), "{log}");
+    assert!(
+        fetched * 3 < size,
+        "{fetched} bytes of the {size}-byte layer fetched for one small file at its end"
+    );
+    eprintln!("published with {loaded:?} checkpoints: {fetched} bytes of the {size}-byte layer fetched for {LAST}");
 }

@@ -151,6 +151,21 @@ pub fn expect(key: &str) -> &'static str {
         .unwrap_or_else(|| panic!("expected.env has no {key}"))
 }
 
+/// A small xorshift generator: tests need no more than a seeded sequence.
+pub struct Rng(pub u64);
+
+impl Rng {
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n.max(1)
+    }
+}
+
 /// The 1 MiB pseudo-random file of the fixtures: sha256(SEED || u64le(i)) for i = 0, 1, ...
 pub fn random_bytes() -> Vec<u8> {
     let seed = expect("RANDOM_SEED").as_bytes();
