@@ -364,6 +364,23 @@ fn published_checkpoint_index_reads_a_small_file_from_the_checkpoint_before_it()
         "without checkpoints {fetched} bytes of the {size}-byte layer read: not from its start?"
     );
     eprintln!("published, no checkpoints: {fetched} bytes of the {size}-byte layer fetched for {LAST}");
+    // `imgfs cat` takes the same decision.
+    let cache = tempdir();
+    let mut args = vec!["cat".to_owned(), url.clone(), LAST.into()];
+    args.extend(reg.args(cache.path()));
+    args.extend(["--published-index", "--zstd-checkpoints", "-v", "--image"].map(String::from));
+    let o = run_imgfs(&args, CMD_TIMEOUT);
+    assert!(
+        o.ok() && o.stdout == img.files[LAST],
+        "imgfs cat: {}\n{}",
+        o.describe(),
+        o.stderr_str()
+    );
+    let log = o.stderr_str();
+    assert!(
+        log.contains(kept) && !log.contains("indexed layer"),
+        "imgfs cat:\n{log}"
+    );
 
     // Published again with checkpoints: the newest referrer, used by the next consumer.
     let out = index_push(&reg, &["--zstd-checkpoints", &img.source(), &url]);
