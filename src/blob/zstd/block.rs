@@ -19,6 +19,9 @@ use super::seq::{BlockKind, MAX_BLOCK};
 
 /// Room kept in a history buffer beyond the window, so that buffers alternate rarely.
 const SLACK: usize = 1 << 20;
+/// Room for a checkpoint's dictionary header (magic, ID, entropy tables, repeat offsets: a
+/// few hundred bytes) when a first history buffer is sized for any checkpoint.
+const ENTROPY_ROOM: usize = 64 << 10;
 /// Decoder contexts and history buffers kept for the next resume, at most this many bytes of
 /// buffers. A resume needs a window-sized buffer (8 MiB at `-19`); fresh pages for it cost more
 /// than the decoding of a segment (page faults and zeroing were half the CPU time of random
@@ -76,8 +79,12 @@ fn pool() -> std::sync::MutexGuard<'static, Vec<Parts>> {
 }
 
 /// Parts whose first buffer holds at least `first` bytes: pooled ones if any (the smallest
-/// large enough, else any with a new first buffer), else new ones.
-fn take_parts(first: usize) -> io::Result<Parts> {
+/// large enough, else any with a new first buffer), else new ones. A new first buffer gets
+/// `full` bytes if that is more: what any checkpoint of the same window needs, so that the
+/// buffer fits every later resume from the pool (sized to each checkpoint's own content, a
+/// pooled buffer was often a little short and replaced by a fresh one, zeroed and faulted in:
+/// ~10% of the CPU of random reads in a new mount; perf, session 9).
+fn take_parts(first: usize, full: usize) -> io::Result<Parts> {
     let taken = {
         let mut p = pool();
         let fit = (0..p.len())
@@ -97,7 +104,7 @@ fn take_parts(first: usize) -> io::Result<Parts> {
         // Not grown in place: `vec![0; n]` gets zero pages from the kernel that are touched
         // only where the decoder writes (a 128 MiB `--long` window is mostly never touched),
         // where growing would write zeros over all of it.
-        parts.bufs[0] = vec![0u8; first];
+        parts.bufs[0] = vec![0u8; first.max(full)];
     }
     Ok(parts)
 }
@@ -184,7 +191,7 @@ impl History {
         let Parts {
             ctx,
             bufs: [mut first, second],
-        } = take_parts(e + content_len + MAX_BLOCK + SLACK)?;
+        } = take_parts(e + content_len + MAX_BLOCK + SLACK, ENTROPY_ROOM + cap)?;
         let dctx = ctx.into_raw();
         first[..e].copy_from_slice(entropy);
         fill(&mut first[e..e + content_len]);
