@@ -2,6 +2,7 @@
 //! access points), hash the uncompressed bytes, and index the tar headers, all at once.
 
 use super::entries::Entries;
+use super::hash_thread::HashThread;
 use super::{Compression, LayerError, LayerIndex, SeekIndex};
 use crate::blob::verified::{ChunkHasher, CHUNK_SHIFT, RAW_CHUNK_SHIFT};
 use crate::blob::{gzip, zstd, Cursor, ReadAt};
@@ -97,7 +98,7 @@ pub fn build_index(
     let mut entries = Entries::new();
     let mut store_error = None;
     // For an uncompressed layer the diff_id is the digest: don't hash the bytes twice.
-    let mut uncompressed = (compression != Compression::None).then(|| Hasher::new(Algorithm::Sha256));
+    let mut uncompressed = (compression != Compression::None).then(|| HashThread::new(Algorithm::Sha256));
     let started = Instant::now();
     let mut last_log = started;
     let mut out_bytes = 0u64;
@@ -208,7 +209,10 @@ pub fn build_index(
             actual,
         });
     }
-    let diff = uncompressed.map_or_else(|| actual.clone(), Hasher::finish);
+    let diff = match uncompressed {
+        Some(h) => h.finish().map_err(io_err)?,
+        None => actual.clone(),
+    };
     if let Some(expected) = diff_id {
         if expected != diff.to_string() {
             return Err(LayerError::DiffIdMismatch {

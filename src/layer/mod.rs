@@ -10,6 +10,7 @@ mod build;
 pub mod entries;
 pub mod file;
 pub mod format;
+mod hash_thread;
 
 use crate::blob::chunk_cache::{CacheConfig, ChunkCache};
 use crate::blob::verified::{ChunkDigests, VerifiedBlob};
