@@ -18,97 +18,92 @@ const BATCH: usize = 512 << 10;
 const QUEUE: usize = 4;
 
 /// See the module doc.
-pub(super) struct HashThread {
-    /// Where batches go, and the thread hashing them; `None` when hashing in place.
-    worker: Option<(SyncSender<Vec<u8>>, JoinHandle<Digest>)>,
-    /// Emptied batch buffers coming back.
-    spare: Option<Receiver<Vec<u8>>>,
-    /// The batch being filled.
-    pending: Vec<u8>,
-    /// The hasher when no thread could be started.
-    inline: Option<Hasher>,
+pub(super) enum HashThread {
+    /// Batches go to the thread, emptied buffers come back; `pending` is the batch being filled.
+    Thread {
+        tx: SyncSender<Vec<u8>>,
+        handle: JoinHandle<Digest>,
+        spare: Receiver<Vec<u8>>,
+        pending: Vec<u8>,
+    },
+    /// No thread could be started: hashed in place.
+    Inline(Hasher),
 }
 
 impl HashThread {
     /// A hasher of `alg` on its own thread (in place if that thread cannot start).
     pub(super) fn new(alg: Algorithm) -> HashThread {
         let (tx, rx) = mpsc::sync_channel::<Vec<u8>>(QUEUE);
-        let (back_tx, back_rx) = mpsc::channel::<Vec<u8>>();
+        let (back, spare) = mpsc::channel::<Vec<u8>>();
         let spawned = std::thread::Builder::new().name("imgfs-diffid".into()).spawn(move || {
             let mut h = Hasher::new(alg);
             for mut batch in rx {
                 h.update(&batch);
                 batch.clear();
                 // The pass may have finished and gone: the buffer is then just freed.
-                let _ = back_tx.send(batch);
+                let _ = back.send(batch);
             }
             h.finish()
         });
         match spawned {
-            Ok(handle) => HashThread {
-                worker: Some((tx, handle)),
-                spare: Some(back_rx),
+            Ok(handle) => HashThread::Thread {
+                tx,
+                handle,
+                spare,
                 pending: Vec::with_capacity(BATCH),
-                inline: None,
             },
             Err(e) => {
                 log::warn!("cannot start a thread to hash the uncompressed layer ({e}); hashing in place");
-                HashThread {
-                    worker: None,
-                    spare: None,
-                    pending: Vec::new(),
-                    inline: Some(Hasher::new(alg)),
-                }
+                HashThread::Inline(Hasher::new(alg))
             }
         }
     }
 
     /// Adds bytes.
     pub(super) fn update(&mut self, mut data: &[u8]) {
-        if let Some(h) = self.inline.as_mut() {
-            h.update(data);
-            return;
-        }
-        while !data.is_empty() {
-            let take = (BATCH - self.pending.len()).min(data.len());
-            self.pending.extend_from_slice(&data[..take]);
-            data = &data[take..];
-            if self.pending.len() >= BATCH {
-                self.send();
+        match self {
+            HashThread::Inline(h) => h.update(data),
+            HashThread::Thread { tx, spare, pending, .. } => {
+                while !data.is_empty() {
+                    let take = (BATCH - pending.len()).min(data.len());
+                    pending.extend_from_slice(&data[..take]);
+                    data = &data[take..];
+                    if pending.len() >= BATCH {
+                        send(tx, spare, pending);
+                    }
+                }
             }
         }
     }
 
-    /// Hands the pending batch to the thread. A thread that is gone (it cannot fail but by a
-    /// panic) is noticed by [`Self::finish`], which then has no digest to give.
-    fn send(&mut self) {
-        let next = self
-            .spare
-            .as_ref()
-            .and_then(|r| r.try_recv().ok())
-            .unwrap_or_else(|| Vec::with_capacity(BATCH));
-        let batch = std::mem::replace(&mut self.pending, next);
-        if let Some((tx, _)) = &self.worker {
-            let _ = tx.send(batch);
-        }
-    }
-
     /// The digest of every byte added.
-    pub(super) fn finish(mut self) -> io::Result<Digest> {
-        if let Some(h) = self.inline.take() {
-            return Ok(h.finish());
+    pub(super) fn finish(self) -> io::Result<Digest> {
+        match self {
+            HashThread::Inline(h) => Ok(h.finish()),
+            HashThread::Thread {
+                tx,
+                handle,
+                spare,
+                mut pending,
+            } => {
+                if !pending.is_empty() {
+                    send(&tx, &spare, &mut pending);
+                }
+                drop(tx);
+                handle
+                    .join()
+                    .map_err(|_| io::Error::other("the thread hashing the uncompressed layer failed"))
+            }
         }
-        if !self.pending.is_empty() {
-            self.send();
-        }
-        let Some((tx, handle)) = self.worker.take() else {
-            return Err(io::Error::other("no hasher"));
-        };
-        drop(tx);
-        handle
-            .join()
-            .map_err(|_| io::Error::other("the thread hashing the uncompressed layer failed"))
     }
+}
+
+/// Hands the `pending` batch to the thread, replacing it with a spare buffer. A thread that is
+/// gone (it cannot fail but by a panic) is noticed by [`HashThread::finish`], which then has no
+/// digest to give.
+fn send(tx: &SyncSender<Vec<u8>>, spare: &Receiver<Vec<u8>>, pending: &mut Vec<u8>) {
+    let next = spare.try_recv().unwrap_or_else(|_| Vec::with_capacity(BATCH));
+    let _ = tx.send(std::mem::replace(pending, next));
 }
 
 #[cfg(test)]
