@@ -199,18 +199,10 @@ pub fn store_index(cache: &Cache, digest: &Digest, payload: &[u8]) {
     cache.store("layer", &cache_key(digest), payload);
 }
 
-/// True when `index` is a zstd index with a frame large enough for checkpoints but none: what
-/// an index pass without `-o zstd_checkpoints` (or an older publisher) leaves.
+/// True when `index` is a zstd index with a frame large enough for checkpoints but none
+/// ([`crate::blob::zstd::ZstdIndex::lacks_checkpoints`]).
 pub fn lacks_checkpoints(index: &LayerIndex) -> bool {
-    match &index.seek {
-        SeekIndex::Zstd(z) => {
-            z.checkpoints().is_empty()
-                && z.frames()
-                    .iter()
-                    .any(|f| f.out_len > 2 * crate::blob::zstd::DEFAULT_CHECKPOINT_SPACING)
-        }
-        _ => false,
-    }
+    matches!(&index.seek, SeekIndex::Zstd(z) if z.lacks_checkpoints())
 }
 
 type Slot = Arc<OnceLock<Result<Arc<Layer>, LayerError>>>;

@@ -162,6 +162,13 @@ impl ZstdIndex {
         &self.checkpoints
     }
 
+    /// True when a frame is large enough for checkpoints (more than two segments of the default
+    /// spacing: smaller ones get none, `tracker.rs`) but the index has none: what an index pass
+    /// without checkpoints (or an older publisher) leaves.
+    pub fn lacks_checkpoints(&self) -> bool {
+        self.checkpoints.is_empty() && self.frames.iter().any(|f| f.out_len > 2 * DEFAULT_CHECKPOINT_SPACING)
+    }
+
     /// The checkpoints, to change: fuzzing forges checkpoints this way ([`Self::to_bytes`] then
     /// writes CRCs that match the changed fields, so only the other checks stand).
     #[doc(hidden)]
