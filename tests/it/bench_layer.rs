@@ -7,9 +7,7 @@
 //!
 //! scripts/bench runs the same check on its ~1 GiB layer (`--verify-all`).
 
-use crate::util::{
-    one_layer_manifest, require, run, sha256_file, tempdir, write_blob, Mount, CMD_TIMEOUT, MT_MANIFEST,
-};
+use crate::util::{one_layer_image, require, run, sha256_file, start_layout, tempdir, Mount, CMD_TIMEOUT};
 use serde_json::json;
 use sha2::{Digest as _, Sha256};
 use std::collections::BTreeMap;
@@ -322,8 +320,7 @@ fn build(tmp: &Path, codec: Codec) -> (PathBuf, PathBuf, String) {
     fs::remove_file(&tar).unwrap();
 
     let layout = tmp.join("oci");
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    start_layout(&layout);
     let config = json!({
         "architecture": "amd64",
         "os": "linux",
@@ -331,25 +328,10 @@ fn build(tmp: &Path, codec: Codec) -> (PathBuf, PathBuf, String) {
         "rootfs": { "type": "layers", "diff_ids": [diff_id] },
         "history": [{ "created_by": "tests/it/bench_layer.rs: tar + gzip -6 -n or zstd -3" }],
     });
-    let (config_digest, config_size) = write_blob(&layout, config.to_string().as_bytes());
     let layer_path = layout.join("blobs/sha256").join(&layer_hex);
     fs::rename(&gz, &layer_path).unwrap();
     let layer_digest = format!("sha256:{layer_hex}");
-    let manifest = one_layer_manifest(
-        (&config_digest, config_size),
-        (codec.media_type(), &layer_digest, layer_size),
-    );
-    let (manifest_digest, manifest_size) = write_blob(&layout, manifest.to_string().as_bytes());
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": MT_MANIFEST,
-            "digest": manifest_digest,
-            "size": manifest_size,
-            "annotations": { "org.opencontainers.image.ref.name": REF },
-        }],
-    });
-    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    one_layer_image(&layout, &config, (codec.media_type(), &layer_digest, layer_size), REF);
 
     let tree = tmp.join("tree");
     fs::create_dir(&tree).unwrap();

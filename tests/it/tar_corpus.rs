@@ -15,7 +15,8 @@
 //! prints it; docs/robustness.md ("The tar corpus") says which one imgfs follows and why.
 
 use crate::util::{
-    one_layer_manifest, require, run, sha256_bytes, shared_fixtures, tempdir, write_blob, Mount, MT_INDEX, MT_MANIFEST,
+    one_layer_manifest, require, run, sha256_bytes, shared_fixtures, start_layout, tempdir, write_blob, Mount,
+    MT_INDEX, MT_MANIFEST,
 };
 use std::collections::BTreeMap;
 use std::fs;
@@ -76,11 +77,6 @@ fn gzip(data: &[u8]) -> Vec<u8> {
 /// Ref names of archive `i`: uncompressed and gzip layer.
 fn refs(i: usize) -> [String; 2] {
     [format!("{i:03}-tar"), format!("{i:03}-gz")]
-}
-
-fn start_layout(layout: &Path) {
-    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
 }
 
 fn write_index(layout: &Path, manifests: Vec<serde_json::Value>) {

@@ -906,6 +906,30 @@ pub fn digest_hex(d: &str) -> &str {
         .unwrap_or_else(|| panic!("not a sha256 digest: {d}"))
 }
 
+/// Makes `layout` an empty OCI layout: its `oci-layout` file and `blobs/sha256/`.
+pub fn start_layout(layout: &Path) {
+    fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
+    fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+}
+
+/// Completes a one-image OCI layout whose layer blob (media type, digest, size) is already in
+/// it: writes `config`, the one-layer manifest, and `index.json` naming it `ref_name`.
+pub fn one_layer_image(layout: &Path, config: &serde_json::Value, layer: (&str, &str, u64), ref_name: &str) {
+    let config = write_blob(layout, config.to_string().as_bytes());
+    let manifest = one_layer_manifest((&config.0, config.1), layer);
+    let (digest, size) = write_blob(layout, manifest.to_string().as_bytes());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": MT_MANIFEST,
+            "digest": digest,
+            "size": size,
+            "annotations": { "org.opencontainers.image.ref.name": ref_name },
+        }],
+    });
+    fs::write(layout.join("index.json"), index.to_string()).unwrap();
+}
+
 /// Writes `bytes` as a blob of the OCI layout `layout` (its `blobs/sha256` must exist); returns
 /// its digest and size.
 pub fn write_blob(layout: &Path, bytes: &[u8]) -> (String, usize) {

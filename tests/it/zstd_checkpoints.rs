@@ -4,7 +4,7 @@
 //! and a later command loads it from the cache with them. The one-frame image made here is also
 //! the one `published.rs` publishes with checkpoints.
 
-use crate::util::{one_layer_manifest, run_imgfs, sha256_bytes, tempdir, write_blob, Rng, CMD_TIMEOUT, MT_MANIFEST};
+use crate::util::{one_layer_image, run_imgfs, sha256_bytes, start_layout, tempdir, write_blob, Rng, CMD_TIMEOUT};
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
@@ -131,31 +131,16 @@ pub(crate) fn single_frame_image() -> FrameImage {
     // One frame, as `zstd` and skopeo write it.
     let layer = zstd::encode_all(&tar[..], 3).unwrap();
     let layout = dir.path().join("oci");
-    std::fs::create_dir_all(layout.join("blobs/sha256")).unwrap();
-    std::fs::write(layout.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    start_layout(&layout);
     let config = serde_json::json!({
         "architecture": "amd64",
         "os": "linux",
         "config": {},
         "rootfs": { "type": "layers", "diff_ids": [format!("sha256:{}", sha256_bytes(&tar))] },
     });
-    let config = write_blob(&layout, config.to_string().as_bytes());
     let (digest, size) = write_blob(&layout, &layer);
-    let manifest = one_layer_manifest(
-        (&config.0, config.1),
-        ("application/vnd.oci.image.layer.v1.tar+zstd", &digest, size as u64),
-    );
-    let (m, m_size) = write_blob(&layout, manifest.to_string().as_bytes());
-    let index = serde_json::json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": MT_MANIFEST,
-            "digest": m,
-            "size": m_size,
-            "annotations": { "org.opencontainers.image.ref.name": REF },
-        }],
-    });
-    std::fs::write(layout.join("index.json"), index.to_string()).unwrap();
+    let media_type = "application/vnd.oci.image.layer.v1.tar+zstd";
+    one_layer_image(&layout, &config, (media_type, &digest, size as u64), REF);
     FrameImage {
         layout,
         files,
