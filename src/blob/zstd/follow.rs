@@ -179,8 +179,7 @@ fn follow(
                 // Keep taking the pass's bytes (and giving its buffers back) until it ends.
                 for m in rx {
                     if let Msg::Data { consumed, output, .. } = m {
-                        let _ = back[0].send(consumed);
-                        let _ = back[1].send(output);
+                        give_back(&back, consumed, output);
                     }
                 }
                 return Vec::new();
@@ -216,8 +215,7 @@ fn follow(
                             given_up.store(*run, Ordering::Relaxed);
                         }
                     }
-                    let _ = back[0].send(consumed);
-                    let _ = back[1].send(output);
+                    give_back(&back, consumed, output);
                 }
                 Msg::End { keep } => {
                     if let Some((mut c, _)) = cur.take() {
@@ -233,6 +231,12 @@ fn follow(
             Vec::new()
         })
     })
+}
+
+/// Returns a message's buffers to the pass for reuse (the pass may be gone: they are then freed).
+fn give_back(back: &[Sender<Vec<u8>>; 2], consumed: Vec<u8>, output: Vec<u8>) {
+    let _ = back[0].send(consumed);
+    let _ = back[1].send(output);
 }
 
 /// What the following thread hands the sealing thread.
